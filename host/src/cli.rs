@@ -1,0 +1,322 @@
+//! The command line: `validate`, `compile`, `serve`. Turns library results into one clear
+//! message per failure and a documented exit code per failure class (see [`exit`]).
+
+use crate::artifact::{self, ArtifactError};
+use crate::compile::{self, Options};
+use crate::diag::{self, Diagnostic};
+use crate::server::{self, Config, Gateway, Limits};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use miette::miette;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes: part of the CLI contract (also listed in the README).
+pub mod exit {
+    /// The spec or manifest has errors (diagnostics printed).
+    pub const INVALID_INPUT: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// A file cannot be read or written, or the listen address cannot be bound.
+    pub const IO: u8 = 3;
+    /// The artifact is not an artifact, or is truncated.
+    pub const ARTIFACT_CORRUPT: u8 = 10;
+    /// An artifact entry does not match its digest.
+    pub const ARTIFACT_TAMPERED: u8 = 11;
+    /// The artifact was written by a newer barbacane.
+    pub const ARTIFACT_TOO_NEW: u8 = 12;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "barbacane",
+    version,
+    about = "An API gateway compiled from OpenAPI specs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check specs and report every problem with file:line:col.
+    Validate(SpecArgs),
+    /// Compile specs into a sealed .bca artifact.
+    Compile {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Where to write the artifact.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Serve an artifact (or specs compiled in memory).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct SpecArgs {
+    /// OpenAPI 3.0/3.1 spec files (YAML or JSON); repeat for several.
+    #[arg(long = "spec", required = true, num_args = 1..)]
+    specs: Vec<PathBuf>,
+    /// Project manifest (barbacane.yaml).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Development mode: allow plaintext http:// upstreams.
+    #[arg(long)]
+    dev: bool,
+    /// Diagnostics format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A compiled artifact.
+    #[arg(long, conflicts_with_all = ["specs", "manifest"], required_unless_present = "specs")]
+    artifact: Option<PathBuf>,
+    /// Spec files to compile in memory instead of an artifact.
+    #[arg(long = "spec", num_args = 1..)]
+    specs: Vec<PathBuf>,
+    /// Project manifest, with --spec.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Development mode: detailed validation problems; plaintext upstreams allowed with --spec.
+    #[arg(long)]
+    dev: bool,
+    /// Seconds to wait for in-flight requests on SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 30)]
+    drain_timeout: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_size: u64,
+    /// Most request headers.
+    #[arg(long, default_value_t = Limits::default().max_headers)]
+    max_headers: usize,
+    /// Largest total size of request headers in bytes.
+    #[arg(long, default_value_t = Limits::default().max_header_bytes)]
+    max_header_size: usize,
+    /// Longest request target (path + query) in bytes.
+    #[arg(long, default_value_t = Limits::default().max_uri_bytes)]
+    max_uri_length: usize,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Compile { spec, output } => compile_to(&spec, &output),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn validate(args: &SpecArgs) -> ExitCode {
+    match compile::compile(
+        &args.specs,
+        args.manifest.as_deref(),
+        Options { dev: args.dev },
+    ) {
+        Ok(compiled) => {
+            if args.format == Format::Json {
+                println!("{}", diag::to_json(&[]));
+            } else {
+                println!("ok: {} operations", compiled.api.operations.len());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => report(&diagnostics, args.format),
+    }
+}
+
+fn compile_to(args: &SpecArgs, output: &Path) -> ExitCode {
+    let compiled = match compile::compile(
+        &args.specs,
+        args.manifest.as_deref(),
+        Options { dev: args.dev },
+    ) {
+        Ok(c) => c,
+        Err(diagnostics) => return report(&diagnostics, args.format),
+    };
+    match artifact::write(output, &compiled, args.dev) {
+        Ok(manifest) => {
+            if args.format == Format::Json {
+                println!("{}", diag::to_json(&[]));
+            } else {
+                println!(
+                    "compiled {} operations from {} file(s) into {}",
+                    manifest.routes.len(),
+                    manifest.sources.len(),
+                    output.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(
+            exit::IO,
+            miette!(
+                help = "check that the output directory exists and is writable",
+                "{e}"
+            ),
+        ),
+    }
+}
+
+fn report(diagnostics: &[Diagnostic], format: Format) -> ExitCode {
+    match format {
+        Format::Json => println!("{}", diag::to_json(diagnostics)),
+        Format::Human => {
+            let mut err = std::io::stderr().lock();
+            for d in diagnostics {
+                let _ = writeln!(err, "{d}");
+                if let Some(snippet) = snippet(d) {
+                    let _ = writeln!(err, "{snippet}");
+                }
+                let _ = writeln!(err);
+            }
+            let _ = writeln!(err, "{} error(s)", diagnostics.len());
+        }
+    }
+    ExitCode::from(exit::INVALID_INPUT)
+}
+
+/// The offending source line with a caret under the column, when the file can be read.
+fn snippet(d: &Diagnostic) -> Option<String> {
+    let text = std::fs::read_to_string(&d.location.file).ok()?;
+    let line = text.lines().nth(d.location.line.checked_sub(1)?)?;
+    let gutter = d.location.line.to_string();
+    let pad = " ".repeat(gutter.len());
+    let caret = " ".repeat(d.location.column.saturating_sub(1));
+    Some(format!("{pad} |\n{gutter} | {line}\n{pad} | {caret}^"))
+}
+
+fn fail(code: u8, report: miette::Report) -> ExitCode {
+    eprintln!("{report:?}");
+    ExitCode::from(code)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let loaded = match &args.artifact {
+        Some(path) => artifact::read(path).map_err(|e| {
+            let code = match e {
+                ArtifactError::Io { .. } => exit::IO,
+                ArtifactError::Corrupt(_) => exit::ARTIFACT_CORRUPT,
+                ArtifactError::Tampered(_) => exit::ARTIFACT_TAMPERED,
+                ArtifactError::NewerFormat { .. } => exit::ARTIFACT_TOO_NEW,
+            };
+            (
+                code,
+                miette!(help = "recompile it with `barbacane compile`", "{e}"),
+            )
+        }),
+        None => compile::compile(
+            &args.specs,
+            args.manifest.as_deref(),
+            Options { dev: args.dev },
+        )
+        .map(|compiled| artifact::Artifact::from_compiled(&compiled, args.dev))
+        .map_err(|diagnostics| {
+            report(&diagnostics, Format::Human);
+            (exit::INVALID_INPUT, miette!("the specs have errors"))
+        }),
+    };
+    let artifact = match loaded {
+        Ok(a) => a,
+        Err((code, report)) => return fail(code, report),
+    };
+    if artifact.manifest.dev && !args.dev {
+        tracing::warn!(
+            "this artifact was compiled with --dev (plaintext upstreams may be allowed)"
+        );
+    }
+    let config = Config {
+        dev: args.dev,
+        limits: Limits {
+            max_body_bytes: args.max_body_size,
+            max_headers: args.max_headers,
+            max_header_bytes: args.max_header_size,
+            max_uri_bytes: args.max_uri_length,
+        },
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(exit::IO, miette!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let gateway = match Gateway::new(artifact, config) {
+            Ok(g) => Arc::new(g),
+            Err(e) => {
+                return fail(
+                    exit::ARTIFACT_CORRUPT,
+                    miette!(help = "recompile the artifact", "{e}"),
+                );
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(
+                    exit::IO,
+                    miette!(
+                        help = "pick a free address with --listen",
+                        "cannot listen on {}: {e}",
+                        args.listen
+                    ),
+                );
+            }
+        };
+        let address = listener
+            .local_addr()
+            .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+        tracing::info!(%address, "serving");
+        println!("listening on http://{address}");
+        let _ = std::io::stdout().flush();
+        server::serve(gateway, listener, server::shutdown_signal()).await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

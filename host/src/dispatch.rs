@@ -1,0 +1,69 @@
+//! Dispatchers: what answers a request once it has been routed and validated. `mock` answers
+//! from config; `http-upstream` forwards to a named upstream (see [`crate::upstream`]).
+
+use crate::model::{Dispatch, MockDispatch};
+use crate::server::{Body, full};
+use crate::upstream::{Forward, Upstreams};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use std::net::SocketAddr;
+
+/// What a dispatcher gets from the pipeline.
+pub struct Context<'a> {
+    /// Upstream clients.
+    pub upstreams: &'a Upstreams,
+    /// The request head.
+    pub parts: http::request::Parts,
+    /// The request body (already validated or size-limited).
+    pub body: Body,
+    /// Decoded path parameters.
+    pub path_params: &'a [(String, String)],
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request's id, forwarded upstream.
+    pub request_id: &'a HeaderValue,
+}
+
+/// Runs the operation's dispatcher.
+pub async fn dispatch(dispatch: &Dispatch, cx: Context<'_>) -> Response<Body> {
+    match dispatch {
+        Dispatch::Mock(mock) => mock_response(mock),
+        Dispatch::HttpUpstream(config) => {
+            cx.upstreams
+                .forward(Forward {
+                    config,
+                    parts: cx.parts,
+                    body: cx.body,
+                    path_params: cx.path_params,
+                    peer: cx.peer,
+                    request_id: cx.request_id,
+                })
+                .await
+        }
+    }
+}
+
+fn mock_response(mock: &MockDispatch) -> Response<Body> {
+    let (default_type, bytes) = match &mock.body {
+        None => (None, Vec::new()),
+        Some(serde_json::Value::String(s)) => {
+            (Some("text/plain; charset=utf-8"), s.clone().into_bytes())
+        }
+        Some(value) => (Some("application/json"), value.to_string().into_bytes()),
+    };
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = StatusCode::from_u16(mock.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    if let Some(t) = default_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(t));
+    }
+    // Names and values were checked at compile time; a bad one is skipped, not fatal.
+    for (name, value) in &mock.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    response
+}

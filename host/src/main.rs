@@ -1,0 +1,5 @@
+//! The `barbacane` command.
+
+fn main() -> std::process::ExitCode {
+    barbacane::cli::main()
+}

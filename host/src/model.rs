@@ -1,0 +1,175 @@
+//! The compiled API: what `compile` produces, what the artifact stores (as `routes.json`) and what
+//! `serve` loads. Plain data with no behaviour, so the three stages share one vocabulary.
+//!
+//! **Invariant:** everything here is resolved: no `$ref`s, no file paths to read, no names left
+//! to look up except upstream names, which `compile` has checked.
+
+use crate::spec::bundle::Dialect;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The whole compiled API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Api {
+    /// Every operation of every spec, in source order.
+    pub operations: Vec<Operation>,
+    /// Named upstream clusters from `x-barbacane-upstreams`.
+    pub upstreams: BTreeMap<String, Upstream>,
+}
+
+/// One OpenAPI operation, ready to route, validate and dispatch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Operation {
+    /// `operationId`, or `METHOD /path` when the spec gives none.
+    pub id: String,
+    /// Upper-case HTTP method.
+    pub method: String,
+    /// The path template as written in the spec, e.g. `/pets/{id}`.
+    pub path: String,
+    /// Where this operation is served (from `servers`).
+    pub servers: Vec<ServerMatch>,
+    /// Path, query, header and cookie parameters (path-item level merged in).
+    pub parameters: Vec<Parameter>,
+    /// The request body contract, if the operation declares one.
+    pub request_body: Option<RequestBody>,
+    /// The schema dialect of the spec the operation came from.
+    pub dialect: Dialect,
+    /// How the request is answered.
+    pub dispatch: Dispatch,
+    /// `file:line:col` of the operation, for logs and conflict messages.
+    pub source: String,
+}
+
+/// A `servers` entry reduced to what routing needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerMatch {
+    /// Host pattern (lower case; a `*` label matches any one label); `None` matches any host.
+    pub host: Option<String>,
+    /// Base path without a trailing slash (`""` for the root).
+    pub base_path: String,
+}
+
+/// Where a parameter lives.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamLocation {
+    /// A `{name}` path segment.
+    Path,
+    /// The query string.
+    Query,
+    /// A request header.
+    Header,
+    /// A cookie in the `Cookie` header.
+    Cookie,
+}
+
+impl ParamLocation {
+    /// The name used in the spec and in problem `errors[].location`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamLocation::Path => "path",
+            ParamLocation::Query => "query",
+            ParamLocation::Header => "header",
+            ParamLocation::Cookie => "cookie",
+        }
+    }
+}
+
+/// How an array or object parameter is serialised (OpenAPI `style`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ParamStyle {
+    /// `a,b,c` (path and header default).
+    Simple,
+    /// `?x=a&x=b` or `?x=a,b` (query and cookie default).
+    Form,
+    /// `?x=a%20b`.
+    SpaceDelimited,
+    /// `?x=a|b`.
+    PipeDelimited,
+    /// `?x[k]=v`.
+    DeepObject,
+}
+
+/// One parameter with its bundled schema.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Parameter {
+    /// The name (lower case for headers).
+    pub name: String,
+    /// Where it lives.
+    pub location: ParamLocation,
+    /// Whether the request must carry it.
+    pub required: bool,
+    /// `style` (defaulted per location).
+    pub style: ParamStyle,
+    /// `explode` (defaulted per style).
+    pub explode: bool,
+    /// The bundled JSON Schema, if any.
+    pub schema: Option<Value>,
+}
+
+/// The request body contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestBody {
+    /// Whether a body is required.
+    pub required: bool,
+    /// Accepted media types (lower case; may be `type/*` or `*/*`) with their bundled schemas.
+    pub content: Vec<MediaType>,
+}
+
+/// One accepted media type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MediaType {
+    /// e.g. `application/json`.
+    pub media_type: String,
+    /// The bundled schema, validated for JSON media types only.
+    pub schema: Option<Value>,
+}
+
+/// How an operation is answered (`x-barbacane-dispatch`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "name", content = "config", rename_all = "kebab-case")]
+pub enum Dispatch {
+    /// A fixed response from config.
+    Mock(MockDispatch),
+    /// Forward to a named upstream.
+    HttpUpstream(HttpUpstreamDispatch),
+}
+
+/// The `mock` dispatcher's config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MockDispatch {
+    /// Response status (default 200).
+    #[serde(default = "default_mock_status")]
+    pub status: u16,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Response body: a string is sent as-is, anything else as JSON.
+    #[serde(default)]
+    pub body: Option<Value>,
+}
+
+fn default_mock_status() -> u16 {
+    200
+}
+
+/// The `http-upstream` dispatcher's compiled config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HttpUpstreamDispatch {
+    /// Name of the upstream in `x-barbacane-upstreams`.
+    pub upstream: String,
+    /// Upstream path template, filled from path parameters (defaults to the operation's path).
+    pub path: String,
+    /// Time allowed for the upstream's response head, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// A named upstream cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Upstream {
+    /// Base URLs (`scheme://host:port[/base]`), used round-robin.
+    pub endpoints: Vec<String>,
+}

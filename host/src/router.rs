@@ -1,0 +1,327 @@
+//! Routing: request path normalisation and a segment trie of the compiled operations.
+//!
+//! Normalisation drops empty segments (duplicate and trailing slashes), resolves `.` and `..`
+//! (never above the root), then percent-decodes each segment. A segment that only *decodes* to a
+//! separator or a dot segment (`%2f`, `%2e%2e`) is rejected rather than resolved: it can only be a
+//! traversal attempt. Matching prefers static segments over `{param}` ones; the first path that
+//! matches decides the route, and the method is checked only then (405 with `Allow`).
+
+use crate::model::Operation;
+use http::Method;
+use std::collections::HashMap;
+
+/// Why a request path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// `..` would climb above the root.
+    #[error("the path climbs above the root")]
+    AboveRoot,
+    /// A segment decodes to `/`, `.`, `..` or contains NUL or control characters.
+    #[error("the path contains an encoded separator, dot segment or control character")]
+    EncodedTraversal,
+    /// A segment is not valid percent-encoded UTF-8.
+    #[error("the path is not valid percent-encoded UTF-8")]
+    InvalidEncoding,
+}
+
+/// Splits and normalises a raw request path into decoded segments.
+pub fn normalize(raw_path: &str) -> Result<Vec<String>, PathError> {
+    let mut segments: Vec<String> = Vec::new();
+    for raw in raw_path.split('/') {
+        match raw {
+            "" | "." => continue,
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| PathError::InvalidEncoding)?;
+        if decoded == "."
+            || decoded == ".."
+            || decoded.contains('/')
+            || decoded.chars().any(char::is_control)
+        {
+            return Err(PathError::EncodedTraversal);
+        }
+        segments.push(decoded.into_owned());
+    }
+    Ok(segments)
+}
+
+/// The outcome of a lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Operation index and decoded path parameters.
+    Found(usize, Vec<(String, String)>),
+    /// The path exists, not with this method; the methods it has.
+    MethodNotAllowed(Vec<Method>),
+    /// No route.
+    NotFound,
+}
+
+#[derive(Debug)]
+struct Entry {
+    method: Method,
+    host: Option<Vec<String>>,
+    operation: usize,
+    param_names: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    statics: HashMap<String, Node>,
+    param: Option<Box<Node>>,
+    entries: Vec<Entry>,
+}
+
+/// The routing trie.
+#[derive(Debug, Default)]
+pub struct Router {
+    root: Node,
+}
+
+impl Router {
+    /// Builds the trie; each operation is inserted once per server base path.
+    pub fn new(operations: &[Operation]) -> Router {
+        let mut router = Router::default();
+        for (index, op) in operations.iter().enumerate() {
+            let Ok(method) = Method::from_bytes(op.method.as_bytes()) else {
+                continue;
+            };
+            for server in &op.servers {
+                let full = format!("{}{}", server.base_path, op.path);
+                let mut node = &mut router.root;
+                let mut param_names = Vec::new();
+                for segment in full.split('/').filter(|s| !s.is_empty()) {
+                    node = match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => {
+                            param_names.push(name.to_string());
+                            node.param.get_or_insert_with(Box::default)
+                        }
+                        None => node.statics.entry(segment.to_string()).or_default(),
+                    };
+                }
+                node.entries.push(Entry {
+                    method: method.clone(),
+                    host: server
+                        .host
+                        .as_ref()
+                        .map(|h| h.split('.').map(str::to_owned).collect()),
+                    operation: index,
+                    param_names,
+                });
+            }
+        }
+        router
+    }
+
+    /// Finds the operation for `method` on `host` (without port) and normalised `segments`.
+    pub fn lookup(&self, method: &Method, host: &str, segments: &[String]) -> Lookup {
+        let host_labels: Vec<&str> = host.split('.').collect();
+        let mut values = Vec::new();
+        let Some(node) = find(&self.root, segments, &host_labels, &mut values) else {
+            return Lookup::NotFound;
+        };
+        let on_host: Vec<&Entry> = node
+            .entries
+            .iter()
+            .filter(|e| host_matches(e.host.as_deref(), &host_labels))
+            // Host-specific entries first, so they win over catch-all ones.
+            .collect::<Vec<_>>();
+        let pick = |m: &Method| {
+            on_host
+                .iter()
+                .filter(|e| e.method == *m)
+                .min_by_key(|e| e.host.is_none())
+                .copied()
+        };
+        let entry = pick(method).or_else(|| {
+            (*method == Method::HEAD)
+                .then(|| pick(&Method::GET))
+                .flatten()
+        });
+        match entry {
+            Some(e) => Lookup::Found(
+                e.operation,
+                e.param_names.iter().cloned().zip(values).collect(),
+            ),
+            None => {
+                let mut allowed: Vec<Method> = Vec::new();
+                for e in &on_host {
+                    if !allowed.contains(&e.method) {
+                        allowed.push(e.method.clone());
+                    }
+                }
+                if allowed.contains(&Method::GET) && !allowed.contains(&Method::HEAD) {
+                    allowed.push(Method::HEAD);
+                }
+                Lookup::MethodNotAllowed(allowed)
+            }
+        }
+    }
+}
+
+/// Depth-first, static before param; returns the first node that ends the path and has routes
+/// for this host, with the captured parameter values in `values`.
+fn find<'a>(
+    node: &'a Node,
+    segments: &[String],
+    host: &[&str],
+    values: &mut Vec<String>,
+) -> Option<&'a Node> {
+    let Some((first, rest)) = segments.split_first() else {
+        return node
+            .entries
+            .iter()
+            .any(|e| host_matches(e.host.as_deref(), host))
+            .then_some(node);
+    };
+    if let Some(child) = node.statics.get(first)
+        && let Some(found) = find(child, rest, host, values)
+    {
+        return Some(found);
+    }
+    if let Some(child) = &node.param {
+        values.push(first.clone());
+        if let Some(found) = find(child, rest, host, values) {
+            return Some(found);
+        }
+        values.pop();
+    }
+    None
+}
+
+fn host_matches(pattern: Option<&[String]>, host: &[&str]) -> bool {
+    match pattern {
+        None => true,
+        Some(labels) => {
+            labels.len() == host.len()
+                && labels
+                    .iter()
+                    .zip(host)
+                    .all(|(p, h)| p == "*" || p.eq_ignore_ascii_case(h))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Dispatch, MockDispatch, ServerMatch};
+    use crate::spec::bundle::Dialect;
+
+    fn op(method: &str, path: &str, host: Option<&str>, base: &str) -> Operation {
+        Operation {
+            id: format!("{method} {path}"),
+            method: method.into(),
+            path: path.into(),
+            servers: vec![ServerMatch {
+                host: host.map(str::to_owned),
+                base_path: base.into(),
+            }],
+            parameters: Vec::new(),
+            request_body: None,
+            dialect: Dialect::OpenApi31,
+            dispatch: Dispatch::Mock(MockDispatch {
+                status: 200,
+                headers: Default::default(),
+                body: None,
+            }),
+            source: String::new(),
+        }
+    }
+
+    fn segs(path: &str) -> Vec<String> {
+        normalize(path).unwrap()
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(segs("//pets///1/"), vec!["pets", "1"]);
+        assert_eq!(segs("/a/./b/../c"), vec!["a", "c"]);
+        assert_eq!(segs("/pets/caf%C3%A9"), vec!["pets", "café"]);
+        assert_eq!(normalize("/../etc"), Err(PathError::AboveRoot));
+        assert_eq!(
+            normalize("/pets/%2e%2e/admin"),
+            Err(PathError::EncodedTraversal)
+        );
+        assert_eq!(
+            normalize("/pets/.%2E/admin"),
+            Err(PathError::EncodedTraversal)
+        );
+        assert_eq!(normalize("/pets/a%2fb"), Err(PathError::EncodedTraversal));
+        assert_eq!(normalize("/pets/%00"), Err(PathError::EncodedTraversal));
+        assert_eq!(normalize("/pets/%ff"), Err(PathError::InvalidEncoding));
+    }
+
+    #[test]
+    fn static_beats_param_and_methods_are_checked() {
+        let router = Router::new(&[
+            op("GET", "/pets/{id}", None, ""),
+            op("GET", "/pets/mine", None, ""),
+            op("DELETE", "/pets/{petId}", None, ""),
+        ]);
+        assert_eq!(
+            router.lookup(&Method::GET, "x", &segs("/pets/7")),
+            Lookup::Found(0, vec![("id".into(), "7".into())])
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "x", &segs("/pets/mine/")),
+            Lookup::Found(1, vec![])
+        );
+        assert_eq!(
+            router.lookup(&Method::DELETE, "x", &segs("/pets/7")),
+            Lookup::Found(2, vec![("petId".into(), "7".into())])
+        );
+        assert_eq!(
+            router.lookup(&Method::HEAD, "x", &segs("/pets/7")),
+            Lookup::Found(0, vec![("id".into(), "7".into())])
+        );
+        assert_eq!(
+            router.lookup(&Method::POST, "x", &segs("/pets/7")),
+            Lookup::MethodNotAllowed(vec![Method::GET, Method::DELETE, Method::HEAD])
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "x", &segs("/pets")),
+            Lookup::NotFound
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "x", &segs("/pets/1/2")),
+            Lookup::NotFound
+        );
+    }
+
+    #[test]
+    fn hosts_and_base_paths() {
+        let router = Router::new(&[
+            op("GET", "/pets", Some("api.example.com"), "/v1"),
+            op("GET", "/pets", Some("*.example.org"), "/v1"),
+            op("GET", "/pets", None, "/v2"),
+        ]);
+        assert_eq!(
+            router.lookup(&Method::GET, "API.example.com", &segs("/v1/pets")),
+            Lookup::Found(0, vec![])
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "eu.example.org", &segs("/v1/pets")),
+            Lookup::Found(1, vec![])
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "other.test", &segs("/v1/pets")),
+            Lookup::NotFound
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "other.test", &segs("/v2/pets")),
+            Lookup::Found(2, vec![])
+        );
+        assert_eq!(
+            router.lookup(&Method::GET, "api.example.com", &segs("/pets")),
+            Lookup::NotFound
+        );
+    }
+}

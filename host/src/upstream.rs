@@ -1,0 +1,318 @@
+//! Upstream clusters and forwarding: one pooled keep-alive client (HTTP/1.1, TLS by rustls) for
+//! all named upstreams, round-robin over each upstream's endpoints, and the proxy rules: path
+//! template filled from path parameters, query passed through, hop-by-hop headers stripped,
+//! `x-forwarded-*` set, bodies streamed both ways, timeout → 504, connect failure → 502.
+
+use crate::model::{HttpUpstreamDispatch, Upstream};
+use crate::problem::{Kind, Problem};
+use crate::server::{Body, BoxError};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Characters kept as-is in a path segment (RFC 3986 unreserved and sub-delims, `:` and `@`);
+/// everything else, `/` included, is percent-encoded so a parameter stays one segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@');
+
+/// RFC 9110 §7.6.1 connection-specific headers, never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+struct Endpoint {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// Base path without trailing slash.
+    base_path: String,
+}
+
+struct Cluster {
+    endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+}
+
+/// All upstream clusters and the shared client.
+pub struct Upstreams {
+    client: HttpsClient,
+    clusters: HashMap<String, Cluster>,
+}
+
+/// One request to forward.
+pub struct Forward<'a> {
+    /// The dispatcher's config.
+    pub config: &'a HttpUpstreamDispatch,
+    /// The client request head.
+    pub parts: http::request::Parts,
+    /// The client request body.
+    pub body: Body,
+    /// Decoded path parameters.
+    pub path_params: &'a [(String, String)],
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request id.
+    pub request_id: &'a HeaderValue,
+}
+
+impl Upstreams {
+    /// Builds clusters from the compiled upstream definitions.
+    pub fn new(upstreams: &BTreeMap<String, Upstream>) -> Result<Upstreams, String> {
+        let mut clusters = HashMap::new();
+        for (name, upstream) in upstreams {
+            let endpoints = upstream
+                .endpoints
+                .iter()
+                .map(|e| {
+                    parse_endpoint(e)
+                        .ok_or_else(|| format!("upstream '{name}': invalid endpoint '{e}'"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            clusters.insert(
+                name.clone(),
+                Cluster {
+                    endpoints,
+                    next: AtomicUsize::new(0),
+                },
+            );
+        }
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let tls = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(builder) => builder,
+            Err(e) => {
+                tracing::warn!(error = %e, "no system CA certificates found; https upstreams will fail");
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                )
+            }
+        };
+        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        Ok(Upstreams { client, clusters })
+    }
+
+    /// Forwards one request; failures become 502/504 problems.
+    pub async fn forward(&self, f: Forward<'_>) -> Response<Body> {
+        let Some(cluster) = self.clusters.get(&f.config.upstream) else {
+            return Problem::new(Kind::BadGateway, "the upstream is not configured")
+                .into_response();
+        };
+        let index = cluster.next.fetch_add(1, Ordering::Relaxed) % cluster.endpoints.len().max(1);
+        let Some(endpoint) = cluster.endpoints.get(index) else {
+            return Problem::new(Kind::BadGateway, "the upstream has no endpoints").into_response();
+        };
+        let uri = match upstream_uri(endpoint, &f.config.path, f.path_params, f.parts.uri.query()) {
+            Some(uri) => uri,
+            None => {
+                return Problem::new(Kind::BadGateway, "cannot build the upstream URI")
+                    .into_response();
+            }
+        };
+        let mut request = Request::new(f.body);
+        *request.method_mut() = f.parts.method.clone();
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        let headers = request.headers_mut();
+        *headers = f.parts.headers;
+        let original_host = headers.get(header::HOST).cloned().or_else(|| {
+            f.parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        strip_hop_by_hop(headers);
+        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        append_forwarded_for(headers, f.peer);
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        match original_host {
+            Some(host) => headers.insert("x-forwarded-host", host),
+            None => headers.remove("x-forwarded-host"),
+        };
+        headers.insert("x-request-id", f.request_id.clone());
+
+        let timeout = Duration::from_millis(f.config.timeout_ms);
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Err(_) => Problem::new(
+                Kind::GatewayTimeout,
+                format!(
+                    "upstream '{}' did not answer within {timeout:?}",
+                    f.config.upstream
+                ),
+            )
+            .into_response(),
+            Ok(Err(e)) => upstream_error(&f.config.upstream, &e),
+            Ok(Ok(response)) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+            }
+        }
+    }
+}
+
+fn upstream_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return Problem::new(
+                Kind::PayloadTooLarge,
+                "the request body exceeds the size limit",
+            )
+            .into_response();
+        }
+        source = err.source();
+    }
+    let detail = if e.is_connect() {
+        format!("cannot connect to upstream '{upstream}'")
+    } else {
+        format!("upstream '{upstream}' failed before answering")
+    };
+    tracing::warn!(error = ?e, upstream, "upstream request failed");
+    Problem::new(Kind::BadGateway, detail).into_response()
+}
+
+fn parse_endpoint(text: &str) -> Option<Endpoint> {
+    let uri: Uri = text.parse().ok()?;
+    Some(Endpoint {
+        scheme: uri.scheme()?.clone(),
+        authority: uri.authority()?.clone(),
+        base_path: uri.path().trim_end_matches('/').to_string(),
+    })
+}
+
+/// `endpoint` + template filled with percent-encoded parameters + the client's raw query.
+fn upstream_uri(
+    endpoint: &Endpoint,
+    template: &str,
+    params: &[(String, String)],
+    query: Option<&str>,
+) -> Option<Uri> {
+    let mut path = endpoint.base_path.clone();
+    for segment in template.split('/').filter(|s| !s.is_empty()) {
+        path.push('/');
+        match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => {
+                let value = params
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())?;
+                path.extend(utf8_percent_encode(value, SEGMENT));
+            }
+            None => path.push_str(segment),
+        }
+    }
+    if path.is_empty() || template.ends_with('/') {
+        path.push('/');
+    }
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    Uri::builder()
+        .scheme(endpoint.scheme.clone())
+        .authority(endpoint.authority.clone())
+        .path_and_query(path)
+        .build()
+        .ok()
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(existing) => format!("{existing}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris_encode_parameters_as_single_segments() {
+        let endpoint = parse_endpoint("http://127.0.0.1:9001/api/").unwrap();
+        let params = vec![(String::from("id"), String::from("a/../b c"))];
+        let uri = upstream_uri(&endpoint, "/v1/items/{id}", &params, Some("x=1&y=%20")).unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "http://127.0.0.1:9001/api/v1/items/a%2F..%2Fb%20c?x=1&y=%20"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-kept"));
+    }
+}
