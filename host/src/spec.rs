@@ -129,7 +129,8 @@ impl Sources {
         self.docs.get(node.doc)?.parsed.value.pointer(&node.pointer)
     }
 
-    /// `file:line:col` of `node`, or of its nearest ancestor that has a position.
+    /// `file:line:col` of `node`, or of its nearest ancestor that has a position. A mapping or
+    /// list is located by its key (`get:` rather than the first line inside it).
     pub fn location(&self, node: &NodeRef) -> Location {
         let Some(doc) = self.docs.get(node.doc) else {
             return Location {
@@ -140,7 +141,17 @@ impl Sources {
         };
         let mut pointer = node.pointer.as_str();
         loop {
-            if let Some(&(line, column)) = doc.parsed.positions.get(pointer) {
+            let is_collection = doc
+                .parsed
+                .value
+                .pointer(pointer)
+                .is_some_and(|v| v.is_object() || v.is_array());
+            let key = if is_collection {
+                doc.parsed.key_positions.get(pointer)
+            } else {
+                None
+            };
+            if let Some(&(line, column)) = key.or_else(|| doc.parsed.positions.get(pointer)) {
                 return Location {
                     file: doc.display.clone(),
                     line,

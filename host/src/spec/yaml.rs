@@ -26,6 +26,9 @@ pub struct Parsed {
     pub value: Value,
     /// JSON pointer → (1-based line, 1-based column) of the node's start.
     pub positions: HashMap<String, (usize, usize)>,
+    /// JSON pointer of a mapping value → (line, column) of its key: where a person looks for
+    /// "the operation `get`" or "the path `/pets`".
+    pub key_positions: HashMap<String, (usize, usize)>,
 }
 
 /// Parses the first YAML document of `text`.
@@ -46,6 +49,7 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
     Ok(Parsed {
         value: builder.root.unwrap_or(Value::Null),
         positions: builder.positions,
+        key_positions: builder.key_positions,
     })
 }
 
@@ -74,6 +78,7 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Value>,
     positions: HashMap<String, (usize, usize)>,
+    key_positions: HashMap<String, (usize, usize)>,
     anchors: HashMap<usize, Value>,
     error: Option<SyntaxError>,
 }
@@ -148,6 +153,7 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
             Event::Scalar(text, style, anchor, _tag) => {
                 if let Some(Frame::Map {
                     map,
+                    pointer,
                     pending_key: pending @ None,
                     ..
                 }) = self.stack.last_mut()
@@ -156,6 +162,10 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                         let message = format!("duplicate key '{text}'");
                         self.fail(span, message);
                     } else {
+                        self.key_positions.insert(
+                            pointer_push(pointer, &text),
+                            (span.start.line(), span.start.col() + 1),
+                        );
                         *pending = Some(text.into_owned());
                     }
                     return;

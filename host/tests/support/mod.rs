@@ -1,0 +1,316 @@
+//! Shared end-to-end test support: gateways on ephemeral loopback ports (in-process, or as a real
+//! `barbacane` process), real upstream HTTP servers, and HTTP/raw-TCP clients.
+#![allow(dead_code)]
+
+use barbacane::artifact::Artifact;
+use barbacane::compile::{self, Options};
+use barbacane::server::{self, Body, Config, Gateway};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Writes `files` (name, text) into a new temp dir.
+pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// A gateway served in-process on 127.0.0.1:0.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops accepting and waits for the drain to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Compiles `spec` (YAML) in dev mode and serves it in-process.
+pub async fn gateway(spec: &str) -> TestGateway {
+    gateway_with(
+        spec,
+        Config {
+            dev: true,
+            ..Config::default()
+        },
+    )
+    .await
+}
+
+/// Compiles `spec` (YAML, dev mode so plaintext loopback upstreams are allowed) and serves it
+/// with `config`.
+pub async fn gateway_with(spec: &str, config: Config) -> TestGateway {
+    let dir = project(&[("api.yaml", spec)]);
+    let compiled = compile::compile(&[dir.path().join("api.yaml")], None, Options { dev: true })
+        .unwrap_or_else(|d| panic!("spec does not compile: {d:#?}"));
+    let artifact = Artifact::from_compiled(&compiled, true);
+    let gateway = Arc::new(Gateway::new(artifact, config).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(gateway, listener, async {
+        let _ = rx.await;
+    }));
+    TestGateway {
+        addr,
+        shutdown: Some(tx),
+        task: Some(task),
+        _dir: dir,
+    }
+}
+
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync,
+>;
+
+/// A real HTTP/1.1 upstream server on 127.0.0.1:0 answering with `handler`. Counts connections.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub async fn upstream<F, Fut>(handler: F) -> Upstream
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let handler: Handler = Arc::new(move |r| Box::pin(handler(r)));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |r| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, Infallible>(handler(r).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, connections }
+}
+
+/// An upstream that echoes the request as JSON: method, path+query, headers, body.
+pub async fn echo_upstream() -> Upstream {
+    upstream(|request: Request<Incoming>| async move {
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
+                )
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "method": parts.method.as_str(),
+            "uri": parts.uri.to_string(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        });
+        let mut response = Response::new(server::full(doc.to_string()));
+        response
+            .headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        response
+            .headers_mut()
+            .insert("x-upstream", "echo".parse().unwrap());
+        response
+    })
+    .await
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    /// Asserts an RFC 9457 problem of `kind` with `status`, and returns it.
+    pub fn problem(&self, status: u16, kind: &str) -> serde_json::Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.header("content-type"), "application/problem+json");
+        let doc = self.json();
+        assert_eq!(doc["type"], format!("urn:barbacane:error:{kind}"));
+        assert_eq!(doc["status"], status);
+        assert!(
+            doc["title"].is_string() && doc["detail"].is_string(),
+            "{doc}"
+        );
+        assert!(!self.header("x-request-id").is_empty());
+        doc
+    }
+}
+
+/// An HTTP/1.1 keep-alive client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Sends one request with `client`.
+pub async fn send_with(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut builder = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Sends one request with a fresh client.
+pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    send_with(&client(), method, url, headers, body).await
+}
+
+pub async fn get(url: &str) -> Reply {
+    send(Method::GET, url, &[], b"").await
+}
+
+/// Writes `request` bytes on a new TCP connection and reads until the server closes it (or 10 s).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code of a raw HTTP/1.1 response text.
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// The JSON body of a raw (non-chunked, Connection: close) response text.
+pub fn raw_json(response: &str) -> serde_json::Value {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {response:?}"))
+}
+
+/// The `barbacane` binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_barbacane"))
+}
+
+/// Runs `barbacane args…` in `dir` and returns (exit code, stdout, stderr).
+pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
