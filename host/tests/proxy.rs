@@ -1,0 +1,193 @@
+//! The `http-upstream` dispatcher against real upstream servers on loopback: URL building,
+//! header rules, streaming in both directions, connection pooling, timeouts and failures.
+
+mod support;
+
+use barbacane::server::{Body, BoxError};
+use bytes::Bytes;
+use http::{Method, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use std::time::Duration;
+use support::{echo_upstream, gateway, get, send, upstream};
+
+fn spec(port: u16, extra_paths: &str) -> String {
+    format!(
+        r#"
+openapi: 3.0.3
+info: {{title: proxy, version: '1'}}
+x-barbacane-upstreams:
+  backend: {{endpoints: ['http://127.0.0.1:{port}/base']}}
+paths:
+  /items/{{id}}:
+    get:
+      parameters: [{{name: id, in: path, required: true, schema: {{type: string}}}}]
+      x-barbacane-dispatch:
+        name: http-upstream
+        config: {{upstream: backend, path: '/v1/items/{{id}}', timeout: 2s}}
+  /items:
+    post:
+      requestBody:
+        content:
+          application/json:
+            schema: {{type: object, required: [name]}}
+          application/octet-stream: {{}}
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: backend, path: /v1/items}}}}
+{extra_paths}"#
+    )
+}
+
+#[tokio::test]
+async fn requests_are_forwarded_with_proxy_headers() {
+    let up = echo_upstream().await;
+    let gw = gateway(&spec(up.addr.port(), "")).await;
+    let r = send(
+        Method::GET,
+        &gw.url("/items/a%20b?x=1&y=two%2B&x=3"),
+        &[
+            ("host", "gw.example:8080"),
+            ("connection", "keep-alive, x-drop-me"),
+            ("x-drop-me", "secret"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic eA=="),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-keep", "kept"),
+            ("x-request-id", "req-42"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.header("x-upstream"), "echo", "upstream response headers come back");
+    let echo = r.json();
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["uri"], "/base/v1/items/a%20b?x=1&y=two%2B&x=3");
+    let h = &echo["headers"];
+    assert_eq!(h["host"], format!("127.0.0.1:{}", up.addr.port()));
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "gw.example:8080");
+    assert_eq!(h["x-keep"], "kept");
+    assert_eq!(h["x-request-id"], "req-42");
+    for dropped in ["x-drop-me", "te", "proxy-authorization"] {
+        assert!(h.get(dropped).is_none(), "{dropped} was forwarded: {h}");
+    }
+    assert_eq!(r.header("x-request-id"), "req-42");
+
+    let created = send(Method::POST, &gw.url("/items"), &[("content-type", "application/json")], br#"{"name":"n"}"#).await;
+    assert_eq!(created.json()["body"], r#"{"name":"n"}"#);
+    send(Method::POST, &gw.url("/items"), &[("content-type", "application/json")], b"{}").await.problem(400, "validation");
+}
+
+#[tokio::test]
+async fn parameters_cannot_escape_the_upstream_path() {
+    let up = echo_upstream().await;
+    let gw = gateway(&spec(up.addr.port(), "")).await;
+    let r = get(&gw.url("/items/..%5Cadmin;x=1")).await;
+    assert_eq!(r.json()["uri"], "/base/v1/items/..%5Cadmin;x=1");
+    get(&gw.url("/items/..%2Fadmin")).await.problem(400, "invalid-path");
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled() {
+    let up = echo_upstream().await;
+    let gw = gateway(&spec(up.addr.port(), "")).await;
+    let client = support::client();
+    for i in 0..10 {
+        let r = support::send_with(&client, Method::GET, &gw.url(&format!("/items/{i}")), &[], b"").await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways_without_being_buffered_whole() {
+    // The upstream echoes each request chunk as soon as it arrives. The client sends the second
+    // chunk only after it has received the echo of the first: that can only complete if neither
+    // the request nor the response is buffered whole by the gateway.
+    let up = upstream(|request: http::Request<hyper::body::Incoming>| async move {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        tokio::spawn(async move {
+            let mut body = request.into_body();
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(data) = frame.into_data()
+                    && tx.send(Ok(Frame::data(data))).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let stream = tokio_stream(rx);
+        Response::new(Body::new(StreamBody::new(stream)))
+    })
+    .await;
+    let gw = gateway(&spec(up.addr.port(), "")).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    let body = Body::new(StreamBody::new(tokio_stream(rx)));
+    let request = http::Request::post(gw.url("/items"))
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await.unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request)).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("first chunk streamed back").unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
+    tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
+    assert_eq!(second.into_data().unwrap(), Bytes::from_static(b"second"));
+    drop(tx);
+    assert!(tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().is_none());
+}
+
+/// A `Stream` over an mpsc receiver (avoids a tokio-stream dependency).
+fn tokio_stream<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn slow_upstreams_get_504_and_dead_ones_502() {
+    let slow = upstream(|_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Response::new(barbacane::server::full("late"))
+    })
+    .await;
+    let slow_spec = spec(slow.addr.port(), "")
+        .replace("timeout: 2s", "timeout: 300ms");
+    let gw = gateway(&slow_spec).await;
+    let r = get(&gw.url("/items/1")).await;
+    let doc = r.problem(504, "gateway-timeout");
+    assert!(doc["detail"].as_str().unwrap().contains("backend"));
+
+    // A port that was just bound and released: nothing listens there.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gw = gateway(&spec(dead_port, "")).await;
+    let doc = get(&gw.url("/items/1")).await.problem(502, "bad-gateway");
+    assert!(doc["detail"].as_str().unwrap().contains("cannot connect"), "{doc}");
+}
+
+#[tokio::test]
+async fn oversized_streamed_bodies_are_cut_at_the_limit() {
+    let up = echo_upstream().await;
+    let limits = barbacane::server::Limits { max_body_bytes: 1000, ..Default::default() };
+    let gw = support::gateway_with(&spec(up.addr.port(), ""), barbacane::server::Config { dev: true, limits, ..Default::default() }).await;
+    // Declared too large: refused before reading.
+    send(Method::POST, &gw.url("/items"), &[("content-type", "application/octet-stream")], &[b'x'; 5000]).await.problem(413, "payload-too-large");
+    // Chunked (no Content-Length): cut while streaming.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+    let request = http::Request::post(gw.url("/items"))
+        .header("content-type", "application/octet-stream")
+        .body(Body::new(StreamBody::new(tokio_stream(rx))))
+        .unwrap();
+    for _ in 0..5 {
+        tx.send(Ok(Frame::data(Bytes::from(vec![b'y'; 400])))).await.unwrap();
+    }
+    drop(tx);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 413);
+    let _ = response.into_body().collect().await;
+}

@@ -1,0 +1,3 @@
+module github.com/barbacane/sdk-tinygo
+
+go 1.24
