@@ -954,7 +954,7 @@ fn server_match(server: &Value) -> Result<ServerMatch, String> {
 /// Parses `500ms`, `5s`, `2m` or a bare number of seconds.
 fn parse_duration_ms(value: &Value) -> Option<u64> {
     if let Some(secs) = value.as_f64() {
-        return (secs >= 0.0).then(|| (secs * 1000.0) as u64);
+        return (secs >= 0.0).then_some((secs * 1000.0) as u64);
     }
     let text = value.as_str()?.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;

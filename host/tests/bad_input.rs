@@ -5,6 +5,10 @@
 //! Requests that are not HTTP at all (control bytes in the request line or a header, a broken
 //! request line) are refused by the HTTP/1 codec itself with a bare 400 and the connection closed:
 //! there is no request to attach a problem to.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 
@@ -37,7 +41,9 @@ paths:
 "#;
 
 async fn raw_async(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
-    tokio::task::spawn_blocking(move || raw(addr, &request)).await.unwrap()
+    tokio::task::spawn_blocking(move || raw(addr, &request))
+        .await
+        .unwrap()
 }
 
 fn post(body: &str) -> Vec<u8> {
@@ -53,7 +59,11 @@ async fn invalid_json_and_wrong_types_get_validation_problems() {
     let gw = gateway(SPEC).await;
     let cases = [
         ("{\"name\": \"x\", \"age\": ", "body", "invalid JSON"),
-        ("{\"name\": 5, \"age\": \"old\"}", "body/name", "not of type"),
+        (
+            "{\"name\": 5, \"age\": \"old\"}",
+            "body/name",
+            "not of type",
+        ),
         ("{\"name\": \"x\", \"age\": -1}", "body/age", "minimum"),
         ("{\"name\": \"x\"}", "body", "required"),
         ("\"just a string\"", "body", "not of type"),
@@ -73,7 +83,9 @@ async fn invalid_json_and_wrong_types_get_validation_problems() {
         assert_eq!(doc["type"], "urn:barbacane:error:validation");
         let errors = doc["errors"].as_array().unwrap();
         assert!(
-            errors.iter().any(|e| e["location"] == location && e["reason"].as_str().unwrap().contains(reason)),
+            errors.iter().any(
+                |e| e["location"] == location && e["reason"].as_str().unwrap().contains(reason)
+            ),
             "{body}: {doc}"
         );
     }
@@ -87,10 +99,22 @@ async fn oversized_bodies_and_headers() {
     let huge_length = b"POST /pets HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n{}".to_vec();
     let response = raw_async(gw.addr, huge_length).await;
     assert_eq!(raw_status(&response), 413, "{response}");
-    assert_eq!(raw_json(&response)["type"], "urn:barbacane:error:payload-too-large");
+    assert_eq!(
+        raw_json(&response)["type"],
+        "urn:barbacane:error:payload-too-large"
+    );
 
-    let body = format!("{{\"name\": \"{}\", \"age\": 1}}", "x".repeat(11 * 1024 * 1024));
-    let r = send(Method::POST, &gw.url("/pets"), &[("content-type", "application/json")], body.as_bytes()).await;
+    let body = format!(
+        "{{\"name\": \"{}\", \"age\": 1}}",
+        "x".repeat(11 * 1024 * 1024)
+    );
+    let r = send(
+        Method::POST,
+        &gw.url("/pets"),
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .await;
     r.problem(413, "payload-too-large");
 
     let mut many = String::from("GET /pets/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
@@ -100,21 +124,39 @@ async fn oversized_bodies_and_headers() {
     many.push_str("\r\n");
     let response = raw_async(gw.addr, many.into_bytes()).await;
     assert_eq!(raw_status(&response), 431, "{response}");
-    assert_eq!(raw_json(&response)["type"], "urn:barbacane:error:headers-too-large");
+    assert_eq!(
+        raw_json(&response)["type"],
+        "urn:barbacane:error:headers-too-large"
+    );
 
-    let big = format!("GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(70 * 1024));
+    let big = format!(
+        "GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
     let response = raw_async(gw.addr, big.into_bytes()).await;
     assert_eq!(raw_status(&response), 431, "{response}");
 
     // Far past the codec's own buffer: refused by the codec, connection closed.
-    let absurd = format!("GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(1024 * 1024));
+    let absurd = format!(
+        "GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
     let response = raw_async(gw.addr, absurd.into_bytes()).await;
-    assert!(response.is_empty() || [400, 431].contains(&raw_status(&response)), "{response}");
+    assert!(
+        response.is_empty() || [400, 431].contains(&raw_status(&response)),
+        "{response}"
+    );
 
-    let long_uri = format!("GET /pets/{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "1".repeat(9000));
+    let long_uri = format!(
+        "GET /pets/{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "1".repeat(9000)
+    );
     let response = raw_async(gw.addr, long_uri.into_bytes()).await;
     assert_eq!(raw_status(&response), 414, "{response}");
-    assert_eq!(raw_json(&response)["type"], "urn:barbacane:error:uri-too-long");
+    assert_eq!(
+        raw_json(&response)["type"],
+        "urn:barbacane:error:uri-too-long"
+    );
 }
 
 #[tokio::test]
@@ -129,8 +171,16 @@ async fn bytes_that_are_not_http_get_a_bare_400_from_the_codec() {
     ];
     for case in cases {
         let response = raw_async(gw.addr, case.to_vec()).await;
-        let status = if response.is_empty() { 0 } else { raw_status(&response) };
-        assert!([0, 400, 505].contains(&status), "{:?}: {response}", String::from_utf8_lossy(case));
+        let status = if response.is_empty() {
+            0
+        } else {
+            raw_status(&response)
+        };
+        assert!(
+            [0, 400, 505].contains(&status),
+            "{:?}: {response}",
+            String::from_utf8_lossy(case)
+        );
     }
     assert_eq!(get(&gw.url("/pets/1")).await.status, 200, "still serving");
 }
@@ -139,21 +189,62 @@ async fn bytes_that_are_not_http_get_a_bare_400_from_the_codec() {
 async fn invalid_utf8_and_encoding_tricks_in_paths_and_headers() {
     let gw = gateway(SPEC).await;
     let cases: [(&[u8], u16, &str); 7] = [
-        (b"GET /pets/%ff%fe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "invalid-path"),
-        (b"GET /pets/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "invalid-path"),
-        (b"GET /pets/1%00 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "invalid-path"),
-        (b"GET /pets/..%2f..%2fadmin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "invalid-path"),
-        (b"GET /../../pets/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 400, "invalid-path"),
-        (b"GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Trace: caf\xc3\xa9\r\nConnection: close\r\n\r\n", 400, "validation"),
-        (b"GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Trace: \xff\xfe\r\nConnection: close\r\n\r\n", 400, "validation"),
+        (
+            b"GET /pets/%ff%fe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+            "invalid-path",
+        ),
+        (
+            b"GET /pets/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+            "invalid-path",
+        ),
+        (
+            b"GET /pets/1%00 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+            "invalid-path",
+        ),
+        (
+            b"GET /pets/..%2f..%2fadmin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+            "invalid-path",
+        ),
+        (
+            b"GET /../../pets/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+            "invalid-path",
+        ),
+        (
+            b"GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Trace: caf\xc3\xa9\r\nConnection: close\r\n\r\n",
+            400,
+            "validation",
+        ),
+        (
+            b"GET /pets/1 HTTP/1.1\r\nHost: t\r\nX-Trace: \xff\xfe\r\nConnection: close\r\n\r\n",
+            400,
+            "validation",
+        ),
     ];
     for (request, status, kind) in cases {
         let response = raw_async(gw.addr, request.to_vec()).await;
-        assert_eq!(raw_status(&response), status, "{:?}: {response}", String::from_utf8_lossy(request));
-        assert_eq!(raw_json(&response)["type"], format!("urn:barbacane:error:{kind}"), "{response}");
+        assert_eq!(
+            raw_status(&response),
+            status,
+            "{:?}: {response}",
+            String::from_utf8_lossy(request)
+        );
+        assert_eq!(
+            raw_json(&response)["type"],
+            format!("urn:barbacane:error:{kind}"),
+            "{response}"
+        );
     }
     // Raw non-ASCII bytes in the request target.
-    let response = raw_async(gw.addr, b"GET /pets/\xc3\xa9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec()).await;
+    let response = raw_async(
+        gw.addr,
+        b"GET /pets/\xc3\xa9 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(),
+    )
+    .await;
     let status = raw_status(&response);
     assert!(status == 400, "{response}");
 }
@@ -165,10 +256,20 @@ async fn unknown_and_odd_methods() {
         let request = format!("{method} /pets/1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         let response = raw_async(gw.addr, request.into_bytes()).await;
         assert_eq!(raw_status(&response), 405, "{method}: {response}");
-        assert!(response.contains("allow: GET, HEAD") || response.contains("Allow: GET, HEAD"), "{response}");
-        assert_eq!(raw_json(&response)["type"], "urn:barbacane:error:method-not-allowed");
+        assert!(
+            response.contains("allow: GET, HEAD") || response.contains("Allow: GET, HEAD"),
+            "{response}"
+        );
+        assert_eq!(
+            raw_json(&response)["type"],
+            "urn:barbacane:error:method-not-allowed"
+        );
     }
-    let connect = raw_async(gw.addr, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec()).await;
+    let connect = raw_async(
+        gw.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(),
+    )
+    .await;
     let status = raw_status(&connect);
     assert!(status == 404 || status == 400 || status == 405, "{connect}");
 }
@@ -179,9 +280,7 @@ async fn slow_or_silent_clients_do_not_block_others() {
     // Half a request line, then nothing: other clients are still served.
     let mut idle = std::net::TcpStream::connect(gw.addr).unwrap();
     std::io::Write::write_all(&mut idle, b"GET /pets/1 HT").unwrap();
-    let partial_body = format!(
-        "POST /pets HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na"
-    );
+    let partial_body = "POST /pets HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na";
     let mut stalled = std::net::TcpStream::connect(gw.addr).unwrap();
     std::io::Write::write_all(&mut stalled, partial_body.as_bytes()).unwrap();
     for _ in 0..20 {

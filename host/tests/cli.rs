@@ -1,5 +1,9 @@
 //! `barbacane validate` / `compile` / `serve --artifact` as a user runs them: diagnostics with
 //! codes and positions, JSON output, exit codes, artifacts and their refusals.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 

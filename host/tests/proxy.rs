@@ -1,5 +1,9 @@
 //! The `http-upstream` dispatcher against real upstream servers on loopback: URL building,
 //! header rules, streaming in both directions, connection pooling, timeouts and failures.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 
@@ -58,7 +62,11 @@ async fn requests_are_forwarded_with_proxy_headers() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.header("x-upstream"), "echo", "upstream response headers come back");
+    assert_eq!(
+        r.header("x-upstream"),
+        "echo",
+        "upstream response headers come back"
+    );
     let echo = r.json();
     assert_eq!(echo["method"], "GET");
     assert_eq!(echo["uri"], "/base/v1/items/a%20b?x=1&y=two%2B&x=3");
@@ -74,9 +82,22 @@ async fn requests_are_forwarded_with_proxy_headers() {
     }
     assert_eq!(r.header("x-request-id"), "req-42");
 
-    let created = send(Method::POST, &gw.url("/items"), &[("content-type", "application/json")], br#"{"name":"n"}"#).await;
+    let created = send(
+        Method::POST,
+        &gw.url("/items"),
+        &[("content-type", "application/json")],
+        br#"{"name":"n"}"#,
+    )
+    .await;
     assert_eq!(created.json()["body"], r#"{"name":"n"}"#);
-    send(Method::POST, &gw.url("/items"), &[("content-type", "application/json")], b"{}").await.problem(400, "validation");
+    send(
+        Method::POST,
+        &gw.url("/items"),
+        &[("content-type", "application/json")],
+        b"{}",
+    )
+    .await
+    .problem(400, "validation");
 }
 
 #[tokio::test]
@@ -85,7 +106,9 @@ async fn parameters_cannot_escape_the_upstream_path() {
     let gw = gateway(&spec(up.addr.port(), "")).await;
     let r = get(&gw.url("/items/..%5Cadmin;x=1")).await;
     assert_eq!(r.json()["uri"], "/base/v1/items/..%5Cadmin;x=1");
-    get(&gw.url("/items/..%2Fadmin")).await.problem(400, "invalid-path");
+    get(&gw.url("/items/..%2Fadmin"))
+        .await
+        .problem(400, "invalid-path");
 }
 
 #[tokio::test]
@@ -94,7 +117,14 @@ async fn upstream_connections_are_pooled() {
     let gw = gateway(&spec(up.addr.port(), "")).await;
     let client = support::client();
     for i in 0..10 {
-        let r = support::send_with(&client, Method::GET, &gw.url(&format!("/items/{i}")), &[], b"").await;
+        let r = support::send_with(
+            &client,
+            Method::GET,
+            &gw.url(&format!("/items/{i}")),
+            &[],
+            b"",
+        )
+        .await;
         assert_eq!(r.status, 200);
     }
     assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -129,18 +159,39 @@ async fn bodies_stream_both_ways_without_being_buffered_whole() {
         .header("content-type", "application/octet-stream")
         .body(body)
         .unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
-    tx.send(Ok(Frame::data(Bytes::from_static(b"first")))).await.unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request)).await.unwrap().unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"first"))))
+        .await
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.into_body();
-    let first = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.expect("first chunk streamed back").unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("first chunk streamed back")
+        .unwrap()
+        .unwrap();
     assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
-    tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"second"))))
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(second.into_data().unwrap(), Bytes::from_static(b"second"));
     drop(tx);
-    assert!(tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().is_none());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A `Stream` over an mpsc receiver (avoids a tokio-stream dependency).
@@ -155,27 +206,51 @@ async fn slow_upstreams_get_504_and_dead_ones_502() {
         Response::new(barbacane::server::full("late"))
     })
     .await;
-    let slow_spec = spec(slow.addr.port(), "")
-        .replace("timeout: 2s", "timeout: 300ms");
+    let slow_spec = spec(slow.addr.port(), "").replace("timeout: 2s", "timeout: 300ms");
     let gw = gateway(&slow_spec).await;
     let r = get(&gw.url("/items/1")).await;
     let doc = r.problem(504, "gateway-timeout");
     assert!(doc["detail"].as_str().unwrap().contains("backend"));
 
     // A port that was just bound and released: nothing listens there.
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let gw = gateway(&spec(dead_port, "")).await;
     let doc = get(&gw.url("/items/1")).await.problem(502, "bad-gateway");
-    assert!(doc["detail"].as_str().unwrap().contains("cannot connect"), "{doc}");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("cannot connect"),
+        "{doc}"
+    );
 }
 
 #[tokio::test]
 async fn oversized_streamed_bodies_are_cut_at_the_limit() {
     let up = echo_upstream().await;
-    let limits = barbacane::server::Limits { max_body_bytes: 1000, ..Default::default() };
-    let gw = support::gateway_with(&spec(up.addr.port(), ""), barbacane::server::Config { dev: true, limits, ..Default::default() }).await;
+    let limits = barbacane::server::Limits {
+        max_body_bytes: 1000,
+        ..Default::default()
+    };
+    let gw = support::gateway_with(
+        &spec(up.addr.port(), ""),
+        barbacane::server::Config {
+            dev: true,
+            limits,
+            ..Default::default()
+        },
+    )
+    .await;
     // Declared too large: refused before reading.
-    send(Method::POST, &gw.url("/items"), &[("content-type", "application/octet-stream")], &[b'x'; 5000]).await.problem(413, "payload-too-large");
+    send(
+        Method::POST,
+        &gw.url("/items"),
+        &[("content-type", "application/octet-stream")],
+        &[b'x'; 5000],
+    )
+    .await
+    .problem(413, "payload-too-large");
     // Chunked (no Content-Length): cut while streaming.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
     let request = http::Request::post(gw.url("/items"))
@@ -183,10 +258,13 @@ async fn oversized_streamed_bodies_are_cut_at_the_limit() {
         .body(Body::new(StreamBody::new(tokio_stream(rx))))
         .unwrap();
     for _ in 0..5 {
-        tx.send(Ok(Frame::data(Bytes::from(vec![b'y'; 400])))).await.unwrap();
+        tx.send(Ok(Frame::data(Bytes::from(vec![b'y'; 400]))))
+            .await
+            .unwrap();
     }
     drop(tx);
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
     let response = client.request(request).await.unwrap();
     assert_eq!(response.status(), 413);
     let _ = response.into_body().collect().await;

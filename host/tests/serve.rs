@@ -1,5 +1,9 @@
 //! The gateway serving a spec over real loopback connections: routing, admin endpoints, request
 //! ids, validation problems, limits, HTTP/1.1 keep-alive and h2c.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod support;
 
