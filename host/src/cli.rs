@@ -111,6 +111,9 @@ struct ServeArgs {
     /// Longest request target (path + query) in bytes.
     #[arg(long, default_value_t = Limits::default().max_uri_bytes)]
     max_uri_length: usize,
+    /// Worker threads, each with its own listener and upstream pools (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -267,46 +270,59 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(exit::IO, miette!("cannot start the runtime: {e}")),
+    let gateway = match Gateway::new(artifact, config) {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            return fail(
+                exit::ARTIFACT_CORRUPT,
+                miette!(help = "recompile the artifact", "{e}"),
+            );
+        }
     };
-    runtime.block_on(async move {
-        let gateway = match Gateway::new(artifact, config) {
-            Ok(g) => Arc::new(g),
-            Err(e) => {
-                return fail(
-                    exit::ARTIFACT_CORRUPT,
-                    miette!(help = "recompile the artifact", "{e}"),
-                );
-            }
-        };
-        let listener = match tokio::net::TcpListener::bind(args.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                return fail(
-                    exit::IO,
-                    miette!(
-                        help = "pick a free address with --listen",
-                        "cannot listen on {}: {e}",
-                        args.listen
-                    ),
-                );
-            }
-        };
-        let address = listener
-            .local_addr()
-            .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
-        tracing::info!(%address, "serving");
-        println!("listening on http://{address}");
-        let _ = std::io::stdout().flush();
-        server::serve(gateway, listener, server::shutdown_signal()).await;
-        tracing::info!("stopped");
-        ExitCode::SUCCESS
-    })
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listeners = match server::bind(args.listen, workers) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                exit::IO,
+                miette!(
+                    help = "pick a free address with --listen",
+                    "cannot listen on {}: {e}",
+                    args.listen
+                ),
+            );
+        }
+    };
+    let address = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or_else(|| args.listen.to_string(), |a| a.to_string());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Signals are awaited on a thread of their own so that workers only ever serve traffic.
+    let signals = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(server::shutdown_signal());
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = stop.send(true);
+    });
+    tracing::info!(%address, workers, "serving");
+    println!("listening on http://{address}");
+    let _ = std::io::stdout().flush();
+    let result = server::run_workers(gateway, listeners, stopped);
+    drop(signals);
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(exit::IO, miette!("{e}")),
+    }
 }
 
 fn init_logging(format: LogFormat) {

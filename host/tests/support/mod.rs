@@ -4,7 +4,7 @@
 
 use barbacane::artifact::Artifact;
 use barbacane::compile::{self, Options};
-use barbacane::server::{self, Body, Config, Gateway};
+use barbacane::server::{self, Body, Config, Gateway, Worker};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -86,10 +86,11 @@ pub async fn gateway_with(spec: &str, config: Config) -> TestGateway {
         .unwrap_or_else(|d| panic!("spec does not compile: {d:#?}"));
     let artifact = Artifact::from_compiled(&compiled, true);
     let gateway = Arc::new(Gateway::new(artifact, config).unwrap());
+    let worker = Arc::new(Worker::new(gateway).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(gateway, listener, async {
+    let task = tokio::spawn(server::serve(worker, listener, async {
         let _ = rx.await;
     }));
     TestGateway {
