@@ -66,6 +66,7 @@ pub fn compile(
         operations: Vec::new(),
         upstreams: BTreeMap::new(),
         upstream_uses: Vec::new(),
+        default_dispatch: None,
     };
     let mut extra_sources = Vec::new();
     if let Some(path) = manifest {
@@ -118,6 +119,8 @@ struct Compiler {
     upstreams: BTreeMap<String, (Upstream, NodeRef)>,
     /// (upstream name, where a dispatcher names it).
     upstream_uses: Vec<(String, NodeRef)>,
+    /// The current spec's root `x-barbacane-dispatch`: the dispatcher of operations without one.
+    default_dispatch: Option<NodeRef>,
 }
 
 impl Compiler {
@@ -149,6 +152,12 @@ impl Compiler {
             return;
         };
         self.upstream_definitions(&root.child("x-barbacane-upstreams"));
+        let default_dispatch = root.child("x-barbacane-dispatch");
+        self.default_dispatch = self
+            .sources
+            .get(&default_dispatch)
+            .is_some()
+            .then_some(default_dispatch);
         let servers = self.servers(&root.child("servers"));
         self.check_middlewares(&root.child("x-barbacane-middlewares"));
         let paths_at = root.child("paths");
@@ -552,6 +561,8 @@ impl Compiler {
             (None, ParamLocation::Query | ParamLocation::Cookie) | (Some("form"), _) => {
                 ParamStyle::Form
             }
+            (Some("label"), ParamLocation::Path) => ParamStyle::Label,
+            (Some("matrix"), ParamLocation::Path) => ParamStyle::Matrix,
             (Some("spaceDelimited"), ParamLocation::Query) => ParamStyle::SpaceDelimited,
             (Some("pipeDelimited"), ParamLocation::Query) => ParamStyle::PipeDelimited,
             (Some("deepObject"), ParamLocation::Query) => ParamStyle::DeepObject,
@@ -564,7 +575,7 @@ impl Compiler {
                         raw.name,
                         location.as_str()
                     ),
-                    "use simple (path, header), form, spaceDelimited, pipeDelimited or deepObject (query)",
+                    "use simple, label or matrix (path), simple (header), form (cookie), or form, spaceDelimited, pipeDelimited or deepObject (query)",
                 );
                 return None;
             }
@@ -653,13 +664,17 @@ impl Compiler {
     }
 
     fn dispatch(&mut self, op_at: &NodeRef, template: &str) -> Option<Dispatch> {
-        let at = op_at.child("x-barbacane-dispatch");
+        let own = op_at.child("x-barbacane-dispatch");
+        let at = match (self.sources.get(&own), &self.default_dispatch) {
+            (None, Some(default)) => default.clone(),
+            _ => own,
+        };
         let Some(value) = self.value(&at) else {
             self.error(
                 Code::E1020,
                 op_at,
                 "operation has no x-barbacane-dispatch",
-                "add 'x-barbacane-dispatch: {name: mock, config: {status: 200}}' or an http-upstream",
+                "add 'x-barbacane-dispatch: {name: mock}' or an http-upstream here, or a default one at the top of the spec",
             );
             return None;
         };

@@ -82,6 +82,10 @@ impl ParamLocation {
 pub enum ParamStyle {
     /// `a,b,c` (path and header default).
     Simple,
+    /// `.a.b.c` or `.a,b,c` (path).
+    Label,
+    /// `;x=a;x=b` or `;x=a,b` (path).
+    Matrix,
     /// `?x=a&x=b` or `?x=a,b` (query and cookie default).
     Form,
     /// `?x=a%20b`.

@@ -8,7 +8,8 @@
 
 use crate::model::Operation;
 use http::Method;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 
 /// Why a request path was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -24,9 +25,10 @@ pub enum PathError {
     InvalidEncoding,
 }
 
-/// Splits and normalises a raw request path into decoded segments.
-pub fn normalize(raw_path: &str) -> Result<Vec<String>, PathError> {
-    let mut segments: Vec<String> = Vec::new();
+/// Splits and normalises a raw request path into decoded segments (borrowed from the path unless
+/// a segment had to be percent-decoded).
+pub fn normalize(raw_path: &str) -> Result<Vec<Cow<'_, str>>, PathError> {
+    let mut segments: Vec<Cow<'_, str>> = Vec::new();
     for raw in raw_path.split('/') {
         match raw {
             "" | "." => continue,
@@ -48,7 +50,7 @@ pub fn normalize(raw_path: &str) -> Result<Vec<String>, PathError> {
         {
             return Err(PathError::EncodedTraversal);
         }
-        segments.push(decoded.into_owned());
+        segments.push(decoded);
     }
     Ok(segments)
 }
@@ -74,7 +76,8 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Node {
-    statics: HashMap<String, Node>,
+    /// Fx hashing: keys come from the spec, so lookups with hostile input cannot degrade them.
+    statics: FxHashMap<String, Node>,
     param: Option<Box<Node>>,
     entries: Vec<Entry>,
 }
@@ -121,24 +124,21 @@ impl Router {
     }
 
     /// Finds the operation for `method` on `host` (without port) and normalised `segments`.
-    pub fn lookup(&self, method: &Method, host: &str, segments: &[String]) -> Lookup {
-        let host_labels: Vec<&str> = host.split('.').collect();
+    pub fn lookup(&self, method: &Method, host: &str, segments: &[Cow<'_, str>]) -> Lookup {
         let mut values = Vec::new();
-        let Some(node) = find(&self.root, segments, &host_labels, &mut values) else {
+        let Some(node) = find(&self.root, segments, host, &mut values) else {
             return Lookup::NotFound;
         };
-        let on_host: Vec<&Entry> = node
-            .entries
-            .iter()
-            .filter(|e| host_matches(e.host.as_deref(), &host_labels))
-            // Host-specific entries first, so they win over catch-all ones.
-            .collect::<Vec<_>>();
-        let pick = |m: &Method| {
-            on_host
+        let on_host = || {
+            node.entries
                 .iter()
+                .filter(|e| host_matches(e.host.as_deref(), host))
+        };
+        // Host-specific entries win over catch-all ones.
+        let pick = |m: &Method| {
+            on_host()
                 .filter(|e| e.method == *m)
                 .min_by_key(|e| e.host.is_none())
-                .copied()
         };
         let entry = pick(method).or_else(|| {
             (*method == Method::HEAD)
@@ -152,7 +152,7 @@ impl Router {
             ),
             None => {
                 let mut allowed: Vec<Method> = Vec::new();
-                for e in &on_host {
+                for e in on_host() {
                     if !allowed.contains(&e.method) {
                         allowed.push(e.method.clone());
                     }
@@ -170,8 +170,8 @@ impl Router {
 /// for this host, with the captured parameter values in `values`.
 fn find<'a>(
     node: &'a Node,
-    segments: &[String],
-    host: &[&str],
+    segments: &[Cow<'_, str>],
+    host: &str,
     values: &mut Vec<String>,
 ) -> Option<&'a Node> {
     let Some((first, rest)) = segments.split_first() else {
@@ -181,13 +181,13 @@ fn find<'a>(
             .any(|e| host_matches(e.host.as_deref(), host))
             .then_some(node);
     };
-    if let Some(child) = node.statics.get(first)
+    if let Some(child) = node.statics.get(first.as_ref())
         && let Some(found) = find(child, rest, host, values)
     {
         return Some(found);
     }
     if let Some(child) = &node.param {
-        values.push(first.clone());
+        values.push(first.to_string());
         if let Some(found) = find(child, rest, host, values) {
             return Some(found);
         }
@@ -196,17 +196,16 @@ fn find<'a>(
     None
 }
 
-fn host_matches(pattern: Option<&[String]>, host: &[&str]) -> bool {
-    match pattern {
-        None => true,
-        Some(labels) => {
-            labels.len() == host.len()
-                && labels
-                    .iter()
-                    .zip(host)
-                    .all(|(p, h)| p == "*" || p.eq_ignore_ascii_case(h))
-        }
-    }
+fn host_matches(pattern: Option<&[String]>, host: &str) -> bool {
+    let Some(labels) = pattern else {
+        return true;
+    };
+    let mut host_labels = host.split('.');
+    labels.iter().all(|p| {
+        host_labels
+            .next()
+            .is_some_and(|h| p == "*" || p.eq_ignore_ascii_case(h))
+    }) && host_labels.next().is_none()
 }
 
 #[cfg(test)]
@@ -236,7 +235,7 @@ mod tests {
         }
     }
 
-    fn segs(path: &str) -> Vec<String> {
+    fn segs(path: &str) -> Vec<Cow<'_, str>> {
         normalize(path).unwrap()
     }
 

@@ -59,6 +59,12 @@ pub enum BodyPlan {
 struct ParamCheck {
     param: Parameter,
     validator: Option<Validator>,
+    /// `param.location.name`, the prefix of its error locations.
+    location: String,
+    /// The schema's top-level type(s), to type the string form.
+    types: Vec<String>,
+    /// The type(s) of array items.
+    item_types: Vec<String>,
 }
 
 struct MediaCheck {
@@ -97,9 +103,19 @@ impl OperationValidator {
             .parameters
             .iter()
             .map(|p| {
+                let root = p.schema.as_ref();
                 Ok(ParamCheck {
                     param: p.clone(),
                     validator: compile(&p.schema)?,
+                    location: format!("{}.{}", p.location.as_str(), p.name),
+                    types: root.map(|r| types_of(r, r, 0)).unwrap_or_default(),
+                    item_types: root
+                        .and_then(|r| {
+                            resolve(r, r, 0)
+                                .get("items")
+                                .map(|items| types_of(items, r, 0))
+                        })
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -141,26 +157,33 @@ impl OperationValidator {
             .unwrap_or_default();
         for check in &self.params {
             let p = &check.param;
-            let location = format!("{}.{}", p.location.as_str(), p.name);
+            let location = || check.location.clone();
             let raw = match p.location {
-                ParamLocation::Path => path_value(p, request.path_params),
-                ParamLocation::Query => query_value(p, &query, check.schema_type()),
-                ParamLocation::Header => header_value(p, request.headers),
-                ParamLocation::Cookie => cookie_value(p, request.headers),
+                ParamLocation::Path => Ok(request
+                    .path_params
+                    .iter()
+                    .find(|(n, _)| *n == p.name)
+                    .map(|(_, v)| check.styled(v))),
+                ParamLocation::Query => Ok(check.query_value(&query)),
+                ParamLocation::Header => check.header_value(request.headers),
+                ParamLocation::Cookie => Ok(check.cookie_value(request.headers)),
             };
             let value = match raw {
                 Ok(Some(raw)) => raw,
                 Ok(None) => {
                     if p.required {
                         errors.push(FieldError {
-                            location,
+                            location: location(),
                             reason: String::from("required parameter is missing"),
                         });
                     }
                     continue;
                 }
                 Err(reason) => {
-                    errors.push(FieldError { location, reason });
+                    errors.push(FieldError {
+                        location: location(),
+                        reason,
+                    });
                     continue;
                 }
             };
@@ -171,7 +194,7 @@ impl OperationValidator {
             for e in validator.iter_errors(&typed) {
                 let pointer = e.instance_path().to_string();
                 errors.push(FieldError {
-                    location: format!("{location}{pointer}"),
+                    location: format!("{}{pointer}", check.location),
                     reason: e.to_string(),
                 });
             }
@@ -233,40 +256,176 @@ impl OperationValidator {
 }
 
 impl ParamCheck {
-    /// The schema's type(s) at the top, looking through a bundled `allOf`/`$ref` wrapper.
-    fn schema_type(&self) -> Vec<String> {
-        self.param
-            .schema
-            .as_ref()
-            .map(|s| types_of(s, s, 0))
-            .unwrap_or_default()
+    fn is(&self, t: &str) -> bool {
+        self.types.iter().any(|x| x == t)
     }
 
-    fn item_types(&self) -> Vec<String> {
-        self.param
-            .schema
-            .as_ref()
-            .and_then(|root| {
-                resolve(root, root, 0)
-                    .get("items")
-                    .map(|items| types_of(items, root, 0))
-            })
-            .unwrap_or_default()
+    /// Splits a path, header or cookie value by the parameter's style (`simple`, `label`,
+    /// `matrix`) and explode flag into its raw parts.
+    fn styled(&self, value: &str) -> RawValue {
+        let p = &self.param;
+        let named = format!("{}=", p.name);
+        let (body, separator) = match p.style {
+            ParamStyle::Label => (
+                value.strip_prefix('.').unwrap_or(value),
+                if p.explode { '.' } else { ',' },
+            ),
+            ParamStyle::Matrix => {
+                let body = value.strip_prefix(';').unwrap_or(value);
+                if p.explode && !self.is("object") {
+                    // `;id=3;id=4`: every part repeats the name.
+                    let parts = body
+                        .split(';')
+                        .map(|part| part.strip_prefix(named.as_str()).unwrap_or(part));
+                    if self.is("array") {
+                        return RawValue::Many(parts.map(str::to_owned).collect());
+                    }
+                    return RawValue::One(parts.collect::<Vec<_>>().join(";"));
+                }
+                let body = if p.explode {
+                    body
+                } else {
+                    body.strip_prefix(named.as_str()).unwrap_or(body)
+                };
+                (body, if p.explode { ';' } else { ',' })
+            }
+            _ => (value, ','),
+        };
+        if self.is("array") {
+            RawValue::Many(
+                body.split(separator)
+                    .map(|v| v.trim().to_string())
+                    .collect(),
+            )
+        } else if self.is("object") {
+            let parts: Vec<&str> = body.split(separator).collect();
+            if p.explode {
+                RawValue::Object(
+                    parts
+                        .iter()
+                        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )
+            } else {
+                RawValue::Object(
+                    parts
+                        .chunks(2)
+                        .map(|c| {
+                            (
+                                c[0].to_string(),
+                                c.get(1).copied().unwrap_or("").to_string(),
+                            )
+                        })
+                        .collect(),
+                )
+            }
+        } else {
+            RawValue::One(body.to_string())
+        }
+    }
+
+    fn header_value(&self, headers: &HeaderMap) -> Result<Option<RawValue>, String> {
+        let mut joined: Option<String> = None;
+        for value in headers.get_all(self.param.name.as_str()) {
+            let text = value
+                .to_str()
+                .map_err(|_| String::from("header value is not visible ASCII"))?;
+            match &mut joined {
+                Some(j) => {
+                    j.push(',');
+                    j.push_str(text);
+                }
+                None => joined = Some(text.to_string()),
+            }
+        }
+        Ok(joined.map(|j| self.styled(&j)))
+    }
+
+    fn cookie_value(&self, headers: &HeaderMap) -> Option<RawValue> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|h| h.to_str().ok())
+            .flat_map(|text| text.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == self.param.name)
+            .map(|(_, value)| self.styled(value))
+    }
+
+    fn query_value(&self, query: &[(Cow<'_, str>, Cow<'_, str>)]) -> Option<RawValue> {
+        let p = &self.param;
+        let mut named = query
+            .iter()
+            .filter(|(k, _)| k == &p.name)
+            .map(|(_, v)| v.as_ref());
+        if self.is("object") {
+            let pairs: Vec<(String, String)> = match p.style {
+                ParamStyle::DeepObject => {
+                    let prefix = format!("{}[", p.name);
+                    query
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let prop = k.strip_prefix(prefix.as_str())?.strip_suffix(']')?;
+                            Some((prop.to_string(), v.to_string()))
+                        })
+                        .collect()
+                }
+                ParamStyle::Form if p.explode => {
+                    let props = p
+                        .schema
+                        .as_ref()
+                        .map(|r| resolve(r, r, 0))
+                        .and_then(|s| s.get("properties"))
+                        .and_then(Value::as_object);
+                    query
+                        .iter()
+                        .filter(|(k, _)| props.is_some_and(|m| m.contains_key(k.as_ref())))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }
+                _ => {
+                    let parts: Vec<&str> = named.next()?.split(',').collect();
+                    parts
+                        .chunks(2)
+                        .map(|c| {
+                            (
+                                c[0].to_string(),
+                                c.get(1).copied().unwrap_or("").to_string(),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            return (!pairs.is_empty()).then_some(RawValue::Object(pairs));
+        }
+        if !self.is("array") {
+            return named.next().map(|v| RawValue::One(v.to_string()));
+        }
+        if p.style == ParamStyle::Form && p.explode {
+            let values: Vec<String> = named.map(str::to_owned).collect();
+            return (!values.is_empty()).then_some(RawValue::Many(values));
+        }
+        let separator = match p.style {
+            ParamStyle::SpaceDelimited => ' ',
+            ParamStyle::PipeDelimited => '|',
+            _ => ',',
+        };
+        named
+            .next()
+            .map(|v| RawValue::Many(v.split(separator).map(|v| v.trim().to_string()).collect()))
     }
 
     /// Turns the raw (string) form into the JSON value the schema describes.
     fn coerce(&self, raw: RawValue) -> Value {
         match raw {
-            RawValue::One(s) => coerce_scalar(s, &self.schema_type()),
-            RawValue::Many(items) => {
-                let item_types = self.item_types();
-                Value::Array(
-                    items
-                        .into_iter()
-                        .map(|s| coerce_scalar(s, &item_types))
-                        .collect(),
-                )
-            }
+            RawValue::One(s) => coerce_scalar(s, &self.types),
+            RawValue::Many(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|s| coerce_scalar(s, &self.item_types))
+                    .collect(),
+            ),
             RawValue::Object(pairs) => {
                 let root = self.param.schema.as_ref();
                 let props = root
@@ -291,129 +450,6 @@ enum RawValue {
     One(String),
     Many(Vec<String>),
     Object(Vec<(String, String)>),
-}
-
-fn split_simple(s: &str, separator: char) -> RawValue {
-    RawValue::Many(s.split(separator).map(|v| v.trim().to_string()).collect())
-}
-
-fn path_value(p: &Parameter, path_params: &[(String, String)]) -> Result<Option<RawValue>, String> {
-    Ok(path_params
-        .iter()
-        .find(|(n, _)| *n == p.name)
-        .map(|(_, v)| as_raw(p, v)))
-}
-
-fn as_raw(p: &Parameter, value: &str) -> RawValue {
-    let is_array = p
-        .schema
-        .as_ref()
-        .is_some_and(|s| types_of(s, s, 0).iter().any(|t| t == "array"));
-    if is_array {
-        split_simple(value, ',')
-    } else {
-        RawValue::One(value.to_string())
-    }
-}
-
-fn header_value(p: &Parameter, headers: &HeaderMap) -> Result<Option<RawValue>, String> {
-    let values: Vec<&http::HeaderValue> = headers.get_all(p.name.as_str()).iter().collect();
-    if values.is_empty() {
-        return Ok(None);
-    }
-    let mut joined = String::new();
-    for (i, v) in values.iter().enumerate() {
-        let text = v
-            .to_str()
-            .map_err(|_| String::from("header value is not visible ASCII"))?;
-        if i > 0 {
-            joined.push(',');
-        }
-        joined.push_str(text);
-    }
-    Ok(Some(as_raw(p, &joined)))
-}
-
-fn cookie_value(p: &Parameter, headers: &HeaderMap) -> Result<Option<RawValue>, String> {
-    for header in headers.get_all(http::header::COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            if let Some((name, value)) = pair.trim().split_once('=')
-                && name == p.name
-            {
-                return Ok(Some(as_raw(p, value)));
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn query_value(
-    p: &Parameter,
-    query: &[(Cow<'_, str>, Cow<'_, str>)],
-    types: Vec<String>,
-) -> Result<Option<RawValue>, String> {
-    let named = || {
-        query
-            .iter()
-            .filter(|(k, _)| k == &p.name)
-            .map(|(_, v)| v.to_string())
-    };
-    let is = |t: &str| types.iter().any(|x| x == t);
-    if is("object") {
-        let pairs: Vec<(String, String)> = match p.style {
-            ParamStyle::DeepObject => {
-                let prefix = format!("{}[", p.name);
-                query
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let prop = k.strip_prefix(prefix.as_str())?.strip_suffix(']')?;
-                        Some((prop.to_string(), v.to_string()))
-                    })
-                    .collect()
-            }
-            ParamStyle::Form if p.explode => {
-                let props = p
-                    .schema
-                    .as_ref()
-                    .map(|r| resolve(r, r, 0))
-                    .and_then(|s| s.get("properties"))
-                    .and_then(Value::as_object);
-                query
-                    .iter()
-                    .filter(|(k, _)| props.is_some_and(|m| m.contains_key(k.as_ref())))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect()
-            }
-            _ => {
-                let Some(first) = named().next() else {
-                    return Ok(None);
-                };
-                let parts: Vec<&str> = first.split(',').collect();
-                parts
-                    .chunks(2)
-                    .map(|c| (c[0].to_string(), c.get(1).unwrap_or(&"").to_string()))
-                    .collect()
-            }
-        };
-        return Ok((!pairs.is_empty()).then_some(RawValue::Object(pairs)));
-    }
-    let values: Vec<String> = named().collect();
-    if values.is_empty() {
-        return Ok(None);
-    }
-    if !is("array") {
-        return Ok(values.into_iter().next().map(RawValue::One));
-    }
-    let separator = match p.style {
-        ParamStyle::SpaceDelimited => ' ',
-        ParamStyle::PipeDelimited => '|',
-        _ => ',',
-    };
-    if p.style == ParamStyle::Form && p.explode {
-        return Ok(Some(RawValue::Many(values)));
-    }
-    Ok(values.first().map(|v| split_simple(v, separator)))
 }
 
 /// Follows local `$ref`s and single-entry `allOf` wrappers (as bundling produces) to the schema
@@ -564,6 +600,69 @@ mod tests {
             check(&v, "ids=1"),
             vec!["query.limit", "query.tags", "query.f"]
         );
+    }
+
+    fn check_path(v: &OperationValidator, value: &str) -> Vec<String> {
+        let headers = HeaderMap::new();
+        let params = [(String::from("id"), value.to_string())];
+        let parts = RequestParts {
+            path_params: &params,
+            query: None,
+            headers: &headers,
+        };
+        v.check_params(&parts)
+            .into_iter()
+            .map(|e| e.location)
+            .collect()
+    }
+
+    #[test]
+    fn path_styles_simple_label_and_matrix() {
+        let array = json!({"type": "array", "items": {"type": "integer"}, "minItems": 2});
+        let object =
+            json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+        let cases = [
+            (ParamStyle::Simple, false, array.clone(), "3,4", "3,x"),
+            (ParamStyle::Label, false, array.clone(), ".3,4", ".3,x"),
+            (ParamStyle::Label, true, array.clone(), ".3.4", ".3.x"),
+            (
+                ParamStyle::Matrix,
+                false,
+                array.clone(),
+                ";id=3,4",
+                ";id=3,x",
+            ),
+            (
+                ParamStyle::Matrix,
+                true,
+                array.clone(),
+                ";id=3;id=4",
+                ";id=3;id=x",
+            ),
+            (
+                ParamStyle::Matrix,
+                false,
+                json!({"type": "integer"}),
+                ";id=5",
+                ";id=x",
+            ),
+            (ParamStyle::Simple, false, object.clone(), "n,5", "n,x"),
+            (ParamStyle::Simple, true, object.clone(), "n=5", "m=5"),
+            (ParamStyle::Label, true, object.clone(), ".n=5", ".n=x"),
+            (ParamStyle::Matrix, true, object.clone(), ";n=5", ";n=x"),
+        ];
+        for (style, explode, schema, good, bad) in cases {
+            let v = OperationValidator::new(&op(
+                vec![param("id", ParamLocation::Path, style, explode, schema)],
+                None,
+            ))
+            .unwrap();
+            assert!(
+                check_path(&v, good).is_empty(),
+                "{style:?} {explode} {good}"
+            );
+            assert!(!check_path(&v, bad).is_empty(), "{style:?} {explode} {bad}");
+        }
     }
 
     #[test]

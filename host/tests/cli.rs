@@ -525,3 +525,40 @@ fn usage_errors_exit_2() {
     assert_eq!(run(dir.path(), &["compile", "--spec", "x.yaml"]).0, 2);
     assert_eq!(run(dir.path(), &["frobnicate"]).0, 2);
 }
+
+#[test]
+fn a_root_dispatch_is_the_default_for_operations_without_one() {
+    let spec = format!(
+        "{HEAD}x-barbacane-upstreams:\n  api: {{endpoints: ['https://api.internal']}}\nx-barbacane-dispatch: {{name: http-upstream, config: {{upstream: api}}}}\npaths:\n  /a/{{id}}:\n    get: {{}}\n  /health:\n    get:\n      x-barbacane-dispatch: {{name: mock}}\n"
+    );
+    let dir = project(&[("api.yaml", &spec)]);
+    assert_eq!(
+        run(
+            dir.path(),
+            &["compile", "--spec", "api.yaml", "-o", "api.bca"]
+        )
+        .0,
+        0
+    );
+    let api = barbacane::artifact::read(&dir.path().join("api.bca"))
+        .unwrap()
+        .api;
+    let dispatch = |path: &str| {
+        api.operations
+            .iter()
+            .find(|o| o.path == path)
+            .unwrap()
+            .dispatch
+            .clone()
+    };
+    match dispatch("/a/{id}") {
+        barbacane::model::Dispatch::HttpUpstream(h) => {
+            assert_eq!((h.upstream.as_str(), h.path.as_str()), ("api", "/a/{id}"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        dispatch("/health"),
+        barbacane::model::Dispatch::Mock(_)
+    ));
+}

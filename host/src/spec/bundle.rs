@@ -83,6 +83,10 @@ impl Bundler<'_> {
                         }
                     } else if DATA_KEYWORDS.contains(&key.as_str()) {
                         child
+                    } else if key == "pattern"
+                        && let Value::String(pattern) = &child
+                    {
+                        Value::String(escape_literal_braces(pattern))
                     } else {
                         self.rewrite(child, &child_at)?
                     };
@@ -153,6 +157,61 @@ impl Bundler<'_> {
     }
 }
 
+/// JSON Schema patterns are ECMA-262 regexes, where a `{` or `}` that cannot be part of a
+/// `{n}`/`{n,}`/`{n,m}` quantifier is a literal (GUID patterns like `^{[0-9a-f]{8}…}$` rely on
+/// it); Rust's regex engine rejects them, so they are escaped.
+fn escape_literal_braces(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len());
+    let mut in_class = false;
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some(&next) = chars.get(i + 1) {
+                    out.push(next);
+                }
+                i += 2;
+                continue;
+            }
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '{' if !in_class => {
+                let body: String = chars[i + 1..].iter().take_while(|&&c| c != '}').collect();
+                let closed = chars.get(i + 1 + body.len()) == Some(&'}');
+                if i > 0 && closed && is_quantifier(&body) {
+                    out.push('{');
+                    out.push_str(&body);
+                    out.push('}');
+                    i += body.chars().count() + 2;
+                } else {
+                    out.push_str("\\{");
+                    i += 1;
+                }
+                continue;
+            }
+            '}' if !in_class => {
+                out.push_str("\\}");
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+fn is_quantifier(body: &str) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match body.split_once(',') {
+        Some((min, max)) => !min.is_empty() && digits(min) && digits(max),
+        None => !body.is_empty() && digits(body),
+    }
+}
+
 /// OpenAPI 3.0 `nullable: true` → `type: [T, "null"]` (and `null` allowed in an `enum`).
 fn apply_nullable(schema: &mut Map<String, Value>) {
     if schema.remove("nullable") != Some(Value::Bool(true)) {
@@ -214,6 +273,15 @@ mod tests {
         let validator = jsonschema::draft4::new(&schema).unwrap();
         assert!(validator.is_valid(&json!({"next": {"tag": null}, "tag": "x"})));
         assert!(!validator.is_valid(&json!({"next": {"tag": 3}})));
+    }
+
+    #[test]
+    fn ecma_literal_braces_are_escaped_and_quantifiers_kept() {
+        assert_eq!(
+            escape_literal_braces("^{[0-9a-f]{4}(-?[0-9a-f]{4,}){7}}$"),
+            "^\\{[0-9a-f]{4}(-?[0-9a-f]{4,}){7}\\}$"
+        );
+        assert_eq!(escape_literal_braces("a{,3}[{}]\\{"), "a\\{,3\\}[{}]\\{");
     }
 
     #[test]

@@ -33,8 +33,9 @@ pub struct Parsed {
 
 /// Parses the first YAML document of `text`.
 pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
+    let text = fold_surrogate_pairs(text);
     let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
+    let mut parser = Parser::new_from_str(&text);
     if let Err(e) = parser.load(&mut builder, false) {
         let m = e.marker();
         return Err(SyntaxError {
@@ -51,6 +52,45 @@ pub fn parse(text: &str) -> Result<Parsed, SyntaxError> {
         positions: builder.positions,
         key_positions: builder.key_positions,
     })
+}
+
+/// JSON writes characters outside the BMP as UTF-16 surrogate pairs (`\ud83d\ude00`; Python's
+/// `json.dump` does by default); YAML escapes have no surrogates and reject them. In a JSON
+/// document each pair becomes the equivalent YAML `\U0001f600`: columns after it on that line
+/// shift left by two.
+fn fold_surrogate_pairs(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_json = text.trim_start().starts_with(['{', '[']);
+    if !is_json || !text.contains("\\u") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let hex4 = |s: &str| s.get(..4).and_then(|h| u32::from_str_radix(h, 16).ok());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let pair = rest
+            .strip_prefix("\\u")
+            .and_then(|r| Some((hex4(r)?, r.get(4..)?)))
+            .filter(|(high, _)| (0xD800..0xDC00).contains(high))
+            .and_then(|(high, r)| Some((high, hex4(r.strip_prefix("\\u")?)?)))
+            .filter(|(_, low)| (0xDC00..0xE000).contains(low));
+        match pair {
+            Some((high, low)) => {
+                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+                out.push_str(&format!("\\U{code:08x}"));
+                rest = &rest[12..];
+            }
+            None => {
+                // Copy the backslash and the character it escapes, so `\\u…` stays literal.
+                let len = rest[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Appends one reference token to a JSON pointer, escaping `~` and `/` per RFC 6901.
@@ -322,6 +362,15 @@ mod tests {
         let dup = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!((dup.line, dup.column), (2, 1));
         assert!(dup.message.contains("duplicate key"));
+    }
+
+    #[test]
+    fn json_surrogate_pairs_are_accepted() {
+        let parsed = parse(r#"{"e": "smile \ud83d\ude00", "lit": "\\ud83d"}"#).unwrap();
+        assert_eq!(
+            parsed.value,
+            json!({"e": "smile \u{1F600}", "lit": "\\ud83d"})
+        );
     }
 
     #[test]
