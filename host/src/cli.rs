@@ -270,6 +270,20 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
     };
+    let mut hosts: Vec<&str> = artifact
+        .api
+        .operations
+        .iter()
+        .flat_map(|op| op.servers.iter().filter_map(|s| s.host.as_deref()))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    if !hosts.is_empty() {
+        tracing::info!(
+            hosts = hosts.join(", "),
+            "some routes answer only these hosts (from `servers`); add a server with a relative URL such as '/' to serve them on any host"
+        );
+    }
     let gateway = match Gateway::new(artifact, config) {
         Ok(g) => Arc::new(g),
         Err(e) => {

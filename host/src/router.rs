@@ -126,7 +126,7 @@ impl Router {
     /// Finds the operation for `method` on `host` (without port) and normalised `segments`.
     pub fn lookup(&self, method: &Method, host: &str, segments: &[Cow<'_, str>]) -> Lookup {
         let mut values = Vec::new();
-        let Some(node) = find(&self.root, segments, host, &mut values) else {
+        let Some(node) = find(&self.root, segments, Some(host), &mut values) else {
             return Lookup::NotFound;
         };
         let on_host = || {
@@ -164,21 +164,36 @@ impl Router {
             }
         }
     }
+
+    /// The host patterns under which `segments` has routes, whatever the request's host: what a
+    /// 404 explains when the path exists but not for this host.
+    pub fn hosts_serving(&self, segments: &[Cow<'_, str>]) -> Vec<String> {
+        let mut hosts: Vec<String> = Vec::new();
+        if let Some(node) = find(&self.root, segments, None, &mut Vec::new()) {
+            for labels in node.entries.iter().filter_map(|e| e.host.as_ref()) {
+                let host = labels.join(".");
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+        }
+        hosts
+    }
 }
 
 /// Depth-first, static before param; returns the first node that ends the path and has routes
-/// for this host, with the captured parameter values in `values`.
+/// for this host (any host when `None`), with the captured parameter values in `values`.
 fn find<'a>(
     node: &'a Node,
     segments: &[Cow<'_, str>],
-    host: &str,
+    host: Option<&str>,
     values: &mut Vec<String>,
 ) -> Option<&'a Node> {
     let Some((first, rest)) = segments.split_first() else {
         return node
             .entries
             .iter()
-            .any(|e| host_matches(e.host.as_deref(), host))
+            .any(|e| host.is_none_or(|h| host_matches(e.host.as_deref(), h)))
             .then_some(node);
     };
     if let Some(child) = node.statics.get(first.as_ref())

@@ -180,11 +180,18 @@ impl Gateway {
         let (index, path_params) = match self.router.lookup(request.method(), &host, &segments) {
             Lookup::Found(index, params) => (index, params),
             Lookup::NotFound => {
-                return Problem::new(
-                    Kind::NotFound,
-                    format!("no route for {}", request.uri().path()),
-                )
-                .into_response();
+                let path = request.uri().path();
+                let hosts = self.router.hosts_serving(&segments);
+                let detail = if hosts.is_empty() {
+                    format!("no route for {path}")
+                } else {
+                    // The spec's `servers` are public, so naming them leaks nothing.
+                    format!(
+                        "no route for {path} on host '{host}'; it is served on: {}",
+                        hosts.join(", ")
+                    )
+                };
+                return Problem::new(Kind::NotFound, detail).into_response();
             }
             Lookup::MethodNotAllowed(allowed) => {
                 let allow = allowed

@@ -148,9 +148,13 @@ paths:
         .status,
         200
     );
-    send(Method::GET, &gw.url("/v2/a"), &[("host", "evil.test")], b"")
+    let doc = send(Method::GET, &gw.url("/v2/a"), &[("host", "evil.test")], b"")
         .await
         .problem(404, "not-found");
+    assert_eq!(
+        doc["detail"],
+        "no route for /v2/a on host 'evil.test'; it is served on: api.pets.test"
+    );
 }
 
 #[tokio::test]
