@@ -4,9 +4,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use barbacane::model::{Dispatch, MockDispatch, Operation, ServerMatch};
+use barbacane::model::{Operation, ServerMatch};
 use barbacane::router::{Router, normalize};
-use barbacane::spec::bundle::Dialect;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
 use std::hint::black_box;
@@ -28,19 +27,8 @@ fn operations() -> Vec<Operation> {
                 id: format!("{method} {path}"),
                 method: method.into(),
                 path,
-                servers: vec![ServerMatch {
-                    host: None,
-                    base_path: String::new(),
-                }],
-                parameters: Vec::new(),
-                request_body: None,
-                dialect: Dialect::OpenApi31,
-                dispatch: Dispatch::Mock(MockDispatch {
-                    status: 200,
-                    headers: Default::default(),
-                    body: None,
-                }),
-                source: String::new(),
+                servers: vec![ServerMatch::default()],
+                ..Operation::default()
             });
         }
     }

@@ -4,10 +4,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use barbacane::model::{
-    Dispatch, MediaType, MockDispatch, Operation, ParamLocation, ParamStyle, Parameter, RequestBody,
-};
-use barbacane::spec::bundle::Dialect;
+use barbacane::model::{MediaType, Operation, ParamLocation, ParamStyle, Parameter, RequestBody};
 use barbacane::validate::{OperationValidator, RequestParts};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
@@ -64,13 +61,7 @@ fn operation() -> Operation {
                 })),
             }],
         }),
-        dialect: Dialect::OpenApi31,
-        dispatch: Dispatch::Mock(MockDispatch {
-            status: 200,
-            headers: Default::default(),
-            body: None,
-        }),
-        source: String::new(),
+        ..Operation::default()
     }
 }
 

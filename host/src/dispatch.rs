@@ -3,14 +3,12 @@
 
 use crate::model::{Dispatch, MockDispatch};
 use crate::server::{Body, full};
-use crate::upstream::{Forward, Upstreams};
+use crate::upstream::Upstreams;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use std::net::SocketAddr;
 
-/// What a dispatcher gets from the pipeline.
+/// The request a dispatcher answers, as the pipeline hands it over.
 pub struct Context<'a> {
-    /// Upstream clients.
-    pub upstreams: &'a Upstreams,
     /// The request head.
     pub parts: http::request::Parts,
     /// The request body (already validated or size-limited).
@@ -24,21 +22,14 @@ pub struct Context<'a> {
 }
 
 /// Runs the operation's dispatcher.
-pub async fn dispatch(dispatch: &Dispatch, cx: Context<'_>) -> Response<Body> {
+pub async fn dispatch(
+    dispatch: &Dispatch,
+    upstreams: &Upstreams,
+    cx: Context<'_>,
+) -> Response<Body> {
     match dispatch {
         Dispatch::Mock(mock) => mock_response(mock),
-        Dispatch::HttpUpstream(config) => {
-            cx.upstreams
-                .forward(Forward {
-                    config,
-                    parts: cx.parts,
-                    body: cx.body,
-                    path_params: cx.path_params,
-                    peer: cx.peer,
-                    request_id: cx.request_id,
-                })
-                .await
-        }
+        Dispatch::HttpUpstream(config) => upstreams.forward(config, cx).await,
     }
 }
 

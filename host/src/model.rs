@@ -18,8 +18,9 @@ pub struct Api {
     pub upstreams: BTreeMap<String, Upstream>,
 }
 
-/// One OpenAPI operation, ready to route, validate and dispatch.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One OpenAPI operation, ready to route, validate and dispatch. The default (an empty GET-less
+/// mock with no servers) exists for tests and benchmarks, which set the fields they need.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Operation {
     /// `operationId`, or `METHOD /path` when the spec gives none.
     pub id: String,
@@ -41,8 +42,8 @@ pub struct Operation {
     pub source: String,
 }
 
-/// A `servers` entry reduced to what routing needs.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A `servers` entry reduced to what routing needs; the default matches any host at the root.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServerMatch {
     /// Host pattern (lower case; a `*` label matches any one label); `None` matches any host.
     pub host: Option<String>,
@@ -158,6 +159,23 @@ pub struct MockDispatch {
 
 fn default_mock_status() -> u16 {
     200
+}
+
+impl Default for MockDispatch {
+    fn default() -> Self {
+        MockDispatch {
+            status: default_mock_status(),
+            headers: BTreeMap::new(),
+            body: None,
+        }
+    }
+}
+
+impl Default for Dispatch {
+    /// An empty 200 from the mock dispatcher.
+    fn default() -> Self {
+        Dispatch::Mock(MockDispatch::default())
+    }
 }
 
 /// The `http-upstream` dispatcher's compiled config.

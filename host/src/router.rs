@@ -226,27 +226,17 @@ fn host_matches(pattern: Option<&[String]>, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Dispatch, MockDispatch, ServerMatch};
-    use crate::spec::bundle::Dialect;
+    use crate::model::ServerMatch;
 
     fn op(method: &str, path: &str, host: Option<&str>, base: &str) -> Operation {
         Operation {
-            id: format!("{method} {path}"),
             method: method.into(),
             path: path.into(),
             servers: vec![ServerMatch {
                 host: host.map(str::to_owned),
                 base_path: base.into(),
             }],
-            parameters: Vec::new(),
-            request_body: None,
-            dialect: Dialect::OpenApi31,
-            dispatch: Dispatch::Mock(MockDispatch {
-                status: 200,
-                headers: Default::default(),
-                body: None,
-            }),
-            source: String::new(),
+            ..Operation::default()
         }
     }
 

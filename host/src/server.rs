@@ -227,8 +227,8 @@ impl Gateway {
         };
         dispatch::dispatch(
             &operation.dispatch,
+            upstreams,
             dispatch::Context {
-                upstreams,
                 parts,
                 body,
                 path_params: &path_params,

@@ -67,25 +67,19 @@ impl Sources {
             line: 1,
             column: 1,
         };
-        let canonical = std::fs::canonicalize(path).map_err(|e| {
+        let cannot_read = |e: std::io::Error| {
             Diagnostic::new(
                 Code::E1001,
                 at_start(),
                 format!("cannot read {display}: {e}"),
                 "check the path and the file's permissions",
             )
-        })?;
+        };
+        let canonical = std::fs::canonicalize(path).map_err(cannot_read)?;
         if let Some(&index) = self.by_path.get(&canonical) {
             return Ok(index);
         }
-        let bytes = std::fs::read(&canonical).map_err(|e| {
-            Diagnostic::new(
-                Code::E1001,
-                at_start(),
-                format!("cannot read {display}: {e}"),
-                "check the path and the file's permissions",
-            )
-        })?;
+        let bytes = std::fs::read(&canonical).map_err(cannot_read)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             Diagnostic::new(
                 Code::E1002,

@@ -3,6 +3,7 @@
 //! template filled from path parameters, query passed through, hop-by-hop headers stripped,
 //! `x-forwarded-*` set, bodies streamed both ways, timeout → 504, connect failure → 502.
 
+use crate::dispatch::Context;
 use crate::model::{HttpUpstreamDispatch, Upstream};
 use crate::problem::{Kind, Problem};
 use crate::server::{Body, BoxError};
@@ -74,22 +75,6 @@ pub struct Upstreams {
     clusters: HashMap<String, Cluster>,
 }
 
-/// One request to forward.
-pub struct Forward<'a> {
-    /// The dispatcher's config.
-    pub config: &'a HttpUpstreamDispatch,
-    /// The client request head.
-    pub parts: http::request::Parts,
-    /// The client request body.
-    pub body: Body,
-    /// Decoded path parameters.
-    pub path_params: &'a [(String, String)],
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The request id.
-    pub request_id: &'a HeaderValue,
-}
-
 impl Upstreams {
     /// Builds clusters from the compiled upstream definitions.
     pub fn new(upstreams: &BTreeMap<String, Upstream>) -> Result<Upstreams, String> {
@@ -134,8 +119,8 @@ impl Upstreams {
     }
 
     /// Forwards one request; failures become 502/504 problems.
-    pub async fn forward(&self, f: Forward<'_>) -> Response<Body> {
-        let Some(cluster) = self.clusters.get(&f.config.upstream) else {
+    pub async fn forward(&self, config: &HttpUpstreamDispatch, cx: Context<'_>) -> Response<Body> {
+        let Some(cluster) = self.clusters.get(&config.upstream) else {
             return Problem::new(Kind::BadGateway, "the upstream is not configured")
                 .into_response();
         };
@@ -143,21 +128,21 @@ impl Upstreams {
         let Some(endpoint) = cluster.endpoints.get(index) else {
             return Problem::new(Kind::BadGateway, "the upstream has no endpoints").into_response();
         };
-        let uri = match upstream_uri(endpoint, &f.config.path, f.path_params, f.parts.uri.query()) {
+        let uri = match upstream_uri(endpoint, &config.path, cx.path_params, cx.parts.uri.query()) {
             Some(uri) => uri,
             None => {
                 return Problem::new(Kind::BadGateway, "cannot build the upstream URI")
                     .into_response();
             }
         };
-        let mut request = Request::new(f.body);
-        *request.method_mut() = f.parts.method.clone();
+        let mut request = Request::new(cx.body);
+        *request.method_mut() = cx.parts.method.clone();
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         let headers = request.headers_mut();
-        *headers = f.parts.headers;
+        *headers = cx.parts.headers;
         let original_host = headers.get(header::HOST).cloned().or_else(|| {
-            f.parts
+            cx.parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -166,25 +151,25 @@ impl Upstreams {
         if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
             headers.insert(header::HOST, host);
         }
-        append_forwarded_for(headers, f.peer);
+        append_forwarded_for(headers, cx.peer);
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         match original_host {
             Some(host) => headers.insert("x-forwarded-host", host),
             None => headers.remove("x-forwarded-host"),
         };
-        headers.insert("x-request-id", f.request_id.clone());
+        headers.insert("x-request-id", cx.request_id.clone());
 
-        let timeout = Duration::from_millis(f.config.timeout_ms);
+        let timeout = Duration::from_millis(config.timeout_ms);
         match tokio::time::timeout(timeout, self.client.request(request)).await {
             Err(_) => Problem::new(
                 Kind::GatewayTimeout,
                 format!(
                     "upstream '{}' did not answer within {timeout:?}",
-                    f.config.upstream
+                    config.upstream
                 ),
             )
             .into_response(),
-            Ok(Err(e)) => upstream_error(&f.config.upstream, &e),
+            Ok(Err(e)) => upstream_error(&config.upstream, &e),
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);

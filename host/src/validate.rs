@@ -308,17 +308,7 @@ impl ParamCheck {
                         .collect(),
                 )
             } else {
-                RawValue::Object(
-                    parts
-                        .chunks(2)
-                        .map(|c| {
-                            (
-                                c[0].to_string(),
-                                c.get(1).copied().unwrap_or("").to_string(),
-                            )
-                        })
-                        .collect(),
-                )
+                RawValue::Object(alternating_pairs(&parts))
             }
         } else {
             RawValue::One(body.to_string())
@@ -384,18 +374,7 @@ impl ParamCheck {
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect()
                 }
-                _ => {
-                    let parts: Vec<&str> = named.next()?.split(',').collect();
-                    parts
-                        .chunks(2)
-                        .map(|c| {
-                            (
-                                c[0].to_string(),
-                                c.get(1).copied().unwrap_or("").to_string(),
-                            )
-                        })
-                        .collect()
-                }
+                _ => alternating_pairs(&named.next()?.split(',').collect::<Vec<_>>()),
             };
             return (!pairs.is_empty()).then_some(RawValue::Object(pairs));
         }
@@ -443,6 +422,19 @@ impl ParamCheck {
             }
         }
     }
+}
+
+/// `k1,v1,k2,v2` (a non-exploded object) → pairs.
+fn alternating_pairs(parts: &[&str]) -> Vec<(String, String)> {
+    parts
+        .chunks(2)
+        .map(|c| {
+            (
+                c[0].to_string(),
+                c.get(1).copied().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
 }
 
 /// A parameter's raw form before typing.
@@ -528,24 +520,14 @@ fn media_matches(declared: &str, actual: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Dispatch, MediaType, MockDispatch, RequestBody};
+    use crate::model::{MediaType, RequestBody};
     use serde_json::json;
 
     fn op(parameters: Vec<Parameter>, body: Option<RequestBody>) -> Operation {
         Operation {
-            id: String::from("t"),
-            method: String::from("GET"),
-            path: String::from("/t"),
-            servers: Vec::new(),
             parameters,
             request_body: body,
-            dialect: Dialect::OpenApi31,
-            dispatch: Dispatch::Mock(MockDispatch {
-                status: 200,
-                headers: Default::default(),
-                body: None,
-            }),
-            source: String::new(),
+            ..Operation::default()
         }
     }
 
@@ -566,17 +548,26 @@ mod tests {
         }
     }
 
-    fn check(v: &OperationValidator, query: &str) -> Vec<String> {
+    /// Locations of the failing parameters for a request with `path_params` and `query`.
+    fn failing(
+        v: &OperationValidator,
+        path_params: &[(String, String)],
+        query: Option<&str>,
+    ) -> Vec<String> {
         let headers = HeaderMap::new();
         let parts = RequestParts {
-            path_params: &[],
-            query: Some(query),
+            path_params,
+            query,
             headers: &headers,
         };
         v.check_params(&parts)
             .into_iter()
             .map(|e| e.location)
             .collect()
+    }
+
+    fn check(v: &OperationValidator, query: &str) -> Vec<String> {
+        failing(v, &[], Some(query))
     }
 
     #[test]
@@ -603,17 +594,7 @@ mod tests {
     }
 
     fn check_path(v: &OperationValidator, value: &str) -> Vec<String> {
-        let headers = HeaderMap::new();
-        let params = [(String::from("id"), value.to_string())];
-        let parts = RequestParts {
-            path_params: &params,
-            query: None,
-            headers: &headers,
-        };
-        v.check_params(&parts)
-            .into_iter()
-            .map(|e| e.location)
-            .collect()
+        failing(v, &[(String::from("id"), value.to_string())], None)
     }
 
     #[test]

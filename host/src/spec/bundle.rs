@@ -11,11 +11,12 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// The JSON Schema dialect an OpenAPI version uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Dialect {
     /// OpenAPI 3.0: a draft-04 superset with `nullable`.
     OpenApi30,
     /// OpenAPI 3.1: JSON Schema 2020-12.
+    #[default]
     OpenApi31,
 }
 
