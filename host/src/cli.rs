@@ -4,7 +4,8 @@
 use crate::artifact::{self, ArtifactError};
 use crate::compile::{self, Options};
 use crate::diag::{self, Diagnostic};
-use crate::server::{self, Config, Gateway, Limits};
+use crate::gateway::Gateway;
+use crate::server::{self, Config, Limits};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use miette::miette;
 use std::io::Write;

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compile;
 pub mod diag;
 pub mod dispatch;
+pub mod gateway;
 pub mod model;
 pub mod problem;
 pub mod project;

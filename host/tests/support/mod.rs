@@ -4,7 +4,8 @@
 
 use barbacane::artifact::Artifact;
 use barbacane::compile::{self, Options};
-use barbacane::server::{self, Body, Config, Gateway, Worker};
+use barbacane::gateway::{Gateway, Worker};
+use barbacane::server::{self, Body, Config};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};

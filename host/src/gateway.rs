@@ -1,0 +1,384 @@
+//! The request pipeline: limits → admin endpoints → path normalisation → router → parameter
+//! and body validation → dispatcher, with `x-request-id` stamped on every response and response
+//! counters for `/__barbacane/metrics`.
+//!
+//! [`Gateway`] is the read-only state all workers share; [`Worker`] adds what one worker thread
+//! owns (its upstream connection pools).
+//!
+//! **Invariant:** nothing on a request's path panics on input; every refusal is a problem
+//! response from [`crate::problem`].
+
+use crate::artifact::Artifact;
+use crate::dispatch;
+use crate::model::Api;
+use crate::problem::{Kind, Problem};
+use crate::router::{Lookup, Router};
+use crate::server::{Body, Config, empty, full};
+use crate::upstream::Upstreams;
+use crate::validate::{BodyPlan, FieldError, OperationValidator, RequestParts};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Request counters for `/__barbacane/metrics`.
+#[derive(Debug, Default)]
+struct Metrics {
+    /// Responses by status class 1xx..5xx (index 0 unused).
+    by_class: [AtomicU64; 6],
+}
+
+/// A loaded API, ready to answer requests: the read-only state all workers share.
+pub struct Gateway {
+    api: Api,
+    router: Router,
+    validators: Vec<OperationValidator>,
+    config: Config,
+    metrics: Metrics,
+}
+
+/// What one worker thread owns: the shared gateway and its own upstream connection pools.
+pub struct Worker {
+    gateway: Arc<Gateway>,
+    upstreams: Upstreams,
+}
+
+impl Worker {
+    /// A worker for `gateway`; call it on the thread whose runtime will serve it.
+    pub fn new(gateway: Arc<Gateway>) -> Result<Worker, String> {
+        let upstreams = Upstreams::new(&gateway.api.upstreams)?;
+        Ok(Worker { gateway, upstreams })
+    }
+
+    /// How the gateway runs.
+    pub fn config(&self) -> &Config {
+        &self.gateway.config
+    }
+
+    /// Answers one request. Never fails: every error becomes a response.
+    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let gateway = &self.gateway;
+        let request_id = request_id(request.headers());
+        let mut response = gateway
+            .respond(&self.upstreams, request, peer, &request_id)
+            .await;
+        response.headers_mut().insert("x-request-id", request_id);
+        let class = usize::from(response.status().as_u16() / 100).min(5);
+        gateway.metrics.by_class[class].fetch_add(1, Ordering::Relaxed);
+        response
+    }
+}
+
+impl Gateway {
+    /// Prepares routing and validators for `artifact`, and checks its upstream definitions.
+    pub fn new(artifact: Artifact, config: Config) -> Result<Gateway, String> {
+        let api = artifact.api;
+        let validators = api
+            .operations
+            .iter()
+            .map(|op| OperationValidator::new(op).map_err(|e| format!("operation {}: {e}", op.id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Fail at load, not on the first request, if an endpoint cannot be used.
+        Upstreams::new(&api.upstreams)?;
+        Ok(Gateway {
+            router: Router::new(&api.operations),
+            api,
+            validators,
+            config,
+            metrics: Metrics::default(),
+        })
+    }
+
+    async fn respond(
+        &self,
+        upstreams: &Upstreams,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+    ) -> Response<Body> {
+        if let Some(problem) = self.check_limits(&request) {
+            return problem.into_response();
+        }
+        let path = request.uri().path();
+        if let Some(admin) = path.strip_prefix("/__barbacane/") {
+            return self.admin(request.method(), admin);
+        }
+        let segments = match crate::router::normalize(path) {
+            Ok(s) => s,
+            Err(e) => return Problem::new(Kind::InvalidPath, e.to_string()).into_response(),
+        };
+        let host = request_host(&request);
+        let (index, path_params) = match self.router.lookup(request.method(), &host, &segments) {
+            Lookup::Found(index, params) => (index, params),
+            Lookup::NotFound => {
+                let path = request.uri().path();
+                let hosts = self.router.hosts_serving(&segments);
+                let detail = if hosts.is_empty() {
+                    format!("no route for {path}")
+                } else {
+                    // The spec's `servers` are public, so naming them leaks nothing.
+                    format!(
+                        "no route for {path} on host '{host}'; it is served on: {}",
+                        hosts.join(", ")
+                    )
+                };
+                return Problem::new(Kind::NotFound, detail).into_response();
+            }
+            Lookup::MethodNotAllowed(allowed) => {
+                let allow = allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut response = Problem::new(
+                    Kind::MethodNotAllowed,
+                    format!("{} is not allowed here; allowed: {allow}", request.method()),
+                )
+                .into_response();
+                if let Ok(value) = HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                return response;
+            }
+        };
+        let operation = &self.api.operations[index];
+        let validator = &self.validators[index];
+        let (parts, body) = request.into_parts();
+        let errors = validator.check_params(&RequestParts {
+            path_params: &path_params,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        });
+        if !errors.is_empty() {
+            return self.validation_problem("the request parameters do not match the API", errors);
+        }
+        let body = match self.prepare_body(validator, &parts.headers, body).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        dispatch::dispatch(
+            &operation.dispatch,
+            upstreams,
+            dispatch::Context {
+                parts,
+                body,
+                path_params: &path_params,
+                peer,
+                request_id,
+            },
+        )
+        .await
+    }
+
+    fn check_limits(&self, request: &Request<Incoming>) -> Option<Problem> {
+        let limits = &self.config.limits;
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if target > limits.max_uri_bytes {
+            return Some(Problem::new(
+                Kind::UriTooLong,
+                format!("the request target exceeds {} bytes", limits.max_uri_bytes),
+            ));
+        }
+        let headers = request.headers();
+        if headers.len() > limits.max_headers {
+            return Some(Problem::new(
+                Kind::HeadersTooLarge,
+                format!("more than {} request headers", limits.max_headers),
+            ));
+        }
+        let size: usize = headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        if size > limits.max_header_bytes {
+            return Some(Problem::new(
+                Kind::HeadersTooLarge,
+                format!("request headers exceed {} bytes", limits.max_header_bytes),
+            ));
+        }
+        None
+    }
+
+    /// Applies the body contract: required, content type, size, and JSON schema (buffered);
+    /// bodies without a schema to check stream through under the size limit.
+    async fn prepare_body(
+        &self,
+        validator: &OperationValidator,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<Body, Response<Body>> {
+        let max = self.config.limits.max_body_bytes;
+        let too_large = || {
+            Problem::new(
+                Kind::PayloadTooLarge,
+                format!("the request body exceeds {max} bytes"),
+            )
+            .into_response()
+        };
+        let declared_length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let has_body = !http_body::Body::is_end_stream(&body);
+        if !has_body {
+            if validator.body_required() {
+                return Err(self.validation_problem(
+                    "the request body is required",
+                    vec![FieldError {
+                        location: String::from("body"),
+                        reason: String::from("required request body is missing"),
+                    }],
+                ));
+            }
+            return Ok(empty());
+        }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        match validator.body_plan(content_type) {
+            BodyPlan::UnsupportedMediaType => Err(Problem::new(
+                Kind::UnsupportedMediaType,
+                format!(
+                    "content type '{}' is not accepted here",
+                    content_type.unwrap_or("none")
+                ),
+            )
+            .into_response()),
+            BodyPlan::Stream => Ok(Limited::new(body, max as usize).boxed_unsync()),
+            BodyPlan::ValidateJson(index) => {
+                let bytes = match Limited::new(body, max as usize).collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+                    Err(e) => {
+                        return Err(Problem::new(
+                            Kind::Validation,
+                            format!("the request body could not be read: {e}"),
+                        )
+                        .into_response());
+                    }
+                };
+                let errors = validator.check_json_body(index, &bytes);
+                if !errors.is_empty() {
+                    return Err(
+                        self.validation_problem("the request body does not match the API", errors)
+                    );
+                }
+                Ok(full(bytes))
+            }
+        }
+    }
+
+    /// A 400 problem; outside `--dev` the reasons are reduced so no schema internals leak.
+    fn validation_problem(&self, detail: &str, errors: Vec<FieldError>) -> Response<Body> {
+        let errors = if self.config.dev {
+            errors
+        } else {
+            errors
+                .into_iter()
+                .map(|e| FieldError {
+                    reason: String::from(if e.reason.starts_with("required") {
+                        "required"
+                    } else {
+                        "invalid"
+                    }),
+                    location: e.location,
+                })
+                .collect()
+        };
+        Problem::new(Kind::Validation, detail)
+            .with_errors(errors)
+            .into_response()
+    }
+
+    fn admin(&self, method: &Method, endpoint: &str) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            let mut response =
+                Problem::new(Kind::MethodNotAllowed, "admin endpoints answer GET only")
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
+        }
+        let (content_type, body) = match endpoint {
+            "health" => (
+                "application/json",
+                serde_json::json!({"status": "ok", "operations": self.api.operations.len()})
+                    .to_string(),
+            ),
+            "metrics" => ("text/plain; version=0.0.4", self.metrics_text()),
+            _ => {
+                return Problem::new(Kind::NotFound, format!("no admin endpoint '{endpoint}'"))
+                    .into_response();
+            }
+        };
+        let mut response = Response::new(full(body));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut text = String::from(
+            "# HELP barbacane_responses_total Responses sent, by status class.\n# TYPE barbacane_responses_total counter\n",
+        );
+        for class in 1..=5 {
+            let n = self.metrics.by_class[class].load(Ordering::Relaxed);
+            text.push_str(&format!(
+                "barbacane_responses_total{{class=\"{class}xx\"}} {n}\n"
+            ));
+        }
+        text
+    }
+}
+
+/// Keeps a well-formed incoming `x-request-id` (1–128 visible ASCII characters), else makes one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get("x-request-id")
+        && (1..=128).contains(&v.len())
+        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    {
+        return v.clone();
+    }
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    let id = format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    );
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// The request's host without port: `Host` for HTTP/1.1, `:authority` for HTTP/2.
+fn request_host(request: &Request<Incoming>) -> String {
+    let raw = request
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(&raw).to_string()
+    } else {
+        raw.split(':').next().unwrap_or("").to_string()
+    };
+    host.to_ascii_lowercase()
+}
