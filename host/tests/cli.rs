@@ -294,6 +294,29 @@ fn refs_across_files_and_both_versions_and_formats_validate() {
     );
     assert_eq!(status, 0, "{stdout}{stderr}");
     assert!(stdout.contains("ok: 2 operations"), "{stdout}");
+
+    let (status, _, stderr) = run(
+        dir.path(),
+        &[
+            "compile", "--spec", "v30.yaml", "--spec", "v31.json", "-o", "both.bca",
+        ],
+    );
+    assert_eq!(status, 0, "{stderr}");
+    let manifest = barbacane::artifact::read(&dir.path().join("both.bca"))
+        .unwrap()
+        .manifest;
+    let sources: Vec<&str> = manifest.sources.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        sources,
+        vec![
+            "v30.yaml",
+            "shared/bodies.yaml",
+            "shared/schemas.json",
+            "v31.json"
+        ]
+    );
+    let routes: Vec<&str> = manifest.routes.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(routes, vec!["/pets", "/owners"]);
 }
 
 #[test]
