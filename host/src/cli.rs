@@ -100,6 +100,12 @@ struct ServeArgs {
     /// Seconds to wait for in-flight requests on SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Serve TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     max_body_size: u64,
@@ -261,6 +267,21 @@ fn serve(args: ServeArgs) -> ExitCode {
             "this artifact was compiled with --dev (plaintext upstreams may be allowed)"
         );
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match server::tls_config(cert, key) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(e) => {
+                return fail(
+                    exit::IO,
+                    miette!(
+                        help = "pass a PEM certificate chain and its PEM private key",
+                        "{e}"
+                    ),
+                );
+            }
+        },
+        _ => None,
+    };
     let config = Config {
         dev: args.dev,
         limits: Limits {
@@ -270,6 +291,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             max_uri_bytes: args.max_uri_length,
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        tls,
     };
     let mut hosts: Vec<&str> = artifact
         .api
@@ -327,7 +349,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         let _ = stop.send(true);
     });
     tracing::info!(%address, workers, "serving");
-    println!("listening on http://{address}");
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{address}");
     let _ = std::io::stdout().flush();
     let result = server::run_workers(gateway, listeners, stopped);
     drop(signals);

@@ -1,11 +1,11 @@
 //! Dispatchers: what answers a request once it has been routed and validated. `mock` answers
 //! from config; `http-upstream` forwards to a named upstream (see [`crate::upstream`]).
 
+use crate::gateway::ClientConnection;
 use crate::model::{Dispatch, MockDispatch};
 use crate::server::{Body, full};
 use crate::upstream::Upstreams;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
-use std::net::SocketAddr;
 
 /// The request a dispatcher answers, as the pipeline hands it over.
 pub struct Context<'a> {
@@ -15,8 +15,8 @@ pub struct Context<'a> {
     pub body: Body,
     /// Decoded path parameters.
     pub path_params: &'a [(String, String)],
-    /// The client's address.
-    pub peer: SocketAddr,
+    /// The client connection.
+    pub client: ClientConnection,
     /// The request's id, forwarded upstream.
     pub request_id: &'a HeaderValue,
 }

@@ -23,6 +23,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// What the gateway knows about the client connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientConnection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
 /// Request counters for `/__barbacane/metrics`.
 #[derive(Debug, Default)]
 struct Metrics {
@@ -58,11 +67,15 @@ impl Worker {
     }
 
     /// Answers one request. Never fails: every error becomes a response.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: ClientConnection,
+    ) -> Response<Body> {
         let gateway = &self.gateway;
         let request_id = request_id(request.headers());
         let mut response = gateway
-            .respond(&self.upstreams, request, peer, &request_id)
+            .respond(&self.upstreams, request, client, &request_id)
             .await;
         response.headers_mut().insert("x-request-id", request_id);
         let class = usize::from(response.status().as_u16() / 100).min(5);
@@ -95,7 +108,7 @@ impl Gateway {
         &self,
         upstreams: &Upstreams,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        client: ClientConnection,
         request_id: &HeaderValue,
     ) -> Response<Body> {
         if let Some(problem) = self.check_limits(&request) {
@@ -165,7 +178,7 @@ impl Gateway {
                 parts,
                 body,
                 path_params: &path_params,
-                peer,
+                client,
                 request_id,
             },
         )

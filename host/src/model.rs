@@ -194,4 +194,7 @@ pub struct HttpUpstreamDispatch {
 pub struct Upstream {
     /// Base URLs (`scheme://host:port[/base]`), used round-robin.
     pub endpoints: Vec<String>,
+    /// PEM CA certificates trusted for this upstream instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }

@@ -7,7 +7,7 @@
 //! (a [`Worker`]), so a request never hops threads. Measured on the proxy benchmark, a
 //! multi-threaded runtime spent most of its time waking threads across cores.
 
-use crate::gateway::{Gateway, Worker};
+use crate::gateway::{ClientConnection, Gateway, Worker};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -62,7 +62,7 @@ impl Default for Limits {
 }
 
 /// How the gateway runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Development mode: problem responses carry every failing field with its reason.
     pub dev: bool,
@@ -70,6 +70,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Serve TLS (with ALPN h2 and http/1.1) instead of cleartext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             dev: false,
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -99,6 +102,11 @@ pub async fn serve(
         // The codec's hard ceiling; the configurable limit below it answers with a problem.
         .max_headers(limits.max_headers.saturating_mul(4).max(100));
     builder.http2().timer(TokioTimer::new());
+    let tls = worker
+        .config()
+        .tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -114,15 +122,35 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let client = ClientConnection { peer, tls: tls.is_some() };
                 let worker = worker.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let worker = worker.clone();
-                    async move { Ok::<_, Infallible>(worker.handle(request, peer).await) }
+                    async move { Ok::<_, Infallible>(worker.handle(request, client).await) }
                 });
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
+                let watcher = graceful.watcher();
+                let builder = builder.clone();
+                let tls = tls.clone();
+                // The TLS handshake runs in the connection's task so a slow client cannot stall
+                // the accept loop.
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
+                    let result = match tls {
+                        None => {
+                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Some(acceptor) => {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                                    watcher.watch(connection.into_owned()).await
+                                }
+                                Ok(Err(e)) => Err(e.into()),
+                                Err(_) => Err("TLS handshake timed out".into()),
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                 });
@@ -142,6 +170,36 @@ pub async fn serve(
             "drain timeout reached; closing remaining connections"
         );
     }
+}
+
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS server config from PEM files, offering h2 and http/1.1 by ALPN.
+pub fn tls_config(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from {}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", cert_file.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("cannot read a private key from {}: {e}", key_file.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Binds `count` listening sockets on `addr` with `SO_REUSEPORT`, so the kernel spreads new

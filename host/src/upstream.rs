@@ -17,6 +17,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -67,17 +68,19 @@ struct Endpoint {
 struct Cluster {
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
+    /// The system-trust client shared by most clusters, or one trusting the cluster's own CAs.
+    client: HttpsClient,
 }
 
-/// All upstream clusters and the shared client.
+/// All upstream clusters of one worker.
 pub struct Upstreams {
-    client: HttpsClient,
     clusters: HashMap<String, Cluster>,
 }
 
 impl Upstreams {
-    /// Builds clusters from the compiled upstream definitions.
+    /// Builds clusters (and their connection pools) from the compiled upstream definitions.
     pub fn new(upstreams: &BTreeMap<String, Upstream>) -> Result<Upstreams, String> {
+        let mut system_client: Option<HttpsClient> = None;
         let mut clusters = HashMap::new();
         for (name, upstream) in upstreams {
             let endpoints = upstream
@@ -88,34 +91,25 @@ impl Upstreams {
                         .ok_or_else(|| format!("upstream '{name}': invalid endpoint '{e}'"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let client = match &upstream.ca_pem {
+                Some(pem) => {
+                    client(roots_from_pem(pem).map_err(|e| format!("upstream '{name}': {e}"))?)?
+                }
+                None => match &system_client {
+                    Some(c) => c.clone(),
+                    None => system_client.insert(client(system_roots())?).clone(),
+                },
+            };
             clusters.insert(
                 name.clone(),
                 Cluster {
                     endpoints,
                     next: AtomicUsize::new(0),
+                    client,
                 },
             );
         }
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let tls = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(builder) => builder,
-            Err(e) => {
-                tracing::warn!(error = %e, "no system CA certificates found; https upstreams will fail");
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                )
-            }
-        };
-        let connector = tls.https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
-        Ok(Upstreams { client, clusters })
+        Ok(Upstreams { clusters })
     }
 
     /// Forwards one request; failures become 502/504 problems.
@@ -151,8 +145,9 @@ impl Upstreams {
         if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
             headers.insert(header::HOST, host);
         }
-        append_forwarded_for(headers, cx.peer);
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        append_forwarded_for(headers, cx.client.peer);
+        let proto = if cx.client.tls { "https" } else { "http" };
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
         match original_host {
             Some(host) => headers.insert("x-forwarded-host", host),
             None => headers.remove("x-forwarded-host"),
@@ -160,7 +155,7 @@ impl Upstreams {
         headers.insert("x-request-id", cx.request_id.clone());
 
         let timeout = Duration::from_millis(config.timeout_ms);
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        match tokio::time::timeout(timeout, cluster.client.request(request)).await {
             Err(_) => Problem::new(
                 Kind::GatewayTimeout,
                 format!(
@@ -177,6 +172,55 @@ impl Upstreams {
             }
         }
     }
+}
+
+/// A pooled HTTP/1.1 client that speaks TLS (rustls, ring) to `https://` endpoints with `roots`.
+fn client(roots: rustls::RootCertStore) -> Result<HttpsClient, String> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup failed: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
+/// The operating system's trusted CAs; none found means `https://` upstreams fail to verify.
+fn system_roots() -> rustls::RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!(
+            "no system CA certificates found; https upstreams without ca_file will fail"
+        );
+    }
+    roots
+}
+
+fn roots_from_pem(pem: &str) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("invalid CA PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("invalid CA certificate: {e}"))?;
+    }
+    Ok(roots)
 }
 
 fn upstream_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {

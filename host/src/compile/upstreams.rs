@@ -7,6 +7,7 @@ use crate::model::Upstream;
 use crate::spec::NodeRef;
 use serde::Deserialize;
 use serde_json::Value;
+use std::path::Path;
 
 impl Compiler {
     pub(super) fn upstream_definitions(&mut self, at: &NodeRef) {
@@ -53,6 +54,8 @@ impl Compiler {
             endpoints: Vec<String>,
             #[serde(default)]
             allow_plaintext: bool,
+            /// PEM file of the CA(s) that sign the upstream's certificate, relative to the spec.
+            ca_file: Option<String>,
         }
         let raw: Raw = match serde_json::from_value(definition) {
             Ok(raw) => raw,
@@ -106,9 +109,48 @@ impl Compiler {
                 }
             }
         }
+        let ca_pem = match raw.ca_file {
+            None => None,
+            Some(file) => match self.read_ca_file(&file, at) {
+                Ok(pem) => Some(pem),
+                Err(why) => {
+                    self.error(
+                        Code::E1031,
+                        &at.child("ca_file"),
+                        format!("upstream '{name}': ca_file '{file}' {why}"),
+                        "point ca_file at a PEM file of CA certificates, relative to the spec",
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
         ok.then_some(Upstream {
             endpoints: raw.endpoints,
+            ca_pem,
         })
+    }
+
+    /// Reads a CA bundle next to the spec that names it; it is embedded in the artifact so that
+    /// `serve` reads no files.
+    fn read_ca_file(&self, file: &str, at: &NodeRef) -> Result<String, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let spec_dir = self.sources.docs()[at.doc]
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let pem = std::fs::read_to_string(spec_dir.join(file))
+            .map_err(|e| format!("cannot be read: {e}"))?;
+        let count = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .map(|c| c.map_err(|e| format!("is not valid PEM: {e}")))
+            .collect::<Result<Vec<_>, _>>()?
+            .len();
+        if count == 0 {
+            return Err(String::from("holds no certificate"));
+        }
+        Ok(pem)
     }
 
     pub(super) fn check_upstream_uses(&mut self) {

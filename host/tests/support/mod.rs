@@ -82,7 +82,12 @@ pub async fn gateway(spec: &str) -> TestGateway {
 /// Compiles `spec` (YAML, dev mode so plaintext loopback upstreams are allowed) and serves it
 /// with `config`.
 pub async fn gateway_with(spec: &str, config: Config) -> TestGateway {
-    let dir = project(&[("api.yaml", spec)]);
+    gateway_project(&[("api.yaml", spec)], config).await
+}
+
+/// Writes `files` into a project, compiles its `api.yaml` (dev mode) and serves it with `config`.
+pub async fn gateway_project(files: &[(&str, &str)], config: Config) -> TestGateway {
+    let dir = project(files);
     let compiled = compile::compile(&[dir.path().join("api.yaml")], None, Options { dev: true })
         .unwrap_or_else(|d| panic!("spec does not compile: {d:#?}"));
     let artifact = Artifact::from_compiled(&compiled, true);
