@@ -336,15 +336,14 @@ fn serve(args: ServeArgs) -> ExitCode {
         .first()
         .and_then(|l| l.local_addr().ok())
         .map_or_else(|| args.listen.to_string(), |a| a.to_string());
+    let signals = match server::ShutdownSignals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(exit::IO, miette!("cannot install signal handlers: {e}")),
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     // Signals are awaited on a thread of their own so that workers only ever serve traffic.
-    let signals = std::thread::spawn(move || {
-        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            runtime.block_on(server::shutdown_signal());
-        }
+    std::thread::spawn(move || {
+        signals.wait();
         tracing::info!("shutting down: draining in-flight requests");
         let _ = stop.send(true);
     });
@@ -356,9 +355,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     println!("listening on {scheme}://{address}");
     let _ = std::io::stdout().flush();
-    let result = server::run_workers(gateway, listeners, stopped);
-    drop(signals);
-    match result {
+    match server::run_workers(gateway, listeners, stopped) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

@@ -268,24 +268,46 @@ pub fn run_workers(
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// SIGTERM and SIGINT handlers, registered when this is created: a signal that arrives right
+/// after start-up stops the gateway cleanly instead of killing it.
+pub struct ShutdownSignals {
+    runtime: tokio::runtime::Runtime,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Registers the handlers.
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (terminate, interrupt) = runtime.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        Ok(ShutdownSignals {
+            runtime,
+            terminate,
+            interrupt,
+        })
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Blocks until SIGTERM or SIGINT arrives.
+    pub fn wait(self) {
+        let ShutdownSignals {
+            runtime,
+            mut terminate,
+            mut interrupt,
+        } = self;
+        runtime.block_on(async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        });
+    }
 }
