@@ -57,9 +57,17 @@ fn wait_exit(child: &mut Child) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_artifact_serves_and_sigterm_drains_in_flight_requests() {
-    let slow = upstream(|_| async {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        http::Response::new(barbacane::server::full("slow but complete"))
+    // The upstream says when the request has reached it, so the signal is sent while it is
+    // certainly in flight, however slow the machine.
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = arrived.clone();
+    let slow = upstream(move |_| {
+        let notify = notify.clone();
+        async move {
+            notify.notify_one();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            http::Response::new(barbacane::server::full("slow but complete"))
+        }
     })
     .await;
     let spec = format!(
@@ -85,7 +93,9 @@ async fn compiled_artifact_serves_and_sigterm_drains_in_flight_requests() {
         b"fast"
     );
     let in_flight = tokio::spawn(async move { support::get(&format!("http://{addr}/slow")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(20), arrived.notified())
+        .await
+        .expect("request reached the upstream");
     signal(&child, "TERM");
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200);
