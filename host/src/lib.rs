@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod model;
 pub mod problem;
 pub mod project;
+pub mod proxywasm;
 pub mod router;
 pub mod server;
 pub mod spec;

@@ -1,0 +1,172 @@
+//! Loading a Proxy-Wasm module: compile it, then read from its exports which ABI it speaks, how
+//! it starts and how the host allocates guest memory, and list its imports (for `inspect`).
+//!
+//! The rules follow Envoy's host (`proxy-wasm-cpp-host`): a module without a known
+//! `proxy_abi_version_*` marker is refused before it is instantiated.
+
+use wasmtime::{Engine, ExternType, Module};
+
+/// The ABI version a module declares by its marker export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AbiVersion {
+    /// `proxy_abi_version_0_1_0` (old TinyGo and Emscripten builds).
+    V0_1_0,
+    /// `proxy_abi_version_0_2_0` (the Go ≥ 1.24 SDK).
+    V0_2_0,
+    /// `proxy_abi_version_0_2_1` (the Rust and C++ SDKs).
+    V0_2_1,
+}
+
+impl AbiVersion {
+    const MARKERS: [(&'static str, AbiVersion); 3] = [
+        ("proxy_abi_version_0_1_0", AbiVersion::V0_1_0),
+        ("proxy_abi_version_0_2_0", AbiVersion::V0_2_0),
+        ("proxy_abi_version_0_2_1", AbiVersion::V0_2_1),
+    ];
+
+    /// `0.2.1` and so on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AbiVersion::V0_1_0 => "0.1.0",
+            AbiVersion::V0_2_0 => "0.2.0",
+            AbiVersion::V0_2_1 => "0.2.1",
+        }
+    }
+}
+
+/// How the module wants to be started (Proxy-Wasm 0.2.1 §Integration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryPoint {
+    /// A WASI reactor: `_initialize`, then `main(0, 0)` when `with_main`.
+    Initialize {
+        /// `main` is exported too.
+        with_main: bool,
+    },
+    /// A WASI command: `_start`.
+    Start,
+    /// Nothing to call.
+    None,
+}
+
+/// The export the host calls to allocate guest memory for data it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// `proxy_on_memory_allocate`, the spec's name.
+    ProxyOnMemoryAllocate,
+    /// `malloc`, the deprecated name (Emscripten, Rust `wasm32-unknown-unknown`).
+    Malloc,
+}
+
+impl Allocator {
+    /// The export's name.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            Allocator::ProxyOnMemoryAllocate => "proxy_on_memory_allocate",
+            Allocator::Malloc => "malloc",
+        }
+    }
+}
+
+/// What the host learned about a module from its exports and imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The declared ABI version (the highest marker if several are present).
+    pub abi: AbiVersion,
+    /// How to start it.
+    pub entry: EntryPoint,
+    /// How to allocate in it.
+    pub allocator: Allocator,
+    /// Every export's name, in module order.
+    pub exports: Vec<String>,
+    /// Every function import as (module, name), in module order.
+    pub imports: Vec<(String, String)>,
+}
+
+/// Why a module cannot be used as a Proxy-Wasm plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The engine could not be set up.
+    #[error("cannot set up the Wasm engine: {0}")]
+    Engine(String),
+    /// Not a valid WebAssembly module (or one wasmtime cannot compile).
+    #[error("not a valid WebAssembly module: {0}")]
+    Invalid(String),
+    /// No `proxy_abi_version_*` export at all.
+    #[error("not a Proxy-Wasm module: no proxy_abi_version_0_1_0, _0_2_0 or _0_2_1 export")]
+    NoAbiMarker,
+    /// A marker this host does not implement.
+    #[error("unsupported Proxy-Wasm ABI marker '{0}' (this host speaks 0.1.0, 0.2.0 and 0.2.1)")]
+    UnsupportedAbi(String),
+    /// Neither allocator export.
+    #[error("the module exports no allocator (proxy_on_memory_allocate or malloc)")]
+    NoAllocator,
+}
+
+/// A compiled module and what it declares.
+pub struct PluginModule {
+    /// The compiled module, ready to instantiate.
+    pub module: Module,
+    /// What it declares.
+    pub info: ModuleInfo,
+}
+
+impl PluginModule {
+    /// Compiles `bytes` with `engine` and reads its declarations.
+    pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<PluginModule, ModuleError> {
+        let module = Module::from_binary(engine, bytes)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let info = ModuleInfo::of(&module)?;
+        Ok(PluginModule { module, info })
+    }
+}
+
+impl ModuleInfo {
+    fn of(module: &Module) -> Result<ModuleInfo, ModuleError> {
+        let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        let abi = AbiVersion::MARKERS
+            .iter()
+            .filter(|(marker, _)| has(marker))
+            .map(|(_, version)| *version)
+            .max();
+        let abi = match abi {
+            Some(abi) => abi,
+            None => {
+                return Err(
+                    match exports.iter().find(|e| e.starts_with("proxy_abi_version_")) {
+                        Some(unknown) => ModuleError::UnsupportedAbi(unknown.clone()),
+                        None => ModuleError::NoAbiMarker,
+                    },
+                );
+            }
+        };
+        let entry = if has("_initialize") {
+            EntryPoint::Initialize {
+                with_main: has("main"),
+            }
+        } else if has("_start") {
+            EntryPoint::Start
+        } else {
+            EntryPoint::None
+        };
+        let allocator = if has("proxy_on_memory_allocate") {
+            Allocator::ProxyOnMemoryAllocate
+        } else if has("malloc") {
+            Allocator::Malloc
+        } else {
+            return Err(ModuleError::NoAllocator);
+        };
+        let imports = module
+            .imports()
+            .filter(|i| matches!(i.ty(), ExternType::Func(_)))
+            .map(|i| (i.module().to_string(), i.name().to_string()))
+            .collect();
+        Ok(ModuleInfo {
+            abi,
+            entry,
+            allocator,
+            exports,
+            imports,
+        })
+    }
+}
