@@ -2,12 +2,19 @@
 //!
 //! Grows with issue 3 into the engine, VM replicas, the stream state machine, host calls grouped
 //! by family, properties and WASI stubs (see `shared/reference/proxy-wasm-abi.md`). What exists
-//! today is the engine and module loading: a module is compiled once and its ABI marker, entry
-//! point and allocator are found before anything runs.
+//! today: the engine; module loading (ABI marker, entry point, allocator); a VM replica with every
+//! import linked and Envoy's start-up sequence (`vm`); the WASI stubs; and the first host calls
+//! (logging, time, configuration buffers).
 
+pub mod abi;
+mod hostcalls;
+mod memory;
 pub mod module;
+pub mod vm;
+mod wasi;
 
 pub use module::{AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule};
+pub use vm::{PluginConfig, Vm, VmError};
 
 /// The wasmtime engine all plugins share. Epoch interruption is on so that every callback can be
 /// given a deadline (a plugin that loops forever must not stall a worker).

@@ -1,0 +1,217 @@
+//! The Proxy-Wasm host so far: loading modules and starting VMs. A filter compiled from source with
+//! the upstream `proxy-wasm` crate is recognised and configured; modules that are not Proxy-Wasm
+//! plugins, or that fail during start-up, are refused with errors that name the plugin and say why.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, ModuleError, PluginModule, engine};
+
+#[test]
+fn a_rust_sdk_filter_is_recognised() {
+    let bytes = support::conformance_filter("headers");
+    let plugin = PluginModule::compile(&engine().unwrap(), &bytes).unwrap();
+    let info = &plugin.info;
+    assert_eq!(info.abi, AbiVersion::V0_2_1);
+    assert_eq!(info.entry, EntryPoint::Initialize { with_main: false });
+    assert_eq!(info.allocator, Allocator::ProxyOnMemoryAllocate);
+    for export in [
+        "proxy_on_context_create",
+        "proxy_on_configure",
+        "proxy_on_request_headers",
+        "proxy_on_done",
+    ] {
+        assert!(
+            info.exports.iter().any(|e| e == export),
+            "missing export {export}"
+        );
+    }
+    let imports: Vec<(&str, &str)> = info
+        .imports
+        .iter()
+        .map(|(m, n)| (m.as_str(), n.as_str()))
+        .collect();
+    for import in [
+        ("env", "proxy_log"),
+        ("env", "proxy_add_header_map_value"),
+        ("env", "proxy_get_buffer_bytes"),
+    ] {
+        assert!(
+            imports.contains(&import),
+            "missing import {import:?} in {imports:?}"
+        );
+    }
+    assert!(
+        imports.iter().any(|(m, _)| *m == "wasi_snapshot_preview1"),
+        "{imports:?}"
+    );
+}
+
+#[test]
+fn modules_that_are_not_proxy_wasm_plugins_are_refused() {
+    let engine = engine().unwrap();
+    let refuse = |bytes: &[u8]| PluginModule::compile(&engine, bytes).err().unwrap();
+    assert!(matches!(
+        refuse(b"\x7fELF not wasm"),
+        ModuleError::Invalid(_)
+    ));
+    assert!(matches!(
+        refuse(&wat::parse_str("(module)").unwrap()),
+        ModuleError::NoAbiMarker
+    ));
+    let future = wat::parse_str(r#"(module (func (export "proxy_abi_version_0_3_0")) (func (export "malloc") (param i32) (result i32) i32.const 0))"#).unwrap();
+    match refuse(&future) {
+        ModuleError::UnsupportedAbi(marker) => assert_eq!(marker, "proxy_abi_version_0_3_0"),
+        other => panic!("{other:?}"),
+    }
+    let no_allocator =
+        wat::parse_str(r#"(module (func (export "proxy_abi_version_0_2_0")))"#).unwrap();
+    assert!(matches!(refuse(&no_allocator), ModuleError::NoAllocator));
+    let truncated = support::conformance_filter("headers");
+    assert!(matches!(
+        refuse(&truncated[..truncated.len() / 2]),
+        ModuleError::Invalid(_)
+    ));
+}
+
+#[test]
+fn older_markers_and_entry_points_are_read_as_cpp_host_does() {
+    // An Emscripten-style module: 0.1.0 marker, `_start`, `malloc` only.
+    let emscripten = wat::parse_str(
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "proxy_abi_version_0_1_0"))
+            (func (export "_start"))
+            (func (export "malloc") (param i32) (result i32) i32.const 8))"#,
+    )
+    .unwrap();
+    let info = PluginModule::compile(&engine().unwrap(), &emscripten)
+        .unwrap()
+        .info;
+    assert_eq!(
+        (info.abi, info.entry, info.allocator),
+        (AbiVersion::V0_1_0, EntryPoint::Start, Allocator::Malloc)
+    );
+}
+
+use barbacane::proxywasm::abi::LogLevel;
+use barbacane::proxywasm::{PluginConfig, Vm, VmError};
+
+fn plugin(name: &str, config: &str) -> PluginConfig {
+    PluginConfig {
+        name: name.to_string(),
+        vm_config: Vec::new(),
+        config: config.as_bytes().to_vec(),
+    }
+}
+
+fn start(bytes: &[u8], config: PluginConfig) -> Result<Vm, VmError> {
+    let engine = engine().unwrap();
+    let module = PluginModule::compile(&engine, bytes).unwrap();
+    Vm::start(&engine, &module, config)
+}
+
+#[test]
+fn a_rust_sdk_filter_starts_and_reads_its_configuration() {
+    let vm = start(
+        &support::conformance_filter("headers"),
+        plugin("headers", "x-added: yes"),
+    )
+    .unwrap();
+    let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
+    assert!(
+        logs.contains(&&(LogLevel::Info, String::from("configured header x-added"))),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn a_rejected_configuration_names_the_plugin_and_quotes_its_log() {
+    let err = start(
+        &support::conformance_filter("headers"),
+        plugin("add-header", "garbage"),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(err, VmError::ConfigureRejected { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "plugin 'add-header' rejected its configuration: configuration must be 'name: value', got \"garbage\""
+    );
+}
+
+/// A minimal module around `body` (WAT), with the marker, memory and allocator every plugin has.
+fn wat_plugin(body: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module
+            {body}
+            (memory (export "memory") 1)
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn start_up_failures_are_reported_like_envoy() {
+    let rejects_vm = wat_plugin(
+        r#"(func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 0)"#,
+    );
+    assert!(matches!(
+        start(&rejects_vm, plugin("p", "")),
+        Err(VmError::VmStartRejected { .. })
+    ));
+
+    let traps = wat_plugin(r#"(func (export "_initialize") unreachable)"#);
+    match start(&traps, plugin("p", "")) {
+        Err(VmError::Trap { during, .. }) => assert_eq!(during, "_initialize"),
+        other => panic!("{:?}", other.err()),
+    }
+
+    let exits = wat_plugin(
+        r#"(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+           (func (export "_start") i32.const 3 call $exit)"#,
+    );
+    let err = start(&exits, plugin("p", "")).err().unwrap();
+    assert!(err.to_string().contains("proc_exit(3)"), "{err}");
+}
+
+#[test]
+fn stdout_becomes_log_lines() {
+    let writes = wat_plugin(
+        r#"(import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+           (data (i32.const 16) "hello from stdout\n")
+           (func (export "_initialize")
+             (i32.store (i32.const 0) (i32.const 16))
+             (i32.store (i32.const 4) (i32.const 18))
+             (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100))))"#,
+    );
+    let vm = start(&writes, plugin("p", "")).unwrap();
+    let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
+    assert_eq!(
+        logs,
+        vec![&(LogLevel::Info, String::from("hello from stdout"))]
+    );
+}
+
+#[test]
+fn vendor_imports_load_and_only_trap_when_called() {
+    let vendor = wat_plugin(
+        r#"(import "env" "proxy_redis_call" (func $vendor (param i32) (result i32)))
+           (func (export "proxy_on_configure") (param i32 i32) (result i32)
+             (drop (call $vendor (i32.const 0)))
+             i32.const 1)"#,
+    );
+    match start(&vendor, plugin("p", "")).err().unwrap() {
+        VmError::Trap {
+            during, message, ..
+        } => {
+            assert_eq!(during, "proxy_on_configure");
+            assert!(message.contains("proxy_redis_call"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
