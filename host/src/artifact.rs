@@ -1,6 +1,6 @@
 //! The `.bca` artifact: one tar file holding `manifest.json` (format version, compiler version,
 //! source digests, route summary, sha256 of every other entry), `routes.json` (the compiled
-//! [`Api`]) and the source files under `sources/`.
+//! [`Api`]), the plugin modules under `plugins/` and the source files under `sources/`.
 //!
 //! Writing is atomic (temp file + rename), so a failed compile never leaves a partial artifact.
 //! Reading checks every digest before anything is used, and tells a corrupt or truncated file, a
@@ -21,6 +21,7 @@ pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_NAME: &str = "barbacane-artifact";
 const MANIFEST: &str = "manifest.json";
 const ROUTES: &str = "routes.json";
+const PLUGINS_DIR: &str = "plugins/";
 /// Refuse to load absurdly large artifacts instead of exhausting memory.
 const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
@@ -81,6 +82,8 @@ pub struct Artifact {
     pub manifest: Manifest,
     /// The compiled API.
     pub api: Api,
+    /// Plugin name → module bytes.
+    pub plugins: BTreeMap<String, Vec<u8>>,
 }
 
 /// Why an artifact cannot be used.
@@ -140,6 +143,7 @@ impl Artifact {
                 entries: Vec::new(),
             },
             api: compiled.api.clone(),
+            plugins: compiled.plugins.clone(),
         }
     }
 }
@@ -154,6 +158,9 @@ pub fn write(path: &Path, compiled: &Compiled, dev: bool) -> Result<Manifest, Ar
     let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
     let routes = serde_json::to_vec(&artifact.api).map_err(|e| io_err(std::io::Error::other(e)))?;
     entries.push((ROUTES.to_string(), routes));
+    for (name, bytes) in &compiled.plugins {
+        entries.push((format!("{PLUGINS_DIR}{name}.wasm"), bytes.clone()));
+    }
     for (i, source) in compiled.sources.iter().enumerate() {
         let base = Path::new(&source.name)
             .file_name()
@@ -238,6 +245,7 @@ pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
             found: manifest.format_version,
         });
     }
+    let mut plugins = BTreeMap::new();
     for entry in &manifest.entries {
         let bytes = files
             .remove(&entry.name)
@@ -251,6 +259,12 @@ pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
         }
         if entry.name == ROUTES {
             files.insert(ROUTES.to_string(), bytes);
+        } else if let Some(plugin) = entry
+            .name
+            .strip_prefix(PLUGINS_DIR)
+            .and_then(|n| n.strip_suffix(".wasm"))
+        {
+            plugins.insert(plugin.to_string(), bytes);
         }
     }
     if let Some(extra) = files.keys().find(|k| k.as_str() != ROUTES) {
@@ -264,5 +278,12 @@ pub fn read(path: &Path) -> Result<Artifact, ArtifactError> {
         .ok_or_else(|| corrupt(String::from("no routes.json")))?;
     let api: Api =
         serde_json::from_slice(routes).map_err(|e| corrupt(format!("routes.json: {e}")))?;
-    Ok(Artifact { manifest, api })
+    if let Some(missing) = api.plugins.keys().find(|name| !plugins.contains_key(*name)) {
+        return Err(corrupt(format!("plugin {missing} is missing")));
+    }
+    Ok(Artifact {
+        manifest,
+        api,
+        plugins,
+    })
 }

@@ -6,16 +6,18 @@
 //! It keeps going after an error so that one run reports every problem it can find.
 
 mod dispatch;
+mod middlewares;
 mod parameters;
 mod servers;
 mod upstreams;
 
 use crate::diag::{Code, Diagnostic};
-use crate::model::{Api, Operation, Parameter, ServerMatch, Upstream};
+use crate::model::{Api, Middleware, Operation, Parameter, ServerMatch, Upstream};
 use crate::project;
 use crate::spec::bundle::Dialect;
-use crate::spec::{NodeRef, Sources};
+use crate::spec::{NodeRef, Sources, hex};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +46,8 @@ pub struct Compiled {
     pub api: Api,
     /// Every file read: specs, files they reference, and the manifest.
     pub sources: Vec<SourceFile>,
+    /// Plugin name → module bytes.
+    pub plugins: BTreeMap<String, Vec<u8>>,
 }
 
 const METHODS: &[&str] = &[
@@ -64,11 +68,17 @@ pub fn compile(
         upstreams: BTreeMap::new(),
         upstream_uses: Vec::new(),
         default_dispatch: None,
+        default_middlewares: Vec::new(),
+        project: project::Project::default(),
+        plugins: middlewares::Plugins::default(),
     };
     let mut extra_sources = Vec::new();
     if let Some(path) = manifest {
         match project::load(path) {
-            Ok(file) => extra_sources.push(file),
+            Ok((project, file)) => {
+                compiler.project = project;
+                extra_sources.push(file);
+            }
             Err(d) => compiler.diagnostics.push(d),
         }
     }
@@ -102,8 +112,15 @@ pub fn compile(
                 .into_iter()
                 .map(|(k, (u, _))| (k, u))
                 .collect(),
+            plugins: compiler
+                .plugins
+                .bytes
+                .iter()
+                .map(|(name, bytes)| (name.clone(), hex(&Sha256::digest(bytes))))
+                .collect(),
         },
         sources,
+        plugins: compiler.plugins.bytes,
     })
 }
 
@@ -118,6 +135,12 @@ struct Compiler {
     upstream_uses: Vec<(String, NodeRef)>,
     /// The current spec's root `x-barbacane-dispatch`: the dispatcher of operations without one.
     default_dispatch: Option<NodeRef>,
+    /// The current spec's global middleware chain.
+    default_middlewares: Vec<Middleware>,
+    /// The project manifest (empty without `--manifest`).
+    project: project::Project,
+    /// Plugins loaded so far.
+    plugins: middlewares::Plugins,
 }
 
 impl Compiler {
@@ -156,7 +179,9 @@ impl Compiler {
             .is_some()
             .then_some(default_dispatch);
         let servers = self.servers(&root.child("servers"));
-        self.check_middlewares(&root.child("x-barbacane-middlewares"));
+        self.default_middlewares = self
+            .middlewares(&root.child("x-barbacane-middlewares"))
+            .unwrap_or_default();
         let paths_at = root.child("paths");
         match top.get("paths") {
             None => {}
@@ -210,33 +235,6 @@ impl Compiler {
                 );
                 None
             }
-        }
-    }
-
-    fn check_middlewares(&mut self, at: &NodeRef) {
-        match self.value(at) {
-            None => {}
-            Some(Value::Array(chain)) => {
-                for (i, entry) in chain.iter().enumerate() {
-                    let name = entry
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("<unnamed>")
-                        .to_string();
-                    self.error(
-                        Code::E1060,
-                        &at.child(&i.to_string()),
-                        format!("unknown plugin '{name}'"),
-                        "this build has no Proxy-Wasm plugins yet; remove the middleware",
-                    );
-                }
-            }
-            Some(_) => self.error(
-                Code::E1005,
-                at,
-                "x-barbacane-middlewares must be a list",
-                "write '- name: plugin' entries",
-            ),
         }
     }
 
@@ -327,7 +325,10 @@ impl Compiler {
             Some(_) => self.request_body(&at.child("requestBody"), dialect),
             None => None,
         };
-        self.check_middlewares(&at.child("x-barbacane-middlewares"));
+        let middlewares = match self.middlewares(&at.child("x-barbacane-middlewares")) {
+            Some(chain) => chain,
+            None => self.default_middlewares.clone(),
+        };
         let Some(dispatch) = self.dispatch(at, template) else {
             return;
         };
@@ -345,6 +346,7 @@ impl Compiler {
             parameters,
             request_body,
             dialect,
+            middlewares,
             dispatch,
             source,
         });

@@ -48,6 +48,8 @@ pub enum Code {
     E1051,
     /// A middleware names a plugin that is not available.
     E1060,
+    /// A plugin cannot be loaded or rejects its configuration.
+    E1061,
     /// The project manifest (`barbacane.yaml`) is invalid.
     E1070,
 }

@@ -1,12 +1,15 @@
 //! The request pipeline: limits → admin endpoints → path normalisation → router → parameter
-//! and body validation → dispatcher, with `x-request-id` stamped on every response and response
-//! counters for `/__barbacane/metrics`.
+//! and body validation → Proxy-Wasm chain (request headers) → dispatcher → chain in reverse
+//! (response headers), with `x-request-id` stamped on every response and response counters for
+//! `/__barbacane/metrics`.
 //!
 //! [`Gateway`] is the read-only state all workers share; [`Worker`] adds what one worker thread
 //! owns (its upstream connection pools).
 //!
 //! **Invariant:** nothing on a request's path panics on input; every refusal is a problem
 //! response from [`crate::problem`].
+
+mod filters;
 
 use crate::artifact::Artifact;
 use crate::dispatch;
@@ -44,21 +47,29 @@ pub struct Gateway {
     api: Api,
     router: Router,
     validators: Vec<OperationValidator>,
+    filters: filters::FilterSet,
     config: Config,
     metrics: Metrics,
 }
 
-/// What one worker thread owns: the shared gateway and its own upstream connection pools.
+/// What one worker thread owns: the shared gateway, its own upstream connection pools and its
+/// own Proxy-Wasm VM replicas.
 pub struct Worker {
     gateway: Arc<Gateway>,
     upstreams: Upstreams,
+    replicas: filters::Replicas,
 }
 
 impl Worker {
     /// A worker for `gateway`; call it on the thread whose runtime will serve it.
     pub fn new(gateway: Arc<Gateway>) -> Result<Worker, String> {
         let upstreams = Upstreams::new(&gateway.api.upstreams)?;
-        Ok(Worker { gateway, upstreams })
+        let replicas = gateway.filters.replicas()?;
+        Ok(Worker {
+            gateway,
+            upstreams,
+            replicas,
+        })
     }
 
     /// How the gateway runs.
@@ -74,9 +85,7 @@ impl Worker {
     ) -> Response<Body> {
         let gateway = &self.gateway;
         let request_id = request_id(request.headers());
-        let mut response = gateway
-            .respond(&self.upstreams, request, client, &request_id)
-            .await;
+        let mut response = gateway.respond(self, request, client, &request_id).await;
         response.headers_mut().insert("x-request-id", request_id);
         let class = usize::from(response.status().as_u16() / 100).min(5);
         gateway.metrics.by_class[class].fetch_add(1, Ordering::Relaxed);
@@ -87,15 +96,17 @@ impl Worker {
 impl Gateway {
     /// Prepares routing and validators for `artifact`, and checks its upstream definitions.
     pub fn new(artifact: Artifact, config: Config) -> Result<Gateway, String> {
-        let api = artifact.api;
+        let Artifact { api, plugins, .. } = artifact;
         let validators = api
             .operations
             .iter()
             .map(|op| OperationValidator::new(op).map_err(|e| format!("operation {}: {e}", op.id)))
             .collect::<Result<Vec<_>, _>>()?;
-        // Fail at load, not on the first request, if an endpoint cannot be used.
+        // Fail at load, not on the first request, if an endpoint or a plugin cannot be used.
         Upstreams::new(&api.upstreams)?;
+        let filters = filters::FilterSet::new(&api, &plugins)?;
         Ok(Gateway {
+            filters,
             router: Router::new(&api.operations),
             api,
             validators,
@@ -106,7 +117,7 @@ impl Gateway {
 
     async fn respond(
         &self,
-        upstreams: &Upstreams,
+        worker: &Worker,
         request: Request<Incoming>,
         client: ClientConnection,
         request_id: &HeaderValue,
@@ -158,7 +169,7 @@ impl Gateway {
         };
         let operation = &self.api.operations[index];
         let validator = &self.validators[index];
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let errors = validator.check_params(&RequestParts {
             path_params: &path_params,
             query: parts.uri.query(),
@@ -171,9 +182,25 @@ impl Gateway {
             Ok(body) => body,
             Err(response) => return response,
         };
-        dispatch::dispatch(
+        let passage = if self.filters.is_empty(index) {
+            None
+        } else {
+            let scheme = if client.tls { "https" } else { "http" };
+            let end_of_stream = http_body::Body::is_end_stream(&body);
+            match self.filters.request_headers(
+                &worker.replicas,
+                index,
+                &mut parts,
+                scheme,
+                end_of_stream,
+            ) {
+                Ok(passage) => Some(passage),
+                Err(problem) => return problem.into_response(),
+            }
+        };
+        let response = dispatch::dispatch(
             &operation.dispatch,
-            upstreams,
+            &worker.upstreams,
             dispatch::Context {
                 parts,
                 body,
@@ -182,7 +209,13 @@ impl Gateway {
                 request_id,
             },
         )
-        .await
+        .await;
+        match passage {
+            Some(passage) => self
+                .filters
+                .response_headers(&worker.replicas, passage, response),
+            None => response,
+        }
     }
 
     fn check_limits(&self, request: &Request<Incoming>) -> Option<Problem> {

@@ -16,6 +16,9 @@ pub struct Api {
     pub operations: Vec<Operation>,
     /// Named upstream clusters from `x-barbacane-upstreams`.
     pub upstreams: BTreeMap<String, Upstream>,
+    /// Plugin name → sha256 of its module; the bytes travel as artifact entries.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, String>,
 }
 
 /// One OpenAPI operation, ready to route, validate and dispatch. The default (an empty GET-less
@@ -36,10 +39,40 @@ pub struct Operation {
     pub request_body: Option<RequestBody>,
     /// The schema dialect of the spec the operation came from.
     pub dialect: Dialect,
+    /// The Proxy-Wasm filters a request passes through, in order (the spec's global chain unless
+    /// the operation sets its own).
+    #[serde(default)]
+    pub middlewares: Vec<Middleware>,
     /// How the request is answered.
     pub dispatch: Dispatch,
     /// `file:line:col` of the operation, for logs and conflict messages.
     pub source: String,
+}
+
+/// One entry of a middleware chain: a plugin and the configuration it runs with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Middleware {
+    /// The plugin's name (a key of `Api::plugins`).
+    pub plugin: String,
+    /// The plugin configuration as the plugin receives it (JSON text; a string as-is).
+    pub config: String,
+    /// The root id the plugin's root context is created with.
+    pub root_id: String,
+    /// The VM configuration (JSON text; a string as-is).
+    pub vm_config: String,
+    /// What a failing (trapping) plugin does to the request.
+    pub failure: FailurePolicy,
+}
+
+/// A plugin's failure policy.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// The request fails with a 500 problem (Envoy's default, fail closed).
+    #[default]
+    Closed,
+    /// The plugin is skipped.
+    Open,
 }
 
 /// A `servers` entry reduced to what routing needs; the default matches any host at the root.

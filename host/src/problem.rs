@@ -32,6 +32,8 @@ pub enum Kind {
     GatewayTimeout,
     /// The gateway is shutting down or overloaded.
     Unavailable,
+    /// A Proxy-Wasm plugin failed (fail-closed policy) or did something not supported yet.
+    PluginFailed,
 }
 
 impl Kind {
@@ -48,6 +50,7 @@ impl Kind {
             Kind::BadGateway => "bad-gateway",
             Kind::GatewayTimeout => "gateway-timeout",
             Kind::Unavailable => "unavailable",
+            Kind::PluginFailed => "plugin-failed",
         }
     }
 
@@ -64,6 +67,7 @@ impl Kind {
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -1,7 +1,5 @@
 //! The optional project manifest, `barbacane.yaml`: plugin sources and the trust policy.
-//!
-//! Plugins arrive with the Proxy-Wasm host; for now the manifest's shape is checked so that a
-//! project written against the documented format compiles, and its bytes go into the artifact.
+//! `file:` sources are read relative to the manifest; `oci://` sources arrive with the registry.
 
 use crate::compile::SourceFile;
 use crate::diag::{Code, Diagnostic, Location};
@@ -21,6 +19,17 @@ pub struct Project {
     /// Which keys may sign `oci://` plugins.
     #[serde(default)]
     pub trust: Trust,
+    /// The manifest's directory, which `file:` sources are relative to.
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
+}
+
+impl Project {
+    /// The file a `file:` plugin source names, resolved against the manifest's directory.
+    pub fn plugin_file(&self, name: &str) -> Option<std::path::PathBuf> {
+        let source = &self.plugins.get(name)?.source;
+        source.strip_prefix("file:").map(|path| self.dir.join(path))
+    }
 }
 
 /// A plugin's origin.
@@ -44,7 +53,7 @@ pub struct Trust {
 }
 
 /// Reads and checks the manifest at `path`.
-pub fn load(path: &Path) -> Result<SourceFile, Diagnostic> {
+pub fn load(path: &Path) -> Result<(Project, SourceFile), Diagnostic> {
     let name = path.display().to_string();
     let at = |line, column| Location {
         file: name.clone(),
@@ -71,7 +80,7 @@ pub fn load(path: &Path) -> Result<SourceFile, Diagnostic> {
         serde_json::Value::Null => serde_json::json!({}),
         v => v,
     };
-    let project: Project = serde_json::from_value(value).map_err(|e| {
+    let mut project: Project = serde_json::from_value(value).map_err(|e| {
         Diagnostic::new(
             Code::E1070,
             at(1, 1),
@@ -80,26 +89,30 @@ pub fn load(path: &Path) -> Result<SourceFile, Diagnostic> {
         )
     })?;
     for (plugin, source) in &project.plugins {
-        if !(source.source.starts_with("file:") || source.source.starts_with("oci://")) {
-            let (line, column) = parsed
-                .positions
-                .get(&format!("/plugins/{plugin}/source"))
-                .copied()
-                .unwrap_or((1, 1));
-            return Err(Diagnostic::new(
-                Code::E1070,
-                at(line, column),
-                format!(
-                    "plugin '{plugin}': source '{}' is neither file: nor oci://",
-                    source.source
-                ),
-                "write 'file:path/to/plugin.wasm' or 'oci://registry/repo:tag'",
-            ));
-        }
+        let (line, column) = parsed
+            .positions
+            .get(&format!("/plugins/{plugin}/source"))
+            .copied()
+            .unwrap_or((1, 1));
+        let problem = if source.source.starts_with("oci://") {
+            "oci:// sources are not supported yet (they come with signed OCI distribution)"
+        } else if !source.source.starts_with("file:") {
+            "is neither file: nor oci://"
+        } else {
+            continue;
+        };
+        return Err(Diagnostic::new(
+            Code::E1070,
+            at(line, column),
+            format!("plugin '{plugin}': source '{}' {problem}", source.source),
+            "write 'file:path/to/plugin.wasm', relative to barbacane.yaml",
+        ));
     }
-    Ok(SourceFile {
+    project.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let file = SourceFile {
         name,
         sha256: hex(&Sha256::digest(text.as_bytes())),
         text,
-    })
+    };
+    Ok((project, file))
 }

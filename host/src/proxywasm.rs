@@ -8,13 +8,14 @@
 
 pub mod abi;
 mod hostcalls;
+pub mod http;
 mod memory;
 pub mod module;
 pub mod vm;
 mod wasi;
 
 pub use module::{AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule};
-pub use vm::{PluginConfig, Vm, VmError};
+pub use vm::{Action, PluginConfig, Vm, VmError};
 
 /// The wasmtime engine all plugins share. Epoch interruption is on so that every callback can be
 /// given a deadline (a plugin that loops forever must not stall a worker).

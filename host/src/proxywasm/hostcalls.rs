@@ -2,11 +2,12 @@
 //! ones are defined, because SDK-built modules import nearly all of them whether they use them or
 //! not, and a missing import fails instantiation.
 //!
-//! Implemented so far: logging, time, tick period, effective context, `proxy_done`, and the VM and
-//! plugin configuration buffers. The others answer `UNIMPLEMENTED` until their family lands
-//! (headers, bodies, callouts, shared state, metrics, properties).
+//! Implemented so far: logging, time, tick period, effective context, `proxy_done`, the VM and
+//! plugin configuration buffers, and the HTTP header maps. The others answer `UNIMPLEMENTED`
+//! until their family lands (bodies, callouts, shared state, metrics, properties).
 
 use super::abi::{LogLevel, Status, buffer};
+use super::http::{Pairs, deserialize, serialize};
 use super::memory::{read, return_bytes, write_u32, write_u64};
 use super::vm::HostState;
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
@@ -16,13 +17,6 @@ use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 const NOT_YET: &[(&str, &str)] = &[
     ("proxy_set_buffer_bytes", "iiiii"),
     ("proxy_get_buffer_status", "iii"),
-    ("proxy_get_header_map_size", "ii"),
-    ("proxy_get_header_map_pairs", "iii"),
-    ("proxy_set_header_map_pairs", "iii"),
-    ("proxy_get_header_map_value", "iiiii"),
-    ("proxy_add_header_map_value", "iiiii"),
-    ("proxy_replace_header_map_value", "iiiii"),
-    ("proxy_remove_header_map_value", "iii"),
     ("proxy_continue_stream", "i"),
     ("proxy_close_stream", "i"),
     ("proxy_get_status", "iii"),
@@ -73,6 +67,41 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_done", proxy_done)?;
     linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
     linker.func_wrap("env", "proxy_get_configuration", proxy_get_configuration)?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        proxy_get_header_map_pairs,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        proxy_get_header_map_size,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        proxy_set_header_map_pairs,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        proxy_get_header_map_value,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_add_header_map_value",
+        proxy_add_header_map_value,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        proxy_replace_header_map_value,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        proxy_remove_header_map_value,
+    )?;
     let engine = linker.engine().clone();
     for (name, params) in NOT_YET {
         let params = params
@@ -178,4 +207,180 @@ fn proxy_get_configuration(
 ) -> wasmtime::Result<i32> {
     let config = caller.data().plugin_config.clone();
     Ok(return_bytes(&mut caller, &config, ptr_out, len_out)? as i32)
+}
+
+/// Map types 0–3 are the stream's request/response headers and trailers; 4–7 (gRPC metadata,
+/// callout responses) exist only during callouts, which are not served yet.
+const MAX_MAP_TYPE: i32 = 7;
+
+/// The map a call addresses, if it is available in this callback.
+fn map_mut<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+    map: i32,
+) -> Result<Option<&'a mut Pairs>, Status> {
+    if !(0..=MAX_MAP_TYPE).contains(&map) {
+        return Err(Status::BadArgument);
+    }
+    Ok(caller
+        .data_mut()
+        .maps
+        .get_mut(map as usize)
+        .and_then(Option::as_mut))
+}
+
+fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
+    Ok(String::from_utf8_lossy(&read(caller, ptr, len)?).to_ascii_lowercase())
+}
+
+fn proxy_get_header_map_pairs(
+    mut caller: Caller<'_, HostState>,
+    map: i32,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<i32> {
+    let bytes = match map_mut(&mut caller, map) {
+        Ok(pairs) => serialize(pairs.map(|p| &*p).unwrap_or(&Vec::new())),
+        Err(status) => return Ok(status as i32),
+    };
+    Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32)
+}
+
+/// The serialised size in bytes, as Envoy answers (not the number of entries).
+fn proxy_get_header_map_size(mut caller: Caller<'_, HostState>, map: i32, size_out: i32) -> i32 {
+    let size = match map_mut(&mut caller, map) {
+        Ok(pairs) => serialize(pairs.map(|p| &*p).unwrap_or(&Vec::new())).len(),
+        Err(status) => return status as i32,
+    };
+    status(write_u32(&mut caller, size_out, size as u32))
+}
+
+fn proxy_set_header_map_pairs(
+    mut caller: Caller<'_, HostState>,
+    map: i32,
+    ptr: i32,
+    len: i32,
+) -> i32 {
+    let bytes = match read(&mut caller, ptr, len) {
+        Ok(b) => b,
+        Err(status) => return status as i32,
+    };
+    let Some(new_pairs) = deserialize(&bytes) else {
+        return Status::BadArgument as i32;
+    };
+    match map_mut(&mut caller, map) {
+        Ok(Some(pairs)) => {
+            *pairs = new_pairs;
+            Status::Ok as i32
+        }
+        Ok(None) => Status::BadArgument as i32,
+        Err(status) => status as i32,
+    }
+}
+
+/// The first value of `key` (Envoy returns only the first of repeated headers).
+fn proxy_get_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<i32> {
+    let key = match key_of(&mut caller, key_ptr, key_len) {
+        Ok(k) => k,
+        Err(status) => return Ok(status as i32),
+    };
+    let value = match map_mut(&mut caller, map) {
+        Ok(Some(pairs)) => pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone()),
+        Ok(None) => None,
+        Err(status) => return Ok(status as i32),
+    };
+    match value {
+        Some(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
+        None => Ok(Status::NotFound as i32),
+    }
+}
+
+/// The shared shape of add, replace and remove: read the key (and value), then edit the map.
+fn edit_map(
+    caller: &mut Caller<'_, HostState>,
+    map: i32,
+    key: (i32, i32),
+    value: Option<(i32, i32)>,
+    edit: impl FnOnce(&mut Pairs, String, Vec<u8>),
+) -> i32 {
+    let key = match key_of(caller, key.0, key.1) {
+        Ok(k) => k,
+        Err(status) => return status as i32,
+    };
+    let value = match value.map(|(ptr, len)| read(caller, ptr, len)).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(status) => return status as i32,
+    };
+    match map_mut(caller, map) {
+        Ok(Some(pairs)) => {
+            edit(pairs, key, value);
+            Status::Ok as i32
+        }
+        Ok(None) => Status::BadArgument as i32,
+        Err(status) => status as i32,
+    }
+}
+
+fn proxy_add_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: i32,
+    kp: i32,
+    kl: i32,
+    vp: i32,
+    vl: i32,
+) -> i32 {
+    edit_map(
+        &mut caller,
+        map,
+        (kp, kl),
+        Some((vp, vl)),
+        |pairs, key, value| pairs.push((key, value)),
+    )
+}
+
+fn proxy_replace_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: i32,
+    kp: i32,
+    kl: i32,
+    vp: i32,
+    vl: i32,
+) -> i32 {
+    edit_map(
+        &mut caller,
+        map,
+        (kp, kl),
+        Some((vp, vl)),
+        |pairs, key, value| match pairs.iter().position(|(k, _)| *k == key) {
+            Some(first) => {
+                pairs[first].1 = value;
+                let mut index = 0;
+                pairs.retain(|(k, _)| {
+                    index += 1;
+                    index - 1 == first || *k != key
+                });
+            }
+            None => pairs.push((key, value)),
+        },
+    )
+}
+
+fn proxy_remove_header_map_value(
+    mut caller: Caller<'_, HostState>,
+    map: i32,
+    kp: i32,
+    kl: i32,
+) -> i32 {
+    edit_map(&mut caller, map, (kp, kl), None, |pairs, key, _| {
+        pairs.retain(|(k, _)| *k != key)
+    })
 }

@@ -4,6 +4,7 @@
 //! so `compile` and `serve` can say why.
 
 use super::abi::LogLevel;
+use super::http::Pairs;
 use super::module::{EntryPoint, PluginModule};
 use super::{hostcalls, wasi};
 use std::collections::VecDeque;
@@ -11,6 +12,15 @@ use wasmtime::{Engine, Instance, Linker, Store, TypedFunc, WasmParams, WasmResul
 
 /// How many of a plugin's latest log lines are kept to explain a failure.
 const RECENT_LOG_LINES: usize = 16;
+
+/// What a stream callback asks the host to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Go on to the next filter.
+    Continue,
+    /// Stop here until the plugin resumes the stream (any non-zero result, as in Envoy).
+    Pause,
+}
 
 /// What the host needs to start a plugin.
 #[derive(Debug, Clone)]
@@ -76,6 +86,11 @@ pub(super) struct HostState {
     pub(super) tick_period_ms: u32,
     /// The plugin's latest log lines.
     pub(super) recent_logs: VecDeque<(LogLevel, String)>,
+    /// The header maps of the stream callback in progress, by map type (request headers,
+    /// request trailers, response headers, response trailers); `None` outside that window.
+    pub(super) maps: [Option<Pairs>; 4],
+    /// The next context id to hand out (ids are never reused).
+    next_context: u32,
 }
 
 impl HostState {
@@ -146,6 +161,8 @@ impl Vm {
             contexts: Vec::new(),
             tick_period_ms: 0,
             recent_logs: VecDeque::new(),
+            maps: Default::default(),
+            next_context: 2,
         };
         let mut store = Store::new(engine, state);
         // Per-callback deadlines come with containment; until then no epoch ever expires.
@@ -202,6 +219,97 @@ impl Vm {
             });
         }
         Ok(vm)
+    }
+
+    /// Creates an HTTP stream context under the root context and returns its id.
+    pub fn create_stream(&mut self) -> Result<u32, VmError> {
+        let state = self.store.data_mut();
+        let id = state.next_context;
+        state.next_context += 1;
+        state.contexts.push(id);
+        let root = self.root_context as i32;
+        self.call::<(i32, i32), ()>(
+            "proxy_on_context_create",
+            (id as i32, root),
+            "proxy_on_context_create",
+        )?;
+        Ok(id)
+    }
+
+    /// Runs `proxy_on_request_headers` with `headers` as the request header map, which the
+    /// plugin may change.
+    pub fn on_request_headers(
+        &mut self,
+        context: u32,
+        headers: &mut Pairs,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        self.headers_callback(
+            "proxy_on_request_headers",
+            0,
+            context,
+            headers,
+            end_of_stream,
+        )
+    }
+
+    /// Runs `proxy_on_response_headers` with `headers` as the response header map.
+    pub fn on_response_headers(
+        &mut self,
+        context: u32,
+        headers: &mut Pairs,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        self.headers_callback(
+            "proxy_on_response_headers",
+            2,
+            context,
+            headers,
+            end_of_stream,
+        )
+    }
+
+    /// Ends a stream as Envoy does: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    pub fn end_stream(&mut self, context: u32) -> Result<(), VmError> {
+        let id = context as i32;
+        let result = self
+            .call::<i32, i32>("proxy_on_done", id, "proxy_on_done")
+            .and_then(|_| self.call::<i32, ()>("proxy_on_log", id, "proxy_on_log"))
+            .and_then(|_| self.call::<i32, ()>("proxy_on_delete", id, "proxy_on_delete"));
+        self.store.data_mut().contexts.retain(|c| *c != context);
+        result.map(|_| ())
+    }
+
+    fn headers_callback(
+        &mut self,
+        export: &'static str,
+        map: usize,
+        context: u32,
+        headers: &mut Pairs,
+        end_of_stream: bool,
+    ) -> Result<Action, VmError> {
+        let Some(func) = self.instance.get_func(&mut self.store, export) else {
+            return Ok(Action::Continue);
+        };
+        // 0.1.0-era modules export (context, headers); newer ones add end_of_stream. The type
+        // decides, not the marker.
+        let with_end_of_stream = func.ty(&self.store).params().len() == 3;
+        self.store.data_mut().maps[map] = Some(std::mem::take(headers));
+        let count = self.store.data().maps[map].as_ref().map_or(0, Vec::len) as i32;
+        let result = if with_end_of_stream {
+            self.call::<(i32, i32, i32), i32>(
+                export,
+                (context as i32, count, i32::from(end_of_stream)),
+                export,
+            )
+        } else {
+            self.call::<(i32, i32), i32>(export, (context as i32, count), export)
+        };
+        *headers = self.store.data_mut().maps[map].take().unwrap_or_default();
+        Ok(match result? {
+            Some(0) | None => Action::Continue,
+            Some(_) => Action::Pause,
+        })
     }
 
     /// The plugin's latest log lines (newest last).

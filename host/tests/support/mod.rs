@@ -87,10 +87,28 @@ pub async fn gateway_with(spec: &str, config: Config) -> TestGateway {
 
 /// Writes `files` into a project, compiles its `api.yaml` (dev mode) and serves it with `config`.
 pub async fn gateway_project(files: &[(&str, &str)], config: Config) -> TestGateway {
-    let dir = project(files);
-    let compiled = compile::compile(&[dir.path().join("api.yaml")], None, Options { dev: true })
-        .unwrap_or_else(|d| panic!("spec does not compile: {d:#?}"));
-    let artifact = Artifact::from_compiled(&compiled, true);
+    gateway_in(project(files), config).await
+}
+
+/// Compiles `api.yaml` in `dir` (with `barbacane.yaml` when present; dev mode) and serves it.
+pub async fn gateway_in(dir: tempfile::TempDir, config: Config) -> TestGateway {
+    let manifest = dir.path().join("barbacane.yaml");
+    let manifest = manifest.exists().then_some(manifest);
+    let compiled = compile::compile(
+        &[dir.path().join("api.yaml")],
+        manifest.as_deref(),
+        Options { dev: true },
+    )
+    .unwrap_or_else(|d| panic!("spec does not compile: {d:#?}"));
+    serve_artifact(Artifact::from_compiled(&compiled, true), config, dir).await
+}
+
+/// Serves `artifact` in-process; `dir` is kept alive as long as the gateway.
+pub async fn serve_artifact(
+    artifact: Artifact,
+    config: Config,
+    dir: tempfile::TempDir,
+) -> TestGateway {
     let gateway = Arc::new(Gateway::new(artifact, config).unwrap());
     let worker = Arc::new(Worker::new(gateway).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,214 @@
+//! An operation's Proxy-Wasm chain: the request headers pass through its filters in order, the
+//! response headers in reverse order, then each stream ends (`on_done`, `on_log`, `on_delete`).
+//!
+//! Each distinct (plugin, configuration) is an *instance*; every worker has one VM replica per
+//! instance, behind an uncontended mutex (a worker is one thread; the mutex only makes the
+//! replica shareable between that thread's tasks). A replica that traps is replaced, and the
+//! plugin's failure policy decides the request: `closed` → 500 problem, `open` → skip it.
+
+use crate::model::{Api, FailurePolicy, Middleware};
+use crate::problem::{Kind, Problem};
+use crate::proxywasm::http::{
+    apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
+};
+use crate::proxywasm::{self, Action, PluginConfig, PluginModule, Vm, VmError};
+use crate::server::Body;
+use http::Response;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+/// The plugins of a loaded API: compiled modules, distinct instances, each operation's chain.
+pub(super) struct FilterSet {
+    engine: wasmtime::Engine,
+    modules: HashMap<String, PluginModule>,
+    instances: Vec<Middleware>,
+    /// Operation index → instance indices, in chain order.
+    chains: Vec<Vec<usize>>,
+}
+
+/// A worker's VM replicas, one per instance.
+pub(super) struct Replicas(Vec<Mutex<Vm>>);
+
+/// The streams one request has open in the chain: (instance, context id).
+pub(super) struct Passage(Vec<(usize, u32)>);
+
+impl FilterSet {
+    /// Compiles the modules and starts every instance once, so a broken plugin fails the load.
+    pub(super) fn new(api: &Api, plugins: &BTreeMap<String, Vec<u8>>) -> Result<FilterSet, String> {
+        let engine = proxywasm::engine().map_err(|e| e.to_string())?;
+        let mut modules = HashMap::new();
+        for (name, bytes) in plugins {
+            let module = PluginModule::compile(&engine, bytes)
+                .map_err(|e| format!("plugin '{name}': {e}"))?;
+            modules.insert(name.clone(), module);
+        }
+        let mut instances: Vec<Middleware> = Vec::new();
+        let mut chains = Vec::with_capacity(api.operations.len());
+        for op in &api.operations {
+            let mut chain = Vec::with_capacity(op.middlewares.len());
+            for middleware in &op.middlewares {
+                let index = match instances.iter().position(|m| m == middleware) {
+                    Some(i) => i,
+                    None => {
+                        instances.push(middleware.clone());
+                        instances.len() - 1
+                    }
+                };
+                chain.push(index);
+            }
+            chains.push(chain);
+        }
+        let set = FilterSet {
+            engine,
+            modules,
+            instances,
+            chains,
+        };
+        for index in 0..set.instances.len() {
+            set.start(index).map_err(|e| e.to_string())?;
+        }
+        Ok(set)
+    }
+
+    /// One replica of every instance, for a worker.
+    pub(super) fn replicas(&self) -> Result<Replicas, String> {
+        (0..self.instances.len())
+            .map(|i| self.start(i).map(Mutex::new).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()
+            .map(Replicas)
+    }
+
+    fn start(&self, index: usize) -> Result<Vm, VmError> {
+        let middleware = &self.instances[index];
+        let Some(module) = self.modules.get(&middleware.plugin) else {
+            return Err(VmError::Instantiate {
+                plugin: middleware.plugin.clone(),
+                message: String::from("the artifact does not carry this plugin"),
+            });
+        };
+        let config = PluginConfig {
+            name: middleware.plugin.clone(),
+            vm_config: middleware.vm_config.clone().into_bytes(),
+            config: middleware.config.clone().into_bytes(),
+        };
+        Vm::start(&self.engine, module, config)
+    }
+
+    /// Whether operation `op` has filters at all.
+    pub(super) fn is_empty(&self, op: usize) -> bool {
+        self.chains.get(op).is_none_or(Vec::is_empty)
+    }
+
+    /// Passes the request head through the chain of operation `op`. A filter that pauses, or that
+    /// fails closed, ends the request here with the returned problem.
+    pub(super) fn request_headers(
+        &self,
+        replicas: &Replicas,
+        op: usize,
+        parts: &mut http::request::Parts,
+        scheme: &str,
+        end_of_stream: bool,
+    ) -> Result<Passage, Problem> {
+        let mut passage = Passage(Vec::new());
+        let mut pairs = request_pairs(parts, scheme);
+        for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
+            let mut vm = replicas.lock(index);
+            let outcome = vm.create_stream().and_then(|context| {
+                passage.0.push((index, context));
+                vm.on_request_headers(context, &mut pairs, end_of_stream)
+            });
+            drop(vm);
+            match outcome {
+                Ok(Action::Continue) => {}
+                Ok(Action::Pause) => {
+                    self.end(replicas, passage);
+                    let plugin = &self.instances[index].plugin;
+                    return Err(Problem::new(
+                        Kind::PluginFailed,
+                        format!(
+                            "plugin '{plugin}' paused the request; resuming a stream is not supported yet"
+                        ),
+                    ));
+                }
+                Err(error) => {
+                    passage.0.retain(|(i, _)| *i != index);
+                    if let Some(problem) = self.failed(replicas, index, &error) {
+                        self.end(replicas, passage);
+                        return Err(problem);
+                    }
+                }
+            }
+        }
+        apply_request_pairs(parts, &pairs);
+        Ok(passage)
+    }
+
+    /// Passes the response head back through the chain in reverse order, then ends the streams.
+    pub(super) fn response_headers(
+        &self,
+        replicas: &Replicas,
+        passage: Passage,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        let (mut parts, body) = response.into_parts();
+        let mut pairs = response_pairs(&parts);
+        let end_of_stream = http_body::Body::is_end_stream(&body);
+        let mut failure = None;
+        for &(index, context) in passage.0.iter().rev() {
+            let outcome =
+                replicas
+                    .lock(index)
+                    .on_response_headers(context, &mut pairs, end_of_stream);
+            if let Err(error) = outcome
+                && let Some(problem) = self.failed(replicas, index, &error)
+            {
+                failure = Some(problem);
+                break;
+            }
+        }
+        self.end(replicas, passage);
+        if let Some(problem) = failure {
+            return problem.into_response();
+        }
+        apply_response_pairs(&mut parts, &pairs);
+        Response::from_parts(parts, body)
+    }
+
+    fn end(&self, replicas: &Replicas, passage: Passage) {
+        for (index, context) in passage.0 {
+            if let Err(error) = replicas.lock(index).end_stream(context) {
+                self.failed(replicas, index, &error);
+            }
+        }
+    }
+
+    /// Handles a failed callback: logs it, replaces the replica, and returns the problem the
+    /// failure policy asks for (`None` to skip the plugin).
+    fn failed(&self, replicas: &Replicas, index: usize, error: &VmError) -> Option<Problem> {
+        let middleware = &self.instances[index];
+        tracing::error!(plugin = %middleware.plugin, %error, "plugin failed; replacing its VM");
+        match self.start(index) {
+            Ok(vm) => *replicas.lock(index) = vm,
+            Err(e) => {
+                tracing::error!(plugin = %middleware.plugin, error = %e, "cannot restart the plugin")
+            }
+        }
+        match middleware.failure {
+            FailurePolicy::Open => None,
+            FailurePolicy::Closed => Some(Problem::new(
+                Kind::PluginFailed,
+                format!("plugin '{}' failed", middleware.plugin),
+            )),
+        }
+    }
+}
+
+impl Replicas {
+    fn lock(&self, index: usize) -> MutexGuard<'_, Vm> {
+        // A poisoned lock only means another task panicked mid-call; the VM is replaced on
+        // failure anyway, so keep using it.
+        self.0[index]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,201 @@
+//! HTTP heads as Proxy-Wasm header maps and back. Filters see (and may change) the pseudo-headers
+//! Envoy presents: `:method`, `:path` (with query), `:authority` (HTTP/1's `Host`), `:scheme` on
+//! requests, `:status` on responses. Keys are lower case, order is kept, repeats are repeats.
+
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+/// A header map as the ABI sees it.
+pub type Pairs = Vec<(String, Vec<u8>)>;
+
+/// Serialises `pairs` in the ABI's map format (Proxy-Wasm 0.2.1 §Header maps).
+pub fn serialize(pairs: &Pairs) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 8 + k.len() + v.len() + 2)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+/// Parses the ABI's map format; `None` when the bytes do not hold a well-formed map. An empty
+/// input (or a lone NUL) is the empty map, as Envoy accepts.
+pub fn deserialize(bytes: &[u8]) -> Option<Pairs> {
+    if bytes.len() <= 1 {
+        return Some(Vec::new());
+    }
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = u32_at(0)?;
+    let mut sizes = Vec::with_capacity(count.min(1024));
+    for i in 0..count {
+        sizes.push((u32_at(4 + 8 * i)?, u32_at(8 + 8 * i)?));
+    }
+    let mut at = 4usize.checked_add(count.checked_mul(8)?)?;
+    let mut pairs = Vec::with_capacity(sizes.len());
+    for (key_len, value_len) in sizes {
+        let key = bytes.get(at..at.checked_add(key_len)?)?;
+        at = at.checked_add(key_len + 1)?;
+        let value = bytes.get(at..at.checked_add(value_len)?)?;
+        at = at.checked_add(value_len + 1)?;
+        pairs.push((
+            String::from_utf8_lossy(key).to_ascii_lowercase(),
+            value.to_vec(),
+        ));
+    }
+    Some(pairs)
+}
+
+fn push_headers(pairs: &mut Pairs, headers: &HeaderMap) {
+    for (name, value) in headers {
+        pairs.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+    }
+}
+
+/// The request head as a map: pseudo-headers first, then the headers (`Host` becomes
+/// `:authority`).
+pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
+    let mut pairs = Vec::with_capacity(parts.headers.len() + 4);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes().to_vec())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .map(|h| h.as_bytes().to_vec())
+        })
+        .unwrap_or_default();
+    pairs.push((
+        String::from(":method"),
+        parts.method.as_str().as_bytes().to_vec(),
+    ));
+    pairs.push((String::from(":path"), path.as_bytes().to_vec()));
+    pairs.push((String::from(":authority"), authority));
+    pairs.push((String::from(":scheme"), scheme.as_bytes().to_vec()));
+    let mut headers = parts.headers.clone();
+    headers.remove(http::header::HOST);
+    push_headers(&mut pairs, &headers);
+    pairs
+}
+
+/// Writes a (possibly changed) request map back into the request head. Entries that are not
+/// valid HTTP are dropped rather than failing the request.
+pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
+    let mut headers = HeaderMap::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        match key.as_str() {
+            ":method" => {
+                if let Ok(method) = Method::from_bytes(value) {
+                    parts.method = method;
+                }
+            }
+            ":path" => {
+                if let Ok(uri) = Uri::try_from(value.as_slice()) {
+                    parts.uri = uri;
+                }
+            }
+            ":authority" => {
+                if let Ok(host) = HeaderValue::from_bytes(value) {
+                    headers.append(http::header::HOST, host);
+                }
+            }
+            ":scheme" => {}
+            _ => append(&mut headers, key, value),
+        }
+    }
+    parts.headers = headers;
+}
+
+/// The response head as a map: `:status`, then the headers.
+pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
+    let mut pairs = Vec::with_capacity(parts.headers.len() + 1);
+    pairs.push((
+        String::from(":status"),
+        parts.status.as_str().as_bytes().to_vec(),
+    ));
+    push_headers(&mut pairs, &parts.headers);
+    pairs
+}
+
+/// Writes a (possibly changed) response map back into the response head.
+pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
+    let mut headers = HeaderMap::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        if key == ":status" {
+            if let Some(status) = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+                && let Ok(status) = StatusCode::from_u16(status)
+            {
+                parts.status = status;
+            }
+        } else if !key.starts_with(':') {
+            append(&mut headers, key, value);
+        }
+    }
+    parts.headers = headers;
+}
+
+fn append(headers: &mut HeaderMap, key: &str, value: &[u8]) {
+    if let (Ok(name), Ok(value)) = (
+        HeaderName::from_bytes(key.as_bytes()),
+        HeaderValue::from_bytes(value),
+    ) {
+        headers.append(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_round_trip_in_the_abi_format() {
+        let pairs: Pairs = vec![
+            (":method".into(), b"GET".to_vec()),
+            ("x-id".into(), b"7".to_vec()),
+        ];
+        let bytes = serialize(&pairs);
+        assert_eq!(bytes.len(), 39);
+        assert_eq!(&bytes[..12], &[2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(deserialize(&bytes), Some(pairs));
+        assert_eq!(deserialize(&[]), Some(Vec::new()));
+        assert_eq!(deserialize(&bytes[..30]), None);
+        assert_eq!(deserialize(&[255, 255, 255, 255, 1]), None);
+    }
+
+    #[test]
+    fn request_heads_round_trip_with_pseudo_headers() {
+        let request = http::Request::get("/pets?x=1")
+            .header("host", "api.test")
+            .header("x-a", "1")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let mut pairs = request_pairs(&parts, "http");
+        assert_eq!(pairs[1], (String::from(":path"), b"/pets?x=1".to_vec()));
+        assert_eq!(pairs[2], (String::from(":authority"), b"api.test".to_vec()));
+        pairs[1].1 = b"/v2/pets".to_vec();
+        pairs.push((String::from("x-b"), b"2".to_vec()));
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.uri.path(), "/v2/pets");
+        assert_eq!(parts.headers["host"], "api.test");
+        assert_eq!(parts.headers["x-b"], "2");
+    }
+}

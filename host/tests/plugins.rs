@@ -1,0 +1,180 @@
+//! Proxy-Wasm plugins in the gateway: declared in `barbacane.yaml`, chained with
+//! `x-barbacane-middlewares`, bundled into the artifact, run on request and response headers.
+//! The filter is built from source with the upstream `proxy-wasm` crate.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use barbacane::server::Config;
+use support::{echo_upstream, get, project, run};
+
+const MANIFEST: &str = "plugins:\n  add-header: {source: 'file:filters/headers.wasm'}\n";
+
+fn spec(port: u16, config: &str) -> String {
+    format!(
+        r#"openapi: 3.1.0
+info: {{title: plugins, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{port}']}}
+x-barbacane-middlewares:
+  - name: add-header
+    config: "{config}"
+paths:
+  /echo:
+    get:
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /plain:
+    get:
+      x-barbacane-middlewares: []
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /mock:
+    get:
+      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
+"#
+    )
+}
+
+/// A project directory with the spec, the manifest and the compiled filter.
+fn plugin_project(spec: &str) -> tempfile::TempDir {
+    let dir = project(&[("api.yaml", spec), ("barbacane.yaml", MANIFEST)]);
+    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
+    std::fs::write(
+        dir.path().join("filters/headers.wasm"),
+        support::conformance_filter("headers"),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn the_chain_edits_request_and_response_headers_and_an_operation_can_opt_out() {
+    let up = echo_upstream().await;
+    let gw = support::gateway_in(
+        plugin_project(&spec(up.addr.port(), "x-added: yes")),
+        Config::default(),
+    )
+    .await;
+
+    let filtered = get(&gw.url("/echo")).await;
+    assert_eq!(filtered.status, 200);
+    assert_eq!(
+        filtered.json()["headers"]["x-added"],
+        "yes",
+        "the upstream sees the plugin's request header"
+    );
+    assert_eq!(
+        filtered.header("x-conformance"),
+        "headers",
+        "the client sees the plugin's response header"
+    );
+    assert_eq!(filtered.header("x-upstream"), "echo");
+
+    let mock = get(&gw.url("/mock")).await;
+    assert_eq!(
+        (mock.header("x-conformance"), mock.body.as_ref()),
+        ("headers", b"mocked".as_slice())
+    );
+
+    let plain = get(&gw.url("/plain")).await;
+    assert!(plain.json()["headers"].get("x-added").is_none());
+    assert_eq!(plain.header("x-conformance"), "");
+}
+
+#[tokio::test]
+async fn plugins_travel_inside_the_artifact() {
+    let up = echo_upstream().await;
+    let dir = plugin_project(&spec(up.addr.port(), "x-added: from-artifact"));
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "compile",
+            "--spec",
+            "api.yaml",
+            "--manifest",
+            "barbacane.yaml",
+            "--dev",
+            "-o",
+            "api.bca",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::remove_dir_all(dir.path().join("filters")).unwrap();
+    let artifact = barbacane::artifact::read(&dir.path().join("api.bca")).unwrap();
+    assert!(
+        artifact
+            .manifest
+            .entries
+            .iter()
+            .any(|e| e.name == "plugins/add-header.wasm")
+    );
+    assert_eq!(artifact.api.plugins["add-header"].len(), 64);
+    let gw = support::serve_artifact(artifact, Config::default(), dir).await;
+    assert_eq!(
+        get(&gw.url("/echo")).await.json()["headers"]["x-added"],
+        "from-artifact"
+    );
+}
+
+#[test]
+fn compile_refuses_unknown_plugins_and_rejected_configurations() {
+    let dir = plugin_project(&spec(1, "garbage"));
+    let (code, stdout, _) = run(
+        dir.path(),
+        &[
+            "validate",
+            "--spec",
+            "api.yaml",
+            "--manifest",
+            "barbacane.yaml",
+            "--dev",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let d = &doc["diagnostics"][0];
+    assert_eq!(
+        (d["code"].as_str(), d["line"].as_u64()),
+        (Some("E1061"), Some(6))
+    );
+    assert_eq!(
+        d["message"],
+        "plugin 'add-header' rejected its configuration: configuration must be 'name: value', got \"garbage\""
+    );
+
+    let (code, stdout, _) = run(
+        dir.path(),
+        &[
+            "validate", "--spec", "api.yaml", "--dev", "--format", "json",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("E1060") && stdout.contains("unknown plugin 'add-header'"),
+        "{stdout}"
+    );
+
+    std::fs::write(dir.path().join("filters/headers.wasm"), b"not wasm").unwrap();
+    let (code, stdout, _) = run(
+        dir.path(),
+        &[
+            "validate",
+            "--spec",
+            "api.yaml",
+            "--manifest",
+            "barbacane.yaml",
+            "--dev",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("E1061") && stdout.contains("not a valid WebAssembly module"),
+        "{stdout}"
+    );
+}
