@@ -178,3 +178,47 @@ fn compile_refuses_unknown_plugins_and_rejected_configurations() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_trapping_plugin_fails_closed_or_is_skipped_and_the_gateway_keeps_serving() {
+    // A hostile module: it traps on every request's headers.
+    let trapping = wat::parse_str(
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "proxy_abi_version_0_2_1"))
+            (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
+            (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) unreachable))"#,
+    )
+    .unwrap();
+    let spec = r#"openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /closed:
+    get:
+      x-barbacane-middlewares: [{name: trap}]
+      x-barbacane-dispatch: {name: mock, config: {body: reached}}
+  /open:
+    get:
+      x-barbacane-middlewares: [{name: trap, failure: open}]
+      x-barbacane-dispatch: {name: mock, config: {body: reached}}
+"#;
+    let dir = project(&[
+        ("api.yaml", spec),
+        (
+            "barbacane.yaml",
+            "plugins:\n  trap: {source: 'file:trap.wasm'}\n",
+        ),
+    ]);
+    std::fs::write(dir.path().join("trap.wasm"), trapping).unwrap();
+    let gw = support::gateway_in(dir, Config::default()).await;
+    for _ in 0..3 {
+        let doc = get(&gw.url("/closed")).await.problem(500, "plugin-failed");
+        assert_eq!(doc["detail"], "plugin 'trap' failed");
+        let open = get(&gw.url("/open")).await;
+        assert_eq!(
+            (open.status.as_u16(), open.body.as_ref()),
+            (200, b"reached".as_slice())
+        );
+    }
+    assert_eq!(get(&gw.url("/__barbacane/health")).await.status, 200);
+}
