@@ -17,10 +17,26 @@ mod wasi;
 pub use module::{AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule};
 pub use vm::{Action, PluginConfig, Vm, VmError};
 
-/// The wasmtime engine all plugins share. Epoch interruption is on so that every callback can be
+/// How often the engine's epoch advances; callback deadlines are counted in these ticks.
+pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The wasmtime engine all plugins share, with epoch interruption on and a thread that advances
+/// the epoch every [`EPOCH_TICK`] for as long as the engine lives, so that every callback can be
 /// given a deadline (a plugin that loops forever must not stall a worker).
 pub fn engine() -> Result<wasmtime::Engine, ModuleError> {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
-    wasmtime::Engine::new(&config).map_err(|e| ModuleError::Engine(e.to_string()))
+    let engine = wasmtime::Engine::new(&config).map_err(|e| ModuleError::Engine(e.to_string()))?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name(String::from("barbacane-wasm-epoch"))
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map_err(|e| ModuleError::Engine(format!("cannot start the epoch thread: {e}")))?;
+    Ok(engine)
 }

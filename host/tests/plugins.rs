@@ -222,3 +222,44 @@ paths:
     }
     assert_eq!(get(&gw.url("/__barbacane/health")).await.status, 200);
 }
+
+#[tokio::test]
+async fn runaway_plugins_are_contained_by_the_deadline_and_the_memory_cap() {
+    let module = |body: &str| {
+        wat::parse_str(format!(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "proxy_abi_version_0_2_1"))
+                (func (export "proxy_on_memory_allocate") (param i32) (result i32) i32.const 1024)
+                (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {body}))"#
+        ))
+        .unwrap()
+    };
+    // Loops forever; asks for 128 MiB more memory and traps when refused.
+    let spin = module("(loop $forever (br $forever)) i32.const 0");
+    let hog = module(
+        "(if (i32.eq (memory.grow (i32.const 2048)) (i32.const -1)) (then unreachable)) i32.const 0",
+    );
+    let spec = r#"openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /spin: {get: {x-barbacane-middlewares: [{name: spin}], x-barbacane-dispatch: {name: mock}}}
+  /hog: {get: {x-barbacane-middlewares: [{name: hog}], x-barbacane-dispatch: {name: mock}}}
+  /fine: {get: {x-barbacane-dispatch: {name: mock, config: {body: fine}}}}
+"#;
+    let dir = project(&[
+        ("api.yaml", spec),
+        (
+            "barbacane.yaml",
+            "plugins:\n  spin: {source: 'file:spin.wasm'}\n  hog: {source: 'file:hog.wasm'}\n",
+        ),
+    ]);
+    std::fs::write(dir.path().join("spin.wasm"), spin).unwrap();
+    std::fs::write(dir.path().join("hog.wasm"), hog).unwrap();
+    let gw = support::gateway_in(dir, Config::default()).await;
+    get(&gw.url("/spin")).await.problem(500, "plugin-failed");
+    get(&gw.url("/hog")).await.problem(500, "plugin-failed");
+    assert_eq!(get(&gw.url("/fine")).await.body.as_ref(), b"fine");
+    // The replaced replicas still answer (and are still contained).
+    get(&gw.url("/spin")).await.problem(500, "plugin-failed");
+}

@@ -19,7 +19,8 @@ use std::sync::{Mutex, MutexGuard};
 
 /// The plugins of a loaded API: compiled modules, distinct instances, each operation's chain.
 pub(super) struct FilterSet {
-    engine: wasmtime::Engine,
+    /// Only made when the API has plugins (it runs an epoch thread).
+    engine: Option<wasmtime::Engine>,
     modules: HashMap<String, PluginModule>,
     instances: Vec<Middleware>,
     /// Operation index → instance indices, in chain order.
@@ -35,12 +36,18 @@ pub(super) struct Passage(Vec<(usize, u32)>);
 impl FilterSet {
     /// Compiles the modules and starts every instance once, so a broken plugin fails the load.
     pub(super) fn new(api: &Api, plugins: &BTreeMap<String, Vec<u8>>) -> Result<FilterSet, String> {
-        let engine = proxywasm::engine().map_err(|e| e.to_string())?;
+        let engine = if plugins.is_empty() {
+            None
+        } else {
+            Some(proxywasm::engine().map_err(|e| e.to_string())?)
+        };
         let mut modules = HashMap::new();
-        for (name, bytes) in plugins {
-            let module = PluginModule::compile(&engine, bytes)
-                .map_err(|e| format!("plugin '{name}': {e}"))?;
-            modules.insert(name.clone(), module);
+        if let Some(engine) = &engine {
+            for (name, bytes) in plugins {
+                let module = PluginModule::compile(engine, bytes)
+                    .map_err(|e| format!("plugin '{name}': {e}"))?;
+                modules.insert(name.clone(), module);
+            }
         }
         let mut instances: Vec<Middleware> = Vec::new();
         let mut chains = Vec::with_capacity(api.operations.len());
@@ -80,7 +87,8 @@ impl FilterSet {
 
     fn start(&self, index: usize) -> Result<Vm, VmError> {
         let middleware = &self.instances[index];
-        let Some(module) = self.modules.get(&middleware.plugin) else {
+        let (Some(module), Some(engine)) = (self.modules.get(&middleware.plugin), &self.engine)
+        else {
             return Err(VmError::Instantiate {
                 plugin: middleware.plugin.clone(),
                 message: String::from("the artifact does not carry this plugin"),
@@ -91,7 +99,7 @@ impl FilterSet {
             vm_config: middleware.vm_config.clone().into_bytes(),
             config: middleware.config.clone().into_bytes(),
         };
-        Vm::start(&self.engine, module, config)
+        Vm::start(engine, module, config)
     }
 
     /// Whether operation `op` has filters at all.

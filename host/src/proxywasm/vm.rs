@@ -13,6 +13,13 @@ use wasmtime::{Engine, Instance, Linker, Store, TypedFunc, WasmParams, WasmResul
 /// How many of a plugin's latest log lines are kept to explain a failure.
 const RECENT_LOG_LINES: usize = 16;
 
+/// The most time one callback may run (Envoy sets none; a filter that needs more than this per
+/// callback is broken, and a loop must not hold a worker thread).
+pub const CALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most linear memory one VM may have (a filter's working set is usually a few MiB).
+pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
 /// What a stream callback asks the host to do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -91,6 +98,8 @@ pub(super) struct HostState {
     pub(super) maps: [Option<Pairs>; 4],
     /// The next context id to hand out (ids are never reused).
     next_context: u32,
+    /// The memory cap.
+    limits: wasmtime::StoreLimits,
 }
 
 impl HostState {
@@ -124,6 +133,10 @@ impl HostState {
             format!(": {}", lines.join("; "))
         }
     }
+}
+
+fn deadline_ticks() -> u64 {
+    (CALLBACK_DEADLINE.as_millis() / super::EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 /// A started plugin VM with its root context.
@@ -163,10 +176,15 @@ impl Vm {
             recent_logs: VecDeque::new(),
             maps: Default::default(),
             next_context: 2,
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(MEMORY_LIMIT_BYTES)
+                .instances(1)
+                .build(),
         };
         let mut store = Store::new(engine, state);
-        // Per-callback deadlines come with containment; until then no epoch ever expires.
-        store.set_epoch_deadline(u64::MAX);
+        store.limiter(|state| &mut state.limits);
+        // Instantiation runs the start function (if any) under the same deadline as callbacks.
+        store.set_epoch_deadline(deadline_ticks());
         let instance = linker
             .instantiate(&mut store, &module.module)
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
@@ -338,6 +356,7 @@ impl Vm {
             plugin: plugin(),
             message: format!("export {name} has an unexpected type: {e}"),
         })?;
+        self.store.set_epoch_deadline(deadline_ticks());
         typed
             .call(&mut self.store, params)
             .map(Some)
