@@ -30,8 +30,6 @@ pub enum Kind {
     BadGateway,
     /// The upstream did not answer in time.
     GatewayTimeout,
-    /// The gateway is shutting down or overloaded.
-    Unavailable,
     /// A Proxy-Wasm plugin failed (fail-closed policy) or did something not supported yet.
     PluginFailed,
 }
@@ -49,7 +47,6 @@ impl Kind {
             Kind::HeadersTooLarge => "headers-too-large",
             Kind::BadGateway => "bad-gateway",
             Kind::GatewayTimeout => "gateway-timeout",
-            Kind::Unavailable => "unavailable",
             Kind::PluginFailed => "plugin-failed",
         }
     }
@@ -66,7 +63,6 @@ impl Kind {
             Kind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Kind::BadGateway => StatusCode::BAD_GATEWAY,
             Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::PluginFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -2,9 +2,9 @@
 //! ones are defined, because SDK-built modules import nearly all of them whether they use them or
 //! not, and a missing import fails instantiation.
 //!
-//! Implemented so far: logging, time, tick period, effective context, `proxy_done`, the VM and
-//! plugin configuration buffers, and the HTTP header maps. The others answer `UNIMPLEMENTED`
-//! until their family lands (bodies, callouts, shared state, metrics, properties).
+//! Implemented so far: logging, time, effective context, `proxy_done`, the VM and plugin
+//! configuration buffers, and the HTTP header maps. The others answer `UNIMPLEMENTED` until their
+//! family lands (bodies, callouts, ticks, shared state, metrics, properties).
 
 use super::abi::{LogLevel, Status, buffer};
 use super::http::{Pairs, deserialize, serialize};
@@ -15,6 +15,7 @@ use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 /// Functions not implemented yet, with their parameters (`i` = i32, `I` = i64); all return an
 /// `i32` status.
 const NOT_YET: &[(&str, &str)] = &[
+    ("proxy_set_tick_period_milliseconds", "i"),
     ("proxy_set_buffer_bytes", "iiiii"),
     ("proxy_get_buffer_status", "iii"),
     ("proxy_continue_stream", "i"),
@@ -53,11 +54,6 @@ pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "env",
         "proxy_get_current_time_nanoseconds",
         proxy_get_current_time_nanoseconds,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_tick_period_milliseconds",
-        proxy_set_tick_period_milliseconds,
     )?;
     linker.func_wrap(
         "env",
@@ -153,11 +149,6 @@ fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, HostState>, time_ou
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     status(write_u64(&mut caller, time_out, nanos))
-}
-
-fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, HostState>, period: i32) -> i32 {
-    caller.data_mut().tick_period_ms = period as u32;
-    Status::Ok as i32
 }
 
 fn proxy_set_effective_context(caller: Caller<'_, HostState>, context: i32) -> i32 {

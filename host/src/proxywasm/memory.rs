@@ -9,10 +9,7 @@ use super::vm::HostState;
 use wasmtime::{Caller, Extern, Memory};
 
 fn memory(caller: &mut Caller<'_, HostState>) -> Result<Memory, Status> {
-    match caller.get_export("memory") {
-        Some(Extern::Memory(memory)) => Ok(memory),
-        _ => Err(Status::InvalidMemoryAccess),
-    }
+    caller.data().memory.ok_or(Status::InvalidMemoryAccess)
 }
 
 fn range(ptr: i32, len: u64, memory_len: usize) -> Result<std::ops::Range<usize>, Status> {

@@ -89,8 +89,6 @@ pub(super) struct HostState {
     pub(super) plugin_config: Vec<u8>,
     /// Context ids the guest knows (root and streams).
     pub(super) contexts: Vec<u32>,
-    /// The tick period the root asked for, in milliseconds (0 = none).
-    pub(super) tick_period_ms: u32,
     /// The plugin's latest log lines.
     pub(super) recent_logs: VecDeque<(LogLevel, String)>,
     /// The header maps of the stream callback in progress, by map type (request headers,
@@ -100,6 +98,8 @@ pub(super) struct HostState {
     next_context: u32,
     /// The memory cap.
     limits: wasmtime::StoreLimits,
+    /// The guest's exported `memory`, found once after instantiation.
+    pub(super) memory: Option<wasmtime::Memory>,
 }
 
 impl HostState {
@@ -173,7 +173,6 @@ impl Vm {
             vm_config: plugin.vm_config,
             plugin_config: plugin.config,
             contexts: Vec::new(),
-            tick_period_ms: 0,
             recent_logs: VecDeque::new(),
             maps: Default::default(),
             next_context: 2,
@@ -181,6 +180,7 @@ impl Vm {
                 .memory_size(MEMORY_LIMIT_BYTES)
                 .instances(1)
                 .build(),
+            memory: None,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -189,6 +189,7 @@ impl Vm {
         let instance = linker
             .instantiate(&mut store, &module.module)
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
+        store.data_mut().memory = instance.get_memory(&mut store, "memory");
         let streams = StreamExports::lookup(&mut store, &instance)?;
         let mut vm = Vm {
             store,
@@ -249,9 +250,10 @@ impl Vm {
         state.next_context += 1;
         state.contexts.push(id);
         let root = self.root_context as i32;
-        let create = self.streams.context_create.clone();
-        self.invoke(
-            create.as_ref(),
+        let create = self.streams.context_create.as_ref();
+        invoke(
+            &mut self.store,
+            create,
             (id as i32, root),
             "proxy_on_context_create",
         )?;
@@ -266,8 +268,9 @@ impl Vm {
         headers: &mut Pairs,
         end_of_stream: bool,
     ) -> Result<Action, VmError> {
-        let callback = self.streams.request_headers.clone();
-        self.headers_callback(
+        let callback = &self.streams.request_headers;
+        headers_callback(
+            &mut self.store,
             callback,
             "proxy_on_request_headers",
             0,
@@ -284,8 +287,9 @@ impl Vm {
         headers: &mut Pairs,
         end_of_stream: bool,
     ) -> Result<Action, VmError> {
-        let callback = self.streams.response_headers.clone();
-        self.headers_callback(
+        let callback = &self.streams.response_headers;
+        headers_callback(
+            &mut self.store,
             callback,
             "proxy_on_response_headers",
             2,
@@ -298,54 +302,18 @@ impl Vm {
     /// Ends a stream as Envoy does: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
     pub fn end_stream(&mut self, context: u32) -> Result<(), VmError> {
         let id = context as i32;
-        let StreamExports {
-            done, log, delete, ..
-        } = self.streams.clone();
-        let result = self
-            .invoke(done.as_ref(), id, "proxy_on_done")
-            .and_then(|_| self.invoke(log.as_ref(), id, "proxy_on_log"))
-            .and_then(|_| self.invoke(delete.as_ref(), id, "proxy_on_delete"));
-        self.store.data_mut().contexts.retain(|c| *c != context);
+        let streams = &self.streams;
+        let store = &mut self.store;
+        let result = invoke(store, streams.done.as_ref(), id, "proxy_on_done")
+            .and_then(|_| invoke(store, streams.log.as_ref(), id, "proxy_on_log"))
+            .and_then(|_| invoke(store, streams.delete.as_ref(), id, "proxy_on_delete"));
+        store.data_mut().contexts.retain(|c| *c != context);
         result.map(|_| ())
-    }
-
-    fn headers_callback(
-        &mut self,
-        callback: HeadersCallback,
-        during: &'static str,
-        map: usize,
-        context: u32,
-        headers: &mut Pairs,
-        end_of_stream: bool,
-    ) -> Result<Action, VmError> {
-        let count = headers.len() as i32;
-        self.store.data_mut().maps[map] = Some(std::mem::take(headers));
-        let result = match &callback {
-            HeadersCallback::Absent => Ok(None),
-            HeadersCallback::WithEndOfStream(f) => self.invoke(
-                Some(f),
-                (context as i32, count, i32::from(end_of_stream)),
-                during,
-            ),
-            HeadersCallback::WithoutEndOfStream(f) => {
-                self.invoke(Some(f), (context as i32, count), during)
-            }
-        };
-        *headers = self.store.data_mut().maps[map].take().unwrap_or_default();
-        Ok(match result? {
-            Some(0) | None => Action::Continue,
-            Some(_) => Action::Pause,
-        })
     }
 
     /// The plugin's latest log lines (newest last).
     pub fn recent_logs(&self) -> impl Iterator<Item = &(LogLevel, String)> {
         self.store.data().recent_logs.iter()
-    }
-
-    /// The tick period the plugin asked for, in milliseconds (0 = none).
-    pub fn tick_period_ms(&self) -> u32 {
-        self.store.data().tick_period_ms
     }
 
     /// Calls export `name` if the module has it (every callback is optional); `Ok(None)` when
@@ -357,28 +325,59 @@ impl Vm {
         during: &'static str,
     ) -> Result<Option<R>, VmError> {
         let func = lookup::<P, R>(&mut self.store, &self.instance, name)?;
-        self.invoke(func.as_ref(), params, during)
+        invoke(&mut self.store, func.as_ref(), params, during)
     }
+}
 
-    /// Calls `func` (if the module has it) under the callback deadline.
-    fn invoke<P: WasmParams, R: WasmResults>(
-        &mut self,
-        func: Option<&TypedFunc<P, R>>,
-        params: P,
-        during: &'static str,
-    ) -> Result<Option<R>, VmError> {
-        let Some(func) = func else {
-            return Ok(None);
-        };
-        self.store.set_epoch_deadline(deadline_ticks());
-        func.call(&mut self.store, params)
-            .map(Some)
-            .map_err(|e| VmError::Trap {
-                plugin: self.store.data().plugin.clone(),
-                during,
-                message: format!("{e:#}{}", self.store.data().explain()),
-            })
-    }
+/// Runs a headers callback with `headers` installed as map `map` for its duration.
+fn headers_callback(
+    store: &mut Store<HostState>,
+    callback: &HeadersCallback,
+    during: &'static str,
+    map: usize,
+    context: u32,
+    headers: &mut Pairs,
+    end_of_stream: bool,
+) -> Result<Action, VmError> {
+    let count = headers.len() as i32;
+    store.data_mut().maps[map] = Some(std::mem::take(headers));
+    let result = match callback {
+        HeadersCallback::Absent => Ok(None),
+        HeadersCallback::WithEndOfStream(f) => invoke(
+            store,
+            Some(f),
+            (context as i32, count, i32::from(end_of_stream)),
+            during,
+        ),
+        HeadersCallback::WithoutEndOfStream(f) => {
+            invoke(store, Some(f), (context as i32, count), during)
+        }
+    };
+    *headers = store.data_mut().maps[map].take().unwrap_or_default();
+    Ok(match result? {
+        Some(0) | None => Action::Continue,
+        Some(_) => Action::Pause,
+    })
+}
+
+/// Calls `func` (if the module has it) under the callback deadline.
+fn invoke<P: WasmParams, R: WasmResults>(
+    store: &mut Store<HostState>,
+    func: Option<&TypedFunc<P, R>>,
+    params: P,
+    during: &'static str,
+) -> Result<Option<R>, VmError> {
+    let Some(func) = func else {
+        return Ok(None);
+    };
+    store.set_epoch_deadline(deadline_ticks());
+    func.call(&mut *store, params)
+        .map(Some)
+        .map_err(|e| VmError::Trap {
+            plugin: store.data().plugin.clone(),
+            during,
+            message: format!("{e:#}{}", store.data().explain()),
+        })
 }
 
 /// Export `name` as a typed function, `None` when the module does not export it.
@@ -399,7 +398,6 @@ fn lookup<P: WasmParams, R: WasmResults>(
 }
 
 /// A headers callback in the shape the module exports it.
-#[derive(Clone)]
 enum HeadersCallback {
     /// Not exported: continue.
     Absent,
@@ -432,7 +430,6 @@ impl HeadersCallback {
 
 /// The per-stream exports, looked up once per VM: finding an export by name and checking its
 /// type on every call showed up as a tenth of the CPU in the filter benchmark.
-#[derive(Clone)]
 struct StreamExports {
     context_create: Option<TypedFunc<(i32, i32), ()>>,
     request_headers: HeadersCallback,
