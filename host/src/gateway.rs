@@ -194,7 +194,8 @@ impl Gateway {
                 scheme,
                 end_of_stream,
             ) {
-                Ok(passage) => Some(passage),
+                Ok(filters::Outcome::Forward(passage)) => Some(passage),
+                Ok(filters::Outcome::Respond(response)) => return *response,
                 Err(problem) => return problem.into_response(),
             }
         };

@@ -15,7 +15,7 @@ pub mod vm;
 mod wasi;
 
 pub use module::{AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule};
-pub use vm::{Action, PluginConfig, Vm, VmError};
+pub use vm::{Action, LocalResponse, PluginConfig, Vm, VmError};
 
 /// How often the engine's epoch advances; callback deadlines are counted in these ticks.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);

@@ -263,3 +263,69 @@ paths:
     // The replaced replicas still answer (and are still contained).
     get(&gw.url("/spin")).await.problem(500, "plugin-failed");
 }
+
+#[tokio::test]
+async fn a_plugin_can_answer_with_a_local_response_that_never_reaches_the_upstream() {
+    let up = echo_upstream().await;
+    let spec = format!(
+        r#"openapi: 3.1.0
+info: {{title: t, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{}']}}
+x-barbacane-middlewares:
+  - {{name: add-header, config: "x-added: yes"}}
+  - {{name: deny}}
+paths:
+  /echo:
+    get:
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+"#,
+        up.addr.port()
+    );
+    let dir = project(&[
+        ("api.yaml", &spec),
+        (
+            "barbacane.yaml",
+            "plugins:\n  add-header: {source: 'file:headers.wasm'}\n  deny: {source: 'file:deny.wasm'}\n",
+        ),
+    ]);
+    std::fs::write(
+        dir.path().join("headers.wasm"),
+        support::conformance_filter("headers"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("deny.wasm"),
+        support::conformance_filter("deny"),
+    )
+    .unwrap();
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    let denied = get(&gw.url("/echo")).await;
+    assert_eq!(
+        (denied.status.as_u16(), denied.body.as_ref()),
+        (403, b"denied".as_slice())
+    );
+    assert_eq!(denied.header("x-denied-by"), "deny");
+    assert_eq!(
+        denied.header("x-conformance"),
+        "headers",
+        "the local response passes back through the earlier filter"
+    );
+    assert!(!denied.header("x-request-id").is_empty());
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the upstream was never called"
+    );
+
+    let allowed = support::send(
+        http::Method::GET,
+        &gw.url("/echo"),
+        &[("x-allow", "1")],
+        b"",
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.json()["headers"]["x-added"], "yes");
+}

@@ -11,9 +11,10 @@ use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
     apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
 };
-use crate::proxywasm::{self, Action, PluginConfig, PluginModule, Vm, VmError};
+use crate::proxywasm::{self, Action, LocalResponse, PluginConfig, PluginModule, Vm, VmError};
 use crate::server::Body;
-use http::Response;
+use http::header::{HeaderName, HeaderValue};
+use http::{Response, StatusCode};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -32,6 +33,14 @@ pub(super) struct Replicas(Vec<Mutex<Vm>>);
 
 /// The streams one request has open in the chain: (instance, context id).
 pub(super) struct Passage(Vec<(usize, u32)>);
+
+/// Where the request goes after the request phase.
+pub(super) enum Outcome {
+    /// On to the dispatcher; the response comes back through these streams.
+    Forward(Passage),
+    /// A plugin answered (its response has already been through the response phase).
+    Respond(Box<Response<Body>>),
+}
 
 impl FilterSet {
     /// Compiles the modules and starts every instance once, so a broken plugin fails the load.
@@ -107,8 +116,9 @@ impl FilterSet {
         self.chains.get(op).is_none_or(Vec::is_empty)
     }
 
-    /// Passes the request head through the chain of operation `op`. A filter that pauses, or that
-    /// fails closed, ends the request here with the returned problem.
+    /// Passes the request head through the chain of operation `op`. A filter that answers with a
+    /// local response ends the chain (its response still passes back through the filters that saw
+    /// the request); one that pauses, or fails closed, ends the request with the returned problem.
     pub(super) fn request_headers(
         &self,
         replicas: &Replicas,
@@ -116,7 +126,7 @@ impl FilterSet {
         parts: &mut http::request::Parts,
         scheme: &str,
         end_of_stream: bool,
-    ) -> Result<Passage, Problem> {
+    ) -> Result<Outcome, Problem> {
         let mut passage = Passage(Vec::new());
         let mut pairs = request_pairs(parts, scheme);
         for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
@@ -128,6 +138,14 @@ impl FilterSet {
             drop(vm);
             match outcome {
                 Ok(Action::Continue) => {}
+                Ok(Action::Respond(local)) => {
+                    let plugin = &self.instances[index].plugin;
+                    tracing::debug!(plugin = %plugin, status = local.status, details = %local.details, "local response");
+                    let response = local_response(local);
+                    return Ok(Outcome::Respond(Box::new(
+                        self.response_headers(replicas, passage, response),
+                    )));
+                }
                 Ok(Action::Pause) => {
                     self.end(replicas, passage);
                     let plugin = &self.instances[index].plugin;
@@ -148,7 +166,7 @@ impl FilterSet {
             }
         }
         apply_request_pairs(parts, &pairs);
-        Ok(passage)
+        Ok(Outcome::Forward(passage))
     }
 
     /// Passes the response head back through the chain in reverse order, then ends the streams.
@@ -209,6 +227,22 @@ impl FilterSet {
             )),
         }
     }
+}
+
+/// The response a plugin asked for with `proxy_send_local_response`.
+fn local_response(local: LocalResponse) -> Response<Body> {
+    let mut response = Response::new(crate::server::full(local.body));
+    *response.status_mut() =
+        StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in &local.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 impl Replicas {

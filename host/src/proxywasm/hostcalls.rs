@@ -3,13 +3,13 @@
 //! not, and a missing import fails instantiation.
 //!
 //! Implemented so far: logging, time, effective context, `proxy_done`, the VM and plugin
-//! configuration buffers, and the HTTP header maps. The others answer `UNIMPLEMENTED` until their
+//! configuration buffers, the HTTP header maps and local responses. The others answer `UNIMPLEMENTED` until their
 //! family lands (bodies, callouts, ticks, shared state, metrics, properties).
 
 use super::abi::{LogLevel, Status, buffer};
 use super::http::{Pairs, deserialize, serialize};
 use super::memory::{read, return_bytes, write_u32, write_u64};
-use super::vm::HostState;
+use super::vm::{HostState, LocalResponse};
 use wasmtime::{Caller, FuncType, Linker, Val, ValType};
 
 /// Functions not implemented yet, with their parameters (`i` = i32, `I` = i64); all return an
@@ -21,7 +21,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("proxy_continue_stream", "i"),
     ("proxy_close_stream", "i"),
     ("proxy_get_status", "iii"),
-    ("proxy_send_local_response", "iiiiiiii"),
     ("proxy_http_call", "iiiiiiiiii"),
     ("proxy_grpc_call", "iiiiiiiiiiii"),
     ("proxy_grpc_stream", "iiiiiiiii"),
@@ -49,6 +48,11 @@ const NOT_YET: &[(&str, &str)] = &[
 /// Defines every `env` import on `linker`.
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_log", proxy_log)?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        proxy_send_local_response,
+    )?;
     linker.func_wrap("env", "proxy_get_log_level", proxy_get_log_level)?;
     linker.func_wrap(
         "env",
@@ -374,4 +378,43 @@ fn proxy_remove_header_map_value(
     edit_map(&mut caller, map, (kp, kl), None, |pairs, key, _| {
         pairs.retain(|(k, _)| *k != key)
     })
+}
+
+/// Records a local response; the host sends it once the callback returns (as Envoy defers it).
+#[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
+fn proxy_send_local_response(
+    mut caller: Caller<'_, HostState>,
+    status_code: i32,
+    details_ptr: i32,
+    details_len: i32,
+    body_ptr: i32,
+    body_len: i32,
+    headers_ptr: i32,
+    headers_len: i32,
+    _grpc_status: i32,
+) -> i32 {
+    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<LocalResponse, Status> {
+        let details =
+            String::from_utf8_lossy(&read(caller, details_ptr, details_len)?).into_owned();
+        let body = read(caller, body_ptr, body_len)?;
+        let headers =
+            deserialize(&read(caller, headers_ptr, headers_len)?).ok_or(Status::BadArgument)?;
+        let status = u16::try_from(status_code)
+            .ok()
+            .filter(|s| (100..=999).contains(s))
+            .ok_or(Status::BadArgument)?;
+        Ok(LocalResponse {
+            status,
+            headers,
+            body,
+            details,
+        })
+    };
+    match read_all(&mut caller) {
+        Ok(response) => {
+            caller.data_mut().local_response = Some(response);
+            Status::Ok as i32
+        }
+        Err(status) => status as i32,
+    }
 }

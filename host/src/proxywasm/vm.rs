@@ -21,12 +21,27 @@ pub const CALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a stream callback asks the host to do next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Go on to the next filter.
     Continue,
     /// Stop here until the plugin resumes the stream (any non-zero result, as in Envoy).
     Pause,
+    /// Answer with this response instead (`proxy_send_local_response` during the callback).
+    Respond(LocalResponse),
+}
+
+/// A response a plugin made with `proxy_send_local_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers the plugin gave.
+    pub headers: Pairs,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The plugin's reason, for logs.
+    pub details: String,
 }
 
 /// What the host needs to start a plugin.
@@ -100,6 +115,8 @@ pub(super) struct HostState {
     limits: wasmtime::StoreLimits,
     /// The guest's exported `memory`, found once after instantiation.
     pub(super) memory: Option<wasmtime::Memory>,
+    /// A local response the plugin asked for in the callback in progress.
+    pub(super) local_response: Option<LocalResponse>,
 }
 
 impl HostState {
@@ -181,6 +198,7 @@ impl Vm {
                 .instances(1)
                 .build(),
             memory: None,
+            local_response: None,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -354,9 +372,11 @@ fn headers_callback(
         }
     };
     *headers = store.data_mut().maps[map].take().unwrap_or_default();
-    Ok(match result? {
-        Some(0) | None => Action::Continue,
-        Some(_) => Action::Pause,
+    let local_response = store.data_mut().local_response.take();
+    Ok(match (result?, local_response) {
+        (_, Some(response)) => Action::Respond(response),
+        (Some(0) | None, None) => Action::Continue,
+        (Some(_), None) => Action::Pause,
     })
 }
 
