@@ -31,8 +31,16 @@ pub(super) struct FilterSet {
 /// A worker's VM replicas, one per instance.
 pub(super) struct Replicas(Vec<Mutex<Vm>>);
 
-/// The streams one request has open in the chain: (instance, context id).
-pub(super) struct Passage(Vec<(usize, u32)>);
+/// A stream one request has open in the chain.
+struct OpenStream {
+    instance: usize,
+    /// The replica's generation when the stream was opened.
+    generation: u64,
+    context: u32,
+}
+
+/// The streams one request has open in the chain.
+pub(super) struct Passage(Vec<OpenStream>);
 
 /// Where the request goes after the request phase.
 pub(super) enum Outcome {
@@ -131,8 +139,13 @@ impl FilterSet {
         let mut pairs = request_pairs(parts, scheme);
         for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
             let mut vm = replicas.lock(index);
+            let generation = vm.generation();
             let outcome = vm.create_stream().and_then(|context| {
-                passage.0.push((index, context));
+                passage.0.push(OpenStream {
+                    instance: index,
+                    generation,
+                    context,
+                });
                 vm.on_request_headers(context, &mut pairs, end_of_stream)
             });
             drop(vm);
@@ -157,7 +170,7 @@ impl FilterSet {
                     ));
                 }
                 Err(error) => {
-                    passage.0.retain(|(i, _)| *i != index);
+                    passage.0.retain(|stream| stream.instance != index);
                     if let Some(problem) = self.failed(replicas, index, &error) {
                         self.end(replicas, passage);
                         return Err(problem);
@@ -170,26 +183,44 @@ impl FilterSet {
     }
 
     /// Passes the response head back through the chain in reverse order, then ends the streams.
+    /// A filter may replace the response with a local one here too.
     pub(super) fn response_headers(
         &self,
         replicas: &Replicas,
         passage: Passage,
         response: Response<Body>,
     ) -> Response<Body> {
-        let (mut parts, body) = response.into_parts();
+        let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
-        let end_of_stream = http_body::Body::is_end_stream(&body);
         let mut failure = None;
-        for &(index, context) in passage.0.iter().rev() {
-            let outcome =
-                replicas
-                    .lock(index)
-                    .on_response_headers(context, &mut pairs, end_of_stream);
-            if let Err(error) = outcome
-                && let Some(problem) = self.failed(replicas, index, &error)
-            {
-                failure = Some(problem);
-                break;
+        for stream in passage.0.iter().rev() {
+            let end_of_stream = http_body::Body::is_end_stream(&body);
+            let outcome = replicas
+                .current(stream)
+                .map(|mut vm| vm.on_response_headers(stream.context, &mut pairs, end_of_stream));
+            let plugin = &self.instances[stream.instance].plugin;
+            match outcome {
+                None | Some(Ok(Action::Continue)) => {}
+                Some(Ok(Action::Respond(local))) => {
+                    tracing::debug!(plugin = %plugin, status = local.status, details = %local.details, "local response");
+                    (parts, body) = local_response(local).into_parts();
+                    pairs = response_pairs(&parts);
+                }
+                Some(Ok(Action::Pause)) => {
+                    failure = Some(Problem::new(
+                        Kind::PluginFailed,
+                        format!(
+                            "plugin '{plugin}' paused the response; resuming a stream is not supported yet"
+                        ),
+                    ));
+                    break;
+                }
+                Some(Err(error)) => {
+                    if let Some(problem) = self.failed(replicas, stream.instance, &error) {
+                        failure = Some(problem);
+                        break;
+                    }
+                }
             }
         }
         self.end(replicas, passage);
@@ -201,9 +232,12 @@ impl FilterSet {
     }
 
     fn end(&self, replicas: &Replicas, passage: Passage) {
-        for (index, context) in passage.0 {
-            if let Err(error) = replicas.lock(index).end_stream(context) {
-                self.failed(replicas, index, &error);
+        for stream in passage.0 {
+            let result = replicas
+                .current(&stream)
+                .map(|mut vm| vm.end_stream(stream.context));
+            if let Some(Err(error)) = result {
+                self.failed(replicas, stream.instance, &error);
             }
         }
     }
@@ -252,5 +286,11 @@ impl Replicas {
         self.0[index]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The replica `stream` was opened on, unless it has been replaced since.
+    fn current(&self, stream: &OpenStream) -> Option<MutexGuard<'_, Vm>> {
+        let vm = self.lock(stream.instance);
+        (vm.generation() == stream.generation).then_some(vm)
     }
 }

@@ -162,6 +162,7 @@ pub struct Vm {
     instance: Instance,
     root_context: u32,
     streams: StreamExports,
+    generation: u64,
 }
 
 impl Vm {
@@ -209,11 +210,13 @@ impl Vm {
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
         store.data_mut().memory = instance.get_memory(&mut store, "memory");
         let streams = StreamExports::lookup(&mut store, &instance)?;
+        static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut vm = Vm {
             store,
             instance,
             root_context: 1,
             streams,
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         match module.info.entry {
             EntryPoint::Initialize { with_main } => {
@@ -259,6 +262,12 @@ impl Vm {
             });
         }
         Ok(vm)
+    }
+
+    /// Unique to this VM in the process: a stream opened on a replica that has since been
+    /// replaced (after a trap) must not be continued on its successor, which never saw it.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Creates an HTTP stream context under the root context and returns its id.
