@@ -118,24 +118,23 @@ async fn plugins_travel_inside_the_artifact() {
     );
 }
 
+/// `barbacane validate --format json` in `dir`, with or without the manifest.
+fn validate(dir: &tempfile::TempDir, with_manifest: bool) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "validate", "--spec", "api.yaml", "--dev", "--format", "json",
+    ];
+    if with_manifest {
+        args.extend(["--manifest", "barbacane.yaml"]);
+    }
+    let (code, stdout, _) = run(dir.path(), &args);
+    (code, serde_json::from_str(&stdout).unwrap())
+}
+
 #[test]
 fn compile_refuses_unknown_plugins_and_rejected_configurations() {
     let dir = plugin_project(&spec(1, "garbage"));
-    let (code, stdout, _) = run(
-        dir.path(),
-        &[
-            "validate",
-            "--spec",
-            "api.yaml",
-            "--manifest",
-            "barbacane.yaml",
-            "--dev",
-            "--format",
-            "json",
-        ],
-    );
+    let (code, doc) = validate(&dir, true);
     assert_eq!(code, 1);
-    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let d = &doc["diagnostics"][0];
     assert_eq!(
         (d["code"].as_str(), d["line"].as_u64()),
@@ -146,36 +145,28 @@ fn compile_refuses_unknown_plugins_and_rejected_configurations() {
         "plugin 'add-header' rejected its configuration: configuration must be 'name: value', got \"garbage\""
     );
 
-    let (code, stdout, _) = run(
-        dir.path(),
-        &[
-            "validate", "--spec", "api.yaml", "--dev", "--format", "json",
-        ],
+    let (code, doc) = validate(&dir, false);
+    assert_eq!(
+        (code, doc["diagnostics"][0]["code"].as_str()),
+        (1, Some("E1060"))
     );
-    assert_eq!(code, 1);
-    assert!(
-        stdout.contains("E1060") && stdout.contains("unknown plugin 'add-header'"),
-        "{stdout}"
+    assert_eq!(
+        doc["diagnostics"][0]["message"],
+        "unknown plugin 'add-header'"
     );
 
     std::fs::write(dir.path().join("filters/headers.wasm"), b"not wasm").unwrap();
-    let (code, stdout, _) = run(
-        dir.path(),
-        &[
-            "validate",
-            "--spec",
-            "api.yaml",
-            "--manifest",
-            "barbacane.yaml",
-            "--dev",
-            "--format",
-            "json",
-        ],
+    let (code, doc) = validate(&dir, true);
+    assert_eq!(
+        (code, doc["diagnostics"][0]["code"].as_str()),
+        (1, Some("E1061"))
     );
-    assert_eq!(code, 1);
     assert!(
-        stdout.contains("E1061") && stdout.contains("not a valid WebAssembly module"),
-        "{stdout}"
+        doc["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid WebAssembly module"),
+        "{doc}"
     );
 }
 

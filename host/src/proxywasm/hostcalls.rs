@@ -262,9 +262,18 @@ fn proxy_set_header_map_pairs(
     let Some(new_pairs) = deserialize(&bytes) else {
         return Status::BadArgument as i32;
     };
-    match map_mut(&mut caller, map) {
+    edit_available(&mut caller, map, |pairs| *pairs = new_pairs)
+}
+
+/// Applies `edit` to map `map`, if that map exists in the callback in progress.
+fn edit_available(
+    caller: &mut Caller<'_, HostState>,
+    map: i32,
+    edit: impl FnOnce(&mut Pairs),
+) -> i32 {
+    match map_mut(caller, map) {
         Ok(Some(pairs)) => {
-            *pairs = new_pairs;
+            edit(pairs);
             Status::Ok as i32
         }
         Ok(None) => Status::BadArgument as i32,
@@ -315,14 +324,7 @@ fn edit_map(
         Ok(v) => v.unwrap_or_default(),
         Err(status) => return status as i32,
     };
-    match map_mut(caller, map) {
-        Ok(Some(pairs)) => {
-            edit(pairs, key, value);
-            Status::Ok as i32
-        }
-        Ok(None) => Status::BadArgument as i32,
-        Err(status) => status as i32,
-    }
+    edit_available(caller, map, |pairs| edit(pairs, key, value))
 }
 
 fn proxy_add_header_map_value(
