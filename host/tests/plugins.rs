@@ -320,3 +320,44 @@ paths:
     assert_eq!(allowed.status, 200);
     assert_eq!(allowed.json()["headers"]["x-added"], "yes");
 }
+
+#[tokio::test]
+async fn a_replica_replaced_mid_flight_does_not_break_the_requests_it_was_serving() {
+    // Request A is at the upstream when request B makes the (shared) replica panic. The replica is
+    // replaced; A's response must not be handed to the new VM, which never saw A's stream.
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = arrived.clone();
+    let slow = support::upstream(move |_| {
+        let notify = notify.clone();
+        async move {
+            notify.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            http::Response::new(barbacane::server::full("slow"))
+        }
+    })
+    .await;
+    let dir = plugin_project(&spec(slow.addr.port(), "x-added: yes"));
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let url = gw.url("/echo");
+    let a = tokio::spawn(async move { get(&url).await });
+    arrived.notified().await;
+    let b = support::send(
+        http::Method::GET,
+        &gw.url("/echo"),
+        &[("x-conformance-panic", "1")],
+        b"",
+    )
+    .await;
+    let doc = b.problem(500, "plugin-failed");
+    assert_eq!(doc["detail"], "plugin 'add-header' failed");
+    let a = a.await.unwrap();
+    assert_eq!(
+        (a.status.as_u16(), a.body.as_ref()),
+        (200, b"slow".as_slice())
+    );
+    // The new replica serves later requests normally.
+    assert_eq!(
+        get(&gw.url("/mock")).await.header("x-conformance"),
+        "headers"
+    );
+}

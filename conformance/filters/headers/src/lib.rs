@@ -1,5 +1,6 @@
 //! Conformance filter `headers`: its plugin configuration is `"name: value"`; it adds that header
-//! to every request and `x-conformance: headers` to every response, and logs each step.
+//! to every request and `x-conformance: headers` to every response, and logs each step. A request
+//! carrying `x-conformance-panic` makes it panic (the guest traps), to test the host's recovery.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -55,6 +56,12 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self
+            .get_http_request_header("x-conformance-panic")
+            .is_some()
+        {
+            panic!("asked to panic");
+        }
         if let Some((name, value)) = &self.header {
             self.add_http_request_header(name, value);
         }
