@@ -200,7 +200,12 @@ fn proxy_get_configuration(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    let config = caller.data().plugin_config.clone();
+    let state = caller.data();
+    let config = if state.in_vm_start {
+        state.vm_config.clone()
+    } else {
+        state.plugin_config.clone()
+    };
     Ok(return_bytes(&mut caller, &config, ptr_out, len_out)? as i32)
 }
 

@@ -61,7 +61,10 @@ pub fn deserialize(bytes: &[u8]) -> Option<Pairs> {
 
 fn push_headers(pairs: &mut Pairs, headers: &HeaderMap) {
     for (name, value) in headers {
-        pairs.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+        // `Host` is presented as `:authority`.
+        if name != http::header::HOST {
+            pairs.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+        }
     }
 }
 
@@ -88,9 +91,7 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
     pairs.push((String::from(":path"), path.as_bytes().to_vec()));
     pairs.push((String::from(":authority"), authority));
     pairs.push((String::from(":scheme"), scheme.as_bytes().to_vec()));
-    let mut headers = parts.headers.clone();
-    headers.remove(http::header::HOST);
-    push_headers(&mut pairs, &headers);
+    push_headers(&mut pairs, &parts.headers);
     pairs
 }
 

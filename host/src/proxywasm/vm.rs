@@ -102,6 +102,9 @@ pub(super) struct HostState {
     pub(super) allocator: &'static str,
     pub(super) vm_config: Vec<u8>,
     pub(super) plugin_config: Vec<u8>,
+    /// `proxy_on_vm_start` is running (0.1.0's `proxy_get_configuration` then means the VM
+    /// configuration).
+    pub(super) in_vm_start: bool,
     /// Context ids the guest knows (root and streams).
     pub(super) contexts: Vec<u32>,
     /// The plugin's latest log lines.
@@ -190,6 +193,7 @@ impl Vm {
             allocator: module.info.allocator.export_name(),
             vm_config: plugin.vm_config,
             plugin_config: plugin.config,
+            in_vm_start: false,
             contexts: Vec::new(),
             recent_logs: VecDeque::new(),
             maps: Default::default(),
@@ -220,42 +224,31 @@ impl Vm {
         };
         match module.info.entry {
             EntryPoint::Initialize { with_main } => {
-                vm.call::<(), ()>("_initialize", (), "_initialize")?;
+                vm.call::<(), ()>("_initialize", ())?;
                 if with_main {
-                    vm.call::<(i32, i32), i32>("main", (0, 0), "main")?;
+                    vm.call::<(i32, i32), i32>("main", (0, 0))?;
                 }
             }
             EntryPoint::Start => {
-                vm.call::<(), ()>("_start", (), "_start")?;
+                vm.call::<(), ()>("_start", ())?;
             }
             EntryPoint::None => {}
         }
         let root = vm.root_context as i32;
         vm.store.data_mut().contexts.push(vm.root_context);
-        vm.call::<(i32, i32), ()>(
-            "proxy_on_context_create",
-            (root, 0),
-            "proxy_on_context_create",
-        )?;
+        vm.call::<(i32, i32), ()>("proxy_on_context_create", (root, 0))?;
         let vm_config_len = vm.store.data().vm_config.len() as i32;
-        if vm.call::<(i32, i32), i32>(
-            "proxy_on_vm_start",
-            (root, vm_config_len),
-            "proxy_on_vm_start",
-        )? == Some(0)
-        {
+        vm.store.data_mut().in_vm_start = true;
+        let started = vm.call::<(i32, i32), i32>("proxy_on_vm_start", (root, vm_config_len));
+        vm.store.data_mut().in_vm_start = false;
+        if started? == Some(0) {
             return Err(VmError::VmStartRejected {
                 log: vm.store.data().explain(),
                 plugin: vm.store.data().plugin.clone(),
             });
         }
         let config_len = vm.store.data().plugin_config.len() as i32;
-        if vm.call::<(i32, i32), i32>(
-            "proxy_on_configure",
-            (root, config_len),
-            "proxy_on_configure",
-        )? == Some(0)
-        {
+        if vm.call::<(i32, i32), i32>("proxy_on_configure", (root, config_len))? == Some(0) {
             return Err(VmError::ConfigureRejected {
                 log: vm.store.data().explain(),
                 plugin: vm.store.data().plugin.clone(),
@@ -347,12 +340,11 @@ impl Vm {
     /// it does not.
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,
-        name: &str,
+        name: &'static str,
         params: P,
-        during: &'static str,
     ) -> Result<Option<R>, VmError> {
         let func = lookup::<P, R>(&mut self.store, &self.instance, name)?;
-        invoke(&mut self.store, func.as_ref(), params, during)
+        invoke(&mut self.store, func.as_ref(), params, name)
     }
 }
 
