@@ -10,11 +10,15 @@
 //! response from [`crate::problem`].
 
 mod filters;
+mod replica;
+
+pub use filters::StreamReset;
 
 use crate::artifact::Artifact;
 use crate::dispatch;
 use crate::model::Api;
 use crate::problem::{Kind, Problem};
+use crate::proxywasm::properties::StreamInfo;
 use crate::router::{Lookup, Router};
 use crate::server::{Body, Config, empty, full};
 use crate::upstream::Upstreams;
@@ -64,7 +68,7 @@ impl Worker {
     /// A worker for `gateway`; call it on the thread whose runtime will serve it.
     pub fn new(gateway: Arc<Gateway>) -> Result<Worker, String> {
         let upstreams = Upstreams::new(&gateway.api.upstreams)?;
-        let replicas = gateway.filters.replicas()?;
+        let replicas = gateway.filters.replicas(&upstreams)?;
         Ok(Worker {
             gateway,
             upstreams,
@@ -77,19 +81,20 @@ impl Worker {
         &self.gateway.config
     }
 
-    /// Answers one request. Never fails: every error becomes a response.
+    /// Answers one request: every error becomes a response, except a plugin's reset of the
+    /// stream, which aborts it.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         client: ClientConnection,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, StreamReset> {
         let gateway = &self.gateway;
         let request_id = request_id(request.headers());
-        let mut response = gateway.respond(self, request, client, &request_id).await;
+        let mut response = gateway.respond(self, request, client, &request_id).await?;
         response.headers_mut().insert("x-request-id", request_id);
         let class = usize::from(response.status().as_u16() / 100).min(5);
         gateway.metrics.by_class[class].fetch_add(1, Ordering::Relaxed);
-        response
+        Ok(response)
     }
 }
 
@@ -104,7 +109,8 @@ impl Gateway {
             .collect::<Result<Vec<_>, _>>()?;
         // Fail at load, not on the first request, if an endpoint or a plugin cannot be used.
         Upstreams::new(&api.upstreams)?;
-        let filters = filters::FilterSet::new(&api, &plugins)?;
+        let filters =
+            filters::FilterSet::new(&api, &plugins, config.limits.max_body_bytes as usize)?;
         Ok(Gateway {
             filters,
             router: Router::new(&api.operations),
@@ -121,17 +127,17 @@ impl Gateway {
         request: Request<Incoming>,
         client: ClientConnection,
         request_id: &HeaderValue,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, StreamReset> {
         if let Some(problem) = self.check_limits(&request) {
-            return problem.into_response();
+            return Ok(problem.into_response());
         }
         let path = request.uri().path();
         if let Some(admin) = path.strip_prefix("/__barbacane/") {
-            return self.admin(request.method(), admin);
+            return Ok(self.admin(request.method(), admin));
         }
         let segments = match crate::router::normalize(path) {
             Ok(s) => s,
-            Err(e) => return Problem::new(Kind::InvalidPath, e.to_string()).into_response(),
+            Err(e) => return Ok(Problem::new(Kind::InvalidPath, e.to_string()).into_response()),
         };
         let host = request_host(&request);
         let (index, path_params) = match self.router.lookup(request.method(), &host, &segments) {
@@ -148,7 +154,7 @@ impl Gateway {
                         hosts.join(", ")
                     )
                 };
-                return Problem::new(Kind::NotFound, detail).into_response();
+                return Ok(Problem::new(Kind::NotFound, detail).into_response());
             }
             Lookup::MethodNotAllowed(allowed) => {
                 let allow = allowed
@@ -164,7 +170,7 @@ impl Gateway {
                 if let Ok(value) = HeaderValue::from_str(&allow) {
                     response.headers_mut().insert(header::ALLOW, value);
                 }
-                return response;
+                return Ok(response);
             }
         };
         let operation = &self.api.operations[index];
@@ -176,27 +182,26 @@ impl Gateway {
             headers: &parts.headers,
         });
         if !errors.is_empty() {
-            return self.validation_problem("the request parameters do not match the API", errors);
+            return Ok(
+                self.validation_problem("the request parameters do not match the API", errors)
+            );
         }
         let body = match self.prepare_body(validator, &parts.headers, body).await {
             Ok(body) => body,
-            Err(response) => return response,
+            Err(response) => return Ok(response),
         };
-        let passage = if self.filters.is_empty(index) {
-            None
+        let (passage, body) = if self.filters.is_empty(index) {
+            (None, body)
         } else {
-            let scheme = if client.tls { "https" } else { "http" };
-            let end_of_stream = http_body::Body::is_end_stream(&body);
-            match self.filters.request_headers(
-                &worker.replicas,
-                index,
-                &mut parts,
-                scheme,
-                end_of_stream,
-            ) {
-                Ok(filters::Outcome::Forward(passage)) => Some(passage),
-                Ok(filters::Outcome::Respond(response)) => return *response,
-                Err(problem) => return problem.into_response(),
+            let info = stream_info(&parts, client, request_id, operation);
+            match self
+                .filters
+                .request(&worker.replicas, index, &mut parts, body, info)
+                .await
+            {
+                Ok((passage, body)) => (Some(passage), body),
+                Err(filters::Early::Respond(response)) => return Ok(response),
+                Err(filters::Early::Reset) => return Err(StreamReset),
             }
         };
         let response = dispatch::dispatch(
@@ -212,10 +217,8 @@ impl Gateway {
         )
         .await;
         match passage {
-            Some(passage) => self
-                .filters
-                .response_headers(&worker.replicas, passage, response),
-            None => response,
+            Some(passage) => self.filters.response(passage, response).await,
+            None => Ok(response),
         }
     }
 
@@ -384,7 +387,62 @@ impl Gateway {
                 "barbacane_responses_total{{class=\"{class}xx\"}} {n}\n"
             ));
         }
+        text.push_str(
+            "# HELP barbacane_plugin_failures_total Plugin traps and failed callbacks (each replaces the VM).\n# TYPE barbacane_plugin_failures_total counter\n",
+        );
+        for (plugin, n) in self.filters.failures() {
+            text.push_str(&format!(
+                "barbacane_plugin_failures_total{{plugin=\"{plugin}\"}} {n}\n"
+            ));
+        }
+        crate::proxywasm::shared::PluginMetrics::global().render_prometheus(&mut text);
         text
+    }
+}
+
+/// What properties report about a request's stream.
+fn stream_info(
+    parts: &http::request::Parts,
+    client: ClientConnection,
+    request_id: &HeaderValue,
+    operation: &crate::model::Operation,
+) -> StreamInfo {
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    StreamInfo {
+        method: parts.method.as_str().to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| String::from("/"), |p| p.as_str().to_string()),
+        scheme: String::from(if client.tls { "https" } else { "http" }),
+        host,
+        protocol: match parts.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        },
+        request_id: request_id.to_str().unwrap_or_default().to_string(),
+        start: Some(std::time::SystemTime::now()),
+        source: Some(client.peer),
+        tls: client.tls,
+        route_name: operation.id.clone(),
+        cluster_name: match &operation.dispatch {
+            crate::model::Dispatch::HttpUpstream(d) => Some(d.upstream.clone()),
+            crate::model::Dispatch::Mock(_) => None,
+        },
+        ..StreamInfo::default()
     }
 }
 

@@ -1,21 +1,26 @@
 //! The Proxy-Wasm host: runs filters built for Envoy (Rust, Go, C++ SDKs) unchanged, in wasmtime.
 //!
-//! Grows with issue 3 into the engine, VM replicas, the stream state machine, host calls grouped
-//! by family, properties and WASI stubs (see `shared/reference/proxy-wasm-abi.md`). What exists
-//! today: the engine; module loading (ABI marker, entry point, allocator); a VM replica with every
-//! import linked and Envoy's start-up sequence (`vm`); the WASI stubs; and the first host calls
-//! (logging, time, configuration buffers).
+//! `module` reads a module's ABI marker, entry point and allocator; `vm` starts a replica the way
+//! Envoy does and runs its callbacks; `hostcalls` (by family) and `wasi` are the imports it links;
+//! `http` converts heads to header maps; `properties` answers `proxy_get_property`; `shared` is
+//! the process-wide state (shared data, queues, plugin metrics). How streams flow through a chain
+//! of filters, pauses and callouts included, is `gateway::filters` and `gateway::replica`.
 
 pub mod abi;
 mod hostcalls;
 pub mod http;
 mod memory;
 pub mod module;
+pub mod properties;
+pub mod shared;
 pub mod vm;
 mod wasi;
 
 pub use module::{AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule};
-pub use vm::{Action, LocalResponse, PluginConfig, Vm, VmError};
+pub use vm::{
+    CallResponse, Callout, Direction, LocalResponse, MapType, Outbox, PluginConfig, Signal, Vm,
+    VmError,
+};
 
 /// How often the engine's epoch advances; callback deadlines are counted in these ticks.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +125,7 @@ pub async fn serve(
                 let worker = worker.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let worker = worker.clone();
-                    async move { Ok::<_, Infallible>(worker.handle(request, client).await) }
+                    async move { worker.handle(request, client).await }
                 });
                 let watcher = graceful.watcher();
                 let builder = builder.clone();

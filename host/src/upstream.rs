@@ -6,6 +6,7 @@
 use crate::dispatch::Context;
 use crate::model::{HttpUpstreamDispatch, Upstream};
 use crate::problem::{Kind, Problem};
+use crate::proxywasm::{CallResponse, Callout};
 use crate::server::{Body, BoxError};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -72,9 +73,10 @@ struct Cluster {
     client: HttpsClient,
 }
 
-/// All upstream clusters of one worker.
+/// All upstream clusters of one worker (cheap to clone: plugin VMs hold a copy for callouts).
+#[derive(Clone)]
 pub struct Upstreams {
-    clusters: HashMap<String, Cluster>,
+    clusters: Arc<HashMap<String, Cluster>>,
 }
 
 impl Upstreams {
@@ -109,7 +111,9 @@ impl Upstreams {
                 },
             );
         }
-        Ok(Upstreams { clusters })
+        Ok(Upstreams {
+            clusters: Arc::new(clusters),
+        })
     }
 
     /// Forwards one request; failures become 502/504 problems.
@@ -172,6 +176,114 @@ impl Upstreams {
             }
         }
     }
+}
+
+impl Upstreams {
+    /// Sends a plugin's HTTP callout (`proxy_http_call`) to its named upstream. As in Envoy, a
+    /// timeout and a connection failure come back as responses the gateway makes (504, 503); a
+    /// reset or a response body over [`CALLOUT_BODY_LIMIT`] as a failure with status 11, "reset".
+    pub async fn callout(&self, callout: &Callout) -> Result<CallResponse, (u32, String)> {
+        let reset = |why: &str| {
+            tracing::debug!(upstream = %callout.upstream, why, "callout failed");
+            (BROKEN_CONNECTION, String::from("reset"))
+        };
+        let local = |status: u16, body: &str| CallResponse {
+            headers: vec![
+                (String::from(":status"), status.to_string().into_bytes()),
+                (String::from("content-type"), b"text/plain".to_vec()),
+            ],
+            body: body.as_bytes().to_vec(),
+            trailers: Vec::new(),
+        };
+        let Some(cluster) = self.clusters.get(&callout.upstream) else {
+            return Ok(local(503, "no healthy upstream"));
+        };
+        let index = cluster.next.fetch_add(1, Ordering::Relaxed) % cluster.endpoints.len().max(1);
+        let Some(endpoint) = cluster.endpoints.get(index) else {
+            return Ok(local(503, "no healthy upstream"));
+        };
+        let Some(request) = callout_request(endpoint, callout) else {
+            return Err(reset("the callout headers do not make a valid request"));
+        };
+        let exchange = async {
+            let response = match cluster.client.request(request).await {
+                Ok(r) => r,
+                Err(e) if e.is_connect() => {
+                    return Ok(local(
+                        503,
+                        "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                    ));
+                }
+                Err(_) => return Err(reset("the upstream reset the request")),
+            };
+            let (parts, body) = response.into_parts();
+            let collected = http_body_util::Limited::new(body, CALLOUT_BODY_LIMIT)
+                .collect()
+                .await
+                .map_err(|_| reset("the response body failed or exceeded the buffer limit"))?;
+            let trailers = collected.trailers().map(header_pairs).unwrap_or_default();
+            let mut headers = vec![(
+                String::from(":status"),
+                parts.status.as_str().as_bytes().to_vec(),
+            )];
+            headers.extend(header_pairs(&parts.headers));
+            Ok(CallResponse {
+                headers,
+                body: collected.to_bytes().to_vec(),
+                trailers,
+            })
+        };
+        match callout.timeout {
+            Some(timeout) => tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or_else(|_| Ok(local(504, "upstream request timeout"))),
+            None => exchange.await,
+        }
+    }
+}
+
+/// Envoy's `BrokenConnection` status, which `proxy_get_status` reports after a failed callout.
+const BROKEN_CONNECTION: u32 = 11;
+
+/// The most a callout response body may hold (Envoy's default buffer limit).
+pub const CALLOUT_BODY_LIMIT: usize = 1 << 20;
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// The HTTP request for a callout: the endpoint's scheme and address, its base path joined with
+/// `:path`, `:authority` as `Host`.
+fn callout_request(endpoint: &Endpoint, callout: &Callout) -> Option<Request<Body>> {
+    let mut builder = Request::builder();
+    let mut path = None;
+    for (key, value) in &callout.headers {
+        match key.as_str() {
+            ":method" => builder = builder.method(value.as_slice()),
+            ":path" => path = Some(String::from_utf8_lossy(value).into_owned()),
+            ":authority" => builder = builder.header(header::HOST, value.as_slice()),
+            ":scheme" => {}
+            _ => builder = builder.header(key.as_str(), value.as_slice()),
+        }
+    }
+    let path = path?;
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
+    let uri = format!(
+        "{}://{}{}{}",
+        endpoint.scheme, endpoint.authority, endpoint.base_path, path
+    );
+    builder
+        .uri(uri)
+        .header(header::CONTENT_LENGTH, callout.body.len())
+        .body(crate::server::full(callout.body.clone()))
+        .ok()
 }
 
 /// A pooled HTTP/1.1 client that speaks TLS (rustls, ring) to `https://` endpoints with `roots`.

@@ -101,11 +101,14 @@ use barbacane::proxywasm::abi::LogLevel;
 use barbacane::proxywasm::{PluginConfig, Vm, VmError};
 
 fn plugin(name: &str, config: &str) -> PluginConfig {
-    PluginConfig {
-        name: name.to_string(),
-        vm_config: Vec::new(),
-        config: config.as_bytes().to_vec(),
-    }
+    let middleware = barbacane::model::Middleware {
+        plugin: name.to_string(),
+        config: config.to_string(),
+        root_id: String::new(),
+        vm_config: String::new(),
+        failure: Default::default(),
+    };
+    PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))
 }
 
 fn start(bytes: &[u8], config: PluginConfig) -> Result<Vm, VmError> {

@@ -10,6 +10,7 @@ use crate::proxywasm::{self, PluginConfig, PluginModule, Vm};
 use crate::spec::NodeRef;
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Plugin state gathered while compiling.
 #[derive(Default)]
@@ -93,11 +94,8 @@ impl Compiler {
         else {
             return false;
         };
-        let config = PluginConfig {
-            name: name.clone(),
-            vm_config: middleware.vm_config.clone().into_bytes(),
-            config: middleware.config.clone().into_bytes(),
-        };
+        // Callouts cannot happen while a plugin starts, so no upstream names are needed.
+        let config = PluginConfig::for_middleware(middleware, Arc::from(Vec::new()));
         match Vm::start(engine, module, config) {
             Ok(_) => {
                 self.plugins.started.insert(middleware.clone());

@@ -1,58 +1,188 @@
-//! An operation's Proxy-Wasm chain: the request headers pass through its filters in order, the
-//! response headers in reverse order, then each stream ends (`on_done`, `on_log`, `on_delete`).
+//! An operation's Proxy-Wasm chain, run as Envoy runs its HTTP filters: request headers through
+//! the filters in order, then the request body chunk by chunk, then (after the dispatcher) the
+//! response headers and body through the filters in reverse order; each stream ends with
+//! `on_done`, `on_log`, `on_delete` once the response is over (or the client went away).
 //!
-//! Each distinct (plugin, configuration) is an *instance*; every worker has one VM replica per
-//! instance, behind an uncontended mutex (a worker is one thread; the mutex only makes the
-//! replica shareable between that thread's tasks). A replica that traps is replaced, and the
-//! plugin's failure policy decides the request: `closed` → 500 problem, `open` → skip it.
+//! A callback's result and the signals the plugin left during it decide what happens next: a
+//! local response wins, then a reset, then continue (a 0 result, or a resume the plugin asked
+//! for), else the stream pauses until a later callback (callout response, tick, queue) resumes,
+//! answers or resets it. While paused, the plugin keeps the map (or body buffer) it paused on.
+//! A body callback that pauses buffers: the next one sees the cumulative body; a buffer over
+//! the body limit answers 413 (request) or 500 (response).
+//!
+//! Each distinct (plugin, configuration) is an *instance*; every worker has one replica per
+//! instance (`replica`). A failing replica is replaced, and the plugin's failure policy decides
+//! the request: `closed` → 500 problem, `open` → skip the plugin.
 
-use crate::model::{Api, FailurePolicy, Middleware};
+use super::replica::{Blueprint, Replica};
+use crate::model::{Api, FailurePolicy};
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
-    apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
+    Pairs, apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
 };
-use crate::proxywasm::{self, Action, LocalResponse, PluginConfig, PluginModule, Vm, VmError};
-use crate::server::Body;
+use crate::proxywasm::properties::StreamInfo;
+use crate::proxywasm::{
+    self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, VmError,
+};
+use crate::server::{Body, BoxError};
+use crate::upstream::Upstreams;
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::{Response, StatusCode};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-/// The plugins of a loaded API: compiled modules, distinct instances, each operation's chain.
+/// How long a stream may stay paused before the gateway gives up on the plugin (504).
+const PAUSE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The plugins of a loaded API: one blueprint per distinct instance, each operation's chain.
 pub(super) struct FilterSet {
-    /// Only made when the API has plugins (it runs an epoch thread).
-    engine: Option<wasmtime::Engine>,
-    modules: HashMap<String, PluginModule>,
-    instances: Vec<Middleware>,
+    blueprints: Vec<Arc<Blueprint>>,
+    /// Per instance: whether it has request / response body (or trailer) callbacks.
+    wants_bodies: Vec<(bool, bool)>,
     /// Operation index → instance indices, in chain order.
     chains: Vec<Vec<usize>>,
+    /// The most a plugin may buffer of a body.
+    body_limit: usize,
 }
 
 /// A worker's VM replicas, one per instance.
-pub(super) struct Replicas(Vec<Mutex<Vm>>);
+pub(super) struct Replicas(Vec<Arc<Replica>>);
 
-/// A stream one request has open in the chain.
+/// A stream a request has open on one filter of its chain.
 struct OpenStream {
-    instance: usize,
-    /// The replica's generation when the stream was opened.
+    replica: Arc<Replica>,
+    /// The replica's generation when the stream was opened: once the VM is replaced (after a
+    /// trap) the stream is gone and calls for it do nothing.
     generation: u64,
     context: u32,
+    wants_bodies: (bool, bool),
 }
 
-/// The streams one request has open in the chain.
-pub(super) struct Passage(Vec<OpenStream>);
+impl OpenStream {
+    fn wants_body(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Request => self.wants_bodies.0,
+            Direction::Response => self.wants_bodies.1,
+        }
+    }
 
-/// Where the request goes after the request phase.
-pub(super) enum Outcome {
-    /// On to the dispatcher; the response comes back through these streams.
-    Forward(Passage),
-    /// A plugin answered (its response has already been through the response phase).
-    Respond(Box<Response<Body>>),
+    fn plugin(&self) -> &str {
+        self.replica.blueprint.plugin()
+    }
+
+    /// What the plugin's failure policy makes of its failure: skip it, or fail the request.
+    fn on_failure(&self) -> Result<(), Stop> {
+        match self.replica.failure_policy() {
+            FailurePolicy::Open => Ok(()),
+            FailurePolicy::Closed => Err(Stop::Fail(Problem::new(
+                Kind::PluginFailed,
+                format!("plugin '{}' failed", self.plugin()),
+            ))),
+        }
+    }
+
+    /// The stream's VM was replaced (another stream made it fail): a request can no longer be
+    /// vouched for by the plugin, so its failure policy applies; a response goes on without it.
+    fn lost(&self, direction: Direction) -> Result<(), Stop> {
+        match direction {
+            Direction::Request => self.on_failure(),
+            Direction::Response => Ok(()),
+        }
+    }
+
+    fn failed(&self, error: &VmError) -> Result<(), Stop> {
+        self.replica.failed(error);
+        self.on_failure()
+    }
+}
+
+/// The streams one request has open in its chain, in chain order. Dropping it ends them (also
+/// when the client goes away mid-request).
+pub(super) struct Passage {
+    streams: Vec<OpenStream>,
+    body_limit: usize,
+}
+
+impl Drop for Passage {
+    fn drop(&mut self) {
+        for stream in self.streams.drain(..) {
+            let ended = stream
+                .replica
+                .with_generation(stream.generation, |vm| vm.end_stream(stream.context));
+            if let Some(Err(error)) = ended {
+                stream.replica.failed(&error);
+            }
+        }
+    }
+}
+
+/// Why a request leaves the chain before reaching the dispatcher.
+pub(super) enum Early {
+    /// Answer with this (a plugin's local response after the response phase, or a problem).
+    Respond(Response<Body>),
+    /// A plugin reset the stream.
+    Reset,
+}
+
+/// A plugin reset the stream (`proxy_close_stream`): the connection (HTTP/1) or the stream
+/// (HTTP/2) is aborted without a response.
+#[derive(Debug)]
+pub struct StreamReset;
+
+impl std::fmt::Display for StreamReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a plugin reset the stream")
+    }
+}
+
+impl std::error::Error for StreamReset {}
+
+/// What a callback decided.
+enum Verdict {
+    Continue,
+    Pause,
+    Respond(LocalResponse),
+    Close,
+}
+
+/// Why a phase stops.
+enum Stop {
+    Respond(LocalResponse),
+    Close,
+    Fail(Problem),
+}
+
+/// Reads a callback's result and the signals it left, in Envoy's order of precedence.
+fn decide(result: i32, signals: Vec<Signal>, direction: Direction) -> Verdict {
+    let mut resumed = false;
+    for signal in signals {
+        match signal {
+            Signal::Respond(local) => return Verdict::Respond(local),
+            Signal::Close(_) => return Verdict::Close,
+            Signal::Resume(d) => resumed |= d == direction,
+        }
+    }
+    if result == 0 || resumed {
+        Verdict::Continue
+    } else {
+        Verdict::Pause
+    }
 }
 
 impl FilterSet {
     /// Compiles the modules and starts every instance once, so a broken plugin fails the load.
-    pub(super) fn new(api: &Api, plugins: &BTreeMap<String, Vec<u8>>) -> Result<FilterSet, String> {
+    pub(super) fn new(
+        api: &Api,
+        plugins: &BTreeMap<String, Vec<u8>>,
+        body_limit: usize,
+    ) -> Result<FilterSet, String> {
         let engine = if plugins.is_empty() {
             None
         } else {
@@ -66,57 +196,55 @@ impl FilterSet {
                 modules.insert(name.clone(), module);
             }
         }
-        let mut instances: Vec<Middleware> = Vec::new();
+        let upstreams: Arc<[String]> = api.upstreams.keys().cloned().collect();
+        let mut instances = Vec::new();
+        let mut blueprints = Vec::new();
+        let mut wants_bodies = Vec::new();
         let mut chains = Vec::with_capacity(api.operations.len());
         for op in &api.operations {
             let mut chain = Vec::with_capacity(op.middlewares.len());
             for middleware in &op.middlewares {
-                let index = match instances.iter().position(|m| m == middleware) {
-                    Some(i) => i,
-                    None => {
-                        instances.push(middleware.clone());
-                        instances.len() - 1
-                    }
+                if let Some(i) = instances.iter().position(|m| m == middleware) {
+                    chain.push(i);
+                    continue;
+                }
+                let (Some(module), Some(engine)) = (modules.get(&middleware.plugin), &engine)
+                else {
+                    return Err(format!(
+                        "plugin '{}': the artifact does not carry this plugin",
+                        middleware.plugin
+                    ));
                 };
-                chain.push(index);
+                let blueprint = Blueprint {
+                    engine: engine.clone(),
+                    module: module.clone(),
+                    config: PluginConfig::for_middleware(middleware, upstreams.clone()),
+                    failure: middleware.failure,
+                    failures: Default::default(),
+                };
+                let vm = blueprint.start().map_err(|e| e.to_string())?;
+                wants_bodies.push(vm.wants_bodies());
+                blueprints.push(Arc::new(blueprint));
+                instances.push(middleware.clone());
+                chain.push(instances.len() - 1);
             }
             chains.push(chain);
         }
-        let set = FilterSet {
-            engine,
-            modules,
-            instances,
+        Ok(FilterSet {
+            blueprints,
+            wants_bodies,
             chains,
-        };
-        for index in 0..set.instances.len() {
-            set.start(index).map_err(|e| e.to_string())?;
-        }
-        Ok(set)
+            body_limit,
+        })
     }
 
-    /// One replica of every instance, for a worker.
-    pub(super) fn replicas(&self) -> Result<Replicas, String> {
-        (0..self.instances.len())
-            .map(|i| self.start(i).map(Mutex::new).map_err(|e| e.to_string()))
+    /// One replica of every instance, for the worker whose runtime is current.
+    pub(super) fn replicas(&self, upstreams: &Upstreams) -> Result<Replicas, String> {
+        self.blueprints
+            .iter()
+            .map(|b| Replica::start(b.clone(), upstreams.clone()).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()
             .map(Replicas)
-    }
-
-    fn start(&self, index: usize) -> Result<Vm, VmError> {
-        let middleware = &self.instances[index];
-        let (Some(module), Some(engine)) = (self.modules.get(&middleware.plugin), &self.engine)
-        else {
-            return Err(VmError::Instantiate {
-                plugin: middleware.plugin.clone(),
-                message: String::from("the artifact does not carry this plugin"),
-            });
-        };
-        let config = PluginConfig {
-            name: middleware.plugin.clone(),
-            vm_config: middleware.vm_config.clone().into_bytes(),
-            config: middleware.config.clone().into_bytes(),
-        };
-        Vm::start(engine, module, config)
     }
 
     /// Whether operation `op` has filters at all.
@@ -124,146 +252,499 @@ impl FilterSet {
         self.chains.get(op).is_none_or(Vec::is_empty)
     }
 
-    /// Passes the request head through the chain of operation `op`. A filter that answers with a
-    /// local response ends the chain (its response still passes back through the filters that saw
-    /// the request); one that pauses, or fails closed, ends the request with the returned problem.
-    pub(super) fn request_headers(
+    /// Failures per plugin (all its instances), for `/__barbacane/metrics`.
+    pub(super) fn failures(&self) -> BTreeMap<&str, u64> {
+        let mut failures = BTreeMap::new();
+        for blueprint in &self.blueprints {
+            *failures.entry(blueprint.plugin()).or_default() +=
+                blueprint.failures.load(Ordering::Relaxed);
+        }
+        failures
+    }
+
+    /// The request phase: headers through the chain of operation `op`, then the body when a
+    /// filter wants it. Returns the open streams (for the response phase) and the body to
+    /// forward.
+    pub(super) async fn request(
         &self,
         replicas: &Replicas,
         op: usize,
         parts: &mut http::request::Parts,
-        scheme: &str,
-        end_of_stream: bool,
-    ) -> Result<Outcome, Problem> {
-        let mut passage = Passage(Vec::new());
-        let mut pairs = request_pairs(parts, scheme);
+        body: Body,
+        info: StreamInfo,
+    ) -> Result<(Passage, Body), Early> {
+        let mut passage = Passage {
+            streams: Vec::new(),
+            body_limit: self.body_limit,
+        };
+        let end_of_stream = http_body::Body::is_end_stream(&body);
+        let mut pairs = request_pairs(parts, &info.scheme);
         for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
-            let mut vm = replicas.lock(index);
-            let generation = vm.generation();
-            let outcome = vm.create_stream().and_then(|context| {
-                passage.0.push(OpenStream {
-                    instance: index,
+            let replica = &replicas.0[index];
+            let opened = replica.with(|vm| {
+                vm.create_stream(info.clone())
+                    .map(|context| (context, vm.generation()))
+            });
+            let stream = match opened {
+                Ok((context, generation)) => OpenStream {
+                    replica: replica.clone(),
                     generation,
                     context,
-                });
-                vm.on_request_headers(context, &mut pairs, end_of_stream)
-            });
-            drop(vm);
-            match outcome {
-                Ok(Action::Continue) => {}
-                Ok(Action::Respond(local)) => {
-                    let plugin = &self.instances[index].plugin;
-                    tracing::debug!(plugin = %plugin, status = local.status, details = %local.details, "local response");
-                    let response = local_response(local);
-                    return Ok(Outcome::Respond(Box::new(
-                        self.response_headers(replicas, passage, response),
-                    )));
-                }
-                Ok(Action::Pause) => {
-                    self.end(replicas, passage);
-                    let plugin = &self.instances[index].plugin;
-                    return Err(Problem::new(
-                        Kind::PluginFailed,
-                        format!(
-                            "plugin '{plugin}' paused the request; resuming a stream is not supported yet"
-                        ),
-                    ));
-                }
+                    wants_bodies: self.wants_bodies[index],
+                },
                 Err(error) => {
-                    passage.0.retain(|stream| stream.instance != index);
-                    if let Some(problem) = self.failed(replicas, index, &error) {
-                        self.end(replicas, passage);
-                        return Err(problem);
+                    replica.failed(&error);
+                    if replica.failure_policy() == FailurePolicy::Open {
+                        continue;
                     }
+                    let problem = Problem::new(
+                        Kind::PluginFailed,
+                        format!("plugin '{}' failed", replica.blueprint.plugin()),
+                    );
+                    return Err(Early::Respond(problem.into_response()));
                 }
+            };
+            let flow = map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await;
+            passage.streams.push(stream);
+            if let Err(stop) = flow {
+                return Err(self.stop_request(passage, stop).await);
             }
         }
         apply_request_pairs(parts, &pairs);
-        Ok(Outcome::Forward(passage))
+        if end_of_stream || !passage.wants_body(Direction::Request) {
+            return Ok((passage, body));
+        }
+        match passage.request_body(body).await {
+            Ok(body) => Ok((passage, body)),
+            Err(stop) => Err(self.stop_request(passage, stop).await),
+        }
     }
 
-    /// Passes the response head back through the chain in reverse order, then ends the streams.
-    /// A filter may replace the response with a local one here too.
-    pub(super) fn response_headers(
+    /// A request phase that stopped: a local response still passes back through the filters
+    /// that saw the request (as Envoy's local replies do).
+    async fn stop_request(&self, passage: Passage, stop: Stop) -> Early {
+        match stop {
+            Stop::Respond(local) => {
+                tracing::debug!(status = local.status, details = %local.details, "local response");
+                match self.response(passage, local_response(local)).await {
+                    Ok(response) => Early::Respond(response),
+                    Err(StreamReset) => Early::Reset,
+                }
+            }
+            Stop::Close => Early::Reset,
+            Stop::Fail(problem) => Early::Respond(problem.into_response()),
+        }
+    }
+
+    /// The response phase: headers back through the chain in reverse order, then the body
+    /// (through a task when a filter wants it). A filter may replace the response with a local
+    /// one; the streams end when the body has been sent.
+    pub(super) async fn response(
         &self,
-        replicas: &Replicas,
         passage: Passage,
         response: Response<Body>,
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, StreamReset> {
         let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
-        let mut failure = None;
-        for stream in passage.0.iter().rev() {
+        for stream in passage.streams.iter().rev() {
             let end_of_stream = http_body::Body::is_end_stream(&body);
-            let outcome = replicas
-                .current(stream)
-                .map(|mut vm| vm.on_response_headers(stream.context, &mut pairs, end_of_stream));
-            let plugin = &self.instances[stream.instance].plugin;
-            match outcome {
-                None | Some(Ok(Action::Continue)) => {}
-                Some(Ok(Action::Respond(local))) => {
-                    tracing::debug!(plugin = %plugin, status = local.status, details = %local.details, "local response");
+            match map_phase(stream, MapType::ResponseHeaders, &mut pairs, end_of_stream).await {
+                Ok(()) => {}
+                Err(Stop::Respond(local)) => {
+                    tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
                     (parts, body) = local_response(local).into_parts();
                     pairs = response_pairs(&parts);
                 }
-                Some(Ok(Action::Pause)) => {
-                    failure = Some(Problem::new(
-                        Kind::PluginFailed,
-                        format!(
-                            "plugin '{plugin}' paused the response; resuming a stream is not supported yet"
-                        ),
-                    ));
-                    break;
-                }
-                Some(Err(error)) => {
-                    if let Some(problem) = self.failed(replicas, stream.instance, &error) {
-                        failure = Some(problem);
-                        break;
-                    }
-                }
+                Err(Stop::Close) => return Err(StreamReset),
+                Err(Stop::Fail(problem)) => return Ok(problem.into_response()),
             }
-        }
-        self.end(replicas, passage);
-        if let Some(problem) = failure {
-            return problem.into_response();
         }
         apply_response_pairs(&mut parts, &pairs);
-        Response::from_parts(parts, body)
-    }
-
-    fn end(&self, replicas: &Replicas, passage: Passage) {
-        for stream in passage.0 {
-            let result = replicas
-                .current(&stream)
-                .map(|mut vm| vm.end_stream(stream.context));
-            if let Some(Err(error)) = result {
-                self.failed(replicas, stream.instance, &error);
-            }
+        if http_body::Body::is_end_stream(&body) || !passage.wants_body(Direction::Response) {
+            let body = EndsStreams {
+                body,
+                passage: Some(passage),
+            };
+            return Ok(Response::from_parts(parts, body.boxed_unsync()));
         }
-    }
-
-    /// Handles a failed callback: logs it, replaces the replica, and returns the problem the
-    /// failure policy asks for (`None` to skip the plugin).
-    fn failed(&self, replicas: &Replicas, index: usize, error: &VmError) -> Option<Problem> {
-        let middleware = &self.instances[index];
-        tracing::error!(plugin = %middleware.plugin, %error, "plugin failed; replacing its VM");
-        match self.start(index) {
-            Ok(vm) => *replicas.lock(index) = vm,
-            Err(e) => {
-                tracing::error!(plugin = %middleware.plugin, error = %e, "cannot restart the plugin")
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(passage.response_body(body, head_tx, frames_tx));
+        match head_rx.await {
+            Ok(Ok(())) => {
+                // The filters may have changed the body: its length is no longer known.
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                let body = ChannelBody(frames_rx);
+                Ok(Response::from_parts(parts, body.boxed_unsync()))
             }
-        }
-        match middleware.failure {
-            FailurePolicy::Open => None,
-            FailurePolicy::Closed => Some(Problem::new(
-                Kind::PluginFailed,
-                format!("plugin '{}' failed", middleware.plugin),
-            )),
+            Ok(Err(Stop::Respond(local))) => Ok(local_response(local)),
+            Ok(Err(Stop::Close)) => Err(StreamReset),
+            Ok(Err(Stop::Fail(problem))) => Ok(problem.into_response()),
+            Err(_) => Ok(
+                Problem::new(Kind::PluginFailed, "the response body filters stopped")
+                    .into_response(),
+            ),
         }
     }
 }
 
-/// The response a plugin asked for with `proxy_send_local_response`.
+/// Runs the headers (or trailers) callback of `map` for `stream`: installs `pairs`, calls the
+/// plugin, and takes the (possibly changed) map back once the plugin lets it go, waiting while
+/// the plugin holds the stream.
+async fn map_phase(
+    stream: &OpenStream,
+    map: MapType,
+    pairs: &mut Pairs,
+    end_of_stream: bool,
+) -> Result<(), Stop> {
+    let direction = match map {
+        MapType::RequestHeaders | MapType::RequestTrailers => Direction::Request,
+        MapType::ResponseHeaders | MapType::ResponseTrailers => Direction::Response,
+    };
+    let context = stream.context;
+    let step = stream.replica.with_generation(stream.generation, |vm| {
+        if map == MapType::ResponseHeaders {
+            let status = pairs
+                .iter()
+                .find(|(k, _)| k == ":status")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok());
+            vm.update_info(context, |info| info.response_code = status);
+        }
+        vm.set_map(context, map, std::mem::take(pairs));
+        let result = match map {
+            MapType::RequestHeaders => vm.on_request_headers(context, end_of_stream),
+            MapType::ResponseHeaders => vm.on_response_headers(context, end_of_stream),
+            MapType::RequestTrailers | MapType::ResponseTrailers => {
+                vm.on_trailers(context, direction)
+            }
+        };
+        let verdict = result.map(|r| decide(r, vm.take_signals(context), direction));
+        // While paused the plugin keeps the map; a copy survives a VM lost meanwhile.
+        match verdict {
+            Ok(Verdict::Pause) => *pairs = vm.map_copy(context, map),
+            _ => *pairs = vm.take_map(context, map).unwrap_or_default(),
+        }
+        verdict
+    });
+    let verdict = match step {
+        None => return stream.lost(direction),
+        Some(Err(error)) => return stream.failed(&error),
+        Some(Ok(verdict)) => verdict,
+    };
+    match verdict {
+        Verdict::Continue => Ok(()),
+        Verdict::Respond(local) => Err(Stop::Respond(local)),
+        Verdict::Close => Err(Stop::Close),
+        Verdict::Pause => {
+            wait(stream, direction).await?;
+            if let Some(Some(changed)) = stream
+                .replica
+                .with_generation(stream.generation, |vm| vm.take_map(context, map))
+            {
+                *pairs = changed;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Waits until the plugin resumes `direction` of a paused stream; a local response, a reset, a
+/// lost VM or [`PAUSE_LIMIT`] end the wait otherwise.
+async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
+    let deadline = tokio::time::Instant::now() + PAUSE_LIMIT;
+    loop {
+        let next = stream.replica.with_generation(stream.generation, |vm| {
+            for signal in vm.take_signals(stream.context) {
+                match signal {
+                    Signal::Respond(local) => return Err(Some(Stop::Respond(local))),
+                    Signal::Close(_) => return Err(Some(Stop::Close)),
+                    Signal::Resume(d) if d == direction => return Err(None),
+                    Signal::Resume(_) => {}
+                }
+            }
+            vm.waker(stream.context).ok_or(Some(Stop::Close))
+        });
+        let notify = match next {
+            None => return stream.lost(direction),
+            Some(Err(None)) => return Ok(()),
+            Some(Err(Some(stop))) => return Err(stop),
+            Some(Ok(notify)) => notify,
+        };
+        if tokio::time::timeout_at(deadline, notify.notified())
+            .await
+            .is_err()
+        {
+            return Err(Stop::Fail(Problem::new(
+                Kind::GatewayTimeout,
+                format!(
+                    "plugin '{}' did not resume the stream within {PAUSE_LIMIT:?}",
+                    stream.plugin()
+                ),
+            )));
+        }
+    }
+}
+
+impl Passage {
+    fn wants_body(&self, direction: Direction) -> bool {
+        self.streams.iter().any(|s| s.wants_body(direction))
+    }
+
+    /// The streams in the order `direction` flows through them.
+    fn order(&self, direction: Direction) -> Vec<usize> {
+        let all = 0..self.streams.len();
+        match direction {
+            Direction::Request => all.collect(),
+            Direction::Response => all.rev().collect(),
+        }
+    }
+
+    /// Runs one body chunk through the filters; `None` when a filter keeps it (buffering).
+    async fn body_chunk(
+        &self,
+        direction: Direction,
+        chunk: Bytes,
+        end_of_stream: bool,
+    ) -> Result<Option<Bytes>, Stop> {
+        let mut data = chunk;
+        for index in self.order(direction) {
+            let stream = &self.streams[index];
+            if !stream.wants_body(direction) {
+                continue;
+            }
+            let context = stream.context;
+            let step = stream.replica.with_generation(stream.generation, |vm| {
+                let size = vm.append_body(context, direction, &data);
+                let verdict = vm
+                    .on_body(context, direction, size, end_of_stream)
+                    .map(|r| decide(r, vm.take_signals(context), direction));
+                let passed = match verdict {
+                    Ok(Verdict::Continue) => Some(vm.take_body(context, direction)),
+                    _ => None,
+                };
+                (verdict, passed, size)
+            });
+            let (verdict, passed, size) = match step {
+                None => {
+                    stream.lost(direction)?;
+                    continue;
+                }
+                Some((Err(error), ..)) => {
+                    stream.failed(&error)?;
+                    continue;
+                }
+                Some(step) => step,
+            };
+            match verdict {
+                Ok(Verdict::Continue) => data = Bytes::from(passed.unwrap_or_default()),
+                Ok(Verdict::Respond(local)) => return Err(Stop::Respond(local)),
+                Ok(Verdict::Close) => return Err(Stop::Close),
+                Ok(Verdict::Pause) if size > self.body_limit => {
+                    return Err(self.too_large(direction, stream));
+                }
+                Ok(Verdict::Pause) if !end_of_stream => return Ok(None),
+                Ok(Verdict::Pause) => {
+                    wait(stream, direction).await?;
+                    let body = stream
+                        .replica
+                        .with_generation(stream.generation, |vm| vm.take_body(context, direction));
+                    data = Bytes::from(body.unwrap_or_default());
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(Some(data))
+    }
+
+    fn too_large(&self, direction: Direction, stream: &OpenStream) -> Stop {
+        let (kind, what) = match direction {
+            Direction::Request => (Kind::PayloadTooLarge, "request"),
+            Direction::Response => (Kind::PluginFailed, "response"),
+        };
+        Stop::Fail(Problem::new(
+            kind,
+            format!(
+                "plugin '{}' buffered more than {} bytes of the {what} body",
+                stream.plugin(),
+                self.body_limit
+            ),
+        ))
+    }
+
+    /// Trailers end the body: what filters still buffer goes on unchanged, then the trailers
+    /// pass through the trailer callbacks.
+    async fn trailers(
+        &self,
+        direction: Direction,
+        trailers: HeaderMap,
+    ) -> Result<(Bytes, HeaderMap), Stop> {
+        let map = match direction {
+            Direction::Request => MapType::RequestTrailers,
+            Direction::Response => MapType::ResponseTrailers,
+        };
+        let mut flushed = Vec::new();
+        let mut pairs: Pairs = trailers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+            .collect();
+        for index in self.order(direction) {
+            let stream = &self.streams[index];
+            if !stream.wants_body(direction) {
+                continue;
+            }
+            let buffered = stream.replica.with_generation(stream.generation, |vm| {
+                vm.take_body(stream.context, direction)
+            });
+            flushed.extend(buffered.unwrap_or_default());
+            map_phase(stream, map, &mut pairs, true).await?;
+        }
+        let mut trailers = HeaderMap::new();
+        for (key, value) in &pairs {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(key.as_bytes()),
+                HeaderValue::from_bytes(value),
+            ) {
+                trailers.append(k, v);
+            }
+        }
+        Ok((Bytes::from(flushed), trailers))
+    }
+
+    /// Runs the whole request body through the filters before it is forwarded (bodies are
+    /// within the request size limit), keeping its frames.
+    async fn request_body(&self, mut body: Body) -> Result<Body, Stop> {
+        let mut frames = VecDeque::new();
+        loop {
+            let (chunk, end_of_stream) = match body.frame().await {
+                None => (Bytes::new(), true),
+                Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(Stop::Fail(Problem::new(
+                        Kind::PayloadTooLarge,
+                        format!("the request body exceeds {} bytes", self.body_limit),
+                    )));
+                }
+                Some(Err(e)) => {
+                    return Err(Stop::Fail(Problem::new(
+                        Kind::Validation,
+                        format!("the request body could not be read: {e}"),
+                    )));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (data, http_body::Body::is_end_stream(&body)),
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            let (flushed, trailers) =
+                                self.trailers(Direction::Request, trailers).await?;
+                            if !flushed.is_empty() {
+                                frames.push_back(Frame::data(flushed));
+                            }
+                            frames.push_back(Frame::trailers(trailers));
+                            break;
+                        }
+                        continue;
+                    }
+                },
+            };
+            if let Some(data) = self
+                .body_chunk(Direction::Request, chunk, end_of_stream)
+                .await?
+                && !data.is_empty()
+            {
+                frames.push_back(Frame::data(data));
+            }
+            if end_of_stream {
+                break;
+            }
+        }
+        Ok(FramesBody(frames).boxed_unsync())
+    }
+
+    /// Pumps the response body through the filters into `frames`. The response head waits on
+    /// `head` until the first chunk has passed all filters, so a plugin that buffers the body
+    /// can still replace the response (local response, or 500 over the limit); after that a
+    /// failure can only reset the stream.
+    async fn response_body(
+        self,
+        mut body: Body,
+        head: tokio::sync::oneshot::Sender<Result<(), Stop>>,
+        frames: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    ) {
+        let mut head = Some(head);
+        let fail = |head: &mut Option<tokio::sync::oneshot::Sender<Result<(), Stop>>>,
+                    stop: Stop|
+         -> Option<Result<Frame<Bytes>, BoxError>> {
+            match head.take() {
+                Some(head) => {
+                    let _ = head.send(Err(stop));
+                    None
+                }
+                None => Some(Err(Box::new(StreamReset))),
+            }
+        };
+        loop {
+            let (chunk, end_of_stream) = match body.frame().await {
+                None => (Bytes::new(), true),
+                Some(Err(e)) => {
+                    let _ = frames.send(Err(e)).await;
+                    return;
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => (data, http_body::Body::is_end_stream(&body)),
+                    Err(frame) => {
+                        let Ok(trailers) = frame.into_trailers() else {
+                            continue;
+                        };
+                        match self.trailers(Direction::Response, trailers).await {
+                            Ok((flushed, trailers)) => {
+                                if let Some(head) = head.take() {
+                                    let _ = head.send(Ok(()));
+                                }
+                                if !flushed.is_empty() {
+                                    let _ = frames.send(Ok(Frame::data(flushed))).await;
+                                }
+                                let _ = frames.send(Ok(Frame::trailers(trailers))).await;
+                            }
+                            Err(stop) => {
+                                if let Some(error) = fail(&mut head, stop) {
+                                    let _ = frames.send(error).await;
+                                }
+                            }
+                        }
+                        return;
+                    }
+                },
+            };
+            match self
+                .body_chunk(Direction::Response, chunk, end_of_stream)
+                .await
+            {
+                Ok(Some(data)) => {
+                    if let Some(head) = head.take() {
+                        let _ = head.send(Ok(()));
+                    }
+                    if !data.is_empty() && frames.send(Ok(Frame::data(data))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(stop) => {
+                    if let Some(error) = fail(&mut head, stop) {
+                        let _ = frames.send(error).await;
+                    }
+                    return;
+                }
+            }
+            if end_of_stream {
+                if let Some(head) = head.take() {
+                    let _ = head.send(Ok(()));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The response a plugin asked for with `proxy_send_local_response`, verbatim.
 fn local_response(local: LocalResponse) -> Response<Body> {
     let mut response = Response::new(crate::server::full(local.body));
     *response.status_mut() =
@@ -279,18 +760,79 @@ fn local_response(local: LocalResponse) -> Response<Body> {
     response
 }
 
-impl Replicas {
-    fn lock(&self, index: usize) -> MutexGuard<'_, Vm> {
-        // A poisoned lock only means another task panicked mid-call; the VM is replaced on
-        // failure anyway, so keep using it.
-        self.0[index]
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A response body that ends the chain's streams once it is over (or dropped).
+struct EndsStreams {
+    body: Body,
+    passage: Option<Passage>,
+}
+
+impl http_body::Body for EndsStreams {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            self.passage = None;
+        }
+        polled
     }
 
-    /// The replica `stream` was opened on, unless it has been replaced since.
-    fn current(&self, stream: &OpenStream) -> Option<MutexGuard<'_, Vm>> {
-        let vm = self.lock(stream.instance);
-        (vm.generation() == stream.generation).then_some(vm)
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The frames a response-body pump sends.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A request body the filters have been through, as frames.
+struct FramesBody(VecDeque<Frame<Bytes>>);
+
+impl http_body::Body for FramesBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let len = self
+            .0
+            .iter()
+            .filter_map(|f| f.data_ref().map(Bytes::len))
+            .sum::<usize>();
+        if self.0.iter().all(Frame::is_data) {
+            http_body::SizeHint::with_exact(len as u64)
+        } else {
+            http_body::SizeHint::default()
+        }
     }
 }

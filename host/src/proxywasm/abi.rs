@@ -12,8 +12,18 @@ pub enum Status {
     NotFound = 1,
     /// An argument is out of range.
     BadArgument = 2,
+    /// A value cannot be serialised (properties).
+    SerializationFailure = 3,
+    /// An argument cannot be parsed (gRPC upstreams).
+    ParseFailure = 4,
     /// A pointer or length points outside guest memory.
     InvalidMemoryAccess = 6,
+    /// A shared queue has no item.
+    Empty = 7,
+    /// A shared-data write lost a compare-and-swap race.
+    CasMismatch = 8,
+    /// The host failed (e.g. a gRPC call it does not serve).
+    InternalFailure = 10,
     /// Not implemented by this host yet.
     Unimplemented = 12,
 }
@@ -50,8 +60,14 @@ impl LogLevel {
     }
 }
 
-/// `proxy_buffer_type_t` values the host serves so far.
+/// `proxy_buffer_type_t` values the host serves.
 pub mod buffer {
+    /// The request body (in `proxy_on_request_body`, and while buffered).
+    pub const HTTP_REQUEST_BODY: i32 = 0;
+    /// The response body.
+    pub const HTTP_RESPONSE_BODY: i32 = 1;
+    /// A callout's response body, in `proxy_on_http_call_response`.
+    pub const HTTP_CALL_RESPONSE_BODY: i32 = 4;
     /// The VM configuration (`vm_config`), readable from `proxy_on_vm_start`.
     pub const VM_CONFIGURATION: i32 = 6;
     /// The plugin configuration (`config`), readable from `proxy_on_configure`.

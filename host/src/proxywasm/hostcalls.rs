@@ -1,118 +1,75 @@
-//! The `env` host functions of the Proxy-Wasm ABI. Every 0.2.1 function and the four 0.1.0-only
-//! ones are defined, because SDK-built modules import nearly all of them whether they use them or
-//! not, and a missing import fails instantiation.
+//! The `env` host functions of the Proxy-Wasm ABI: every 0.2.1 function and the four 0.1.0-only
+//! ones, because SDK-built modules import nearly all of them whether they use them or not, and a
+//! missing import fails instantiation.
 //!
-//! Implemented so far: logging, time, effective context, `proxy_done`, the VM and plugin
-//! configuration buffers, the HTTP header maps and local responses. The others answer `UNIMPLEMENTED` until their
-//! family lands (bodies, callouts, ticks, shared state, metrics, properties).
+//! Each answers only with statuses the SDKs accept for it (Proxy-Wasm reference §4.2): the Rust
+//! SDK panics on any other. Stream calls act on the *effective* context (the callback's own, or
+//! the one `proxy_set_effective_context` chose); continue, close and local responses are left as
+//! signals the host acts on after the callback returns, callouts and tick changes in the outbox.
 
 use super::abi::{LogLevel, Status, buffer};
 use super::http::{Pairs, deserialize, serialize};
 use super::memory::{read, return_bytes, write_u32, write_u64};
-use super::vm::{HostState, LocalResponse};
-use wasmtime::{Caller, FuncType, Linker, Val, ValType};
+use super::properties::{self, PropertyView};
+use super::shared::{PluginMetrics, SharedData, SharedQueues};
+use super::vm::{Callout, Direction, HostState, LocalResponse, Signal};
+use wasmtime::{Caller, Linker};
 
-/// Functions not implemented yet, with their parameters (`i` = i32, `I` = i64); all return an
-/// `i32` status.
-const NOT_YET: &[(&str, &str)] = &[
-    ("proxy_set_tick_period_milliseconds", "i"),
-    ("proxy_set_buffer_bytes", "iiiii"),
-    ("proxy_get_buffer_status", "iii"),
-    ("proxy_continue_stream", "i"),
-    ("proxy_close_stream", "i"),
-    ("proxy_get_status", "iii"),
-    ("proxy_http_call", "iiiiiiiiii"),
-    ("proxy_grpc_call", "iiiiiiiiiiii"),
-    ("proxy_grpc_stream", "iiiiiiiii"),
-    ("proxy_grpc_send", "iiii"),
-    ("proxy_grpc_cancel", "i"),
-    ("proxy_grpc_close", "i"),
-    ("proxy_set_shared_data", "iiiii"),
-    ("proxy_get_shared_data", "iiiii"),
-    ("proxy_register_shared_queue", "iii"),
-    ("proxy_resolve_shared_queue", "iiiii"),
-    ("proxy_enqueue_shared_queue", "iii"),
-    ("proxy_dequeue_shared_queue", "iii"),
-    ("proxy_define_metric", "iiii"),
-    ("proxy_record_metric", "iI"),
-    ("proxy_increment_metric", "iI"),
-    ("proxy_get_metric", "ii"),
-    ("proxy_get_property", "iiii"),
-    ("proxy_set_property", "iiii"),
-    ("proxy_call_foreign_function", "iiiiii"),
-    ("proxy_continue_request", ""),
-    ("proxy_continue_response", ""),
-    ("proxy_clear_route_cache", ""),
-];
+/// The most a header-map blob may hold, as in Envoy's host (`limits.h`).
+const MAX_PAIRS_BYTES: usize = 1 << 20;
 
 /// Defines every `env` import on `linker`.
 pub(super) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_log", proxy_log)?;
-    linker.func_wrap(
-        "env",
-        "proxy_send_local_response",
-        proxy_send_local_response,
-    )?;
-    linker.func_wrap("env", "proxy_get_log_level", proxy_get_log_level)?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_current_time_nanoseconds",
-        proxy_get_current_time_nanoseconds,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_effective_context",
-        proxy_set_effective_context,
-    )?;
-    linker.func_wrap("env", "proxy_done", proxy_done)?;
-    linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
-    linker.func_wrap("env", "proxy_get_configuration", proxy_get_configuration)?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_header_map_pairs",
-        proxy_get_header_map_pairs,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_header_map_size",
-        proxy_get_header_map_size,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_header_map_pairs",
-        proxy_set_header_map_pairs,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_header_map_value",
-        proxy_get_header_map_value,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_add_header_map_value",
-        proxy_add_header_map_value,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_replace_header_map_value",
-        proxy_replace_header_map_value,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_remove_header_map_value",
-        proxy_remove_header_map_value,
-    )?;
-    let engine = linker.engine().clone();
-    for (name, params) in NOT_YET {
-        let params = params
-            .chars()
-            .map(|c| if c == 'I' { ValType::I64 } else { ValType::I32 });
-        let ty = FuncType::new(&engine, params, [ValType::I32]);
-        linker.func_new("env", name, ty, |_caller, _params, results| {
-            results[0] = Val::I32(Status::Unimplemented as i32);
-            Ok(())
-        })?;
+    macro_rules! define {
+        ($($name:ident),* $(,)?) => {
+            $(linker.func_wrap("env", stringify!($name), $name)?;)*
+        };
     }
+    define!(
+        proxy_log,
+        proxy_get_log_level,
+        proxy_get_current_time_nanoseconds,
+        proxy_set_tick_period_milliseconds,
+        proxy_set_effective_context,
+        proxy_done,
+        proxy_get_buffer_bytes,
+        proxy_set_buffer_bytes,
+        proxy_get_buffer_status,
+        proxy_get_configuration,
+        proxy_get_header_map_pairs,
+        proxy_get_header_map_size,
+        proxy_set_header_map_pairs,
+        proxy_get_header_map_value,
+        proxy_add_header_map_value,
+        proxy_replace_header_map_value,
+        proxy_remove_header_map_value,
+        proxy_continue_stream,
+        proxy_close_stream,
+        proxy_continue_request,
+        proxy_continue_response,
+        proxy_clear_route_cache,
+        proxy_send_local_response,
+        proxy_get_status,
+        proxy_http_call,
+        proxy_grpc_call,
+        proxy_grpc_stream,
+        proxy_grpc_send,
+        proxy_grpc_cancel,
+        proxy_grpc_close,
+        proxy_set_shared_data,
+        proxy_get_shared_data,
+        proxy_register_shared_queue,
+        proxy_resolve_shared_queue,
+        proxy_enqueue_shared_queue,
+        proxy_dequeue_shared_queue,
+        proxy_define_metric,
+        proxy_increment_metric,
+        proxy_record_metric,
+        proxy_get_metric,
+        proxy_get_property,
+        proxy_set_property,
+        proxy_call_foreign_function,
+    );
     Ok(())
 }
 
@@ -155,17 +112,53 @@ fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, HostState>, time_ou
     status(write_u64(&mut caller, time_out, nanos))
 }
 
-fn proxy_set_effective_context(caller: Caller<'_, HostState>, context: i32) -> i32 {
-    if caller.data().contexts.contains(&(context as u32)) {
+/// Stream calls that follow act on `context`; only the plugin's own contexts (of this VM) are
+/// accepted. Reset when the callback returns.
+fn proxy_set_effective_context(mut caller: Caller<'_, HostState>, context: i32) -> i32 {
+    let state = caller.data_mut();
+    let context = context as u32;
+    if context == state.root_context || state.streams.contains_key(&context) {
+        state.effective = context;
         Status::Ok as i32
     } else {
         Status::BadArgument as i32
     }
 }
 
-/// No context waits for `proxy_done` until streams exist.
-fn proxy_done(_caller: Caller<'_, HostState>) -> i32 {
-    Status::NotFound as i32
+/// A stream whose `on_done` returned false is finished (`on_log`, `on_delete`) after this.
+fn proxy_done(mut caller: Caller<'_, HostState>) -> i32 {
+    let state = caller.data_mut();
+    let context = state.effective;
+    match state.streams.get_mut(&context) {
+        Some(stream) if stream.done_pending => {
+            stream.done_pending = false;
+            state.outbox.finished.push(context);
+            Status::Ok as i32
+        }
+        _ => Status::NotFound as i32,
+    }
+}
+
+fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, HostState>, period: i32) -> i32 {
+    let period = period as u32;
+    caller.data_mut().outbox.tick_period =
+        Some((period > 0).then(|| std::time::Duration::from_millis(u64::from(period))));
+    Status::Ok as i32
+}
+
+/// The buffer `buffer_type` names, if it exists in the callback in progress.
+fn buffer_of(state: &mut HostState, buffer_type: i32) -> Result<Option<&mut Vec<u8>>, Status> {
+    Ok(match buffer_type {
+        buffer::HTTP_REQUEST_BODY | buffer::HTTP_RESPONSE_BODY => state
+            .stream()
+            .and_then(|s| s.bodies[buffer_type as usize].as_mut()),
+        buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_mut().map(|c| &mut c.body),
+        buffer::VM_CONFIGURATION => Some(&mut state.vm_config),
+        buffer::PLUGIN_CONFIGURATION => Some(&mut state.plugin_config),
+        // TCP data, gRPC messages and foreign-function arguments never exist here.
+        0..=8 => None,
+        _ => return Err(Status::BadArgument),
+    })
 }
 
 fn proxy_get_buffer_bytes(
@@ -176,21 +169,72 @@ fn proxy_get_buffer_bytes(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    let buffer = match buffer_type {
-        buffer::VM_CONFIGURATION => caller.data().vm_config.clone(),
-        buffer::PLUGIN_CONFIGURATION => caller.data().plugin_config.clone(),
-        // Other buffers exist only during streams and callouts.
-        0..=8 => return Ok(Status::NotFound as i32),
-        _ => return Ok(Status::BadArgument as i32),
-    };
     let (start, max) = (start as u32 as usize, max_size as u32 as usize);
     if start.checked_add(max).is_none() {
         return Ok(Status::BadArgument as i32);
     }
-    // Reading past the end returns nothing, as in Envoy.
-    let slice = buffer.get(start..).unwrap_or_default();
-    let slice = &slice[..slice.len().min(max)];
-    Ok(return_bytes(&mut caller, slice, ptr_out, len_out)? as i32)
+    let bytes = match buffer_of(caller.data_mut(), buffer_type) {
+        // Reading past the end returns nothing, as in Envoy.
+        Ok(Some(buffer)) => {
+            let slice = buffer.get(start..).unwrap_or_default();
+            slice[..slice.len().min(max)].to_vec()
+        }
+        Ok(None) => return Ok(Status::NotFound as i32),
+        Err(status) => return Ok(status as i32),
+    };
+    Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32)
+}
+
+/// Envoy's semantics: `start == 0` drains `size` bytes and prepends the data (so `0, len`
+/// replaces everything and `0, 0` prepends); `start >= len` appends; anything else is refused.
+fn proxy_set_buffer_bytes(
+    mut caller: Caller<'_, HostState>,
+    buffer_type: i32,
+    start: i32,
+    size: i32,
+    ptr: i32,
+    len: i32,
+) -> i32 {
+    let data = match read(&mut caller, ptr, len) {
+        Ok(d) => d,
+        Err(status) => return status as i32,
+    };
+    if !matches!(
+        buffer_type,
+        buffer::HTTP_REQUEST_BODY | buffer::HTTP_RESPONSE_BODY
+    ) {
+        return Status::BadArgument as i32;
+    }
+    let (start, size) = (start as u32 as usize, size as u32 as usize);
+    match buffer_of(caller.data_mut(), buffer_type) {
+        Ok(Some(buffer)) => {
+            if start == 0 {
+                buffer.drain(..size.min(buffer.len()));
+                buffer.splice(0..0, data);
+            } else if start >= buffer.len() {
+                buffer.extend_from_slice(&data);
+            } else {
+                return Status::BadArgument as i32;
+            }
+            Status::Ok as i32
+        }
+        Ok(None) => Status::NotFound as i32,
+        Err(status) => status as i32,
+    }
+}
+
+fn proxy_get_buffer_status(
+    mut caller: Caller<'_, HostState>,
+    buffer_type: i32,
+    len_out: i32,
+    flags_out: i32,
+) -> i32 {
+    let len = match buffer_of(caller.data_mut(), buffer_type) {
+        Ok(Some(buffer)) => buffer.len() as u32,
+        Ok(None) => return Status::NotFound as i32,
+        Err(status) => return status as i32,
+    };
+    status(write_u32(&mut caller, len_out, len).and_then(|()| write_u32(&mut caller, flags_out, 0)))
 }
 
 /// ABI 0.1.0: the configuration of the callback in progress (VM config in `on_vm_start`, plugin
@@ -209,23 +253,20 @@ fn proxy_get_configuration(
     Ok(return_bytes(&mut caller, &config, ptr_out, len_out)? as i32)
 }
 
-/// Map types 0–3 are the stream's request/response headers and trailers; 4–7 (gRPC metadata,
-/// callout responses) exist only during callouts, which are not served yet.
-const MAX_MAP_TYPE: i32 = 7;
-
-/// The map a call addresses, if it is available in this callback.
+/// The map a call addresses, if it is available in this callback: 0–3 are the effective
+/// stream's headers and trailers, 6 and 7 the callout response's; gRPC metadata (4, 5) never is.
 fn map_mut<'a>(
     caller: &'a mut Caller<'_, HostState>,
     map: i32,
 ) -> Result<Option<&'a mut Pairs>, Status> {
-    if !(0..=MAX_MAP_TYPE).contains(&map) {
-        return Err(Status::BadArgument);
-    }
-    Ok(caller
-        .data_mut()
-        .maps
-        .get_mut(map as usize)
-        .and_then(Option::as_mut))
+    let state = caller.data_mut();
+    Ok(match map {
+        0..=3 => state.stream().and_then(|s| s.maps[map as usize].as_mut()),
+        6 => state.call_response.as_mut().map(|c| &mut c.headers),
+        7 => state.call_response.as_mut().map(|c| &mut c.trailers),
+        4 | 5 => None,
+        _ => return Err(Status::BadArgument),
+    })
 }
 
 fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
@@ -387,6 +428,16 @@ fn proxy_remove_header_map_value(
     })
 }
 
+/// Leaves `signal` for the effective stream, and wakes it in case it is paused (a signal from
+/// a callout, tick or queue callback resumes a stream that waits). From the root context with no
+/// stream there is nothing to act on: Envoy answers OK and does nothing.
+fn signal_stream(caller: &mut Caller<'_, HostState>, signal: Signal) {
+    if let Some(stream) = caller.data_mut().stream() {
+        stream.signals.push(signal);
+        stream.wake.notify_one();
+    }
+}
+
 /// Records a local response; the host sends it once the callback returns (as Envoy defers it).
 #[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn proxy_send_local_response(
@@ -419,9 +470,408 @@ fn proxy_send_local_response(
     };
     match read_all(&mut caller) {
         Ok(response) => {
-            caller.data_mut().local_response = Some(response);
+            signal_stream(&mut caller, Signal::Respond(response));
             Status::Ok as i32
         }
         Err(status) => status as i32,
     }
+}
+
+/// `HTTP_REQUEST` / `HTTP_RESPONSE`; the TCP stream types (2, 3) have no stream here, so they
+/// are accepted and do nothing (the Rust SDK panics on any status but OK).
+fn stream_direction(stream_type: i32) -> Result<Option<Direction>, Status> {
+    match stream_type {
+        0 => Ok(Some(Direction::Request)),
+        1 => Ok(Some(Direction::Response)),
+        2 | 3 => Ok(None),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+fn proxy_continue_stream(mut caller: Caller<'_, HostState>, stream_type: i32) -> i32 {
+    match stream_direction(stream_type) {
+        Ok(direction) => {
+            if let Some(direction) = direction {
+                signal_stream(&mut caller, Signal::Resume(direction));
+            }
+            Status::Ok as i32
+        }
+        Err(status) => status as i32,
+    }
+}
+
+fn proxy_close_stream(mut caller: Caller<'_, HostState>, stream_type: i32) -> i32 {
+    match stream_direction(stream_type) {
+        Ok(direction) => {
+            if let Some(direction) = direction {
+                signal_stream(&mut caller, Signal::Close(direction));
+            }
+            Status::Ok as i32
+        }
+        Err(status) => status as i32,
+    }
+}
+
+/// ABI 0.1.0's `proxy_continue_request`.
+fn proxy_continue_request(mut caller: Caller<'_, HostState>) -> i32 {
+    signal_stream(&mut caller, Signal::Resume(Direction::Request));
+    Status::Ok as i32
+}
+
+/// ABI 0.1.0's `proxy_continue_response`.
+fn proxy_continue_response(mut caller: Caller<'_, HostState>) -> i32 {
+    signal_stream(&mut caller, Signal::Resume(Direction::Response));
+    Status::Ok as i32
+}
+
+/// ABI 0.1.0: routes are chosen before filters run here, so there is no cache to clear.
+fn proxy_clear_route_cache(_caller: Caller<'_, HostState>) -> i32 {
+    Status::Ok as i32
+}
+
+/// The outcome of the last failed callout: Envoy's `BrokenConnection` (11) and "reset".
+fn proxy_get_status(
+    mut caller: Caller<'_, HostState>,
+    code_out: i32,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<i32> {
+    let (code, message) = caller.data().last_status.clone();
+    if let Err(status) = write_u32(&mut caller, code_out, code) {
+        return Ok(status as i32);
+    }
+    Ok(return_bytes(&mut caller, message.as_bytes(), ptr_out, len_out)? as i32)
+}
+
+/// Sends an HTTP request to a named upstream (`x-barbacane-upstreams`) once the callback has
+/// returned; the answer goes to the root context's `proxy_on_http_call_response`.
+#[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
+fn proxy_http_call(
+    mut caller: Caller<'_, HostState>,
+    upstream_ptr: i32,
+    upstream_len: i32,
+    headers_ptr: i32,
+    headers_len: i32,
+    body_ptr: i32,
+    body_len: i32,
+    trailers_ptr: i32,
+    trailers_len: i32,
+    timeout_ms: i32,
+    token_out: i32,
+) -> i32 {
+    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<Callout, Status> {
+        let upstream =
+            String::from_utf8_lossy(&read(caller, upstream_ptr, upstream_len)?).into_owned();
+        let headers = read_pairs(caller, headers_ptr, headers_len)?;
+        let body = read(caller, body_ptr, body_len)?;
+        let trailers = read_pairs(caller, trailers_ptr, trailers_len)?;
+        if !caller.data().upstreams.contains(&upstream) {
+            caller.data_mut().log(
+                LogLevel::Warn,
+                format!("http callout to '{upstream}': no such upstream in x-barbacane-upstreams"),
+            );
+            return Err(Status::BadArgument);
+        }
+        for required in [":method", ":path", ":authority"] {
+            if !headers.iter().any(|(k, v)| k == required && !v.is_empty()) {
+                return Err(Status::BadArgument);
+            }
+        }
+        let timeout_ms = timeout_ms as u32;
+        Ok(Callout {
+            token: 0,
+            upstream,
+            headers,
+            body,
+            trailers,
+            timeout: (timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(u64::from(timeout_ms))),
+        })
+    };
+    let mut callout = match read_all(&mut caller) {
+        Ok(c) => c,
+        Err(status) => return status as i32,
+    };
+    let state = caller.data_mut();
+    callout.token = state.next_token();
+    let token = callout.token;
+    if let Err(status) = write_u32(&mut caller, token_out, token) {
+        return status as i32;
+    }
+    let state = caller.data_mut();
+    state.pending_calls.insert(token);
+    state.outbox.callouts.push(callout);
+    Status::Ok as i32
+}
+
+fn read_pairs(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Pairs, Status> {
+    if len as u32 as usize > MAX_PAIRS_BYTES {
+        return Err(Status::BadArgument);
+    }
+    deserialize(&read(caller, ptr, len)?).ok_or(Status::BadArgument)
+}
+
+/// gRPC callouts are not served: INTERNAL_FAILURE, which the SDKs return to the filter as an
+/// error (never a trap).
+#[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
+fn proxy_grpc_call(
+    _caller: Caller<'_, HostState>,
+    _up: i32,
+    _up_len: i32,
+    _service: i32,
+    _service_len: i32,
+    _method: i32,
+    _method_len: i32,
+    _metadata: i32,
+    _metadata_len: i32,
+    _message: i32,
+    _message_len: i32,
+    _timeout: i32,
+    _token_out: i32,
+) -> i32 {
+    Status::InternalFailure as i32
+}
+
+#[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
+fn proxy_grpc_stream(
+    _caller: Caller<'_, HostState>,
+    _up: i32,
+    _up_len: i32,
+    _service: i32,
+    _service_len: i32,
+    _method: i32,
+    _method_len: i32,
+    _metadata: i32,
+    _metadata_len: i32,
+    _token_out: i32,
+) -> i32 {
+    Status::InternalFailure as i32
+}
+
+/// No gRPC stream can exist, so every id is unknown.
+fn proxy_grpc_send(_c: Caller<'_, HostState>, _id: i32, _p: i32, _l: i32, _end: i32) -> i32 {
+    Status::NotFound as i32
+}
+
+fn proxy_grpc_cancel(_caller: Caller<'_, HostState>, _id: i32) -> i32 {
+    Status::NotFound as i32
+}
+
+fn proxy_grpc_close(_caller: Caller<'_, HostState>, _id: i32) -> i32 {
+    Status::NotFound as i32
+}
+
+fn proxy_set_shared_data(
+    mut caller: Caller<'_, HostState>,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+    cas: i32,
+) -> i32 {
+    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, Vec<u8>), Status> {
+        let key = String::from_utf8_lossy(&read(caller, key_ptr, key_len)?).into_owned();
+        Ok((key, read(caller, value_ptr, value_len)?))
+    };
+    let (key, value) = match read_all(&mut caller) {
+        Ok(kv) => kv,
+        Err(status) => return status as i32,
+    };
+    let vm_id = &caller.data().identity.vm_id;
+    status(SharedData::global().set(vm_id, &key, value, cas as u32))
+}
+
+fn proxy_get_shared_data(
+    mut caller: Caller<'_, HostState>,
+    key_ptr: i32,
+    key_len: i32,
+    ptr_out: i32,
+    len_out: i32,
+    cas_out: i32,
+) -> wasmtime::Result<i32> {
+    let key = match read(&mut caller, key_ptr, key_len) {
+        Ok(k) => String::from_utf8_lossy(&k).into_owned(),
+        Err(status) => return Ok(status as i32),
+    };
+    let vm_id = &caller.data().identity.vm_id;
+    let Some((value, cas)) = SharedData::global().get(vm_id, &key) else {
+        return Ok(Status::NotFound as i32);
+    };
+    if let Err(status) = write_u32(&mut caller, cas_out, cas) {
+        return Ok(status as i32);
+    }
+    Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32)
+}
+
+fn proxy_register_shared_queue(
+    mut caller: Caller<'_, HostState>,
+    name_ptr: i32,
+    name_len: i32,
+    id_out: i32,
+) -> i32 {
+    let name = match read(&mut caller, name_ptr, name_len) {
+        Ok(n) => String::from_utf8_lossy(&n).into_owned(),
+        Err(status) => return status as i32,
+    };
+    let state = caller.data();
+    let id =
+        SharedQueues::global().register(&state.identity.vm_id, &name, state.queue_listener.clone());
+    status(write_u32(&mut caller, id_out, id))
+}
+
+/// An empty vm_id means the caller's own.
+fn proxy_resolve_shared_queue(
+    mut caller: Caller<'_, HostState>,
+    vm_ptr: i32,
+    vm_len: i32,
+    name_ptr: i32,
+    name_len: i32,
+    id_out: i32,
+) -> i32 {
+    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, String), Status> {
+        let vm_id = String::from_utf8_lossy(&read(caller, vm_ptr, vm_len)?).into_owned();
+        let name = String::from_utf8_lossy(&read(caller, name_ptr, name_len)?).into_owned();
+        Ok((vm_id, name))
+    };
+    let (vm_id, name) = match read_all(&mut caller) {
+        Ok(v) => v,
+        Err(status) => return status as i32,
+    };
+    let vm_id = if vm_id.is_empty() {
+        caller.data().identity.vm_id.clone()
+    } else {
+        vm_id
+    };
+    match SharedQueues::global().resolve(&vm_id, &name) {
+        Some(id) => status(write_u32(&mut caller, id_out, id)),
+        None => Status::NotFound as i32,
+    }
+}
+
+fn proxy_enqueue_shared_queue(
+    mut caller: Caller<'_, HostState>,
+    queue_id: i32,
+    ptr: i32,
+    len: i32,
+) -> i32 {
+    match read(&mut caller, ptr, len) {
+        Ok(value) => status(SharedQueues::global().enqueue(queue_id as u32, value)),
+        Err(status) => status as i32,
+    }
+}
+
+fn proxy_dequeue_shared_queue(
+    mut caller: Caller<'_, HostState>,
+    queue_id: i32,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<i32> {
+    match SharedQueues::global().dequeue(queue_id as u32) {
+        Ok(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
+        Err(status) => Ok(status as i32),
+    }
+}
+
+fn proxy_define_metric(
+    mut caller: Caller<'_, HostState>,
+    kind: i32,
+    name_ptr: i32,
+    name_len: i32,
+    id_out: i32,
+) -> i32 {
+    let name = match read(&mut caller, name_ptr, name_len) {
+        Ok(n) => String::from_utf8_lossy(&n).into_owned(),
+        Err(status) => return status as i32,
+    };
+    let plugin = caller.data().plugin.clone();
+    match PluginMetrics::global().define(&plugin, kind, &name) {
+        Ok(id) => status(write_u32(&mut caller, id_out, id)),
+        Err(status) => status as i32,
+    }
+}
+
+fn proxy_increment_metric(_caller: Caller<'_, HostState>, id: i32, delta: i64) -> i32 {
+    status(PluginMetrics::global().increment(id as u32, delta))
+}
+
+fn proxy_record_metric(_caller: Caller<'_, HostState>, id: i32, value: i64) -> i32 {
+    status(PluginMetrics::global().record(id as u32, value))
+}
+
+fn proxy_get_metric(mut caller: Caller<'_, HostState>, id: i32, value_out: i32) -> i32 {
+    match PluginMetrics::global().get(id as u32) {
+        Ok(value) => status(write_u64(&mut caller, value_out, value)),
+        Err(status) => status as i32,
+    }
+}
+
+/// Envoy's attributes with Envoy's encodings, then this stream's (or the root's) filter state.
+fn proxy_get_property(
+    mut caller: Caller<'_, HostState>,
+    path_ptr: i32,
+    path_len: i32,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<i32> {
+    let path = match read(&mut caller, path_ptr, path_len) {
+        Ok(p) => properties::split_path(&p),
+        Err(status) => return Ok(status as i32),
+    };
+    let state = caller.data();
+    let stream = state.streams.get(&state.effective);
+    let view = PropertyView {
+        plugin: &state.identity,
+        stream: stream.map(|s| &s.info),
+        request_headers: stream.and_then(|s| s.maps[0].as_ref()),
+        response_headers: stream.and_then(|s| s.maps[2].as_ref()),
+        response_trailers: stream.and_then(|s| s.maps[3].as_ref()),
+        filter_state: stream.map_or(&state.root_filter_state, |s| &s.filter_state),
+    };
+    match properties::get(&view, &path) {
+        Ok(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
+        Err(status) => Ok(status as i32),
+    }
+}
+
+/// Stores the value in the stream's filter state (the root's outside a stream); always OK, as
+/// anything else panics a Rust filter.
+fn proxy_set_property(
+    mut caller: Caller<'_, HostState>,
+    path_ptr: i32,
+    path_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> i32 {
+    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, Vec<u8>), Status> {
+        let path = properties::split_path(&read(caller, path_ptr, path_len)?);
+        Ok((
+            properties::filter_state_key(&path),
+            read(caller, value_ptr, value_len)?,
+        ))
+    };
+    let (key, value) = match read_all(&mut caller) {
+        Ok(kv) => kv,
+        Err(status) => return status as i32,
+    };
+    let state = caller.data_mut();
+    let effective = state.effective;
+    match state.streams.get_mut(&effective) {
+        Some(stream) => stream.filter_state.insert(key, value),
+        None => state.root_filter_state.insert(key, value),
+    };
+    Status::Ok as i32
+}
+
+/// No foreign functions are offered (Envoy's are zlib and CEL helpers): NOT_FOUND, which the SDKs
+/// return to the filter as an error.
+fn proxy_call_foreign_function(
+    _caller: Caller<'_, HostState>,
+    _name: i32,
+    _name_len: i32,
+    _args: i32,
+    _args_len: i32,
+    _ptr_out: i32,
+    _len_out: i32,
+) -> i32 {
+    Status::NotFound as i32
 }

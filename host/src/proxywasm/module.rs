@@ -102,7 +102,8 @@ pub enum ModuleError {
     NoAllocator,
 }
 
-/// A compiled module and what it declares.
+/// A compiled module and what it declares (cheap to clone: the module is shared).
+#[derive(Clone)]
 pub struct PluginModule {
     /// The compiled module, ready to instantiate.
     pub module: Module,

@@ -6,8 +6,13 @@
 use super::abi::LogLevel;
 use super::http::Pairs;
 use super::module::{EntryPoint, PluginModule};
+use super::properties::{PluginIdentity, StreamInfo};
+use super::shared::QueueListener;
 use super::{hostcalls, wasi};
-use std::collections::VecDeque;
+use crate::model::Middleware;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::Notify;
 use wasmtime::{Engine, Instance, Linker, Store, TypedFunc, WasmParams, WasmResults};
 
 /// How many of a plugin's latest log lines are kept to explain a failure.
@@ -20,14 +25,24 @@ pub const CALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 /// The most linear memory one VM may have (a filter's working set is usually a few MiB).
 pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
-/// What a stream callback asks the host to do next.
+/// Which way of an HTTP stream a signal is about (`proxy_stream_type_t` 0 and 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The request (`HTTP_REQUEST`).
+    Request,
+    /// The response (`HTTP_RESPONSE`).
+    Response,
+}
+
+/// Something a plugin asked of a stream during a callback. Like Envoy, the host acts on it only
+/// after the callback has returned (Proxy-Wasm deferred actions).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Go on to the next filter.
-    Continue,
-    /// Stop here until the plugin resumes the stream (any non-zero result, as in Envoy).
-    Pause,
-    /// Answer with this response instead (`proxy_send_local_response` during the callback).
+pub enum Signal {
+    /// `proxy_continue_stream`: let a paused direction go on.
+    Resume(Direction),
+    /// `proxy_close_stream`: reset the stream.
+    Close(Direction),
+    /// `proxy_send_local_response`: answer with this response instead.
     Respond(LocalResponse),
 }
 
@@ -44,15 +59,106 @@ pub struct LocalResponse {
     pub details: String,
 }
 
+/// The header maps of a stream, by `proxy_map_type_t` (0–3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapType {
+    /// `HTTP_REQUEST_HEADERS`.
+    RequestHeaders = 0,
+    /// `HTTP_REQUEST_TRAILERS`.
+    RequestTrailers = 1,
+    /// `HTTP_RESPONSE_HEADERS`.
+    ResponseHeaders = 2,
+    /// `HTTP_RESPONSE_TRAILERS`.
+    ResponseTrailers = 3,
+}
+
+/// The HTTP callout result delivered by `proxy_on_http_call_response` (maps 6 and 7, buffer 4).
+#[derive(Debug, Clone, Default)]
+pub struct CallResponse {
+    /// Response headers with `:status`.
+    pub headers: Pairs,
+    /// The response body.
+    pub body: Vec<u8>,
+    /// The response trailers.
+    pub trailers: Pairs,
+}
+
+/// An HTTP callout a plugin asked for (`proxy_http_call`), for the host to send once the
+/// callback has returned.
+#[derive(Debug, Clone)]
+pub struct Callout {
+    /// The token the plugin got back.
+    pub token: u32,
+    /// The named upstream.
+    pub upstream: String,
+    /// Headers with `:method`, `:path`, `:authority` (and maybe `:scheme`).
+    pub headers: Pairs,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// The request trailers.
+    pub trailers: Pairs,
+    /// `None` for no timeout.
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Work a plugin started during a VM call that the host carries out after it returns.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// HTTP callouts to send.
+    pub callouts: Vec<Callout>,
+    /// The new tick period, when the plugin changed it (`Some(None)` stops ticks).
+    pub tick_period: Option<Option<std::time::Duration>>,
+    /// Streams whose `on_done` returned false and that then called `proxy_done`: finish them
+    /// with `on_log` and `on_delete`.
+    pub finished: Vec<u32>,
+}
+
+/// One HTTP stream as the VM holds it: its maps and body buffers while a callback (or a pause)
+/// has them, the signals the plugin left for it, and what properties report about it.
+pub(super) struct StreamState {
+    pub(super) maps: [Option<Pairs>; 4],
+    /// Request and response body buffers (buffers 0 and 1).
+    pub(super) bodies: [Option<Vec<u8>>; 2],
+    pub(super) signals: Vec<Signal>,
+    /// Woken when a signal arrives from a callback of another context (callout, tick, queue).
+    pub(super) wake: Arc<Notify>,
+    pub(super) info: StreamInfo,
+    /// `proxy_set_property` values.
+    pub(super) filter_state: HashMap<String, Vec<u8>>,
+    /// `on_done` returned false: `on_log`/`on_delete` wait for `proxy_done`.
+    pub(super) done_pending: bool,
+}
+
 /// What the host needs to start a plugin.
 #[derive(Debug, Clone)]
 pub struct PluginConfig {
     /// The plugin's name (from the spec), used in logs and errors.
     pub name: String,
+    /// `root_id`, `vm_id` and the name again, for properties.
+    pub identity: PluginIdentity,
     /// `vm_config`, delivered as buffer 6 to `proxy_on_vm_start`.
     pub vm_config: Vec<u8>,
     /// `config`, delivered as buffer 7 to `proxy_on_configure`.
     pub config: Vec<u8>,
+    /// The upstreams `proxy_http_call` may name.
+    pub upstreams: Arc<[String]>,
+}
+
+impl PluginConfig {
+    /// The configuration of a chain entry; `upstreams` are the names callouts may use.
+    pub fn for_middleware(middleware: &Middleware, upstreams: Arc<[String]>) -> PluginConfig {
+        PluginConfig {
+            name: middleware.plugin.clone(),
+            identity: PluginIdentity {
+                name: middleware.plugin.clone(),
+                root_id: middleware.root_id.clone(),
+                vm_id: middleware.plugin.clone(),
+            },
+            vm_config: middleware.vm_config.clone().into_bytes(),
+            config: middleware.config.clone().into_bytes(),
+            upstreams,
+        }
+    }
 }
 
 /// Why a plugin could not be started.
@@ -98,6 +204,7 @@ pub enum VmError {
 pub(super) struct HostState {
     /// The plugin's name, for logs.
     pub(super) plugin: String,
+    pub(super) identity: PluginIdentity,
     /// The export used to allocate guest memory.
     pub(super) allocator: &'static str,
     pub(super) vm_config: Vec<u8>,
@@ -105,24 +212,59 @@ pub(super) struct HostState {
     /// `proxy_on_vm_start` is running (0.1.0's `proxy_get_configuration` then means the VM
     /// configuration).
     pub(super) in_vm_start: bool,
-    /// Context ids the guest knows (root and streams).
-    pub(super) contexts: Vec<u32>,
+    pub(super) root_context: u32,
+    /// The context whose callback is running, and the one host calls act on (changed by
+    /// `proxy_set_effective_context`, reset after each callback).
+    pub(super) current: u32,
+    pub(super) effective: u32,
+    /// Live HTTP streams by context id.
+    pub(super) streams: HashMap<u32, StreamState>,
+    /// The callout result, during `proxy_on_http_call_response`.
+    pub(super) call_response: Option<CallResponse>,
+    /// `proxy_get_status`: the outcome of the last failed callout.
+    pub(super) last_status: (u32, String),
+    /// `proxy_set_property` values set from the root context.
+    pub(super) root_filter_state: HashMap<String, Vec<u8>>,
+    pub(super) upstreams: Arc<[String]>,
+    /// Callout tokens handed out and not yet answered.
+    pub(super) pending_calls: HashSet<u32>,
+    next_token: u32,
+    pub(super) outbox: Outbox,
+    /// Where `on_queue_ready` notifications for queues this VM registers go.
+    pub(super) queue_listener: Arc<dyn QueueListener>,
     /// The plugin's latest log lines.
     pub(super) recent_logs: VecDeque<(LogLevel, String)>,
-    /// The header maps of the stream callback in progress, by map type (request headers,
-    /// request trailers, response headers, response trailers); `None` outside that window.
-    pub(super) maps: [Option<Pairs>; 4],
     /// The next context id to hand out (ids are never reused).
     next_context: u32,
     /// The memory cap.
     limits: wasmtime::StoreLimits,
     /// The guest's exported `memory`, found once after instantiation.
     pub(super) memory: Option<wasmtime::Memory>,
-    /// A local response the plugin asked for in the callback in progress.
-    pub(super) local_response: Option<LocalResponse>,
+}
+
+/// Queue notifications for a VM that is not serving (compile-time check): dropped.
+struct NoListener;
+
+impl QueueListener for NoListener {
+    fn notify(&self, _queue_id: u32) {}
 }
 
 impl HostState {
+    /// The stream host calls act on now, if the effective context is a stream.
+    pub(super) fn stream(&mut self) -> Option<&mut StreamState> {
+        self.streams.get_mut(&self.effective)
+    }
+
+    /// A fresh callout token: never 0, unique among pending calls.
+    pub(super) fn next_token(&mut self) -> u32 {
+        loop {
+            self.next_token = self.next_token.wrapping_add(1).max(1);
+            if !self.pending_calls.contains(&self.next_token) {
+                return self.next_token;
+            }
+        }
+    }
+
     /// Records a log line from the plugin and forwards it to the gateway's log.
     pub(super) fn log(&mut self, level: LogLevel, message: String) {
         let plugin = self.plugin.as_str();
@@ -163,8 +305,7 @@ fn deadline_ticks() -> u64 {
 pub struct Vm {
     store: Store<HostState>,
     instance: Instance,
-    root_context: u32,
-    streams: StreamExports,
+    exports: Exports,
     generation: u64,
 }
 
@@ -175,6 +316,17 @@ impl Vm {
         engine: &Engine,
         module: &PluginModule,
         plugin: PluginConfig,
+    ) -> Result<Vm, VmError> {
+        Vm::start_serving(engine, module, plugin, Arc::new(NoListener))
+    }
+
+    /// [`Vm::start`] for a VM that serves: `on_queue_ready` notifications for the queues it
+    /// registers (already while it starts) go to `queue_listener`.
+    pub fn start_serving(
+        engine: &Engine,
+        module: &PluginModule,
+        plugin: PluginConfig,
+        queue_listener: Arc<dyn QueueListener>,
     ) -> Result<Vm, VmError> {
         let name = plugin.name.clone();
         let instantiate_error = |message: String| VmError::Instantiate {
@@ -188,22 +340,33 @@ impl Vm {
         linker
             .define_unknown_imports_as_traps(&module.module)
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
+        let root_context = 1;
         let state = HostState {
             plugin: plugin.name,
+            identity: plugin.identity,
             allocator: module.info.allocator.export_name(),
             vm_config: plugin.vm_config,
             plugin_config: plugin.config,
             in_vm_start: false,
-            contexts: Vec::new(),
+            root_context,
+            current: root_context,
+            effective: root_context,
+            streams: HashMap::new(),
+            call_response: None,
+            last_status: (0, String::new()),
+            root_filter_state: HashMap::new(),
+            upstreams: plugin.upstreams,
+            pending_calls: HashSet::new(),
+            next_token: 0,
+            outbox: Outbox::default(),
+            queue_listener,
             recent_logs: VecDeque::new(),
-            maps: Default::default(),
-            next_context: 2,
+            next_context: root_context + 1,
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(MEMORY_LIMIT_BYTES)
                 .instances(1)
                 .build(),
             memory: None,
-            local_response: None,
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
@@ -213,13 +376,12 @@ impl Vm {
             .instantiate(&mut store, &module.module)
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
         store.data_mut().memory = instance.get_memory(&mut store, "memory");
-        let streams = StreamExports::lookup(&mut store, &instance)?;
+        let exports = Exports::lookup(&mut store, &instance)?;
         static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut vm = Vm {
             store,
             instance,
-            root_context: 1,
-            streams,
+            exports,
             generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         match module.info.entry {
@@ -234,8 +396,7 @@ impl Vm {
             }
             EntryPoint::None => {}
         }
-        let root = vm.root_context as i32;
-        vm.store.data_mut().contexts.push(vm.root_context);
+        let root = root_context as i32;
         vm.call::<(i32, i32), ()>("proxy_on_context_create", (root, 0))?;
         let vm_config_len = vm.store.data().vm_config.len() as i32;
         vm.store.data_mut().in_vm_start = true;
@@ -263,71 +424,283 @@ impl Vm {
         self.generation
     }
 
+    /// The plugin's name.
+    pub fn plugin(&self) -> &str {
+        &self.store.data().plugin
+    }
+
+    /// Whether the plugin has body (or trailer) callbacks for requests and for responses; when
+    /// it has none the host streams bodies past it.
+    pub fn wants_bodies(&self) -> (bool, bool) {
+        let e = &self.exports;
+        (
+            e.request_body.is_some() || e.request_trailers.is_some(),
+            e.response_body.is_some() || e.response_trailers.is_some(),
+        )
+    }
+
     /// Creates an HTTP stream context under the root context and returns its id.
-    pub fn create_stream(&mut self) -> Result<u32, VmError> {
+    pub fn create_stream(&mut self, info: StreamInfo) -> Result<u32, VmError> {
         let state = self.store.data_mut();
         let id = state.next_context;
         state.next_context += 1;
-        state.contexts.push(id);
-        let root = self.root_context as i32;
-        let create = self.streams.context_create.as_ref();
-        invoke(
-            &mut self.store,
-            create,
+        state.streams.insert(
+            id,
+            StreamState {
+                maps: Default::default(),
+                bodies: Default::default(),
+                signals: Vec::new(),
+                wake: Arc::new(Notify::new()),
+                info,
+                filter_state: HashMap::new(),
+                done_pending: false,
+            },
+        );
+        let root = state.root_context as i32;
+        let create = self.exports.context_create.clone();
+        self.invoke(
+            id,
+            create.as_ref(),
             (id as i32, root),
             "proxy_on_context_create",
         )?;
         Ok(id)
     }
 
-    /// Runs `proxy_on_request_headers` with `headers` as the request header map, which the
-    /// plugin may change.
+    /// Whether stream `context` is still open on this VM.
+    pub fn has_stream(&self, context: u32) -> bool {
+        self.store.data().streams.contains_key(&context)
+    }
+
+    /// Installs map `map` of stream `context` (the plugin may read and change it until taken).
+    pub fn set_map(&mut self, context: u32, map: MapType, pairs: Pairs) {
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
+            stream.maps[map as usize] = Some(pairs);
+        }
+    }
+
+    /// A copy of map `map` of stream `context`, left installed.
+    pub fn map_copy(&self, context: u32, map: MapType) -> Pairs {
+        self.store
+            .data()
+            .streams
+            .get(&context)
+            .and_then(|s| s.maps[map as usize].clone())
+            .unwrap_or_default()
+    }
+
+    /// Takes map `map` of stream `context` back.
+    pub fn take_map(&mut self, context: u32, map: MapType) -> Option<Pairs> {
+        let stream = self.store.data_mut().streams.get_mut(&context)?;
+        stream.maps[map as usize].take()
+    }
+
+    /// Appends `chunk` to the body buffer of `direction` (creating it) and returns its length.
+    pub fn append_body(&mut self, context: u32, direction: Direction, chunk: &[u8]) -> usize {
+        let Some(stream) = self.store.data_mut().streams.get_mut(&context) else {
+            return 0;
+        };
+        let buffer = stream.bodies[direction as usize].get_or_insert_with(Vec::new);
+        buffer.extend_from_slice(chunk);
+        buffer.len()
+    }
+
+    /// Takes the body buffer of `direction` back.
+    pub fn take_body(&mut self, context: u32, direction: Direction) -> Vec<u8> {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&context)
+            .and_then(|s| s.bodies[direction as usize].take())
+            .unwrap_or_default()
+    }
+
+    /// The signals the plugin left for stream `context`, oldest first.
+    pub fn take_signals(&mut self, context: u32) -> Vec<Signal> {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&context)
+            .map(|s| std::mem::take(&mut s.signals))
+            .unwrap_or_default()
+    }
+
+    /// What a task waiting on stream `context` waits for.
+    pub fn waker(&self, context: u32) -> Option<Arc<Notify>> {
+        self.store
+            .data()
+            .streams
+            .get(&context)
+            .map(|s| s.wake.clone())
+    }
+
+    /// Wakes every stream waiting on this VM (it is being replaced: they will not be resumed).
+    pub fn wake_all(&self) {
+        for stream in self.store.data().streams.values() {
+            stream.wake.notify_one();
+        }
+    }
+
+    /// Updates what properties report about stream `context`.
+    pub fn update_info(&mut self, context: u32, update: impl FnOnce(&mut StreamInfo)) {
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
+            update(&mut stream.info);
+        }
+    }
+
+    /// Work the plugin started during the last calls.
+    pub fn take_outbox(&mut self) -> Outbox {
+        std::mem::take(&mut self.store.data_mut().outbox)
+    }
+
+    /// `proxy_on_request_headers` over the installed request headers; returns the raw result
+    /// (0 = continue, anything else holds the stream).
     pub fn on_request_headers(
         &mut self,
         context: u32,
-        headers: &mut Pairs,
         end_of_stream: bool,
-    ) -> Result<Action, VmError> {
-        let callback = &self.streams.request_headers;
-        headers_callback(
-            &mut self.store,
-            callback,
-            "proxy_on_request_headers",
-            0,
-            context,
-            headers,
-            end_of_stream,
-        )
+    ) -> Result<i32, VmError> {
+        let callback = self.exports.request_headers.clone();
+        self.headers_callback(context, &callback, MapType::RequestHeaders, end_of_stream)
     }
 
-    /// Runs `proxy_on_response_headers` with `headers` as the response header map.
+    /// `proxy_on_response_headers` over the installed response headers.
     pub fn on_response_headers(
         &mut self,
         context: u32,
-        headers: &mut Pairs,
         end_of_stream: bool,
-    ) -> Result<Action, VmError> {
-        let callback = &self.streams.response_headers;
-        headers_callback(
-            &mut self.store,
-            callback,
-            "proxy_on_response_headers",
-            2,
-            context,
-            headers,
-            end_of_stream,
-        )
+    ) -> Result<i32, VmError> {
+        let callback = self.exports.response_headers.clone();
+        self.headers_callback(context, &callback, MapType::ResponseHeaders, end_of_stream)
     }
 
-    /// Ends a stream as Envoy does: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
+    /// `proxy_on_request_body` / `proxy_on_response_body` over the body buffer (`size` is its
+    /// whole length: cumulative while the plugin buffers).
+    pub fn on_body(
+        &mut self,
+        context: u32,
+        direction: Direction,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Result<i32, VmError> {
+        let (callback, during) = match direction {
+            Direction::Request => (self.exports.request_body.clone(), "proxy_on_request_body"),
+            Direction::Response => (self.exports.response_body.clone(), "proxy_on_response_body"),
+        };
+        let params = (context as i32, size as i32, i32::from(end_of_stream));
+        Ok(self
+            .invoke(context, callback.as_ref(), params, during)?
+            .unwrap_or(0))
+    }
+
+    /// `proxy_on_request_trailers` / `proxy_on_response_trailers` over the installed trailers.
+    pub fn on_trailers(&mut self, context: u32, direction: Direction) -> Result<i32, VmError> {
+        let (callback, during, map) = match direction {
+            Direction::Request => (
+                self.exports.request_trailers.clone(),
+                "proxy_on_request_trailers",
+                MapType::RequestTrailers,
+            ),
+            Direction::Response => (
+                self.exports.response_trailers.clone(),
+                "proxy_on_response_trailers",
+                MapType::ResponseTrailers,
+            ),
+        };
+        let count = self.map_len(context, map);
+        Ok(self
+            .invoke(context, callback.as_ref(), (context as i32, count), during)?
+            .unwrap_or(0))
+    }
+
+    /// Ends a stream as Envoy does: `proxy_on_done`, then `proxy_on_log` and `proxy_on_delete`
+    /// unless `on_done` returned false (then they wait for the plugin's `proxy_done`).
     pub fn end_stream(&mut self, context: u32) -> Result<(), VmError> {
+        if !self.has_stream(context) {
+            return Ok(());
+        }
+        let done = self.exports.done.clone();
+        let finished = self.invoke(context, done.as_ref(), context as i32, "proxy_on_done")?;
+        if finished == Some(0) {
+            if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
+                stream.done_pending = true;
+            }
+            return Ok(());
+        }
+        self.finish_stream(context)
+    }
+
+    /// `proxy_on_log` and `proxy_on_delete`, then forgets the stream.
+    pub fn finish_stream(&mut self, context: u32) -> Result<(), VmError> {
+        if !self.has_stream(context) {
+            return Ok(());
+        }
+        let (log, delete) = (self.exports.log.clone(), self.exports.delete.clone());
         let id = context as i32;
-        let streams = &self.streams;
-        let store = &mut self.store;
-        let result = invoke(store, streams.done.as_ref(), id, "proxy_on_done")
-            .and_then(|_| invoke(store, streams.log.as_ref(), id, "proxy_on_log"))
-            .and_then(|_| invoke(store, streams.delete.as_ref(), id, "proxy_on_delete"));
-        store.data_mut().contexts.retain(|c| *c != context);
+        let result = self
+            .invoke(context, log.as_ref(), id, "proxy_on_log")
+            .and_then(|_| self.invoke(context, delete.as_ref(), id, "proxy_on_delete"));
+        self.store.data_mut().streams.remove(&context);
+        result.map(|_| ())
+    }
+
+    /// `proxy_on_tick` on the root context.
+    pub fn on_tick(&mut self) -> Result<(), VmError> {
+        let root = self.store.data().root_context;
+        let tick = self.exports.tick.clone();
+        self.invoke(root, tick.as_ref(), root as i32, "proxy_on_tick")
+            .map(|_| ())
+    }
+
+    /// `proxy_on_queue_ready` on the root context.
+    pub fn on_queue_ready(&mut self, queue_id: u32) -> Result<(), VmError> {
+        let root = self.store.data().root_context;
+        let ready = self.exports.queue_ready.clone();
+        self.invoke(
+            root,
+            ready.as_ref(),
+            (root as i32, queue_id as i32),
+            "proxy_on_queue_ready",
+        )
+        .map(|_| ())
+    }
+
+    /// Delivers the outcome of callout `token` to the root context: a response, or `Err` with
+    /// the status `proxy_get_status` reports (the callback then sees no headers, as in Envoy).
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        outcome: Result<CallResponse, (u32, String)>,
+    ) -> Result<(), VmError> {
+        if !self.store.data_mut().pending_calls.remove(&token) {
+            return Ok(());
+        }
+        let root = self.store.data().root_context;
+        let params = match outcome {
+            Ok(response) => {
+                let params = (
+                    root as i32,
+                    token as i32,
+                    response.headers.len() as i32,
+                    response.body.len() as i32,
+                    response.trailers.len() as i32,
+                );
+                self.store.data_mut().call_response = Some(response);
+                params
+            }
+            Err(status) => {
+                self.store.data_mut().last_status = status;
+                (root as i32, token as i32, 0, 0, 0)
+            }
+        };
+        let callback = self.exports.http_call_response.clone();
+        let result = self.invoke(
+            root,
+            callback.as_ref(),
+            params,
+            "proxy_on_http_call_response",
+        );
+        self.store.data_mut().call_response = None;
         result.map(|_| ())
     }
 
@@ -336,69 +709,80 @@ impl Vm {
         self.store.data().recent_logs.iter()
     }
 
+    fn map_len(&self, context: u32, map: MapType) -> i32 {
+        self.store
+            .data()
+            .streams
+            .get(&context)
+            .and_then(|s| s.maps[map as usize].as_ref())
+            .map_or(0, |m| m.len() as i32)
+    }
+
+    fn headers_callback(
+        &mut self,
+        context: u32,
+        callback: &HeadersCallback,
+        map: MapType,
+        end_of_stream: bool,
+    ) -> Result<i32, VmError> {
+        let count = self.map_len(context, map);
+        let during = match map {
+            MapType::RequestHeaders => "proxy_on_request_headers",
+            _ => "proxy_on_response_headers",
+        };
+        let result = match callback {
+            HeadersCallback::Absent => None,
+            HeadersCallback::WithEndOfStream(f) => self.invoke(
+                context,
+                Some(f),
+                (context as i32, count, i32::from(end_of_stream)),
+                during,
+            )?,
+            HeadersCallback::WithoutEndOfStream(f) => {
+                self.invoke(context, Some(f), (context as i32, count), during)?
+            }
+        };
+        Ok(result.unwrap_or(0))
+    }
+
     /// Calls export `name` if the module has it (every callback is optional); `Ok(None)` when
-    /// it does not.
+    /// it does not. Used at start-up, on the root context.
     fn call<P: WasmParams, R: WasmResults>(
         &mut self,
         name: &'static str,
         params: P,
     ) -> Result<Option<R>, VmError> {
         let func = lookup::<P, R>(&mut self.store, &self.instance, name)?;
-        invoke(&mut self.store, func.as_ref(), params, name)
+        let root = self.store.data().root_context;
+        self.invoke(root, func.as_ref(), params, name)
     }
-}
 
-/// Runs a headers callback with `headers` installed as map `map` for its duration.
-fn headers_callback(
-    store: &mut Store<HostState>,
-    callback: &HeadersCallback,
-    during: &'static str,
-    map: usize,
-    context: u32,
-    headers: &mut Pairs,
-    end_of_stream: bool,
-) -> Result<Action, VmError> {
-    let count = headers.len() as i32;
-    store.data_mut().maps[map] = Some(std::mem::take(headers));
-    let result = match callback {
-        HeadersCallback::Absent => Ok(None),
-        HeadersCallback::WithEndOfStream(f) => invoke(
-            store,
-            Some(f),
-            (context as i32, count, i32::from(end_of_stream)),
+    /// Calls `func` (if the module has it) for `context` under the callback deadline; host calls
+    /// act on `context` unless the plugin switches the effective context.
+    fn invoke<P: WasmParams, R: WasmResults>(
+        &mut self,
+        context: u32,
+        func: Option<&TypedFunc<P, R>>,
+        params: P,
+        during: &'static str,
+    ) -> Result<Option<R>, VmError> {
+        let Some(func) = func else {
+            return Ok(None);
+        };
+        let state = self.store.data_mut();
+        state.current = context;
+        state.effective = context;
+        self.store.set_epoch_deadline(deadline_ticks());
+        let result = func.call(&mut self.store, params);
+        let state = self.store.data_mut();
+        state.effective = state.root_context;
+        state.current = state.root_context;
+        result.map(Some).map_err(|e| VmError::Trap {
+            plugin: self.store.data().plugin.clone(),
             during,
-        ),
-        HeadersCallback::WithoutEndOfStream(f) => {
-            invoke(store, Some(f), (context as i32, count), during)
-        }
-    };
-    *headers = store.data_mut().maps[map].take().unwrap_or_default();
-    let local_response = store.data_mut().local_response.take();
-    Ok(match (result?, local_response) {
-        (_, Some(response)) => Action::Respond(response),
-        (Some(0) | None, None) => Action::Continue,
-        (Some(_), None) => Action::Pause,
-    })
-}
-
-/// Calls `func` (if the module has it) under the callback deadline.
-fn invoke<P: WasmParams, R: WasmResults>(
-    store: &mut Store<HostState>,
-    func: Option<&TypedFunc<P, R>>,
-    params: P,
-    during: &'static str,
-) -> Result<Option<R>, VmError> {
-    let Some(func) = func else {
-        return Ok(None);
-    };
-    store.set_epoch_deadline(deadline_ticks());
-    func.call(&mut *store, params)
-        .map(Some)
-        .map_err(|e| VmError::Trap {
-            plugin: store.data().plugin.clone(),
-            during,
-            message: format!("{e:#}{}", store.data().explain()),
+            message: format!("{e:#}{}", self.store.data().explain()),
         })
+    }
 }
 
 /// Export `name` as a typed function, `None` when the module does not export it.
@@ -419,6 +803,7 @@ fn lookup<P: WasmParams, R: WasmResults>(
 }
 
 /// A headers callback in the shape the module exports it.
+#[derive(Clone)]
 enum HeadersCallback {
     /// Not exported: continue.
     Absent,
@@ -449,30 +834,48 @@ impl HeadersCallback {
     }
 }
 
-/// The per-stream exports, looked up once per VM: finding an export by name and checking its
-/// type on every call showed up as a tenth of the CPU in the filter benchmark.
-struct StreamExports {
+/// `proxy_on_http_call_response(root, token, headers, body_size, trailers)`.
+type HttpCallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
+
+/// The callbacks the host calls after start-up, looked up once per VM: finding an export by
+/// name and checking its type on every call showed up as a tenth of the CPU in the filter
+/// benchmark. (`TypedFunc` is a cheap handle; callers clone it to call it with `&mut self`.)
+struct Exports {
     context_create: Option<TypedFunc<(i32, i32), ()>>,
     request_headers: HeadersCallback,
+    request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    request_trailers: Option<TypedFunc<(i32, i32), i32>>,
     response_headers: HeadersCallback,
+    response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
+    tick: Option<TypedFunc<i32, ()>>,
+    queue_ready: Option<TypedFunc<(i32, i32), ()>>,
+    http_call_response: Option<HttpCallResponseCallback>,
 }
 
-impl StreamExports {
-    fn lookup(store: &mut Store<HostState>, instance: &Instance) -> Result<StreamExports, VmError> {
-        Ok(StreamExports {
+impl Exports {
+    fn lookup(store: &mut Store<HostState>, instance: &Instance) -> Result<Exports, VmError> {
+        Ok(Exports {
             context_create: lookup(store, instance, "proxy_on_context_create")?,
             request_headers: HeadersCallback::lookup(store, instance, "proxy_on_request_headers")?,
+            request_body: lookup(store, instance, "proxy_on_request_body")?,
+            request_trailers: lookup(store, instance, "proxy_on_request_trailers")?,
             response_headers: HeadersCallback::lookup(
                 store,
                 instance,
                 "proxy_on_response_headers",
             )?,
+            response_body: lookup(store, instance, "proxy_on_response_body")?,
+            response_trailers: lookup(store, instance, "proxy_on_response_trailers")?,
             done: lookup(store, instance, "proxy_on_done")?,
             log: lookup(store, instance, "proxy_on_log")?,
             delete: lookup(store, instance, "proxy_on_delete")?,
+            tick: lookup(store, instance, "proxy_on_tick")?,
+            queue_ready: lookup(store, instance, "proxy_on_queue_ready")?,
+            http_call_response: lookup(store, instance, "proxy_on_http_call_response")?,
         })
     }
 }

@@ -1,0 +1,832 @@
+//! Proxy-Wasm properties (`proxy_get_property`): Envoy's attribute names and encodings.
+//!
+//! Owns the pure lookup from a property path to the bytes a filter gets back: Envoy's attributes
+//! (`request.*`, `response.*`, `source.*`, `destination.*`, `connection.*`, `xds.*` and their
+//! legacy spellings), the Wasm tokens (`plugin_*`, `connection_id`) and the values filters stored
+//! with `proxy_set_property`, in that order (`shared/reference/proxy-wasm-abi.md` §6.2, §6.3, §8).
+//! Guest memory and the stream state belong to the host calls, which build a [`PropertyView`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::abi::Status;
+use super::http::{Pairs, serialize};
+
+/// What the host knows about one HTTP stream, for properties.
+#[derive(Debug, Clone, Default)]
+pub struct StreamInfo {
+    /// The request method as received (`request.method` when the live headers lack `:method`).
+    pub method: String,
+    /// The request path with its query string, as received.
+    pub path: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The `:authority` (HTTP/1's `Host`).
+    pub host: String,
+    /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// The request id (`x-request-id`); empty when there is none.
+    pub request_id: String,
+    /// When the first byte of the request was received.
+    pub start: Option<SystemTime>,
+    /// The downstream peer.
+    pub source: Option<SocketAddr>,
+    /// The local address the request arrived on.
+    pub destination: Option<SocketAddr>,
+    /// Whether the downstream connection is TLS.
+    pub tls: bool,
+    /// The downstream connection's id.
+    pub connection_id: u64,
+    /// The route (the operation's `operationId`); empty when there is none.
+    pub route_name: String,
+    /// The upstream the request is dispatched to, once known.
+    pub cluster_name: Option<String>,
+    /// The response status, once there is a response.
+    pub response_code: Option<u16>,
+    /// Request body bytes received so far.
+    pub request_body_size: u64,
+    /// Response body bytes received so far.
+    pub response_body_size: u64,
+}
+
+/// The plugin the asking VM runs.
+#[derive(Debug, Clone, Default)]
+pub struct PluginIdentity {
+    /// `plugin_name`.
+    pub name: String,
+    /// `plugin_root_id`.
+    pub root_id: String,
+    /// `plugin_vm_id`.
+    pub vm_id: String,
+}
+
+/// Everything a lookup may read. Header maps are the live ones (None when not available).
+#[derive(Debug, Clone, Copy)]
+pub struct PropertyView<'a> {
+    /// The plugin asking.
+    pub plugin: &'a PluginIdentity,
+    /// The stream asked about; None in a root context.
+    pub stream: Option<&'a StreamInfo>,
+    /// The request headers, pseudo-headers included.
+    pub request_headers: Option<&'a Pairs>,
+    /// The response headers, `:status` included.
+    pub response_headers: Option<&'a Pairs>,
+    /// The response trailers.
+    pub response_trailers: Option<&'a Pairs>,
+    /// `proxy_set_property` values of this stream (or of the root context), by dotted name.
+    pub filter_state: &'a HashMap<String, Vec<u8>>,
+}
+
+/// Splits a property path as the ABI sends it (segments joined by NUL, trailing NUL tolerated).
+/// Bytes that are not UTF-8 are replaced, so such a segment matches no attribute name.
+pub fn split_path(bytes: &[u8]) -> Vec<String> {
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .split(|b| *b == 0)
+        .map(|segment| String::from_utf8_lossy(segment).into_owned())
+        .collect()
+}
+
+/// The value of the property at `path` in Envoy's encoding, or the status to answer
+/// (NotFound for an unknown path or a value not available now).
+///
+/// Only NUL-separated parts are segments. Some SDK helpers pass a dotted name as one segment
+/// (`"request.headers.x-a"`); such a segment is split on its first two dots (the rest stays one
+/// segment, as header names may hold dots) only when the path as given matches nothing, so a
+/// filter-state entry stored under that dotted name wins.
+pub fn get(view: &PropertyView<'_>, path: &[String]) -> Result<Vec<u8>, Status> {
+    match lookup(view, path) {
+        Lookup::Found(value) => return Ok(value),
+        Lookup::Unavailable => return Err(Status::NotFound),
+        Lookup::Unknown => {}
+    }
+    if let [single] = path
+        && single.contains('.')
+    {
+        let split: Vec<String> = single.splitn(3, '.').map(String::from).collect();
+        if let Lookup::Found(value) = lookup(view, &split) {
+            return Ok(value);
+        }
+    }
+    Err(Status::NotFound)
+}
+
+/// The key under which `proxy_set_property` stores a value (segments joined by '.').
+pub fn filter_state_key(path: &[String]) -> String {
+    path.join(".")
+}
+
+/// What one lookup stage made of a path.
+enum Lookup {
+    /// The stage owns the name and has this value.
+    Found(Vec<u8>),
+    /// The stage owns the name but has no value now (`response.code` before the response, any
+    /// stream attribute in a root context). Later stages are not asked, as in Envoy, so a
+    /// filter-state entry never shadows an attribute.
+    Unavailable,
+    /// Not a name this stage knows.
+    Unknown,
+}
+
+/// `Found` for a value, `Unavailable` for none.
+fn known(value: Option<Vec<u8>>) -> Lookup {
+    match value {
+        Some(value) => Lookup::Found(value),
+        None => Lookup::Unavailable,
+    }
+}
+
+/// Envoy's order (`context.cc findValue`): attributes, then Wasm tokens, then filter state.
+fn lookup(view: &PropertyView<'_>, path: &[String]) -> Lookup {
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    match attribute(view, &segments) {
+        Lookup::Unknown => {}
+        answer => return answer,
+    }
+    match wasm_token(view, &segments) {
+        Lookup::Unknown => {}
+        answer => return answer,
+    }
+    match view.filter_state.get(&filter_state_key(path)) {
+        Some(value) => Lookup::Found(value.clone()),
+        None => Lookup::Unknown,
+    }
+}
+
+/// Envoy's attributes (§8.1, §8.2) and their legacy top-level names (§8.3).
+fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
+    let stream = view.stream;
+    match segments {
+        ["request", rest @ ..] => request(view, rest),
+        ["request_protocol"] => request(view, &["protocol"]),
+        ["response", rest @ ..] => response(view, rest),
+        ["source", rest @ ..] => peer(stream.and_then(|s| s.source), rest),
+        ["destination", rest @ ..] => peer(stream.and_then(|s| s.destination), rest),
+        ["connection", rest @ ..] => connection(stream, rest),
+        ["xds", "cluster_name"] | ["cluster_name"] => {
+            known(stream.and_then(|s| s.cluster_name.as_deref()).map(string))
+        }
+        ["xds", "route_name"] | ["route_name"] => {
+            known(stream.and_then(|s| non_empty(&s.route_name)).map(string))
+        }
+        _ => Lookup::Unknown,
+    }
+}
+
+/// `request.*`. Method, path, authority and scheme come from the live request headers when
+/// there are any, as Envoy reads them from its header map (a filter that rewrote `:path` sees
+/// the new path); otherwise from what the stream received.
+fn request(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
+    let stream = view.stream;
+    let headers = view.request_headers;
+    let path = || live_or(headers, ":path", stream.map(|s| s.path.as_str()));
+    match rest {
+        ["path"] => known(path().map(string)),
+        ["url_path"] => known(path().map(|p| string(url_path(p)))),
+        ["query"] => known(path().map(|p| string(query(p)))),
+        ["host"] => {
+            known(live_or(headers, ":authority", stream.map(|s| s.host.as_str())).map(string))
+        }
+        ["scheme"] => {
+            known(live_or(headers, ":scheme", stream.map(|s| s.scheme.as_str())).map(string))
+        }
+        ["method"] => {
+            known(live_or(headers, ":method", stream.map(|s| s.method.as_str())).map(string))
+        }
+        ["headers"] => known(headers.map(serialize)),
+        ["headers", name] => known(headers.and_then(|h| joined_values(h, name))),
+        ["referer"] => known(headers.and_then(|h| joined_values(h, "referer"))),
+        ["useragent"] => known(headers.and_then(|h| joined_values(h, "user-agent"))),
+        ["id"] => known(stream.and_then(|s| non_empty(&s.request_id)).map(string)),
+        ["protocol"] => known(stream.and_then(|s| non_empty(s.protocol)).map(string)),
+        ["time"] => known(stream.and_then(|s| s.start).map(timestamp)),
+        ["size"] => known(stream.map(|s| int_from_u64(s.request_body_size))),
+        ["total_size"] => known(
+            stream
+                .zip(headers)
+                .map(|(s, h)| int_from_u64(s.request_body_size.saturating_add(headers_bytes(h)))),
+        ),
+        _ => Lookup::Unknown,
+    }
+}
+
+/// `response.*`.
+fn response(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
+    let stream = view.stream;
+    let headers = view.response_headers;
+    let trailers = view.response_trailers;
+    match rest {
+        ["code"] => {
+            // The stream's record first; the live `:status` covers a response the stream has
+            // not recorded yet.
+            let from_headers = || {
+                let status = headers.and_then(|h| first_value(h, ":status"))?;
+                std::str::from_utf8(status).ok()?.parse::<u16>().ok()
+            };
+            let code = stream.and_then(|s| s.response_code).or_else(from_headers);
+            known(code.map(|c| int(i64::from(c))))
+        }
+        ["headers"] => known(headers.map(serialize)),
+        ["headers", name] => known(headers.and_then(|h| joined_values(h, name))),
+        ["trailers"] => known(trailers.map(serialize)),
+        ["trailers", name] => known(trailers.and_then(|t| joined_values(t, name))),
+        ["size"] => known(stream.map(|s| int_from_u64(s.response_body_size))),
+        ["total_size"] => known(
+            stream
+                .zip(headers)
+                .map(|(s, h)| int_from_u64(s.response_body_size.saturating_add(headers_bytes(h)))),
+        ),
+        _ => Lookup::Unknown,
+    }
+}
+
+/// `source.*` and `destination.*`: Envoy gives the address as `ip:port`.
+fn peer(address: Option<SocketAddr>, rest: &[&str]) -> Lookup {
+    match rest {
+        ["address"] => known(address.map(|a| a.to_string().into_bytes())),
+        ["port"] => known(address.map(|a| int(i64::from(a.port())))),
+        _ => Lookup::Unknown,
+    }
+}
+
+/// `connection.*`.
+fn connection(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
+    match rest {
+        ["id"] => known(stream.map(|s| uint(s.connection_id))),
+        // The gateway does not ask clients for certificates.
+        ["mtls"] => known(stream.map(|_| boolean(false))),
+        // The negotiated version is not passed down to the stream; rustls negotiates 1.3 with
+        // every current client, so that is the answer for a TLS connection.
+        ["tls_version"] => known(stream.filter(|s| s.tls).map(|_| string("TLSv1.3"))),
+        _ => Lookup::Unknown,
+    }
+}
+
+/// Envoy's Wasm tokens: the plugin's identity and `connection_id`.
+fn wasm_token(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
+    match segments {
+        ["plugin_name"] => Lookup::Found(string(&view.plugin.name)),
+        ["plugin_root_id"] => Lookup::Found(string(&view.plugin.root_id)),
+        ["plugin_vm_id"] => Lookup::Found(string(&view.plugin.vm_id)),
+        ["connection_id"] => known(view.stream.map(|s| uint(s.connection_id))),
+        _ => Lookup::Unknown,
+    }
+}
+
+/// The value of pseudo-header `name` in the live map, else `fallback`.
+fn live_or<'a>(
+    headers: Option<&'a Pairs>,
+    name: &str,
+    fallback: Option<&'a str>,
+) -> Option<&'a str> {
+    headers
+        .and_then(|h| first_value(h, name))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .or(fallback)
+}
+
+/// The first value of header `name` (case-insensitive).
+fn first_value<'a>(headers: &'a Pairs, name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_slice())
+}
+
+/// Every value of header `name` (case-insensitive) joined with `,`, as Envoy answers
+/// `request.headers.<name>`; None when the header is absent.
+fn joined_values(headers: &Pairs, name: &str) -> Option<Vec<u8>> {
+    let mut values = headers
+        .iter()
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_slice());
+    let mut joined = values.next()?.to_vec();
+    for value in values {
+        joined.push(b',');
+        joined.extend_from_slice(value);
+    }
+    Some(joined)
+}
+
+/// Envoy's `HeaderMap::byteSize()`: the bytes of every key and value.
+fn headers_bytes(headers: &Pairs) -> u64 {
+    headers
+        .iter()
+        .map(|(key, value)| (key.len() + value.len()) as u64)
+        .sum()
+}
+
+/// The path without its query string.
+fn url_path(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(before, _)| before)
+}
+
+/// The query string without its `?`; empty when there is none.
+fn query(path: &str) -> &str {
+    path.split_once('?').map_or("", |(_, after)| after)
+}
+
+/// None for an empty string: the host has no such value.
+fn non_empty(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// A string attribute: its bytes, no terminator.
+fn string(value: &str) -> Vec<u8> {
+    value.as_bytes().to_vec()
+}
+
+/// An int attribute: i64, little-endian.
+fn int(value: i64) -> Vec<u8> {
+    value.to_le_bytes().to_vec()
+}
+
+/// An int attribute from a byte count (saturating; no count comes near i64::MAX).
+fn int_from_u64(value: u64) -> Vec<u8> {
+    int(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// A uint attribute: u64, little-endian.
+fn uint(value: u64) -> Vec<u8> {
+    value.to_le_bytes().to_vec()
+}
+
+/// A bool attribute: one byte, 0 or 1.
+fn boolean(value: bool) -> Vec<u8> {
+    vec![u8::from(value)]
+}
+
+/// A timestamp attribute: i64 nanoseconds since the Unix epoch, little-endian (saturating).
+fn timestamp(time: SystemTime) -> Vec<u8> {
+    let nanos = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_nanos()).map_or(i64::MIN, |n| -n),
+    };
+    int(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn path(segments: &[&str]) -> Vec<String> {
+        segments.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn plugin() -> PluginIdentity {
+        PluginIdentity {
+            name: String::from("rate-limit"),
+            root_id: String::from("root"),
+            vm_id: String::from("rate-limit@sha256:ab"),
+        }
+    }
+
+    fn stream() -> StreamInfo {
+        StreamInfo {
+            method: String::from("GET"),
+            path: String::from("/pets/1?a=1&b=2"),
+            scheme: String::from("https"),
+            host: String::from("api.example.com"),
+            protocol: "HTTP/1.1",
+            request_id: String::from("req-7"),
+            start: Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789)),
+            source: Some("10.0.0.5:54321".parse().unwrap()),
+            destination: Some("[::1]:8443".parse().unwrap()),
+            tls: true,
+            connection_id: 42,
+            route_name: String::from("getPet"),
+            cluster_name: Some(String::from("pets-backend")),
+            response_code: None,
+            request_body_size: 12,
+            response_body_size: 0,
+        }
+    }
+
+    fn request_headers() -> Pairs {
+        vec![
+            (String::from(":method"), b"GET".to_vec()),
+            (String::from(":path"), b"/pets/1?a=1&b=2".to_vec()),
+            (String::from(":authority"), b"api.example.com".to_vec()),
+            (String::from(":scheme"), b"https".to_vec()),
+            (String::from("x-a"), b"1".to_vec()),
+            (String::from("x-a"), b"2".to_vec()),
+            (String::from("referer"), b"https://ref.example/".to_vec()),
+            (String::from("user-agent"), b"curl/8".to_vec()),
+        ]
+    }
+
+    /// A view over the given parts; `stream` None is a root context.
+    fn view<'a>(
+        plugin: &'a PluginIdentity,
+        stream: Option<&'a StreamInfo>,
+        request_headers: Option<&'a Pairs>,
+        filter_state: &'a HashMap<String, Vec<u8>>,
+    ) -> PropertyView<'a> {
+        PropertyView {
+            plugin,
+            stream,
+            request_headers,
+            response_headers: None,
+            response_trailers: None,
+            filter_state,
+        }
+    }
+
+    fn as_i64(bytes: Vec<u8>) -> i64 {
+        i64::from_le_bytes(bytes.try_into().unwrap())
+    }
+
+    fn as_u64(bytes: Vec<u8>) -> u64 {
+        u64::from_le_bytes(bytes.try_into().unwrap())
+    }
+
+    #[test]
+    fn split_path_splits_on_nul_and_tolerates_a_trailing_one() {
+        assert_eq!(
+            split_path(b"request\0headers\0x-id"),
+            path(&["request", "headers", "x-id"])
+        );
+        assert_eq!(
+            split_path(b"request\0headers\0x-id\0"),
+            path(&["request", "headers", "x-id"])
+        );
+        assert_eq!(split_path(b"plugin_name"), path(&["plugin_name"]));
+        assert_eq!(split_path(b""), Vec::<String>::new());
+        assert_eq!(split_path(b"\0"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn filter_state_key_joins_with_dots() {
+        assert_eq!(filter_state_key(&path(&["my", "key"])), "my.key");
+        assert_eq!(filter_state_key(&path(&["single"])), "single");
+    }
+
+    #[test]
+    fn request_attributes_are_strings() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        let get_str = |p: &[&str]| String::from_utf8(get(&v, &path(p)).unwrap()).unwrap();
+        assert_eq!(get_str(&["request", "path"]), "/pets/1?a=1&b=2");
+        assert_eq!(get_str(&["request", "url_path"]), "/pets/1");
+        assert_eq!(get_str(&["request", "query"]), "a=1&b=2");
+        assert_eq!(get_str(&["request", "host"]), "api.example.com");
+        assert_eq!(get_str(&["request", "scheme"]), "https");
+        assert_eq!(get_str(&["request", "method"]), "GET");
+        assert_eq!(get_str(&["request", "id"]), "req-7");
+        assert_eq!(get_str(&["request", "protocol"]), "HTTP/1.1");
+    }
+
+    #[test]
+    fn request_query_is_empty_without_a_query_string() {
+        let (plugin, state) = (plugin(), HashMap::new());
+        let stream = StreamInfo {
+            path: String::from("/pets"),
+            ..stream()
+        };
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(get(&v, &path(&["request", "query"])), Ok(Vec::new()));
+        assert_eq!(
+            get(&v, &path(&["request", "url_path"])),
+            Ok(b"/pets".to_vec())
+        );
+    }
+
+    #[test]
+    fn request_pseudo_attributes_follow_the_live_headers() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let mut headers = request_headers();
+        headers[1].1 = b"/v2/pets/1?c=3".to_vec();
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        assert_eq!(
+            get(&v, &path(&["request", "path"])),
+            Ok(b"/v2/pets/1?c=3".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "url_path"])),
+            Ok(b"/v2/pets/1".to_vec())
+        );
+        assert_eq!(get(&v, &path(&["request", "query"])), Ok(b"c=3".to_vec()));
+    }
+
+    #[test]
+    fn request_time_and_size_are_encoded_as_int64() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let headers = request_headers();
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        let time = as_i64(get(&v, &path(&["request", "time"])).unwrap());
+        assert_eq!(time, 1_700_000_000_123_456_789);
+        assert_eq!(as_i64(get(&v, &path(&["request", "size"])).unwrap()), 12);
+        let total = as_i64(get(&v, &path(&["request", "total_size"])).unwrap());
+        assert_eq!(total, 12 + headers_bytes(&headers) as i64);
+    }
+
+    #[test]
+    fn request_headers_map_and_joined_values() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let headers = request_headers();
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        assert_eq!(
+            get(&v, &path(&["request", "headers"])),
+            Ok(serialize(&headers))
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "headers", "x-a"])),
+            Ok(b"1,2".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "headers", "X-A"])),
+            Ok(b"1,2".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "headers", ":method"])),
+            Ok(b"GET".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "headers", "x-missing"])),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "referer"])),
+            Ok(b"https://ref.example/".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "useragent"])),
+            Ok(b"curl/8".to_vec())
+        );
+    }
+
+    #[test]
+    fn request_headers_are_not_found_when_not_available() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(
+            get(&v, &path(&["request", "headers"])),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "headers", "x-a"])),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &path(&["request", "useragent"])),
+            Err(Status::NotFound)
+        );
+    }
+
+    #[test]
+    fn response_attributes() {
+        let (plugin, state) = (plugin(), HashMap::new());
+        let stream = StreamInfo {
+            response_code: Some(201),
+            response_body_size: 99,
+            ..stream()
+        };
+        let headers: Pairs = vec![
+            (String::from(":status"), b"201".to_vec()),
+            (String::from("set-cookie"), b"a=1".to_vec()),
+            (String::from("Set-Cookie"), b"b=2".to_vec()),
+        ];
+        let trailers: Pairs = vec![(String::from("grpc-status"), b"0".to_vec())];
+        let v = PropertyView {
+            response_headers: Some(&headers),
+            response_trailers: Some(&trailers),
+            ..view(&plugin, Some(&stream), None, &state)
+        };
+        assert_eq!(as_i64(get(&v, &path(&["response", "code"])).unwrap()), 201);
+        assert_eq!(as_i64(get(&v, &path(&["response", "size"])).unwrap()), 99);
+        assert_eq!(
+            get(&v, &path(&["response", "headers"])),
+            Ok(serialize(&headers))
+        );
+        assert_eq!(
+            get(&v, &path(&["response", "headers", "set-cookie"])),
+            Ok(b"a=1,b=2".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["response", "trailers"])),
+            Ok(serialize(&trailers))
+        );
+        assert_eq!(
+            get(&v, &path(&["response", "trailers", "grpc-status"])),
+            Ok(b"0".to_vec())
+        );
+    }
+
+    #[test]
+    fn response_code_is_not_found_before_the_response() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(get(&v, &path(&["response", "code"])), Err(Status::NotFound));
+        assert_eq!(
+            get(&v, &path(&["response", "headers"])),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &path(&["response", "trailers"])),
+            Err(Status::NotFound)
+        );
+    }
+
+    #[test]
+    fn response_code_falls_back_to_the_live_status() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let headers: Pairs = vec![(String::from(":status"), b"404".to_vec())];
+        let v = PropertyView {
+            response_headers: Some(&headers),
+            ..view(&plugin, Some(&stream), None, &state)
+        };
+        assert_eq!(as_i64(get(&v, &path(&["response", "code"])).unwrap()), 404);
+    }
+
+    #[test]
+    fn source_and_destination() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(
+            get(&v, &path(&["source", "address"])),
+            Ok(b"10.0.0.5:54321".to_vec())
+        );
+        assert_eq!(as_i64(get(&v, &path(&["source", "port"])).unwrap()), 54321);
+        assert_eq!(
+            get(&v, &path(&["destination", "address"])),
+            Ok(b"[::1]:8443".to_vec())
+        );
+        assert_eq!(
+            as_i64(get(&v, &path(&["destination", "port"])).unwrap()),
+            8443
+        );
+
+        let unknown_peer = StreamInfo {
+            source: None,
+            ..stream.clone()
+        };
+        let v = view(&plugin, Some(&unknown_peer), None, &state);
+        assert_eq!(
+            get(&v, &path(&["source", "address"])),
+            Err(Status::NotFound)
+        );
+        assert_eq!(get(&v, &path(&["source", "port"])), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn connection_attributes() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(as_u64(get(&v, &path(&["connection", "id"])).unwrap()), 42);
+        assert_eq!(as_u64(get(&v, &path(&["connection_id"])).unwrap()), 42);
+        assert_eq!(get(&v, &path(&["connection", "mtls"])), Ok(vec![0]));
+        assert_eq!(
+            get(&v, &path(&["connection", "tls_version"])),
+            Ok(b"TLSv1.3".to_vec())
+        );
+
+        let plain = StreamInfo {
+            tls: false,
+            ..stream.clone()
+        };
+        let v = view(&plugin, Some(&plain), None, &state);
+        assert_eq!(
+            get(&v, &path(&["connection", "tls_version"])),
+            Err(Status::NotFound)
+        );
+    }
+
+    #[test]
+    fn plugin_tokens_answer_without_a_stream() {
+        let (plugin, state) = (plugin(), HashMap::new());
+        let v = view(&plugin, None, None, &state);
+        assert_eq!(get(&v, &path(&["plugin_name"])), Ok(b"rate-limit".to_vec()));
+        assert_eq!(get(&v, &path(&["plugin_root_id"])), Ok(b"root".to_vec()));
+        assert_eq!(
+            get(&v, &path(&["plugin_vm_id"])),
+            Ok(b"rate-limit@sha256:ab".to_vec())
+        );
+    }
+
+    #[test]
+    fn stream_properties_are_not_found_without_a_stream() {
+        let (plugin, state) = (plugin(), HashMap::new());
+        let v = view(&plugin, None, None, &state);
+        for p in [
+            &["request", "path"][..],
+            &["request", "size"],
+            &["response", "size"],
+            &["source", "address"],
+            &["connection", "id"],
+            &["connection_id"],
+            &["xds", "route_name"],
+            &["cluster_name"],
+        ] {
+            assert_eq!(get(&v, &path(p)), Err(Status::NotFound), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn xds_names_and_legacy_aliases() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(
+            get(&v, &path(&["xds", "cluster_name"])),
+            Ok(b"pets-backend".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["cluster_name"])),
+            Ok(b"pets-backend".to_vec())
+        );
+        assert_eq!(
+            get(&v, &path(&["xds", "route_name"])),
+            Ok(b"getPet".to_vec())
+        );
+        assert_eq!(get(&v, &path(&["route_name"])), Ok(b"getPet".to_vec()));
+        assert_eq!(
+            get(&v, &path(&["request_protocol"])),
+            Ok(b"HTTP/1.1".to_vec())
+        );
+
+        let undispatched = StreamInfo {
+            cluster_name: None,
+            route_name: String::new(),
+            ..stream.clone()
+        };
+        let v = view(&plugin, Some(&undispatched), None, &state);
+        assert_eq!(
+            get(&v, &path(&["xds", "cluster_name"])),
+            Err(Status::NotFound)
+        );
+        assert_eq!(get(&v, &path(&["route_name"])), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let v = view(&plugin, Some(&stream), None, &state);
+        for p in [
+            &[][..],
+            &["nope"],
+            &["request"],
+            &["request", "nope"],
+            &["request", "path", "extra"],
+            &["xds", "node"],
+            &["upstream", "address"],
+        ] {
+            assert_eq!(get(&v, &path(p)), Err(Status::NotFound), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn filter_state_is_found_after_the_attributes() {
+        let (plugin, stream) = (plugin(), stream());
+        let mut state = HashMap::new();
+        state.insert(String::from("my.key"), b"v1".to_vec());
+        state.insert(String::from("single"), b"v2".to_vec());
+        // A stored value under an attribute's name does not shadow the attribute.
+        state.insert(String::from("request.method"), b"SHADOW".to_vec());
+        state.insert(String::from("plugin_name"), b"SHADOW".to_vec());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(get(&v, &path(&["my", "key"])), Ok(b"v1".to_vec()));
+        assert_eq!(get(&v, &path(&["my.key"])), Ok(b"v1".to_vec()));
+        assert_eq!(get(&v, &path(&["single"])), Ok(b"v2".to_vec()));
+        assert_eq!(get(&v, &path(&["request", "method"])), Ok(b"GET".to_vec()));
+        assert_eq!(get(&v, &path(&["plugin_name"])), Ok(b"rate-limit".to_vec()));
+        assert_eq!(get(&v, &path(&["other"])), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn filter_state_answers_in_a_root_context() {
+        let plugin = plugin();
+        let mut state = HashMap::new();
+        state.insert(String::from("counter"), b"3".to_vec());
+        let v = view(&plugin, None, None, &state);
+        assert_eq!(get(&v, &path(&["counter"])), Ok(b"3".to_vec()));
+    }
+
+    #[test]
+    fn a_dotted_single_segment_is_split_when_it_matches_nothing_as_is() {
+        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let headers: Pairs = vec![(String::from("x.dotted.name"), b"d".to_vec())];
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        assert_eq!(get(&v, &path(&["xds.route_name"])), Ok(b"getPet".to_vec()));
+        assert_eq!(as_i64(get(&v, &path(&["source.port"])).unwrap()), 54321);
+        assert_eq!(
+            get(&v, &path(&["request.headers.x.dotted.name"])),
+            Ok(b"d".to_vec())
+        );
+        assert_eq!(get(&v, &path(&["request.nope"])), Err(Status::NotFound));
+
+        let mut state = HashMap::new();
+        state.insert(String::from("xds.route_name"), b"stored".to_vec());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(get(&v, &path(&["xds.route_name"])), Ok(b"stored".to_vec()));
+    }
+
+    #[test]
+    fn timestamps_before_the_epoch_are_negative() {
+        let before = UNIX_EPOCH - Duration::from_nanos(5);
+        assert_eq!(as_i64(timestamp(before)), -5);
+    }
+}

@@ -1,0 +1,572 @@
+//! The Proxy-Wasm conformance suite: filters built from source with the upstream `proxy-wasm`
+//! crate (`conformance/filters/`) run through the real gateway against real upstreams, and each
+//! test checks one family of host functions and callbacks the way Envoy behaves.
+//! `conformance/run` runs this file and writes `conformance/REPORT.md` from `conformance/cases.tsv`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use barbacane::server::{Config, full};
+use http::{Method, Response};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use support::{echo_upstream, get, send};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A project with `spec` and the given plugins, each `(name, filter crate)`.
+fn filter_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
+    let mut manifest = String::from("plugins:\n");
+    for (name, filter) in plugins {
+        manifest.push_str(&format!(
+            "  {name}: {{source: 'file:filters/{filter}.wasm'}}\n"
+        ));
+    }
+    let dir = support::project(&[("api.yaml", spec), ("barbacane.yaml", &manifest)]);
+    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
+    for (_, filter) in plugins {
+        std::fs::write(
+            dir.path().join(format!("filters/{filter}.wasm")),
+            support::conformance_filter(filter),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// A spec whose `/echo` goes to the echo upstream and `/mock` to a mock, with `middlewares`
+/// (YAML list items, indented for the top level) as the global chain and `upstreams` extra
+/// upstream entries.
+fn spec(echo_port: u16, upstreams: &str, middlewares: &str) -> String {
+    format!(
+        r#"openapi: 3.1.0
+info: {{title: conformance, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
+{upstreams}
+x-barbacane-middlewares:
+{middlewares}
+paths:
+  /echo:
+    get:
+      operationId: echoGet
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+    post:
+      operationId: echoPost
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /mock:
+    get:
+      operationId: mockGet
+      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
+"#
+    )
+}
+
+/// An authorization service for callouts: 200 with body `alice` when the request carries
+/// `authorization: Bearer good`, 401 otherwise. Records the last request it saw.
+async fn auth_upstream(seen: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
+    support::upstream(move |request: http::Request<hyper::body::Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let host = request
+                .headers()
+                .get("host")
+                .map(|h| h.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let original = request
+                .headers()
+                .get("x-original-path")
+                .map(|h| h.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            seen.lock().unwrap().push(format!(
+                "{} {} {host} {original}",
+                request.method(),
+                request.uri()
+            ));
+            let good = request
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v == "Bearer good");
+            let mut response = Response::new(full(if good { "alice" } else { "no" }));
+            if !good {
+                *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+            }
+            response
+        }
+    })
+    .await
+}
+
+fn callout_chain(upstream: &str, extra: &str) -> String {
+    format!(
+        "  - name: callout\n    config: '{{\"upstream\": \"{upstream}\", \"path\": \"/check\", \"timeout_ms\": 300{extra}}}'\n"
+    )
+}
+
+#[tokio::test]
+async fn http_callouts_pause_the_request_and_resume_it_from_the_callout_response() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth = auth_upstream(seen.clone()).await;
+    let echo = echo_upstream().await;
+    let upstreams = format!(
+        "  auth: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        auth.addr.port()
+    );
+    let dir = filter_project(
+        &spec(echo.addr.port(), &upstreams, &callout_chain("auth", "")),
+        &[("callout", "callout")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    // Allowed: the filter resumes the paused request after adding the callout's answer.
+    let allowed = send(
+        Method::GET,
+        &gw.url("/echo?x=1"),
+        &[("authorization", "Bearer good")],
+        b"",
+    )
+    .await;
+    assert_eq!(allowed.status, 200);
+    let echoed = allowed.json();
+    assert_eq!(echoed["headers"]["x-auth-user"], "alice");
+    assert_eq!(echoed["headers"]["x-callout-trailers"], "0");
+    assert_eq!(allowed.header("x-callout"), "done");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        "GET /check callout /echo?x=1",
+        "the callout carries the plugin's :method, :path, :authority and headers"
+    );
+
+    // Denied: a local response from the callout callback; the upstream is never called.
+    let before = echo.connections.load(Ordering::SeqCst);
+    let denied = get(&gw.url("/echo")).await;
+    assert_eq!(
+        (denied.status.as_u16(), denied.body.as_ref()),
+        (403, b"denied".as_slice())
+    );
+    assert_eq!(denied.header("x-callout-status"), "401");
+    assert_eq!(
+        denied.header("x-callout"),
+        "done",
+        "the local response passes back through the filter"
+    );
+    assert_eq!(echo.connections.load(Ordering::SeqCst), before);
+
+    // Several paused requests at once are each resumed by their own callout.
+    let requests = (0..8).map(|i| {
+        let url = gw.url(&format!("/echo?n={i}"));
+        async move { send(Method::GET, &url, &[("authorization", "Bearer good")], b"").await }
+    });
+    for reply in futures_join_all(requests).await {
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["headers"]["x-auth-user"], "alice");
+    }
+}
+
+/// Joins futures without a futures-crate dependency.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn callout_failures_are_reported_as_envoy_reports_them() {
+    let slow = support::upstream(|_| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Response::new(full("late"))
+    })
+    .await;
+    let huge =
+        support::upstream(|_| async { Response::new(full(vec![b'x'; (1 << 20) + 1])) }).await;
+    let echo = echo_upstream().await;
+    let upstreams = format!(
+        "  slow: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}\n  huge: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        slow.addr.port(),
+        huge.addr.port()
+    );
+    for (upstream, status, header, value, body) in [
+        // Unknown upstream: proxy_http_call answers BAD_ARGUMENT to the plugin.
+        ("nowhere", 500, "x-callout-error", "dispatch", "BadArgument"),
+        // Timeout: Envoy's async client answers 504 itself; the plugin sees that status.
+        ("slow", 403, "x-callout-status", "504", "denied"),
+        // A response over the buffer limit resets the call: no headers, status 11 "reset".
+        ("huge", 502, "x-callout-failed", "11", "reset"),
+    ] {
+        let dir = filter_project(
+            &spec(echo.addr.port(), &upstreams, &callout_chain(upstream, "")),
+            &[("callout", "callout")],
+        );
+        let gw = support::gateway_in(dir, Config::default()).await;
+        let reply = get(&gw.url("/echo")).await;
+        assert_eq!(
+            (
+                reply.status.as_u16(),
+                reply.header(header),
+                reply.body.as_ref()
+            ),
+            (status, value, body.as_bytes()),
+            "callout to {upstream}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn close_stream_resets_the_client_stream() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth = auth_upstream(seen).await;
+    let echo = echo_upstream().await;
+    let upstreams = format!(
+        "  auth: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        auth.addr.port()
+    );
+    let dir = filter_project(
+        &spec(
+            echo.addr.port(),
+            &upstreams,
+            &callout_chain("auth", ", \"on_deny\": \"close\""),
+        ),
+        &[("callout", "callout")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let addr = gw.addr;
+    let raw = tokio::task::spawn_blocking(move || {
+        support::raw(addr, b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    })
+    .await
+    .unwrap();
+    assert_eq!(raw, "", "no response at all: the connection was closed");
+    // The gateway keeps serving.
+    let ok = send(
+        Method::GET,
+        &gw.url("/echo"),
+        &[("authorization", "Bearer good")],
+        b"",
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+}
+
+/// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
+/// returns the raw response.
+async fn chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for chunk in chunks {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn body_chain(request: &str, response: &str, value: &str) -> String {
+    format!(
+        "  - name: body\n    config: '{{\"request\": \"{request}\", \"response\": \"{response}\", \"value\": \"{value}\"}}'\n"
+    )
+}
+
+fn header_of<'a>(raw: &'a str, name: &str) -> &'a str {
+    raw.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn bodies_arrive_chunk_by_chunk_and_pause_buffers_the_cumulative_body() {
+    let echo = echo_upstream().await;
+    for (mode, expected) in [
+        ("append", "hello world!"),
+        ("prepend", "!hello world"),
+        ("replace", "!"),
+    ] {
+        let dir = filter_project(
+            &spec(echo.addr.port(), "", &body_chain(mode, "append", "!")),
+            &[("body", "body")],
+        );
+        let gw = support::gateway_in(dir, Config::default()).await;
+        let raw = chunked_post(gw.addr, "/echo", &[b"hello", b" world"]).await;
+        assert_eq!(support::raw_status(&raw), 200, "{raw}");
+        assert_eq!(
+            header_of(&raw, "x-request-body-calls"),
+            "5:false,11:false,11:true",
+            "each chunk is delivered; while the filter pauses, the size is cumulative"
+        );
+        let body = raw.split("\r\n\r\n").nth(1).unwrap();
+        let json_end = body.rfind('}').unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&body[body.find('{').unwrap()..=json_end]).unwrap();
+        assert_eq!(doc["body"], expected, "request body {mode}");
+        assert!(
+            body[json_end + 1..].starts_with('!'),
+            "the response body was appended to: {body:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fixed_length_body_ends_on_its_last_chunk_and_bodyless_requests_skip_body_callbacks() {
+    let echo = echo_upstream().await;
+    let dir = filter_project(
+        &spec(echo.addr.port(), "", &body_chain("append", "none", "?")),
+        &[("body", "body")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = send(
+        Method::POST,
+        &gw.url("/echo"),
+        &[("content-type", "text/plain")],
+        b"abc",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-request-body-calls"), "3:true");
+    assert_eq!(reply.json()["body"], "abc?");
+    assert_eq!(
+        reply.json()["headers"]["content-length"],
+        "4",
+        "the forwarded body is framed with its new length"
+    );
+    let bodyless = get(&gw.url("/echo")).await;
+    assert_eq!(bodyless.header("x-request-body-calls"), "");
+}
+
+#[tokio::test]
+async fn buffering_past_the_body_limit_answers_413_for_requests_and_500_for_responses() {
+    // Streams 4 KiB in 1 KiB chunks, so a filter that pauses buffers past the 1 KiB limit.
+    let big = support::upstream(|_| async {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for _ in 0..4 {
+            tx.send(bytes::Bytes::from(vec![b'y'; 1024])).await.unwrap();
+        }
+        Response::new(ChannelBody(rx).boxed_unsync())
+    })
+    .await;
+    let config = || Config {
+        limits: barbacane::server::Limits {
+            max_body_bytes: 1024,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let dir = filter_project(
+        &spec(big.addr.port(), "", &body_chain("append", "none", "!")),
+        &[("body", "body")],
+    );
+    let gw = support::gateway_in(dir, config()).await;
+    let raw = chunked_post(gw.addr, "/echo", &[&[b'a'; 700], &[b'b'; 700]]).await;
+    assert_eq!(support::raw_status(&raw), 413, "{raw}");
+
+    let dir = filter_project(
+        &spec(big.addr.port(), "", &body_chain("none", "append", "!")),
+        &[("body", "body")],
+    );
+    let gw = support::gateway_in(dir, config()).await;
+    let reply = get(&gw.url("/echo")).await;
+    let doc = reply.problem(500, "plugin-failed");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("response body"),
+        "{doc}"
+    );
+}
+
+#[tokio::test]
+async fn ticks_shared_data_queues_and_metrics_work_across_callbacks() {
+    let echo = echo_upstream().await;
+    let dir = filter_project(
+        &spec(
+            echo.addr.port(),
+            "",
+            "  - name: state\n    config: '{\"tick_ms\": 20, \"queue\": \"events\"}'\n",
+        ),
+        &[("state", "state")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    // Compare-and-swap increments: one count per request.
+    for expected in 1..=3 {
+        let reply = get(&gw.url("/mock")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-hits"), expected.to_string());
+        assert_eq!(reply.header("x-requests-metric"), expected.to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = get(&gw.url("/mock")).await;
+    let ticks: u64 = reply.header("x-ticks").parse().unwrap();
+    assert!(ticks >= 3, "on_tick ran every 20 ms: {ticks}");
+    let dequeued: u64 = reply.header("x-dequeued").parse().unwrap();
+    assert!(
+        dequeued >= 3,
+        "on_queue_ready delivered the enqueued paths: {dequeued}"
+    );
+    let metrics = get(&gw.url("/__barbacane/metrics")).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        "barbacane_plugin_conformance_requests_total{plugin=\"state\"} 4",
+        "barbacane_plugin_conformance_inflight{plugin=\"state\"} 0",
+        "barbacane_plugin_conformance_path_length_count{plugin=\"state\"} 4",
+        "barbacane_plugin_failures_total{plugin=\"state\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn properties_use_envoy_names_and_encodings() {
+    let echo = echo_upstream().await;
+    let config = serde_json::json!({
+        "properties": [
+            {"path": ["request", "path"], "type": "string"},
+            {"path": ["request", "method"], "type": "string"},
+            {"path": ["request", "headers", "x-a"], "type": "string"},
+            {"path": ["request", "protocol"], "type": "string"},
+            {"path": ["source", "port"], "type": "int"},
+            {"path": ["plugin_name"], "type": "string"},
+            {"path": ["xds", "route_name"], "type": "string"},
+            {"path": ["route_name"], "type": "string"},
+            {"path": ["xds", "cluster_name"], "type": "string"},
+            {"path": ["no", "such"], "type": "string"},
+        ],
+        "set": {"path": ["my", "key"], "value": "v"},
+    });
+    let chain = format!("  - name: props\n    config: '{config}'\n");
+    let dir = filter_project(&spec(echo.addr.port(), "", &chain), &[("props", "props")]);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = send(Method::GET, &gw.url("/echo?q=1"), &[("x-a", "1")], b"").await;
+    assert_eq!(reply.status, 200);
+    for (header, value) in [
+        ("x-prop-request-path", "/echo?q=1"),
+        ("x-prop-request-method", "GET"),
+        ("x-prop-request-headers-x-a", "1"),
+        ("x-prop-request-protocol", "HTTP/1.1"),
+        ("x-prop-plugin_name", "props"),
+        ("x-prop-xds-route_name", "echoGet"),
+        ("x-prop-route_name", "echoGet"),
+        ("x-prop-xds-cluster_name", "echo"),
+        ("x-prop-no-such", "<absent>"),
+        ("x-prop-set", "v"),
+    ] {
+        assert_eq!(reply.header(header), value, "{header}");
+    }
+    let port: u16 = reply.header("x-prop-source-port").parse().unwrap();
+    assert!(port > 0, "source.port decodes as a little-endian int64");
+}
+
+#[tokio::test]
+async fn a_paused_stream_is_resumed_from_on_tick_through_the_effective_context() {
+    let echo = echo_upstream().await;
+    let dir = filter_project(
+        &spec(
+            echo.addr.port(),
+            "",
+            "  - name: lifecycle\n    config: '{\"resume_with\": \"tick\", \"done_false\": true}'\n",
+        ),
+        &[("lifecycle", "lifecycle")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let mut contexts = Vec::new();
+    for _ in 0..3 {
+        let reply = get(&gw.url("/echo")).await;
+        assert_eq!(reply.status, 200);
+        contexts.push(reply.header("x-lifecycle-context").parse::<u32>().unwrap());
+    }
+    assert!(
+        contexts.windows(2).all(|w| w[1] > w[0]),
+        "context ids grow and are never reused: {contexts:?}"
+    );
+    // on_done returned false; proxy_done from the tick finishes the streams: the plugin keeps
+    // working (a leaked or double-deleted context would make the SDK panic).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = get(&gw.url("/__barbacane/metrics")).await;
+    assert!(
+        String::from_utf8_lossy(&metrics.body)
+            .contains("barbacane_plugin_failures_total{plugin=\"lifecycle\"} 0")
+    );
+}
+
+#[tokio::test]
+async fn a_response_body_pump_ends_streams_when_the_client_goes_away() {
+    // The upstream streams slowly; the client disconnects mid-body. The chain's streams still
+    // end (on_done/on_log/on_delete) and the gateway serves the next request.
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    let slow = support::upstream(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    if tx.send(bytes::Bytes::from_static(b"tick\n")).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            Response::new(ChannelBody(rx).boxed_unsync())
+        }
+    })
+    .await;
+    let dir = filter_project(
+        &spec(slow.addr.port(), "", &body_chain("none", "append", "!")),
+        &[("body", "body")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        stream
+            .write_all(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = get(&gw.url("/mock")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+}
+
+/// A body fed by a channel, for slow streaming upstreams.
+struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = barbacane::server::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
