@@ -25,13 +25,57 @@ pub use vm::{
 /// How often the engine's epoch advances; callback deadlines are counted in these ticks.
 pub const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// The wasmtime engine all plugins share, with epoch interruption on and a thread that advances
-/// the epoch every [`EPOCH_TICK`] for as long as the engine lives, so that every callback can be
-/// given a deadline (a plugin that loops forever must not stall a worker).
+/// How many VM instances (and linear memories) the pooling allocator keeps slots for, process
+/// wide: workers × plugin instances, plus one check VM per instance while a spec loads.
+pub const POOL_SLOTS: u32 = 1000;
+
+/// The wasmtime engine all plugins share, made once per process:
+/// - epoch interruption, with a thread that advances the epoch every [`EPOCH_TICK`], so every
+///   callback gets a deadline (a plugin that loops forever must not stall a worker);
+/// - the pooling allocator with copy-on-write memory images, so a new VM replica is a slot
+///   reuse rather than fresh mappings (falls back to on-demand allocation where the address space
+///   cannot be reserved);
+/// - an on-disk cache of compiled modules keyed by the module's digest and the engine's
+///   settings and version (see [`cache_directory`]), so a module is compiled once per machine.
 pub fn engine() -> Result<wasmtime::Engine, ModuleError> {
+    static ENGINE: std::sync::OnceLock<Result<wasmtime::Engine, String>> =
+        std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(new_engine)
+        .clone()
+        .map_err(ModuleError::Engine)
+}
+
+fn new_engine() -> Result<wasmtime::Engine, String> {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
-    let engine = wasmtime::Engine::new(&config).map_err(|e| ModuleError::Engine(e.to_string()))?;
+    if let Some(directory) = cache_directory() {
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(directory);
+        match wasmtime::Cache::new(cache) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!(error = %e, "the compiled-module cache is off"),
+        }
+    }
+    let mut pooling = wasmtime::PoolingAllocationConfig::new();
+    pooling
+        .total_core_instances(POOL_SLOTS)
+        .total_memories(POOL_SLOTS)
+        .total_tables(POOL_SLOTS)
+        .max_memory_size(vm::MEMORY_LIMIT_BYTES)
+        // Go modules carry large function tables.
+        .table_elements(100_000);
+    let mut pooled = config.clone();
+    pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pooling));
+    let engine = match wasmtime::Engine::new(&pooled) {
+        Ok(engine) => engine,
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling allocator unavailable; VMs are allocated on demand");
+            wasmtime::Engine::new(&config).map_err(|e| e.to_string())?
+        }
+    };
     let weak = engine.weak();
     std::thread::Builder::new()
         .name(String::from("barbacane-wasm-epoch"))
@@ -42,6 +86,22 @@ pub fn engine() -> Result<wasmtime::Engine, ModuleError> {
                 std::thread::sleep(EPOCH_TICK);
             }
         })
-        .map_err(|e| ModuleError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
     Ok(engine)
+}
+
+/// Where compiled modules are cached: `$BARBACANE_CACHE_DIR`, else `$XDG_CACHE_HOME/barbacane`,
+/// else `$HOME/.cache/barbacane` (each with a `wasm/` subdirectory); none when `BARBACANE_CACHE_DIR`
+/// is set to the empty string or no home is known.
+pub fn cache_directory() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let base = match std::env::var_os("BARBACANE_CACHE_DIR") {
+        Some(dir) if dir.is_empty() => return None,
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("barbacane"),
+            None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/barbacane"),
+        },
+    };
+    Some(base.join("wasm"))
 }

@@ -4,7 +4,8 @@
 //! The rules follow Envoy's host (`proxy-wasm-cpp-host`): a module without a known
 //! `proxy_abi_version_*` marker is refused before it is instantiated.
 
-use wasmtime::{Engine, ExternType, Module};
+use super::vm::HostState;
+use wasmtime::{Engine, ExternType, InstancePre, Module};
 
 /// The ABI version a module declares by its marker export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,27 +98,35 @@ pub enum ModuleError {
     /// A marker this host does not implement.
     #[error("unsupported Proxy-Wasm ABI marker '{0}' (this host speaks 0.1.0, 0.2.0 and 0.2.1)")]
     UnsupportedAbi(String),
+    /// Its imports cannot be linked.
+    #[error("the module's imports cannot be linked: {0}")]
+    Link(String),
     /// Neither allocator export.
     #[error("the module exports no allocator (proxy_on_memory_allocate or malloc)")]
     NoAllocator,
 }
 
-/// A compiled module and what it declares (cheap to clone: the module is shared).
+/// A compiled module, what it declares, and its imports linked once (cheap to clone: all are
+/// shared). Every VM replica is instantiated from the same `InstancePre`.
 #[derive(Clone)]
 pub struct PluginModule {
-    /// The compiled module, ready to instantiate.
+    /// The compiled module.
     pub module: Module,
     /// What it declares.
     pub info: ModuleInfo,
+    /// The module with every import resolved, ready to instantiate.
+    pub(super) pre: InstancePre<HostState>,
 }
 
 impl PluginModule {
-    /// Compiles `bytes` with `engine` and reads its declarations.
+    /// Compiles `bytes` with `engine` (or finds it in the engine's cache), reads its
+    /// declarations and links its imports.
     pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<PluginModule, ModuleError> {
         let module = Module::from_binary(engine, bytes)
             .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
         let info = ModuleInfo::of(&module)?;
-        Ok(PluginModule { module, info })
+        let pre = super::vm::instance_pre(engine, &module).map_err(ModuleError::Link)?;
+        Ok(PluginModule { module, info, pre })
     }
 }
 

@@ -13,7 +13,7 @@ use crate::model::Middleware;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
-use wasmtime::{Engine, Instance, Linker, Store, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Engine, Instance, InstancePre, Linker, Store, TypedFunc, WasmParams, WasmResults};
 
 /// How many of a plugin's latest log lines are kept to explain a failure.
 const RECENT_LOG_LINES: usize = 16;
@@ -200,6 +200,21 @@ pub enum VmError {
     },
 }
 
+/// Links every import of `module` once: the ABI's `env` functions, WASI, and traps for vendor
+/// imports (Higress, MOSN, …), which then fail only if called.
+pub(super) fn instance_pre(
+    engine: &Engine,
+    module: &wasmtime::Module,
+) -> Result<InstancePre<HostState>, String> {
+    let mut linker = Linker::new(engine);
+    hostcalls::link(&mut linker).map_err(|e| format!("{e:#}"))?;
+    wasi::link(&mut linker).map_err(|e| format!("{e:#}"))?;
+    linker
+        .define_unknown_imports_as_traps(module)
+        .map_err(|e| format!("{e:#}"))?;
+    linker.instantiate_pre(module).map_err(|e| format!("{e:#}"))
+}
+
 /// The per-store state host calls work on.
 pub(super) struct HostState {
     /// The plugin's name, for logs.
@@ -333,13 +348,6 @@ impl Vm {
             plugin: name.clone(),
             message,
         };
-        let mut linker = Linker::new(engine);
-        hostcalls::link(&mut linker).map_err(|e| instantiate_error(format!("{e:#}")))?;
-        wasi::link(&mut linker).map_err(|e| instantiate_error(format!("{e:#}")))?;
-        // Vendor host calls (Higress, MOSN, …) trap if called instead of failing to load.
-        linker
-            .define_unknown_imports_as_traps(&module.module)
-            .map_err(|e| instantiate_error(format!("{e:#}")))?;
         let root_context = 1;
         let state = HostState {
             plugin: plugin.name,
@@ -372,8 +380,9 @@ impl Vm {
         store.limiter(|state| &mut state.limits);
         // Instantiation runs the start function (if any) under the same deadline as callbacks.
         store.set_epoch_deadline(deadline_ticks());
-        let instance = linker
-            .instantiate(&mut store, &module.module)
+        let instance = module
+            .pre
+            .instantiate(&mut store)
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
         store.data_mut().memory = instance.get_memory(&mut store, "memory");
         let exports = Exports::lookup(&mut store, &instance)?;
