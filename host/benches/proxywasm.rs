@@ -7,6 +7,10 @@
     reason = "benchmark code: a failed unwrap is a failed run"
 )]
 
+/// As in the `barbacane` binary, so allocation costs are the ones it pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/filters.rs"]
 mod filters;
 
@@ -49,6 +53,7 @@ fn request_headers() -> Pairs {
 
 fn bench(c: &mut Criterion) {
     let engine = engine().unwrap();
+    let info = std::sync::Arc::new(StreamInfo::default());
     let headers_module =
         PluginModule::compile(&engine, &filters::conformance_filter("headers")).unwrap();
     let body_module = PluginModule::compile(&engine, &filters::conformance_filter("body")).unwrap();
@@ -60,7 +65,7 @@ fn bench(c: &mut Criterion) {
     // The `body` filter with nothing to do returns Continue at once: the cost of crossing into
     // the guest and back through the SDK's dispatcher.
     let mut vm = Vm::start(&engine, &body_module, config("body", "")).unwrap();
-    let context = vm.create_stream(StreamInfo::default()).unwrap();
+    let context = vm.create_stream(info.clone()).unwrap();
     vm.set_map(context, MapType::RequestHeaders, request_headers());
     c.bench_function("empty callback round trip", |b| {
         b.iter(|| black_box(vm.on_request_headers(context, true).unwrap()))
@@ -74,7 +79,7 @@ fn bench(c: &mut Criterion) {
     ];
     c.bench_function("headers-only filter, one request", |b| {
         b.iter(|| {
-            let context = vm.create_stream(StreamInfo::default()).unwrap();
+            let context = vm.create_stream(info.clone()).unwrap();
             vm.set_map(context, MapType::RequestHeaders, request_headers());
             black_box(vm.on_request_headers(context, true).unwrap());
             black_box(vm.take_map(context, MapType::RequestHeaders));

@@ -193,7 +193,7 @@ impl Gateway {
         let (passage, body) = if self.filters.is_empty(index) {
             (None, body)
         } else {
-            let info = stream_info(&parts, client, request_id, operation);
+            let info = Arc::new(stream_info(&parts, client, request_id, operation));
             match self
                 .filters
                 .request(&worker.replicas, index, &mut parts, body, info)

@@ -108,14 +108,18 @@ impl OpenStream {
 pub(super) struct Passage {
     streams: Vec<OpenStream>,
     body_limit: usize,
+    /// The request and response headers as forwarded and sent, for `on_log`.
+    heads: [Pairs; 2],
 }
 
 impl Drop for Passage {
     fn drop(&mut self) {
+        let heads = Arc::new(std::mem::take(&mut self.heads));
         for stream in self.streams.drain(..) {
-            let ended = stream
-                .replica
-                .with_generation(stream.generation, |vm| vm.end_stream(stream.context));
+            let ended = stream.replica.with_generation(stream.generation, |vm| {
+                vm.set_final_heads(stream.context, heads.clone());
+                vm.end_stream(stream.context)
+            });
             if let Some(Err(error)) = ended {
                 stream.replica.failed(&error);
             }
@@ -271,11 +275,12 @@ impl FilterSet {
         op: usize,
         parts: &mut http::request::Parts,
         body: Body,
-        info: StreamInfo,
+        info: Arc<StreamInfo>,
     ) -> Result<(Passage, Body), Early> {
         let mut passage = Passage {
             streams: Vec::new(),
             body_limit: self.body_limit,
+            heads: Default::default(),
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
         let mut pairs = request_pairs(parts, &info.scheme);
@@ -311,6 +316,7 @@ impl FilterSet {
             }
         }
         apply_request_pairs(parts, &pairs);
+        passage.heads[0] = pairs;
         if end_of_stream || !passage.wants_body(Direction::Request) {
             return Ok((passage, body));
         }
@@ -341,7 +347,7 @@ impl FilterSet {
     /// one; the streams end when the body has been sent.
     pub(super) async fn response(
         &self,
-        passage: Passage,
+        mut passage: Passage,
         response: Response<Body>,
     ) -> Result<Response<Body>, StreamReset> {
         let (mut parts, mut body) = response.into_parts();
@@ -360,6 +366,7 @@ impl FilterSet {
             }
         }
         apply_response_pairs(&mut parts, &pairs);
+        passage.heads[1] = pairs;
         if http_body::Body::is_end_stream(&body) || !passage.wants_body(Direction::Response) {
             let body = EndsStreams {
                 body,
@@ -403,13 +410,6 @@ async fn map_phase(
     };
     let context = stream.context;
     let step = stream.replica.with_generation(stream.generation, |vm| {
-        if map == MapType::ResponseHeaders {
-            let status = pairs
-                .iter()
-                .find(|(k, _)| k == ":status")
-                .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok());
-            vm.update_info(context, |info| info.response_code = status);
-        }
         vm.set_map(context, map, std::mem::take(pairs));
         let result = match map {
             MapType::RequestHeaders => vm.on_request_headers(context, end_of_stream),

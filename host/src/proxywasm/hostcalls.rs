@@ -10,6 +10,7 @@
 use super::abi::{LogLevel, Status, buffer};
 use super::http::{Pairs, deserialize, serialize};
 use super::memory::{read, return_bytes, write_u32, write_u64};
+use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
 use super::shared::{PluginMetrics, SharedData, SharedQueues};
 use super::vm::{Callout, Direction, HostState, LocalResponse, Signal};
@@ -269,6 +270,21 @@ fn map_mut<'a>(
     })
 }
 
+/// [`map_mut`] for reading: request and response headers stay readable after their phase (for
+/// `on_log`), as in Envoy.
+fn map_ref(state: &HostState, map: i32) -> Result<Option<&Pairs>, Status> {
+    Ok(match map {
+        0..=3 => state
+            .streams
+            .get(&state.effective)
+            .and_then(|s| s.map(map as usize)),
+        6 => state.call_response.as_ref().map(|c| &c.headers),
+        7 => state.call_response.as_ref().map(|c| &c.trailers),
+        4 | 5 => None,
+        _ => return Err(Status::BadArgument),
+    })
+}
+
 fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
     Ok(String::from_utf8_lossy(&read(caller, ptr, len)?).to_ascii_lowercase())
 }
@@ -279,17 +295,20 @@ fn proxy_get_header_map_pairs(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    let bytes = match map_mut(&mut caller, map) {
-        Ok(pairs) => serialize(pairs.map(|p| &*p).unwrap_or(&Vec::new())),
+    // An unavailable map reads as empty, as in Envoy.
+    let bytes = match map_ref(caller.data(), map) {
+        Ok(pairs) => serialize(pairs.unwrap_or(&Vec::new())),
         Err(status) => return Ok(status as i32),
     };
     Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32)
 }
 
-/// The serialised size in bytes, as Envoy answers (not the number of entries).
+/// Envoy's `HeaderMap::byteSize()`: the sum of key and value lengths (not the number of
+/// entries, nor the serialised size); BAD_ARGUMENT when the map is not available.
 fn proxy_get_header_map_size(mut caller: Caller<'_, HostState>, map: i32, size_out: i32) -> i32 {
-    let size = match map_mut(&mut caller, map) {
-        Ok(pairs) => serialize(pairs.map(|p| &*p).unwrap_or(&Vec::new())).len(),
+    let size: usize = match map_ref(caller.data(), map) {
+        Ok(Some(pairs)) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        Ok(None) => return Status::BadArgument as i32,
         Err(status) => return status as i32,
     };
     status(write_u32(&mut caller, size_out, size as u32))
@@ -340,7 +359,7 @@ fn proxy_get_header_map_value(
         Ok(k) => k,
         Err(status) => return Ok(status as i32),
     };
-    let value = match map_mut(&mut caller, map) {
+    let value = match map_ref(caller.data(), map) {
         Ok(Some(pairs)) => pairs
             .iter()
             .find(|(k, _)| *k == key)
@@ -350,6 +369,10 @@ fn proxy_get_header_map_value(
     };
     match value {
         Some(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
+        // ABI 0.1.0 answered a missing header with an empty value.
+        None if caller.data().abi == AbiVersion::V0_1_0 => {
+            Ok(return_bytes(&mut caller, &[], ptr_out, len_out)? as i32)
+        }
         None => Ok(Status::NotFound as i32),
     }
 }
@@ -821,10 +844,10 @@ fn proxy_get_property(
     let stream = state.streams.get(&state.effective);
     let view = PropertyView {
         plugin: &state.identity,
-        stream: stream.map(|s| &s.info),
-        request_headers: stream.and_then(|s| s.maps[0].as_ref()),
-        response_headers: stream.and_then(|s| s.maps[2].as_ref()),
-        response_trailers: stream.and_then(|s| s.maps[3].as_ref()),
+        stream: stream.map(|s| &*s.info),
+        request_headers: stream.and_then(|s| s.map(0)),
+        response_headers: stream.and_then(|s| s.map(2)),
+        response_trailers: stream.and_then(|s| s.map(3)),
         filter_state: stream.map_or(&state.root_filter_state, |s| &s.filter_state),
     };
     match properties::get(&view, &path) {
