@@ -361,3 +361,58 @@ async fn a_replica_replaced_mid_flight_does_not_break_the_requests_it_was_servin
         "headers"
     );
 }
+
+#[test]
+fn compiled_modules_are_cached_on_disk_and_reused() {
+    let dir = plugin_project(&spec(1, "x-added: yes"));
+    let cache = tempfile::tempdir().unwrap();
+    let compile = |cache_dir: &std::path::Path| {
+        let out = std::process::Command::new(support::bin())
+            .args([
+                "validate",
+                "--spec",
+                "api.yaml",
+                "--manifest",
+                "barbacane.yaml",
+                "--dev",
+            ])
+            .current_dir(dir.path())
+            .env("BARBACANE_CACHE_DIR", cache_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    compile(cache.path());
+    let files = |root: &std::path::Path| -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !name.starts_with('.') && !name.ends_with(".stats") {
+                    // Compiled code; wasmtime's `.stats` usage counters change on every hit.
+                    found.push((path, entry.metadata().unwrap().modified().unwrap()));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let wasm = cache.path().join("wasm");
+    let first = files(&wasm);
+    assert!(
+        !first.is_empty(),
+        "the compiled module was written under {}",
+        wasm.display()
+    );
+    // A second run finds it: no new module, the existing one untouched.
+    compile(cache.path());
+    assert_eq!(files(&wasm), first);
+}

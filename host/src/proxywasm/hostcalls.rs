@@ -16,6 +16,10 @@ use super::shared::{PluginMetrics, SharedData, SharedQueues};
 use super::vm::{Callout, Direction, HostState, LocalResponse, Signal};
 use wasmtime::{Caller, Linker};
 
+/// The most callouts one VM may have in flight; more answer INTERNAL_FAILURE (which the SDKs
+/// return to the filter as an error), so a runaway plugin cannot flood an upstream.
+const MAX_PENDING_CALLOUTS: usize = 1024;
+
 /// The most a header-map blob may hold, as in Envoy's host (`limits.h`).
 const MAX_PAIRS_BYTES: usize = 1 << 20;
 
@@ -616,6 +620,13 @@ fn proxy_http_call(
         Err(status) => return status as i32,
     };
     let state = caller.data_mut();
+    if state.pending_calls.len() >= MAX_PENDING_CALLOUTS {
+        state.log(
+            LogLevel::Warn,
+            format!("http callout refused: {MAX_PENDING_CALLOUTS} callouts already pending"),
+        );
+        return Status::InternalFailure as i32;
+    }
     callout.token = state.next_token();
     let token = callout.token;
     if let Err(status) = write_u32(&mut caller, token_out, token) {

