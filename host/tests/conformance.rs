@@ -413,9 +413,15 @@ async fn ticks_shared_data_queues_and_metrics_work_across_callbacks() {
         &[("state", "state")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
+    // The tick period set in on_configure runs from start-up, before any request.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     // Compare-and-swap increments: one count per request.
     for expected in 1..=3 {
         let reply = get(&gw.url("/mock")).await;
+        if expected == 1 {
+            let ticks: u64 = reply.header("x-ticks").parse().unwrap();
+            assert!(ticks >= 2, "ticks before the first request: {ticks}");
+        }
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("x-hits"), expected.to_string());
         assert_eq!(reply.header("x-requests-metric"), expected.to_string());

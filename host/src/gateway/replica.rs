@@ -79,6 +79,9 @@ impl Replica {
             this: this.clone(),
         });
         let _ = notifier.replica.set(Arc::downgrade(&replica));
+        // Ticks and callouts the plugin asked for while starting (a JWKS fetch in
+        // `on_configure`, a refresh timer) start now, not on the first request.
+        replica.with(|_| ());
         Ok(replica)
     }
 
