@@ -7,8 +7,8 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/api:/srv/api:ro" barbacane \
 #       serve --spec /srv/api/spec.yaml --listen 0.0.0.0:8080
 #
-# Built-in Proxy-Wasm plugins (plugins/, built for wasm32-wasip1) will be built in the builder
-# stage and bundled here once they exist; the target is installed already for that reason.
+# The built-in Proxy-Wasm plugins (plugins/) are built for wasm32-wasip1 by host/build.rs and
+# embedded in the binary, hence the target in the builder stage.
 
 FROM rust:1.95-bookworm AS builder
 RUN rustup target add wasm32-wasip1

@@ -1,4 +1,4 @@
-//! The command line: `validate`, `compile`, `serve`. Turns library results into one clear
+//! The command line: `validate`, `compile`, `serve`, `plugin list`. Turns library results into one clear
 //! message per failure and a documented exit code per failure class (see [`exit`]).
 
 use crate::artifact::{self, ArtifactError};
@@ -56,6 +56,21 @@ enum Command {
     },
     /// Serve an artifact (or specs compiled in memory).
     Serve(ServeArgs),
+    /// Plugins: list the built-ins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// List the built-in plugins (usable by name, without barbacane.yaml).
+    List {
+        /// Output format (json includes each plugin's config schema).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
 }
 
 #[derive(Args)]
@@ -145,7 +160,66 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(&args),
         Command::Compile { spec, output } => compile_to(&spec, &output),
         Command::Serve(args) => serve(args),
+        Command::Plugin {
+            command: PluginCommand::List { format },
+        } => plugin_list(format),
     }
+}
+
+fn plugin_list(format: Format) -> ExitCode {
+    let builtins = crate::builtins::all();
+    if format == Format::Json {
+        let list: Vec<serde_json::Value> = builtins
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.name,
+                    "version": b.version,
+                    "kind": b.kind.as_str(),
+                    "abi": b.abi,
+                    "description": b.description,
+                    "schema": serde_json::from_str::<serde_json::Value>(b.schema).ok(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_else(|_| String::from("[]"))
+        );
+        return ExitCode::SUCCESS;
+    }
+    if builtins.is_empty() {
+        println!("no built-in plugins (this barbacane was built with BARBACANE_NO_BUILTINS=1)");
+        return ExitCode::SUCCESS;
+    }
+    let width = |column: fn(&crate::builtins::Builtin) -> &str, title: &str| {
+        builtins
+            .iter()
+            .map(|b| column(b).len())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let name_width = width(|b| b.name, "NAME");
+    let version_width = width(|b| b.version, "VERSION");
+    let kind_width = width(|b| b.kind.as_str(), "KIND");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:name_width$}  {:version_width$}  {:kind_width$}  DESCRIPTION",
+        "NAME", "VERSION", "KIND"
+    );
+    for b in builtins {
+        let _ = writeln!(
+            out,
+            "{:name_width$}  {:version_width$}  {:kind_width$}  {}",
+            b.name,
+            b.version,
+            b.kind.as_str(),
+            b.description
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn validate(args: &SpecArgs) -> ExitCode {

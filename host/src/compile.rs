@@ -1,7 +1,9 @@
 //! The compiler: OpenAPI specs (+ optional project manifest) → [`Api`], or the complete list of
 //! diagnostics. Checks everything `serve` would otherwise discover at run time: dispatchers and
 //! their configs, upstream names and URLs, route conflicts (also across specs), path templates,
-//! parameters and schemas (each schema is compiled once here so a bad one fails the build).
+//! parameters and schemas (each schema is compiled once here so a bad one fails the build),
+//! plugins (built-in or declared) and their configs, against the plugin's schema and by
+//! starting the plugin.
 //!
 //! It keeps going after an error so that one run reports every problem it can find.
 
@@ -10,6 +12,8 @@ mod middlewares;
 mod parameters;
 mod servers;
 mod upstreams;
+
+pub use middlewares::plugin_schema;
 
 use crate::diag::{Code, Diagnostic};
 use crate::model::{Api, Middleware, Operation, Parameter, ServerMatch, Upstream};
@@ -44,7 +48,7 @@ pub struct SourceFile {
 pub struct Compiled {
     /// The compiled API.
     pub api: Api,
-    /// Every file read: specs, files they reference, and the manifest.
+    /// Every file read: specs, files they reference, the manifest and plugin schema files.
     pub sources: Vec<SourceFile>,
     /// Plugin name → module bytes.
     pub plugins: BTreeMap<String, Vec<u8>>,
@@ -75,9 +79,9 @@ pub fn compile(
     let mut extra_sources = Vec::new();
     if let Some(path) = manifest {
         match project::load(path) {
-            Ok((project, file)) => {
+            Ok((project, files)) => {
                 compiler.project = project;
-                extra_sources.push(file);
+                extra_sources.extend(files);
             }
             Err(d) => compiler.diagnostics.push(d),
         }

@@ -50,6 +50,8 @@ pub enum Code {
     E1060,
     /// A plugin cannot be loaded or rejects its configuration.
     E1061,
+    /// A middleware's config does not match its plugin's JSON Schema.
+    E1062,
     /// The project manifest (`barbacane.yaml`) is invalid.
     E1070,
 }

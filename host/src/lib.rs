@@ -5,6 +5,7 @@
 //! at the repository root for the code map.
 
 pub mod artifact;
+pub mod builtins;
 pub mod cli;
 pub mod compile;
 pub mod diag;

@@ -1,13 +1,18 @@
 //! The optional project manifest, `barbacane.yaml`: plugin sources and the trust policy.
-//! `file:` sources are read relative to the manifest; `oci://` sources arrive with the registry.
+//! `file:` sources (and plugin `schema:` files) are read relative to the manifest; `builtin:`
+//! sources name a plugin embedded in the binary ([`crate::builtins`]); `oci://` sources arrive
+//! with the registry. A built-in needs no entry: a middleware may name it directly, and an entry
+//! of the same name overrides it.
 
+use crate::builtins::{self, Builtin};
 use crate::compile::SourceFile;
 use crate::diag::{Code, Diagnostic, Location};
 use crate::spec::{hex, yaml};
 use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `barbacane.yaml`.
 #[derive(Debug, Deserialize, Default)]
@@ -21,23 +26,50 @@ pub struct Project {
     pub trust: Trust,
     /// The manifest's directory, which `file:` sources are relative to.
     #[serde(skip)]
-    pub dir: std::path::PathBuf,
+    pub dir: PathBuf,
+    /// Plugin name → the JSON Schema its `schema:` file holds (read and checked by [`load`]).
+    #[serde(skip)]
+    pub schemas: BTreeMap<String, Value>,
+}
+
+/// Where a plugin's module comes from, once its name is resolved.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A `file:` source, resolved against the manifest's directory.
+    File(PathBuf),
+    /// A built-in plugin: named by a `builtin:` source, or by a middleware with no entry.
+    Builtin(&'static Builtin),
 }
 
 impl Project {
-    /// The file a `file:` plugin source names, resolved against the manifest's directory.
-    pub fn plugin_file(&self, name: &str) -> Option<std::path::PathBuf> {
-        let source = &self.plugins.get(name)?.source;
-        source.strip_prefix("file:").map(|path| self.dir.join(path))
+    /// Where plugin `name`'s module comes from: its entry in the manifest, or else the built-in
+    /// of that name. `None` when it is neither.
+    pub fn origin(&self, name: &str) -> Option<Origin> {
+        let Some(entry) = self.plugins.get(name) else {
+            return builtins::find(name).map(Origin::Builtin);
+        };
+        if let Some(path) = entry.source.strip_prefix("file:") {
+            Some(Origin::File(self.dir.join(path)))
+        } else {
+            entry
+                .source
+                .strip_prefix("builtin:")
+                .and_then(builtins::find)
+                .map(Origin::Builtin)
+        }
     }
 }
 
-/// A plugin's origin.
+/// A plugin's entry in the manifest.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSource {
-    /// `file:PATH` or `oci://REGISTRY/REPO[:TAG|@DIGEST]`.
+    /// `file:PATH`, `builtin:NAME` or `oci://REGISTRY/REPO[:TAG|@DIGEST]`.
     pub source: String,
+    /// A JSON Schema file (JSON or YAML, relative to the manifest) that the plugin's
+    /// configuration must match; a built-in's own schema applies without one.
+    #[serde(default)]
+    pub schema: Option<String>,
 }
 
 /// The trust policy for OCI plugins.
@@ -52,8 +84,9 @@ pub struct Trust {
     pub allow_unsigned: bool,
 }
 
-/// Reads and checks the manifest at `path`.
-pub fn load(path: &Path) -> Result<(Project, SourceFile), Diagnostic> {
+/// Reads and checks the manifest at `path`; returns it with every file read (the manifest first,
+/// then the plugins' schema files).
+pub fn load(path: &Path) -> Result<(Project, Vec<SourceFile>), Diagnostic> {
     let name = path.display().to_string();
     let at = |line, column| Location {
         file: name.clone(),
@@ -88,31 +121,92 @@ pub fn load(path: &Path) -> Result<(Project, SourceFile), Diagnostic> {
             "the manifest has 'plugins: {name: {source: …}}' and 'trust: {keys: […]}'",
         )
     })?;
+    let position = |pointer: &str| {
+        let (line, column) = parsed.positions.get(pointer).copied().unwrap_or((1, 1));
+        at(line, column)
+    };
     for (plugin, source) in &project.plugins {
-        let (line, column) = parsed
-            .positions
-            .get(&format!("/plugins/{plugin}/source"))
-            .copied()
-            .unwrap_or((1, 1));
         let problem = if source.source.starts_with("oci://") {
-            "oci:// sources are not supported yet (they come with signed OCI distribution)"
+            String::from(
+                "oci:// sources are not supported yet (they come with signed OCI distribution)",
+            )
+        } else if let Some(builtin) = source.source.strip_prefix("builtin:") {
+            if builtins::find(builtin).is_some() {
+                continue;
+            }
+            format!("names no built-in plugin (built-ins: {})", builtin_names())
         } else if !source.source.starts_with("file:") {
-            "is neither file: nor oci://"
+            String::from("is neither file:, builtin: nor oci://")
         } else {
             continue;
         };
         return Err(Diagnostic::new(
             Code::E1070,
-            at(line, column),
+            position(&yaml::pointer_push(&entry_pointer(plugin), "source")),
             format!("plugin '{plugin}': source '{}' {problem}", source.source),
-            "write 'file:path/to/plugin.wasm', relative to barbacane.yaml",
+            "write 'file:path/to/plugin.wasm' (relative to barbacane.yaml) or 'builtin:NAME'",
         ));
     }
-    project.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let file = SourceFile {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut files = Vec::new();
+    for (plugin, source) in &project.plugins {
+        if let Some(schema) = &source.schema {
+            let at = position(&yaml::pointer_push(&entry_pointer(plugin), "schema"));
+            let (value, file) = load_schema(plugin, &dir.join(schema), at)?;
+            project.schemas.insert(plugin.clone(), value);
+            files.push(file);
+        }
+    }
+    project.dir = dir;
+    let manifest = SourceFile {
         name,
         sha256: hex(&Sha256::digest(text.as_bytes())),
         text,
     };
-    Ok((project, file))
+    files.insert(0, manifest);
+    Ok((project, files))
+}
+
+/// The JSON pointer of plugin `plugin`'s entry in the manifest.
+fn entry_pointer(plugin: &str) -> String {
+    yaml::pointer_push("/plugins", plugin)
+}
+
+/// Reads plugin `plugin`'s schema file and checks that it is a JSON Schema; `at` is its
+/// `schema:` entry in the manifest.
+fn load_schema(plugin: &str, path: &Path, at: Location) -> Result<(Value, SourceFile), Diagnostic> {
+    let shown = path.display().to_string();
+    let fail = |why: String| {
+        Diagnostic::new(
+            Code::E1070,
+            at.clone(),
+            format!("plugin '{plugin}': schema {shown}: {why}"),
+            "point schema: at a JSON Schema file (JSON or YAML), relative to barbacane.yaml",
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let parsed = yaml::parse(&text).map_err(|e| {
+        fail(format!(
+            "invalid YAML/JSON at {}:{}: {}",
+            e.line, e.column, e.message
+        ))
+    })?;
+    crate::compile::plugin_schema(&parsed.value)
+        .map_err(|e| fail(format!("not a valid JSON Schema: {e}")))?;
+    let file = SourceFile {
+        name: shown,
+        sha256: hex(&Sha256::digest(text.as_bytes())),
+        text,
+    };
+    Ok((parsed.value, file))
+}
+
+/// The built-ins' names, for messages.
+pub fn builtin_names() -> String {
+    let names: Vec<&str> = builtins::all().iter().map(|b| b.name).collect();
+    if names.is_empty() {
+        String::from("none in this build")
+    } else {
+        names.join(", ")
+    }
 }

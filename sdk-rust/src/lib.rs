@@ -1,6 +1,24 @@
-//! Rust plugin authoring for barbacane, on top of the upstream `proxy-wasm` crate: typed plugin
-//! configuration checked against the plugin's JSON Schema, RFC 9457 problem replies, header and
-//! query helpers, and a native test harness that drives a compiled plugin through the real host.
+//! Rust plugin authoring for barbacane, on top of the upstream [`proxy_wasm`] crate (not a fork):
+//! a plugin is an ordinary Proxy-Wasm module written against `proxy_wasm::traits`, and this crate
+//! adds what every gateway plugin needs around it.
 //!
-//! Empty for now: it is filled by the built-in plugins milestone. The crate exists so that the
-//! workspace layout is the one the design describes.
+//! * [`config`]: the plugin configuration (JSON text) parsed into a typed struct, with the path of
+//!   the offending field in errors;
+//! * [`problem`]: RFC 9457 `application/problem+json` local replies shaped like the gateway's own;
+//! * [`http`]: query strings, headers, the client's IP address (with trusted proxies) and CIDRs;
+//! * `testing` (feature `testing`, native targets only): a harness that serves the compiled `.wasm` through the real
+//!   barbacane host, so a plugin's `cargo test` checks the module that ships.
+//!
+//! Everything but `testing` compiles for `wasm32-wasip1` and natively.
+
+pub mod config;
+pub mod http;
+pub mod problem;
+#[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
+pub mod testing;
+
+pub use config::ConfigError;
+pub use problem::Problem;
+/// The upstream Proxy-Wasm SDK this crate builds on, re-exported so that a plugin can name the
+/// exact version the SDK was built with.
+pub use proxy_wasm;

@@ -1,23 +1,45 @@
-//! `x-barbacane-middlewares`: the Proxy-Wasm filter chains. Each plugin named must come from the
-//! project manifest; its module is compiled and every distinct (plugin, configuration) is started
-//! once, as `serve` will start it, so a plugin that rejects its configuration fails the build
-//! with the plugin's name and its own explanation.
+//! `x-barbacane-middlewares`: the Proxy-Wasm filter chains. Each plugin named comes from the
+//! project manifest or, without an entry there, is a built-in ([`crate::builtins`]). Its module
+//! is compiled; its configuration is checked against its JSON Schema when it has one (a
+//! built-in's, or a manifest `schema:` file), each failure pointing at the offending node; and
+//! every distinct (plugin, configuration) is started once, as `serve` will start it, so a plugin
+//! that rejects its configuration fails the build with the plugin's name and its own explanation.
 
 use super::Compiler;
 use crate::diag::Code;
 use crate::model::{FailurePolicy, Middleware};
+use crate::project::{self, Origin};
 use crate::proxywasm::{self, PluginConfig, PluginModule, Vm};
 use crate::spec::NodeRef;
+use jsonschema::Validator;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
+
+/// Compiles a plugin's configuration schema: JSON Schema 2020-12 unless its `$schema` names
+/// another draft, formats checked. An invalid schema is an error.
+pub fn plugin_schema(schema: &Value) -> Result<Validator, String> {
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+        .map_err(|e| e.to_string())
+}
+
+/// A plugin ready to start.
+struct Loaded {
+    module: PluginModule,
+    /// Its configuration schema, if it has one.
+    schema: Option<Validator>,
+    /// The hint of a config that does not match it: where to read the schema.
+    schema_hint: String,
+}
 
 /// Plugin state gathered while compiling.
 #[derive(Default)]
 pub(super) struct Plugins {
     engine: Option<wasmtime::Engine>,
-    /// Name → compiled module (`None` once it has failed, so it is reported once).
-    modules: std::collections::BTreeMap<String, Option<PluginModule>>,
+    /// Name → loaded plugin (`None` once it has failed, so it is reported once).
+    modules: std::collections::BTreeMap<String, Option<Loaded>>,
     /// Name → module bytes, for the artifact.
     pub(super) bytes: std::collections::BTreeMap<String, Vec<u8>>,
     /// Chain entries already started successfully.
@@ -69,6 +91,10 @@ impl Compiler {
                 return None;
             }
         };
+        if !self.load_once(at, &raw.name) || !self.check_config(at, &raw.name, raw.config.as_ref())
+        {
+            return None;
+        }
         let middleware = Middleware {
             config: as_plugin_text(raw.config),
             vm_config: as_plugin_text(raw.vm_config),
@@ -79,24 +105,81 @@ impl Compiler {
         self.start_once(at, &middleware).then_some(middleware)
     }
 
-    /// Compiles the plugin's module (once) and starts this chain entry (once per distinct entry).
+    /// Loads plugin `name` (once); false when it cannot be used.
+    fn load_once(&mut self, at: &NodeRef, name: &str) -> bool {
+        if !self.plugins.modules.contains_key(name) {
+            let loaded = self.load(at, name);
+            self.plugins.modules.insert(name.to_string(), loaded);
+        }
+        matches!(self.plugins.modules.get(name), Some(Some(_)))
+    }
+
+    /// Checks the middleware's `config` against the plugin's schema, if it has one: every
+    /// failure is an E1062 at the node it concerns. A string config is checked as the JSON it
+    /// holds when it parses (the plugin receives the text), and no config as `{}`.
+    fn check_config(&mut self, at: &NodeRef, name: &str, config: Option<&Value>) -> bool {
+        let Some(Some(Loaded {
+            schema: Some(validator),
+            schema_hint,
+            ..
+        })) = self.plugins.modules.get(name)
+        else {
+            return true;
+        };
+        let config_at = at.child("config");
+        let (instance, structured) = match config {
+            None | Some(Value::Null) => (Value::Object(serde_json::Map::new()), false),
+            Some(Value::String(text)) => (
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+                false,
+            ),
+            Some(value) => (value.clone(), true),
+        };
+        let failures: Vec<(String, String)> = validator
+            .iter_errors(&instance)
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .collect();
+        let hint = schema_hint.clone();
+        for (pointer, reason) in &failures {
+            // Inside a structured config the failing node itself has a position.
+            let node = if structured {
+                NodeRef {
+                    doc: config_at.doc,
+                    pointer: format!("{}{pointer}", config_at.pointer),
+                }
+            } else {
+                config_at.clone()
+            };
+            let shown = if pointer.is_empty() {
+                "config"
+            } else {
+                pointer
+            };
+            self.error(
+                Code::E1062,
+                &node,
+                format!("plugin '{name}': {shown}: {reason}"),
+                &hint,
+            );
+        }
+        failures.is_empty()
+    }
+
+    /// Starts this chain entry (once per distinct entry) with the plugin's module, which
+    /// [`Self::load_once`] has loaded.
     fn start_once(&mut self, at: &NodeRef, middleware: &Middleware) -> bool {
         if self.plugins.started.contains(middleware) {
             return true;
         }
-        let name = middleware.plugin.clone();
-        if !self.plugins.modules.contains_key(&name) {
-            let module = self.load_module(at, &name);
-            self.plugins.modules.insert(name.clone(), module);
-        }
-        let (Some(Some(module)), Some(engine)) =
-            (self.plugins.modules.get(&name), &self.plugins.engine)
-        else {
+        let (Some(Some(loaded)), Some(engine)) = (
+            self.plugins.modules.get(&middleware.plugin),
+            &self.plugins.engine,
+        ) else {
             return false;
         };
         // Callouts cannot happen while a plugin starts, so no upstream names are needed.
         let config = PluginConfig::for_middleware(middleware, Arc::from(Vec::new()));
-        match Vm::start(engine, module, config) {
+        match Vm::start(engine, &loaded.module, config) {
             Ok(_) => {
                 self.plugins.started.insert(middleware.clone());
                 true
@@ -113,30 +196,89 @@ impl Compiler {
         }
     }
 
-    fn load_module(&mut self, at: &NodeRef, name: &str) -> Option<PluginModule> {
-        let Some(file) = self.project.plugin_file(name) else {
+    /// Resolves plugin `name` (manifest entry, else built-in), compiles its module and its
+    /// schema.
+    fn load(&mut self, at: &NodeRef, name: &str) -> Option<Loaded> {
+        let Some(origin) = self.project.origin(name) else {
+            let builtins = project::builtin_names();
             let hint = if self.project.plugins.is_empty() {
-                String::from(
-                    "declare it in barbacane.yaml: plugins: {NAME: {source: 'file:NAME.wasm'}}, and pass --manifest",
+                format!(
+                    "use a built-in plugin ({builtins}) or declare it in barbacane.yaml: \
+                     plugins: {{NAME: {{source: 'file:NAME.wasm'}}}}, and pass --manifest"
                 )
             } else {
                 let known: Vec<&str> = self.project.plugins.keys().map(String::as_str).collect();
                 format!(
-                    "declare it under plugins: in barbacane.yaml (known: {})",
+                    "declare it under plugins: in barbacane.yaml (declared: {}; built-in: {builtins})",
                     known.join(", ")
                 )
             };
             self.error(Code::E1060, at, format!("unknown plugin '{name}'"), &hint);
             return None;
         };
-        let bytes = match std::fs::read(&file) {
-            Ok(b) => b,
+        let (bytes, shown, builtin_schema) = match origin {
+            Origin::File(file) => match std::fs::read(&file) {
+                Ok(bytes) => (bytes, file.display().to_string(), None),
+                Err(e) => {
+                    self.error(
+                        Code::E1061,
+                        at,
+                        format!("plugin '{name}': cannot read {}: {e}", file.display()),
+                        "check the plugin's file: source in barbacane.yaml",
+                    );
+                    return None;
+                }
+            },
+            Origin::Builtin(builtin) => (
+                builtin.wasm.to_vec(),
+                format!("built-in {}", builtin.name),
+                Some(builtin),
+            ),
+        };
+        let declared_schema = self
+            .project
+            .plugins
+            .get(name)
+            .and_then(|p| p.schema.as_ref());
+        let (schema, schema_hint) = match (self.project.schemas.get(name), declared_schema) {
+            (Some(schema), Some(file)) => (
+                Some(schema.clone()),
+                format!(
+                    "make the config match the plugin's schema, {}",
+                    self.project.dir.join(file).display()
+                ),
+            ),
+            _ => match builtin_schema {
+                Some(builtin) => match serde_json::from_str(builtin.schema) {
+                    Ok(schema) => (
+                        Some(schema),
+                        format!(
+                            "make the config match the schema of built-in plugin '{}' \
+                             (`barbacane plugin list --format json` prints it)",
+                            builtin.name
+                        ),
+                    ),
+                    Err(e) => {
+                        self.error(
+                            Code::E1061,
+                            at,
+                            format!("built-in plugin '{}': invalid schema: {e}", builtin.name),
+                            "this is a bug in barbacane",
+                        );
+                        return None;
+                    }
+                },
+                None => (None, String::new()),
+            },
+        };
+        let schema = match schema.as_ref().map(plugin_schema).transpose() {
+            Ok(schema) => schema,
             Err(e) => {
                 self.error(
                     Code::E1061,
                     at,
-                    format!("plugin '{name}': cannot read {}: {e}", file.display()),
-                    "check the plugin's file: source in barbacane.yaml",
+                    format!("plugin '{name}' ({shown}): invalid config schema: {e}"),
+                    "fix the plugin's JSON Schema",
                 );
                 return None;
             }
@@ -154,13 +296,17 @@ impl Compiler {
         match PluginModule::compile(engine, &bytes) {
             Ok(module) => {
                 self.plugins.bytes.insert(name.to_string(), bytes);
-                Some(module)
+                Some(Loaded {
+                    module,
+                    schema,
+                    schema_hint,
+                })
             }
             Err(e) => {
                 self.error(
                     Code::E1061,
                     at,
-                    format!("plugin '{name}' ({}): {e}", file.display()),
+                    format!("plugin '{name}' ({shown}): {e}"),
                     "build the plugin as a Proxy-Wasm module (e.g. for wasm32-wasip1 with the proxy-wasm crate)",
                 );
                 None
@@ -175,5 +321,32 @@ fn as_plugin_text(value: Option<Value>) -> String {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s,
         Some(other) => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn plugin_schemas_are_2020_12_unless_they_say_otherwise_and_must_be_valid() {
+        let v = plugin_schema(&json!({"type": "object", "properties": {"n": {"type": "integer"}}}))
+            .unwrap();
+        assert!(v.is_valid(&json!({"n": 1})) && !v.is_valid(&json!({"n": "x"})));
+        // `prefixItems` is 2020-12; draft 7 ignores it.
+        let tuple = json!({"prefixItems": [{"type": "string"}]});
+        assert!(!plugin_schema(&tuple).unwrap().is_valid(&json!([1])));
+        let mut draft7 = tuple.clone();
+        draft7["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+        assert!(plugin_schema(&draft7).unwrap().is_valid(&json!([1])));
+        assert!(plugin_schema(&json!({"type": 5})).is_err());
+    }
+
+    #[test]
+    fn configs_reach_plugins_as_text() {
+        assert_eq!(as_plugin_text(None), "");
+        assert_eq!(as_plugin_text(Some(json!("a: b"))), "a: b");
+        assert_eq!(as_plugin_text(Some(json!({"a": 1}))), r#"{"a":1}"#);
     }
 }

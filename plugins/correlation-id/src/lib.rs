@@ -1,0 +1,197 @@
+//! Built-in plugin `correlation-id`: every request leaves the gateway with a correlation id in a
+//! header — the one the client sent, or a fresh UUIDv4 — and the response carries it back, so a
+//! client, the gateway's logs and the upstream's logs can name the same request.
+//!
+//! Configuration (`schema.json`): `{"header": "x-correlation-id", "generate": true,
+//! "echo_downstream": true}`, every field optional. See `docs/plugins/correlation-id.md`.
+
+use barbacane_sdk::{config, http};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use serde::Deserialize;
+use std::rc::Rc;
+
+/// The module's entry point (`_initialize`), in a private module so that the exported function
+/// the macro writes needs no public docs.
+mod entry {
+    use super::Root;
+    use proxy_wasm::traits::RootContext;
+    use proxy_wasm::types::LogLevel;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Warn);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    }}
+}
+
+/// The plugin configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The header carrying the id, both ways.
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// Generate an id when the request has none.
+    #[serde(default = "enabled")]
+    pub generate: bool,
+    /// Echo the id on the response.
+    #[serde(default = "enabled")]
+    pub echo_downstream: bool,
+}
+
+fn default_header() -> String {
+    String::from("x-correlation-id")
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Config {
+    /// Parses and normalises the configuration: the header name is lowercased (the Proxy-Wasm
+    /// maps carry lowercase names) and must be an HTTP token.
+    pub fn from_json(bytes: Option<Vec<u8>>) -> Result<Config, config::ConfigError> {
+        let mut config: Config = config::parse(bytes)?;
+        config.header = config.header.to_ascii_lowercase();
+        if !is_token(&config.header) {
+            return Err(config::ConfigError {
+                pointer: String::from("/header"),
+                message: format!("'{}' is not a header name", config.header),
+            });
+        }
+        Ok(config)
+    }
+}
+
+/// RFC 9110 `token`: what a header name may be (which also rules out pseudo-headers).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A random (version 4) UUID, lowercase hex. `None` when the host gives no randomness.
+pub fn uuid_v4() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    // On wasm32-wasip1 this is WASI `random_get`, which the gateway serves from the OS.
+    getrandom::fill(&mut bytes).ok()?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
+    let mut id = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push_str(&format!("{byte:02x}"));
+    }
+    Some(id)
+}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Rc<Config>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match Config::from_json(self.get_plugin_configuration()) {
+            Ok(config) => {
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                // The gateway quotes this line when it refuses the middleware at compile time.
+                log::error!("{e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let config = self.config.clone()?;
+        Some(Box::new(Stream { config, id: None }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    config: Rc<Config>,
+    /// The id this request travels with, once known.
+    id: Option<String>,
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let incoming =
+            http::request_header(self, &self.config.header).filter(|id| !id.trim().is_empty());
+        self.id = match incoming {
+            Some(id) => Some(id),
+            None if self.config.generate => {
+                let id = uuid_v4();
+                match &id {
+                    Some(id) => self.set_http_request_header(&self.config.header, Some(id)),
+                    // Forwarding without an id beats failing the request.
+                    None => log::warn!("no randomness available; request forwarded without an id"),
+                }
+                id
+            }
+            None => None,
+        };
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.config.echo_downstream
+            && let Some(id) = &self.id
+        {
+            self.set_http_response_header(&self.config.header, Some(id));
+        }
+        Action::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
+    use super::*;
+
+    #[test]
+    fn uuids_are_version_4() {
+        let id = uuid_v4().unwrap();
+        assert_eq!(id.len(), 36);
+        let bytes = id.as_bytes();
+        assert_eq!(bytes[14], b'4');
+        assert!(matches!(bytes[19], b'8' | b'9' | b'a' | b'b'), "{id}");
+        assert_ne!(uuid_v4().unwrap(), id);
+    }
+
+    #[test]
+    fn configuration() {
+        let config = Config::from_json(None).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                header: "x-correlation-id".into(),
+                generate: true,
+                echo_downstream: true
+            }
+        );
+        let config = Config::from_json(Some(br#"{"header": "X-Trace"}"#.to_vec())).unwrap();
+        assert_eq!(config.header, "x-trace");
+        let e = Config::from_json(Some(br#"{"header": ":path"}"#.to_vec())).unwrap_err();
+        assert_eq!(e.pointer, "/header");
+        let e = Config::from_json(Some(br#"{"generate": "yes"}"#.to_vec())).unwrap_err();
+        assert_eq!(e.pointer, "/generate");
+    }
+}

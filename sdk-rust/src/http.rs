@@ -1,0 +1,242 @@
+//! Request helpers: the query string of `:path` (percent-decoded), headers looked up without
+//! regard to case, and the client's IP address — the peer from the `source.address` property, or,
+//! behind trusted proxies, the address they recorded in `x-forwarded-for`.
+//!
+//! The pure functions (`query_pairs`, `header`, `parse_address`, `resolve_client_ip`, [`Cidr`])
+//! take strings so that they are unit-testable natively; the `request_*`/`*_ip` ones read the
+//! current stream through a `proxy_wasm` context.
+
+mod cidr;
+
+pub use cidr::{Cidr, CidrError};
+
+use proxy_wasm::traits::HttpContext;
+use std::net::{IpAddr, SocketAddr};
+
+/// Splits a request target (`:path`) into the path and the query (without `?`; a `#fragment`,
+/// which clients should not send, is dropped).
+pub fn split_path(target: &str) -> (&str, Option<&str>) {
+    let target = target.split_once('#').map_or(target, |(before, _)| before);
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+/// The query parameters of a request target, in order, decoded as
+/// `application/x-www-form-urlencoded` (`%XX` and `+` for space; invalid UTF-8 becomes U+FFFD).
+pub fn query_pairs(target: &str) -> Vec<(String, String)> {
+    let Some(query) = split_path(target).1 else {
+        return Vec::new();
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first value of query parameter `name` (compared after decoding, case-sensitively).
+pub fn query_param(target: &str, name: &str) -> Option<String> {
+    query_pairs(target)
+        .into_iter()
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// The first value of header `name` in a header list, whatever the case of either name.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every value of header `name` in a header list, whatever the case, in order.
+pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// A request header of the current stream. Names are lowercased first: HTTP/2 and the Proxy-Wasm
+/// maps carry lowercase names, and not every host folds the case of a lookup.
+pub fn request_header<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Option<String> {
+    ctx.get_http_request_header(&name.to_ascii_lowercase())
+}
+
+/// The query parameters of the current request (see [`query_pairs`]).
+pub fn request_query<C: HttpContext + ?Sized>(ctx: &C) -> Vec<(String, String)> {
+    ctx.get_http_request_header(":path")
+        .map(|target| query_pairs(&target))
+        .unwrap_or_default()
+}
+
+/// Parses an address as hosts and proxies write it: `ip:port`, `[ipv6]:port`, or a bare IP
+/// (IPv6 with or without brackets). Surrounding whitespace is ignored.
+pub fn parse_address(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Ok(socket) = text.parse::<SocketAddr>() {
+        return Some(socket.ip());
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse().ok()
+}
+
+/// The client's address given the connection's peer and the `x-forwarded-for` values.
+///
+/// A forwarded address is believed only as far as a chain of trusted proxies vouches for it:
+/// unless the peer is in `trusted_proxies`, the answer is the peer. Otherwise the entries are read
+/// right to left (each proxy appends the address it saw), skipping trusted ones; the first
+/// untrusted entry is the client. An entry that is not an address stops the walk at the last
+/// address known good. When every entry is trusted, the leftmost one is the client.
+pub fn resolve_client_ip(peer: IpAddr, forwarded_for: &[&str], trusted_proxies: &[Cidr]) -> IpAddr {
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|c| c.contains(ip));
+    let mut client = peer;
+    if !trusted(client) {
+        return client;
+    }
+    let entries = forwarded_for.iter().flat_map(|v| v.split(',')).rev();
+    for entry in entries {
+        let Some(ip) = parse_address(entry) else {
+            return client;
+        };
+        client = ip;
+        if !trusted(ip) {
+            return client;
+        }
+    }
+    client
+}
+
+/// The address of the connection's peer, from the `source.address` property (`ip:port`).
+pub fn peer_ip<C: HttpContext + ?Sized>(ctx: &C) -> Option<IpAddr> {
+    let address = ctx.get_property(vec!["source", "address"])?;
+    parse_address(std::str::from_utf8(&address).ok()?)
+}
+
+/// The client's address: the peer's, or behind `trusted_proxies` the one they forwarded (see
+/// [`resolve_client_ip`]). `None` only when the host gives no peer address.
+pub fn client_ip<C: HttpContext + ?Sized>(ctx: &C, trusted_proxies: &[Cidr]) -> Option<IpAddr> {
+    let peer = peer_ip(ctx)?;
+    if trusted_proxies.is_empty() {
+        return Some(peer);
+    }
+    let headers = ctx.get_http_request_headers();
+    Some(resolve_client_ip(
+        peer,
+        &header_values(&headers, "x-forwarded-for"),
+        trusted_proxies,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn query_strings() {
+        assert_eq!(split_path("/a/b?x=1#frag"), ("/a/b", Some("x=1")));
+        assert_eq!(split_path("/a"), ("/a", None));
+        assert_eq!(
+            query_pairs("/p?a=1&b=two+words&c=%C3%A9%2F&a=2&flag&=empty"),
+            pairs(&[
+                ("a", "1"),
+                ("b", "two words"),
+                ("c", "é/"),
+                ("a", "2"),
+                ("flag", ""),
+                ("", "empty")
+            ])
+        );
+        assert_eq!(query_pairs("/p"), vec![]);
+        assert_eq!(query_pairs("/p?"), vec![]);
+        assert_eq!(query_param("/p?a=1&a=2", "a").as_deref(), Some("1"));
+        assert_eq!(query_param("/p?%61=x", "a").as_deref(), Some("x"));
+        assert_eq!(query_param("/p?a=1", "A"), None);
+        assert_eq!(
+            query_param("/p?bad=%FF", "bad").as_deref(),
+            Some("\u{FFFD}")
+        );
+    }
+
+    #[test]
+    fn headers_ignore_case() {
+        let headers = pairs(&[
+            ("Content-Type", "text/plain"),
+            ("x-forwarded-for", "1.1.1.1"),
+            ("X-Forwarded-For", "2.2.2.2"),
+        ]);
+        assert_eq!(header(&headers, "content-type"), Some("text/plain"));
+        assert_eq!(header(&headers, "X-FORWARDED-FOR"), Some("1.1.1.1"));
+        assert_eq!(
+            header_values(&headers, "x-forwarded-for"),
+            vec!["1.1.1.1", "2.2.2.2"]
+        );
+        assert_eq!(header(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(parse_address("10.1.2.3:5555"), Some(ip("10.1.2.3")));
+        assert_eq!(parse_address(" 10.1.2.3 "), Some(ip("10.1.2.3")));
+        assert_eq!(parse_address("[::1]:80"), Some(ip("::1")));
+        assert_eq!(parse_address("[2001:db8::1]"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_address("2001:db8::1"), Some(ip("2001:db8::1")));
+        assert_eq!(parse_address("unknown"), None);
+        assert_eq!(parse_address(""), None);
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_through_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+        // An untrusted peer cannot claim another address.
+        assert_eq!(
+            resolve_client_ip(ip("203.0.113.9"), &["1.2.3.4"], &trusted),
+            ip("203.0.113.9")
+        );
+        // Through trusted proxies: the rightmost untrusted entry.
+        assert_eq!(
+            resolve_client_ip(
+                ip("10.0.0.1"),
+                &["6.6.6.6, 198.51.100.7", "10.0.0.2"],
+                &trusted
+            ),
+            ip("198.51.100.7")
+        );
+        // All trusted: the leftmost.
+        assert_eq!(
+            resolve_client_ip(ip("::1"), &["10.0.0.5,10.0.0.6"], &trusted),
+            ip("10.0.0.5")
+        );
+        // Garbage stops the walk at the last good address.
+        assert_eq!(
+            resolve_client_ip(ip("10.0.0.1"), &["1.2.3.4, bogus, 10.0.0.9"], &trusted),
+            ip("10.0.0.9")
+        );
+        // No header: the peer.
+        assert_eq!(
+            resolve_client_ip(ip("10.0.0.1"), &[], &trusted),
+            ip("10.0.0.1")
+        );
+        // Ports and brackets in entries.
+        assert_eq!(
+            resolve_client_ip(ip("10.0.0.1"), &["[2001:db8::7]:443"], &trusted),
+            ip("2001:db8::7")
+        );
+    }
+}

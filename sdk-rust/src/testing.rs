@@ -1,0 +1,302 @@
+//! The native test harness: a plugin's own `cargo test` builds its `.wasm` and runs it through the
+//! real barbacane host, in-process, on loopback ports — requests in, responses out, callouts
+//! answered by real HTTP servers. What is tested is the module that ships, not a mock of the ABI.
+//!
+//! ```no_run
+//! use barbacane_sdk::testing::{TestGateway, build_plugin};
+//! use std::path::Path;
+//!
+//! #[tokio::test]
+//! async fn adds_the_header() {
+//!     let wasm = build_plugin(Path::new(env!("CARGO_MANIFEST_DIR")));
+//!     let gateway = TestGateway::start(&wasm, serde_json::json!({"header": "x-demo", "value": "1"})).await;
+//!     let response = gateway.send("GET", "/anything", &[], b"").await;
+//!     assert_eq!(response.status, 200);
+//!     // The built-in echo upstream answers with the request it received, as JSON.
+//!     assert_eq!(response.json()["headers"]["x-demo"], "1");
+//! }
+//! ```
+//!
+//! The gateway serves a generated project: `/anything` (GET and POST by default, see
+//! [`TestGatewayBuilder::methods`]) dispatched to an echo upstream the harness starts, the plugin
+//! as the global middleware chain, and any extra upstreams (for callouts) backed by closures.
+//! Compiling uses the real compiler, so a configuration the plugin refuses in `on_configure`
+//! fails [`TestGatewayBuilder::try_start`] with the compiler's diagnostic.
+//!
+//! Needs the `wasm32-wasip1` target (`rustup target add wasm32-wasip1`): [`build_plugin`] runs
+//! `cargo build --release --target wasm32-wasip1` on the plugin crate.
+
+mod plugin;
+mod upstream;
+
+pub use plugin::{KINDS, PluginManifest, build_plugin, check_config, plugin_manifest};
+pub use upstream::{Handler, TestRequest, TestResponse, TestUpstream};
+
+use barbacane::artifact::Artifact;
+use barbacane::compile::{self, Options};
+use barbacane::gateway::{Gateway, Worker};
+use barbacane::server::{self, Config};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long [`TestGateway::send`] waits for a response before failing the test.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A gateway serving a plugin in-process on `127.0.0.1`, with its upstreams. Dropping it stops
+/// everything.
+pub struct TestGateway {
+    addr: SocketAddr,
+    client: Client<HttpConnector, Full<Bytes>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    upstreams: Vec<TestUpstream>,
+    _project: tempfile::TempDir,
+}
+
+/// One middleware in the chain under test.
+struct Plugin {
+    name: String,
+    wasm: Vec<u8>,
+    config: Value,
+}
+
+/// Configures a [`TestGateway`]: the middleware chain, the methods of `/anything`, extra
+/// upstreams.
+pub struct TestGatewayBuilder {
+    plugins: Vec<Plugin>,
+    methods: Vec<String>,
+    upstreams: Vec<(String, Handler)>,
+}
+
+impl TestGateway {
+    /// Serves `wasm` (named `plugin`) with `config` as the only middleware; panics if the project
+    /// does not compile (see [`TestGatewayBuilder::try_start`] to test refused configurations).
+    pub async fn start(wasm: &[u8], config: Value) -> TestGateway {
+        TestGateway::builder()
+            .plugin("plugin", wasm, config)
+            .start()
+            .await
+    }
+
+    /// A gateway to configure.
+    pub fn builder() -> TestGatewayBuilder {
+        TestGatewayBuilder {
+            plugins: Vec::new(),
+            methods: vec![String::from("get"), String::from("post")],
+            upstreams: Vec::new(),
+        }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The upstream named `name` (`echo` is the built-in one), for its request log.
+    pub fn upstream(&self, name: &str) -> &TestUpstream {
+        self.upstreams
+            .iter()
+            .find(|u| u.name() == name)
+            .unwrap_or_else(|| panic!("no upstream named '{name}'"))
+    }
+
+    /// Sends one HTTP/1.1 request (`path` may carry a query) and reads the whole response.
+    /// Panics on transport errors and after 20 s without a response.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> TestResponse {
+        let mut builder = http::Request::builder().method(method).uri(self.url(path));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap_or_else(|e| panic!("invalid request {method} {path}: {e}"));
+        let response = tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(request))
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path}: no response within {RESPONSE_TIMEOUT:?}"))
+            .unwrap_or_else(|e| panic!("{method} {path}: request failed: {e}"));
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: response body failed: {e}"))
+            .to_bytes();
+        TestResponse {
+            status: parts.status.as_u16(),
+            headers: upstream::header_pairs(&parts.headers),
+            body: body.to_vec(),
+        }
+    }
+
+    /// `GET path` without headers.
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send("GET", path, &[], b"").await
+    }
+
+    /// Stops accepting, waits for in-flight requests, and stops the upstreams.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestGatewayBuilder {
+    /// Appends a middleware: plugin `name` built from `wasm`, with `config` (a JSON string is
+    /// passed to the plugin as-is, anything else as JSON text; `null` as no configuration).
+    pub fn plugin(mut self, name: &str, wasm: &[u8], config: Value) -> TestGatewayBuilder {
+        self.plugins.push(Plugin {
+            name: name.to_string(),
+            wasm: wasm.to_vec(),
+            config,
+        });
+        self
+    }
+
+    /// The methods `/anything` declares (default GET and POST). The router answers methods a
+    /// path does not declare with 405 before any plugin runs, so e.g. CORS preflights need
+    /// `options` here.
+    pub fn methods(mut self, methods: &[&str]) -> TestGatewayBuilder {
+        self.methods = methods.iter().map(|m| m.to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Adds upstream `name` (usable as a callout target by the plugin), answered by `handler`.
+    pub fn upstream(
+        mut self,
+        name: &str,
+        handler: impl Fn(TestRequest) -> TestResponse + Send + Sync + 'static,
+    ) -> TestGatewayBuilder {
+        self.upstreams.push((name.to_string(), Arc::new(handler)));
+        self
+    }
+
+    /// Starts the gateway; panics if the project does not compile.
+    pub async fn start(self) -> TestGateway {
+        self.try_start()
+            .await
+            .unwrap_or_else(|e| panic!("the test gateway did not start:\n{e}"))
+    }
+
+    /// Starts the gateway, or returns the compiler's diagnostics (e.g. a plugin refusing its
+    /// configuration: code E1061 with the plugin's own log line).
+    pub async fn try_start(self) -> Result<TestGateway, String> {
+        let mut upstreams = vec![TestUpstream::start("echo", Arc::new(upstream::echo)).await];
+        for (name, handler) in self.upstreams {
+            upstreams.push(TestUpstream::start(&name, handler).await);
+        }
+        let project =
+            tempfile::tempdir().map_err(|e| format!("cannot create a temp project: {e}"))?;
+        let mut manifest = String::from("plugins:\n");
+        for plugin in &self.plugins {
+            let file = format!("{}.wasm", plugin.name);
+            std::fs::write(project.path().join(&file), &plugin.wasm)
+                .map_err(|e| format!("cannot write {file}: {e}"))?;
+            manifest.push_str(&format!("  {}: {{source: 'file:{file}'}}\n", plugin.name));
+        }
+        let spec = spec(&self.plugins, &self.methods, &upstreams);
+        let spec_path = project.path().join("api.json");
+        let manifest_path = project.path().join("barbacane.yaml");
+        std::fs::write(&spec_path, spec.to_string())
+            .and_then(|()| std::fs::write(&manifest_path, manifest))
+            .map_err(|e| format!("cannot write the temp project: {e}"))?;
+
+        let compiled = compile::compile(&[spec_path], Some(&manifest_path), Options { dev: true })
+            .map_err(|diagnostics| {
+                diagnostics
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })?;
+        let config = Config {
+            dev: true,
+            ..Config::default()
+        };
+        let gateway = Gateway::new(Artifact::from_compiled(&compiled, true), config)?;
+        let worker = Arc::new(Worker::new(Arc::new(gateway))?);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("no local address: {e}"))?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(worker, listener, async {
+            let _ = rx.await;
+        }));
+        Ok(TestGateway {
+            addr,
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            shutdown: Some(tx),
+            task: Some(task),
+            upstreams,
+            _project: project,
+        })
+    }
+}
+
+/// The generated spec (JSON, which the compiler reads like YAML): `/anything` with `methods`,
+/// dispatched to `echo`, the plugins as the global chain.
+fn spec(plugins: &[Plugin], methods: &[String], upstreams: &[TestUpstream]) -> Value {
+    let upstreams: serde_json::Map<String, Value> = upstreams
+        .iter()
+        .map(|u| {
+            let endpoint = format!("http://{}", u.addr());
+            let definition = json!({"endpoints": [endpoint], "allow_plaintext": true});
+            (u.name().to_string(), definition)
+        })
+        .collect();
+    let chain: Vec<Value> = plugins
+        .iter()
+        .map(|p| json!({"name": p.name, "config": p.config}))
+        .collect();
+    let operations: serde_json::Map<String, Value> = methods
+        .iter()
+        .map(|method| {
+            let operation = json!({
+                "operationId": format!("anything_{method}"),
+                "responses": {"default": {"description": "whatever the upstream answers"}},
+                "x-barbacane-dispatch": {"name": "http-upstream", "config": {"upstream": "echo"}},
+            });
+            (method.clone(), operation)
+        })
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "barbacane-sdk test gateway", "version": "1"},
+        "x-barbacane-upstreams": upstreams,
+        "x-barbacane-middlewares": chain,
+        "paths": {"/anything": operations},
+    })
+}
