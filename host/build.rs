@@ -18,6 +18,7 @@ struct Plugin {
     kind: &'static str,
     abi: String,
     description: String,
+    capabilities: Vec<String>,
     schema: PathBuf,
     wasm: PathBuf,
 }
@@ -233,7 +234,20 @@ fn read_plugin(manifest: &Path, wasm_dir: &Path) -> Result<Plugin, String> {
             wasm.display()
         ));
     }
+    // Optional: a plugin that only filters its own streams declares none.
+    let capabilities = match table.get("capabilities") {
+        None => Vec::new(),
+        Some(value) => value
+            .as_array()
+            .and_then(|list| {
+                list.iter()
+                    .map(|c| c.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| format!("{shown}: 'capabilities' must be a list of strings"))?,
+    };
     Ok(Plugin {
+        capabilities,
         version: field("version")?,
         abi: field("abi")?,
         description: field("description")?,
@@ -252,12 +266,13 @@ fn generate(plugins: &[Plugin]) -> String {
         let _ = writeln!(
             code,
             "    Builtin {{ name: {:?}, version: {:?}, kind: Kind::{}, abi: {:?}, description: {:?}, \
-             schema: include_str!({:?}), wasm: include_bytes!({:?}) }},",
+             capabilities: &{:?}, schema: include_str!({:?}), wasm: include_bytes!({:?}) }},",
             p.name,
             p.version,
             p.kind,
             p.abi,
             p.description,
+            p.capabilities,
             p.schema.display().to_string(),
             p.wasm.display().to_string(),
         );

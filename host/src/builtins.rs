@@ -51,6 +51,9 @@ pub struct Builtin {
     pub abi: &'static str,
     /// One line about what it does.
     pub description: &'static str,
+    /// What it does beyond filtering its own streams (`http-calls`, `shared-data`, …; see
+    /// [`crate::proxywasm::Capability`]), as `plugin.toml` declares it.
+    pub capabilities: &'static [&'static str],
     /// The JSON Schema (2020-12 unless it says otherwise) of its configuration.
     pub schema: &'static str,
     /// The Wasm module.

@@ -178,6 +178,7 @@ fn plugin_list(format: Format) -> ExitCode {
                     "kind": b.kind.as_str(),
                     "abi": b.abi,
                     "description": b.description,
+                    "capabilities": b.capabilities,
                     "schema": serde_json::from_str::<serde_json::Value>(b.schema).ok(),
                 })
             })
@@ -203,19 +204,30 @@ fn plugin_list(format: Format) -> ExitCode {
     let name_width = width(|b| b.name, "NAME");
     let version_width = width(|b| b.version, "VERSION");
     let kind_width = width(|b| b.kind.as_str(), "KIND");
+    let capabilities = |b: &crate::builtins::Builtin| match b.capabilities {
+        [] => String::from("-"),
+        list => list.join(","),
+    };
+    let capabilities_width = builtins
+        .iter()
+        .map(|b| capabilities(b).len())
+        .chain(["CAPABILITIES".len()])
+        .max()
+        .unwrap_or(0);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "{:name_width$}  {:version_width$}  {:kind_width$}  DESCRIPTION",
-        "NAME", "VERSION", "KIND"
+        "{:name_width$}  {:version_width$}  {:kind_width$}  {:capabilities_width$}  DESCRIPTION",
+        "NAME", "VERSION", "KIND", "CAPABILITIES"
     );
     for b in builtins {
         let _ = writeln!(
             out,
-            "{:name_width$}  {:version_width$}  {:kind_width$}  {}",
+            "{:name_width$}  {:version_width$}  {:kind_width$}  {:capabilities_width$}  {}",
             b.name,
             b.version,
             b.kind.as_str(),
+            capabilities(b),
             b.description
         );
     }

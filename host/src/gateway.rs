@@ -157,20 +157,12 @@ impl Gateway {
                 return Ok(Problem::new(Kind::NotFound, detail).into_response());
             }
             Lookup::MethodNotAllowed(allowed) => {
-                let allow = allowed
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let mut response = Problem::new(
-                    Kind::MethodNotAllowed,
-                    format!("{} is not allowed here; allowed: {allow}", request.method()),
-                )
-                .into_response();
-                if let Ok(value) = HeaderValue::from_str(&allow) {
-                    response.headers_mut().insert(header::ALLOW, value);
+                if let Some(index) = self.preflight_target(&request, &host, &segments) {
+                    return self
+                        .preflight(worker, index, request, client, request_id, &allowed)
+                        .await;
                 }
-                return Ok(response);
+                return Ok(method_not_allowed(request.method(), &allowed));
             }
         };
         let operation = &self.api.operations[index];
@@ -219,6 +211,56 @@ impl Gateway {
         match passage {
             Some(passage) => self.filters.response(passage, response).await,
             None => Ok(response),
+        }
+    }
+
+    /// A CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) on a path that does not
+    /// declare `options`: the operation of the method it asks about, when that operation has
+    /// plugins, so its chain (a `cors` plugin) can answer without the spec declaring `options`.
+    fn preflight_target(
+        &self,
+        request: &Request<Incoming>,
+        host: &str,
+        segments: &[std::borrow::Cow<'_, str>],
+    ) -> Option<usize> {
+        if request.method() != Method::OPTIONS {
+            return None;
+        }
+        let asked = request
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)?
+            .as_bytes();
+        let method = Method::from_bytes(asked).ok()?;
+        match self.router.lookup(&method, host, segments) {
+            Lookup::Found(index, _) if !self.filters.is_empty(index) => Some(index),
+            _ => None,
+        }
+    }
+
+    /// Runs a preflight through the request phase of operation `index`'s chain, with no
+    /// validation and no dispatch: a plugin's local response is the answer; when none answers,
+    /// the path still has no `OPTIONS`, so 405.
+    async fn preflight(
+        &self,
+        worker: &Worker,
+        index: usize,
+        request: Request<Incoming>,
+        client: ClientConnection,
+        request_id: &HeaderValue,
+        allowed: &[Method],
+    ) -> Result<Response<Body>, StreamReset> {
+        let operation = &self.api.operations[index];
+        let (mut parts, body) = request.into_parts();
+        let info = Arc::new(stream_info(&parts, client, request_id, operation));
+        let body = Limited::new(body, self.config.limits.max_body_bytes as usize).boxed_unsync();
+        match self
+            .filters
+            .request(&worker.replicas, index, &mut parts, body, info)
+            .await
+        {
+            Ok(_) => Ok(method_not_allowed(&parts.method, allowed)),
+            Err(filters::Early::Respond(response)) => Ok(response),
+            Err(filters::Early::Reset) => Err(StreamReset),
         }
     }
 
@@ -444,6 +486,24 @@ fn stream_info(
         },
         ..StreamInfo::default()
     }
+}
+
+/// 405 with the `Allow` header.
+fn method_not_allowed(method: &Method, allowed: &[Method]) -> Response<Body> {
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = Problem::new(
+        Kind::MethodNotAllowed,
+        format!("{method} is not allowed here; allowed: {allow}"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// Keeps a well-formed incoming `x-request-id` (1–128 visible ASCII characters), else makes one.

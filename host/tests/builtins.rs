@@ -455,13 +455,25 @@ fn plugin_list_prints_the_builtins() {
     assert_eq!(code, 0, "{stderr}");
     let mut lines = stdout.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "VERSION", "KIND", "DESCRIPTION"]);
+    assert_eq!(
+        header,
+        ["NAME", "VERSION", "KIND", "CAPABILITIES", "DESCRIPTION"]
+    );
     let row = lines
         .find(|l| l.starts_with("correlation-id "))
         .unwrap_or_else(|| panic!("{stdout}"));
-    let fields: Vec<&str> = row.split_whitespace().take(3).collect();
-    assert_eq!(fields, ["correlation-id", b.version, "transform"]);
+    let fields: Vec<&str> = row.split_whitespace().take(4).collect();
+    assert_eq!(fields, ["correlation-id", b.version, "transform", "-"]);
     assert!(row.ends_with(b.description), "{row}");
+    let jwt = builtin("jwt-auth");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("jwt-auth "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some(jwt.capabilities.join(",").as_str())
+    );
     assert_eq!(stdout.lines().count(), builtins::all().len() + 1);
 
     let (code, stdout, _) = run(dir.path(), &["plugin", "list", "--format", "json"]);
@@ -475,6 +487,7 @@ fn plugin_list_prints_the_builtins() {
         .unwrap();
     assert_eq!(entry["kind"], "transform");
     assert_eq!(entry["abi"], b.abi);
+    assert_eq!(entry["capabilities"], serde_json::json!([]));
     assert_eq!(
         entry["schema"],
         serde_json::from_str::<Value>(b.schema).unwrap()
@@ -511,4 +524,43 @@ fn cors_config_errors_name_the_field_and_the_missing_property() {
         d["message"],
         "plugin 'cors': config: \"allow_origins\" is a required property"
     );
+}
+
+/// A CORS preflight reaches the chain of the operation it asks about, though the path declares no
+/// `options`: the `cors` plugin answers it. Without the header it is still a 405.
+#[tokio::test]
+async fn a_preflight_is_answered_by_the_chain_of_the_method_it_asks_about() {
+    builtin("cors");
+    let up = echo_upstream().await;
+    let cors = "  - name: cors\n    config: {allow_origins: ['https://app.example'], max_age: 600}";
+    let gw = support::gateway_project(
+        &[("api.yaml", &spec(up.addr.port(), cors))],
+        Config::default(),
+    )
+    .await;
+
+    let preflight = [
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "GET"),
+    ];
+    let reply = send(http::Method::OPTIONS, &gw.url("/echo"), &preflight, b"").await;
+    assert_eq!(reply.status, 204, "{:?}", reply.body);
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert_eq!(reply.header("access-control-max-age"), "600");
+
+    // Asking about a method the path does not have, or not a preflight at all: 405 with Allow.
+    for headers in [
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "DELETE"),
+        ][..],
+        &[("origin", "https://app.example")][..],
+    ] {
+        let reply = send(http::Method::OPTIONS, &gw.url("/echo"), headers, b"").await;
+        reply.problem(405, "method-not-allowed");
+        assert_eq!(reply.header("allow"), "GET, HEAD");
+    }
 }

@@ -488,6 +488,34 @@ async fn properties_use_envoy_names_and_encodings() {
     assert!(port > 0, "source.port decodes as a little-endian int64");
 }
 
+/// Filter state is the request's, as in Envoy: what one filter stores with `set_property` the
+/// next filter of the chain reads with `get_property` (how an auth plugin hands the consumer to
+/// the plugins after it); the next request starts empty.
+#[tokio::test]
+async fn filter_state_is_shared_along_the_chain_and_not_across_requests() {
+    let echo = echo_upstream().await;
+    let writer = serde_json::json!({"set": {"path": ["my", "key"], "value": "from-the-first"}});
+    let reader = serde_json::json!({"properties": [{"path": ["my", "key"], "type": "string"}]});
+    let chain = format!(
+        "  - name: props\n    config: '{writer}'\n  - name: props\n    config: '{reader}'\n"
+    );
+    let dir = filter_project(&spec(echo.addr.port(), "", &chain), &[("props", "props")]);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    for _ in 0..2 {
+        let reply = get(&gw.url("/echo")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("x-prop-my-key"), "from-the-first");
+    }
+    // Alone, the reader finds nothing: the value lived only as long as its request.
+    let chain = format!("  - name: props\n    config: '{reader}'\n");
+    let dir = filter_project(&spec(echo.addr.port(), "", &chain), &[("props", "props")]);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    assert_eq!(
+        get(&gw.url("/echo")).await.header("x-prop-my-key"),
+        "<absent>"
+    );
+}
+
 #[tokio::test]
 async fn a_paused_stream_is_resumed_from_on_tick_through_the_effective_context() {
     let echo = echo_upstream().await;

@@ -19,7 +19,41 @@ async fn petstore_answers_as_documented() {
     let pets = get(&gw.url("/pets?limit=10")).await;
     assert_eq!(pets.status, 200);
     assert_eq!(pets.json().as_array().unwrap().len(), 3);
-    assert_eq!(get(&gw.url("/pets/1")).await.status, 200);
+    let pet = get(&gw.url("/pets/1")).await;
+    assert_eq!(pet.status, 200);
+    // The built-in plugins of the global chain: correlation-id and cors.
+    assert_eq!(
+        pet.header("x-correlation-id").len(),
+        36,
+        "{:?}",
+        pet.headers
+    );
+    let preflight = send(
+        Method::OPTIONS,
+        &gw.url("/pets"),
+        &[
+            ("origin", "http://localhost:3000"),
+            ("access-control-request-method", "POST"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        "http://localhost:3000"
+    );
+    let cross = send(
+        Method::GET,
+        &gw.url("/pets"),
+        &[("origin", "http://localhost:3000")],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        cross.header("access-control-allow-origin"),
+        "http://localhost:3000"
+    );
     let json = [("content-type", "application/json")];
     let created = send(
         Method::POST,

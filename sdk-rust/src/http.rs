@@ -60,15 +60,32 @@ pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a
 
 /// A request header of the current stream. Names are lowercased first: HTTP/2 and the Proxy-Wasm
 /// maps carry lowercase names, and not every host folds the case of a lookup.
+///
+/// Read as bytes and converted lossily: a client may send bytes that are not UTF-8, and the
+/// `proxy_wasm` string accessors (`get_http_request_header`, `get_http_request_headers`) panic
+/// on those, trapping the plugin. Plugins should read request headers through these helpers.
 pub fn request_header<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Option<String> {
-    ctx.get_http_request_header(&name.to_ascii_lowercase())
+    ctx.get_http_request_header_bytes(&name.to_ascii_lowercase())
+        .map(lossy)
+}
+
+/// Every request header of the current stream, as [`request_header`] reads them (lossily).
+pub fn request_headers<C: HttpContext + ?Sized>(ctx: &C) -> Vec<(String, String)> {
+    ctx.get_http_request_headers_bytes()
+        .into_iter()
+        .map(|(name, value)| (name, lossy(value)))
+        .collect()
 }
 
 /// The query parameters of the current request (see [`query_pairs`]).
 pub fn request_query<C: HttpContext + ?Sized>(ctx: &C) -> Vec<(String, String)> {
-    ctx.get_http_request_header(":path")
+    request_header(ctx, ":path")
         .map(|target| query_pairs(&target))
         .unwrap_or_default()
+}
+
+fn lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Parses an address as hosts and proxies write it: `ip:port`, `[ipv6]:port`, or a bare IP
@@ -124,7 +141,7 @@ pub fn client_ip<C: HttpContext + ?Sized>(ctx: &C, trusted_proxies: &[Cidr]) -> 
     if trusted_proxies.is_empty() {
         return Some(peer);
     }
-    let headers = ctx.get_http_request_headers();
+    let headers = request_headers(ctx);
     Some(resolve_client_ip(
         peer,
         &header_values(&headers, "x-forwarded-for"),

@@ -2,6 +2,7 @@
 //! a plugin is an ordinary Proxy-Wasm module written against `proxy_wasm::traits`, and this crate
 //! adds what every gateway plugin needs around it.
 //!
+//! * [`consumer`]: who an auth plugin authenticated, shared with the plugins after it;
 //! * [`config`]: the plugin configuration (JSON text) parsed into a typed struct, with the path of
 //!   the offending field in errors;
 //! * [`problem`]: RFC 9457 `application/problem+json` local replies shaped like the gateway's own;
@@ -12,6 +13,7 @@
 //! Everything but `testing` compiles for `wasm32-wasip1` and natively.
 
 pub mod config;
+pub mod consumer;
 pub mod http;
 pub mod problem;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]

@@ -59,7 +59,17 @@ pub struct TestGateway {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     upstreams: Vec<TestUpstream>,
+    /// The worker threads, when the gateway runs more than one (see
+    /// [`TestGatewayBuilder::workers`]).
+    workers: Option<WorkerThreads>,
     _project: tempfile::TempDir,
+}
+
+/// Worker threads serving the gateway as `barbacane serve` does: one runtime and one set of VM
+/// replicas per thread, the listening sockets shared with `SO_REUSEPORT`.
+struct WorkerThreads {
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// One middleware in the chain under test.
@@ -75,6 +85,10 @@ pub struct TestGatewayBuilder {
     plugins: Vec<Plugin>,
     methods: Vec<String>,
     upstreams: Vec<(String, Handler)>,
+    closed_upstreams: Vec<String>,
+    workers: usize,
+    /// The upstream `/anything` is dispatched to.
+    dispatch: String,
 }
 
 impl TestGateway {
@@ -93,6 +107,9 @@ impl TestGateway {
             plugins: Vec::new(),
             methods: vec![String::from("get"), String::from("post")],
             upstreams: Vec::new(),
+            closed_upstreams: Vec::new(),
+            workers: 1,
+            dispatch: String::from("echo"),
         }
     }
 
@@ -160,6 +177,12 @@ impl TestGateway {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(mut workers) = self.workers.take() {
+            let _ = workers.stop.send(true);
+            if let Some(thread) = workers.thread.take() {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+        }
     }
 }
 
@@ -167,6 +190,10 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        // The worker threads drain and exit on their own.
+        if let Some(workers) = &self.workers {
+            let _ = workers.stop.send(true);
         }
     }
 }
@@ -201,6 +228,29 @@ impl TestGatewayBuilder {
         self
     }
 
+    /// Dispatches `/anything` to upstream `name` (one added with [`TestGatewayBuilder::upstream`])
+    /// instead of the echo upstream: to test what a plugin does with responses of your choosing.
+    pub fn dispatch(mut self, name: &str) -> TestGatewayBuilder {
+        self.dispatch = name.to_string();
+        self
+    }
+
+    /// Adds upstream `name` at a loopback port nothing listens on: callouts to it fail to
+    /// connect, as to an upstream that is down.
+    pub fn closed_upstream(mut self, name: &str) -> TestGatewayBuilder {
+        self.closed_upstreams.push(name.to_string());
+        self
+    }
+
+    /// Serves with `count` worker threads (default 1, in the test's own runtime), as `barbacane
+    /// serve` does: each thread has its own runtime and its own VM replica of every plugin, and
+    /// the kernel spreads connections over them (`SO_REUSEPORT`). For plugins that share state
+    /// across replicas (shared data, queues).
+    pub fn workers(mut self, count: usize) -> TestGatewayBuilder {
+        self.workers = count.max(1);
+        self
+    }
+
     /// Starts the gateway; panics if the project does not compile.
     pub async fn start(self) -> TestGateway {
         self.try_start()
@@ -215,6 +265,9 @@ impl TestGatewayBuilder {
         for (name, handler) in self.upstreams {
             upstreams.push(TestUpstream::start(&name, handler).await);
         }
+        for name in &self.closed_upstreams {
+            upstreams.push(TestUpstream::closed(name).await);
+        }
         let project =
             tempfile::tempdir().map_err(|e| format!("cannot create a temp project: {e}"))?;
         let mut manifest = String::from("plugins:\n");
@@ -224,7 +277,7 @@ impl TestGatewayBuilder {
                 .map_err(|e| format!("cannot write {file}: {e}"))?;
             manifest.push_str(&format!("  {}: {{source: 'file:{file}'}}\n", plugin.name));
         }
-        let spec = spec(&self.plugins, &self.methods, &upstreams);
+        let spec = spec(&self.plugins, &self.methods, &upstreams, &self.dispatch);
         let spec_path = project.path().join("api.json");
         let manifest_path = project.path().join("barbacane.yaml");
         std::fs::write(&spec_path, spec.to_string())
@@ -243,8 +296,42 @@ impl TestGatewayBuilder {
             dev: true,
             ..Config::default()
         };
-        let gateway = Gateway::new(Artifact::from_compiled(&compiled, true), config)?;
-        let worker = Arc::new(Worker::new(Arc::new(gateway))?);
+        let gateway = Arc::new(Gateway::new(
+            Artifact::from_compiled(&compiled, true),
+            config,
+        )?);
+        let worker = Arc::new(Worker::new(gateway.clone())?);
+        if self.workers > 1 {
+            // The worker above proved that every plugin starts; the threads make their own.
+            drop(worker);
+            let listeners = server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), self.workers)
+                .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
+            let addr = listeners
+                .first()
+                .and_then(|l| l.local_addr().ok())
+                .ok_or_else(|| String::from("no local address"))?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let thread = std::thread::Builder::new()
+                .name(String::from("barbacane-test-workers"))
+                .spawn(move || {
+                    if let Err(e) = server::run_workers(gateway, listeners, stopped) {
+                        eprintln!("the test gateway's workers failed: {e}");
+                    }
+                })
+                .map_err(|e| format!("cannot start the worker threads: {e}"))?;
+            return Ok(TestGateway {
+                addr,
+                client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+                shutdown: None,
+                task: None,
+                upstreams,
+                workers: Some(WorkerThreads {
+                    stop,
+                    thread: Some(thread),
+                }),
+                _project: project,
+            });
+        }
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
@@ -261,14 +348,21 @@ impl TestGatewayBuilder {
             shutdown: Some(tx),
             task: Some(task),
             upstreams,
+            workers: None,
             _project: project,
         })
     }
 }
 
 /// The generated spec (JSON, which the compiler reads like YAML): `/anything` with `methods`,
-/// dispatched to `echo`, the plugins as the global chain.
-fn spec(plugins: &[Plugin], methods: &[String], upstreams: &[TestUpstream]) -> Value {
+/// dispatched to `dispatch` (`echo` unless the builder says otherwise), the plugins as the global
+/// chain.
+fn spec(
+    plugins: &[Plugin],
+    methods: &[String],
+    upstreams: &[TestUpstream],
+    dispatch: &str,
+) -> Value {
     let upstreams: serde_json::Map<String, Value> = upstreams
         .iter()
         .map(|u| {
@@ -287,7 +381,7 @@ fn spec(plugins: &[Plugin], methods: &[String], upstreams: &[TestUpstream]) -> V
             let operation = json!({
                 "operationId": format!("anything_{method}"),
                 "responses": {"default": {"description": "whatever the upstream answers"}},
-                "x-barbacane-dispatch": {"name": "http-upstream", "config": {"upstream": "echo"}},
+                "x-barbacane-dispatch": {"name": "http-upstream", "config": {"upstream": dispatch}},
             });
             (method.clone(), operation)
         })

@@ -177,8 +177,11 @@ impl Compiler {
         ) else {
             return false;
         };
-        // Callouts cannot happen while a plugin starts, so no upstream names are needed.
-        let config = PluginConfig::for_middleware(middleware, Arc::from(Vec::new()));
+        // A plugin may start a callout while it starts (a JWKS fetch): it must be accepted as in
+        // `serve`, though the compiler never sends it. The upstreams are known by now (they are
+        // read before the middlewares; in a multi-file spec, those of the files read so far).
+        let upstreams: Arc<[String]> = self.upstreams.keys().cloned().collect();
+        let config = PluginConfig::for_middleware(middleware, upstreams);
         match Vm::start(engine, &loaded.module, config) {
             Ok(_) => {
                 self.plugins.started.insert(middleware.clone());

@@ -20,7 +20,7 @@ use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
     Pairs, apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
 };
-use crate::proxywasm::properties::StreamInfo;
+use crate::proxywasm::properties::{BodySizes, StreamInfo};
 use crate::proxywasm::{
     self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, VmError,
 };
@@ -108,6 +108,8 @@ impl OpenStream {
 pub(super) struct Passage {
     streams: Vec<OpenStream>,
     body_limit: usize,
+    /// Where the bodies are counted, for `request.size` / `response.size`.
+    sizes: BodySizes,
     /// The request and response headers as forwarded and sent, for `on_log`.
     heads: [Pairs; 2],
 }
@@ -280,9 +282,11 @@ impl FilterSet {
         let mut passage = Passage {
             streams: Vec::new(),
             body_limit: self.body_limit,
+            sizes: info.body_sizes.clone(),
             heads: Default::default(),
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
+        let body = Counted::boxed(body, &passage.sizes, false);
         let mut pairs = request_pairs(parts, &info.scheme);
         for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
             let replica = &replicas.0[index];
@@ -350,7 +354,8 @@ impl FilterSet {
         mut passage: Passage,
         response: Response<Body>,
     ) -> Result<Response<Body>, StreamReset> {
-        let (mut parts, mut body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        let mut body = Counted::boxed(body, &passage.sizes, true);
         let mut pairs = response_pairs(&parts);
         for stream in passage.streams.iter().rev() {
             let end_of_stream = http_body::Body::is_end_stream(&body);
@@ -358,7 +363,9 @@ impl FilterSet {
                 Ok(()) => {}
                 Err(Stop::Respond(local)) => {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
-                    (parts, body) = local_response(local).into_parts();
+                    let (local_parts, local_body) = local_response(local).into_parts();
+                    parts = local_parts;
+                    body = Counted::boxed(local_body, &passage.sizes, true);
                     pairs = response_pairs(&parts);
                 }
                 Err(Stop::Close) => return Err(StreamReset),
@@ -374,9 +381,33 @@ impl FilterSet {
             };
             return Ok(Response::from_parts(parts, body.boxed_unsync()));
         }
+        // The head waits for the first chunk either way (see `response_body`). A body that is
+        // complete after it (a mock's, most small upstream answers) passes the filters here,
+        // with no pump task, and keeps a known length.
+        let first = body.frame().await;
+        let complete = match &first {
+            None => Some(Bytes::new()),
+            Some(Ok(frame)) if http_body::Body::is_end_stream(&body) => frame.data_ref().cloned(),
+            _ => None,
+        };
+        if let Some(data) = complete {
+            let filtered = passage.body_chunk(Direction::Response, data, true).await;
+            return match filtered {
+                Ok(data) => {
+                    // The filters may have changed the body; hyper sends the new length.
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                    let body = EndsStreams {
+                        body: crate::server::full(data.unwrap_or_default()),
+                        passage: Some(passage),
+                    };
+                    Ok(Response::from_parts(parts, body.boxed_unsync()))
+                }
+                Err(stop) => stopped(stop),
+            };
+        }
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(passage.response_body(body, head_tx, frames_tx));
+        tokio::spawn(passage.response_body(Some(first), body, head_tx, frames_tx));
         match head_rx.await {
             Ok(Ok(())) => {
                 // The filters may have changed the body: its length is no longer known.
@@ -384,14 +415,21 @@ impl FilterSet {
                 let body = ChannelBody(frames_rx);
                 Ok(Response::from_parts(parts, body.boxed_unsync()))
             }
-            Ok(Err(Stop::Respond(local))) => Ok(local_response(local)),
-            Ok(Err(Stop::Close)) => Err(StreamReset),
-            Ok(Err(Stop::Fail(problem))) => Ok(problem.into_response()),
+            Ok(Err(stop)) => stopped(stop),
             Err(_) => Ok(
                 Problem::new(Kind::PluginFailed, "the response body filters stopped")
                     .into_response(),
             ),
         }
+    }
+}
+
+/// What a response whose body filters stopped it becomes.
+fn stopped(stop: Stop) -> Result<Response<Body>, StreamReset> {
+    match stop {
+        Stop::Respond(local) => Ok(local_response(local)),
+        Stop::Close => Err(StreamReset),
+        Stop::Fail(problem) => Ok(problem.into_response()),
     }
 }
 
@@ -659,12 +697,14 @@ impl Passage {
         Ok(FramesBody(frames).boxed_unsync())
     }
 
-    /// Pumps the response body through the filters into `frames`. The response head waits on
+    /// Pumps the response body (`first`, the frame already read, then the rest of `body`)
+    /// through the filters into `frames`. The response head waits on
     /// `head` until the first chunk has passed all filters, so a plugin that buffers the body
     /// can still replace the response (local response, or 500 over the limit); after that a
     /// failure can only reset the stream.
     async fn response_body(
         self,
+        mut first: Option<Option<Result<Frame<Bytes>, BoxError>>>,
         mut body: Body,
         head: tokio::sync::oneshot::Sender<Result<(), Stop>>,
         frames: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
@@ -682,7 +722,11 @@ impl Passage {
             }
         };
         loop {
-            let (chunk, end_of_stream) = match body.frame().await {
+            let next = match first.take() {
+                Some(frame) => frame,
+                None => body.frame().await,
+            };
+            let (chunk, end_of_stream) = match next {
                 None => (Bytes::new(), true),
                 Some(Err(e)) => {
                     let _ = frames.send(Err(e)).await;
@@ -777,6 +821,51 @@ impl http_body::Body for EndsStreams {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if matches!(polled, Poll::Ready(None)) {
             self.passage = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A body that counts its data bytes into the request's [`BodySizes`] as they pass.
+struct Counted {
+    body: Body,
+    sizes: BodySizes,
+    response: bool,
+}
+
+impl Counted {
+    fn boxed(body: Body, sizes: &BodySizes, response: bool) -> Body {
+        let sizes = sizes.clone();
+        Counted {
+            body,
+            sizes,
+            response,
+        }
+        .boxed_unsync()
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.sizes.add(self.response, data.len());
         }
         polled
     }

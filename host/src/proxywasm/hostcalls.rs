@@ -8,6 +8,7 @@
 //! signals the host acts on after the callback returns, callouts and tick changes in the outbox.
 
 use super::abi::{LogLevel, Status, buffer};
+use super::capability::Capability;
 use super::http::{Pairs, deserialize, serialize};
 use super::memory::{read, return_bytes, write_u32, write_u64};
 use super::module::AbiVersion;
@@ -146,6 +147,9 @@ fn proxy_done(mut caller: Caller<'_, HostState>) -> i32 {
 
 fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, HostState>, period: i32) -> i32 {
     let period = period as u32;
+    if period > 0 {
+        caller.data_mut().used.insert(Capability::Timers);
+    }
     caller.data_mut().outbox.tick_period =
         Some((period > 0).then(|| std::time::Duration::from_millis(u64::from(period))));
     Status::Ok as i32
@@ -290,7 +294,9 @@ fn map_ref(state: &HostState, map: i32) -> Result<Option<&Pairs>, Status> {
 }
 
 fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
-    Ok(String::from_utf8_lossy(&read(caller, ptr, len)?).to_ascii_lowercase())
+    let mut bytes = read(caller, ptr, len)?;
+    bytes.make_ascii_lowercase();
+    Ok(super::http::into_string(bytes))
 }
 
 fn proxy_get_header_map_pairs(
@@ -586,6 +592,7 @@ fn proxy_http_call(
     timeout_ms: i32,
     token_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::HttpCalls);
     let read_all = |caller: &mut Caller<'_, HostState>| -> Result<Callout, Status> {
         let upstream =
             String::from_utf8_lossy(&read(caller, upstream_ptr, upstream_len)?).into_owned();
@@ -649,7 +656,7 @@ fn read_pairs(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<
 /// error (never a trap).
 #[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn proxy_grpc_call(
-    _caller: Caller<'_, HostState>,
+    mut caller: Caller<'_, HostState>,
     _up: i32,
     _up_len: i32,
     _service: i32,
@@ -663,12 +670,13 @@ fn proxy_grpc_call(
     _timeout: i32,
     _token_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::GrpcCalls);
     Status::InternalFailure as i32
 }
 
 #[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn proxy_grpc_stream(
-    _caller: Caller<'_, HostState>,
+    mut caller: Caller<'_, HostState>,
     _up: i32,
     _up_len: i32,
     _service: i32,
@@ -679,6 +687,7 @@ fn proxy_grpc_stream(
     _metadata_len: i32,
     _token_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::GrpcCalls);
     Status::InternalFailure as i32
 }
 
@@ -703,6 +712,7 @@ fn proxy_set_shared_data(
     value_len: i32,
     cas: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::SharedData);
     let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, Vec<u8>), Status> {
         let key = String::from_utf8_lossy(&read(caller, key_ptr, key_len)?).into_owned();
         Ok((key, read(caller, value_ptr, value_len)?))
@@ -723,6 +733,7 @@ fn proxy_get_shared_data(
     len_out: i32,
     cas_out: i32,
 ) -> wasmtime::Result<i32> {
+    caller.data_mut().used.insert(Capability::SharedData);
     let key = match read(&mut caller, key_ptr, key_len) {
         Ok(k) => String::from_utf8_lossy(&k).into_owned(),
         Err(status) => return Ok(status as i32),
@@ -743,6 +754,7 @@ fn proxy_register_shared_queue(
     name_len: i32,
     id_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::SharedQueues);
     let name = match read(&mut caller, name_ptr, name_len) {
         Ok(n) => String::from_utf8_lossy(&n).into_owned(),
         Err(status) => return status as i32,
@@ -762,6 +774,7 @@ fn proxy_resolve_shared_queue(
     name_len: i32,
     id_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::SharedQueues);
     let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, String), Status> {
         let vm_id = String::from_utf8_lossy(&read(caller, vm_ptr, vm_len)?).into_owned();
         let name = String::from_utf8_lossy(&read(caller, name_ptr, name_len)?).into_owned();
@@ -813,6 +826,7 @@ fn proxy_define_metric(
     name_len: i32,
     id_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::Metrics);
     let name = match read(&mut caller, name_ptr, name_len) {
         Ok(n) => String::from_utf8_lossy(&n).into_owned(),
         Err(status) => return status as i32,
@@ -853,22 +867,27 @@ fn proxy_get_property(
     };
     let state = caller.data();
     let stream = state.streams.get(&state.effective);
+    let stream_filter_state = stream.map(|s| s.info.filter_state.lock());
     let view = PropertyView {
         plugin: &state.identity,
         stream: stream.map(|s| &*s.info),
         request_headers: stream.and_then(|s| s.map(0)),
         response_headers: stream.and_then(|s| s.map(2)),
         response_trailers: stream.and_then(|s| s.map(3)),
-        filter_state: stream.map_or(&state.root_filter_state, |s| &s.filter_state),
+        filter_state: stream_filter_state
+            .as_deref()
+            .unwrap_or(&state.root_filter_state),
     };
-    match properties::get(&view, &path) {
+    let found = properties::get(&view, &path);
+    drop(stream_filter_state);
+    match found {
         Ok(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
         Err(status) => Ok(status as i32),
     }
 }
 
-/// Stores the value in the stream's filter state (the root's outside a stream); always OK, as
-/// anything else panics a Rust filter.
+/// Stores the value in the request's filter state, shared by its whole chain (the VM's root
+/// filter state outside a stream); always OK, as anything else panics a Rust filter.
 fn proxy_set_property(
     mut caller: Caller<'_, HostState>,
     path_ptr: i32,
@@ -889,8 +908,8 @@ fn proxy_set_property(
     };
     let state = caller.data_mut();
     let effective = state.effective;
-    match state.streams.get_mut(&effective) {
-        Some(stream) => stream.filter_state.insert(key, value),
+    match state.streams.get(&effective) {
+        Some(stream) => stream.info.filter_state.lock().insert(key, value),
         None => state.root_filter_state.insert(key, value),
     };
     Status::Ok as i32
@@ -899,7 +918,7 @@ fn proxy_set_property(
 /// No foreign functions are offered (Envoy's are zlib and CEL helpers): NOT_FOUND, which the SDKs
 /// return to the filter as an error.
 fn proxy_call_foreign_function(
-    _caller: Caller<'_, HostState>,
+    mut caller: Caller<'_, HostState>,
     _name: i32,
     _name_len: i32,
     _args: i32,
@@ -907,5 +926,6 @@ fn proxy_call_foreign_function(
     _ptr_out: i32,
     _len_out: i32,
 ) -> i32 {
+    caller.data_mut().used.insert(Capability::ForeignFunctions);
     Status::NotFound as i32
 }

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::Status;
@@ -42,12 +44,46 @@ pub struct StreamInfo {
     pub route_name: String,
     /// The upstream the request is dispatched to, once known.
     pub cluster_name: Option<String>,
-    /// The response status, once there is a response.
-    pub response_code: Option<u16>,
-    /// Request body bytes received so far.
-    pub request_body_size: u64,
-    /// Response body bytes received so far.
-    pub response_body_size: u64,
+    /// Body bytes received so far, each way (`request.size`, `response.size`).
+    pub body_sizes: BodySizes,
+    /// What the filters stored with `proxy_set_property` during this request.
+    pub filter_state: FilterState,
+}
+
+/// A request's body sizes, counted by the gateway as the bodies flow (shared with the task that
+/// moves them; cloning shares the counters).
+#[derive(Debug, Clone, Default)]
+pub struct BodySizes(Arc<[AtomicU64; 2]>);
+
+impl BodySizes {
+    /// Counts `bytes` more of the request (`response` false) or response body.
+    pub fn add(&self, response: bool, bytes: usize) {
+        self.0[usize::from(response)].fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Request body bytes so far.
+    pub fn request(&self) -> u64 {
+        self.0[0].load(Ordering::Relaxed)
+    }
+
+    /// Response body bytes so far.
+    pub fn response(&self) -> u64 {
+        self.0[1].load(Ordering::Relaxed)
+    }
+}
+
+/// `proxy_set_property` values of one request, by dotted name. Shared by every filter of the
+/// request's chain, as Envoy's per-stream filter state is: what an auth plugin stores (the
+/// consumer) the plugins after it can read. Cloning shares the state.
+#[derive(Debug, Clone, Default)]
+pub struct FilterState(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+
+impl FilterState {
+    /// The values. A request's filters run one at a time, so the lock is never contended; a
+    /// panic elsewhere while it was held leaves a map that is still consistent.
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The plugin the asking VM runs.
@@ -204,12 +240,12 @@ fn request(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
         ["id"] => known(stream.and_then(|s| non_empty(&s.request_id)).map(string)),
         ["protocol"] => known(stream.and_then(|s| non_empty(s.protocol)).map(string)),
         ["time"] => known(stream.and_then(|s| s.start).map(timestamp)),
-        ["size"] => known(stream.map(|s| int_from_u64(s.request_body_size))),
-        ["total_size"] => known(
-            stream
-                .zip(headers)
-                .map(|(s, h)| int_from_u64(s.request_body_size.saturating_add(headers_bytes(h)))),
-        ),
+        ["size"] => known(stream.map(|s| int_from_u64(s.body_sizes.request()))),
+        ["total_size"] => {
+            known(stream.zip(headers).map(|(s, h)| {
+                int_from_u64(s.body_sizes.request().saturating_add(headers_bytes(h)))
+            }))
+        }
         _ => Lookup::Unknown,
     }
 }
@@ -221,25 +257,23 @@ fn response(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
     let trailers = view.response_trailers;
     match rest {
         ["code"] => {
-            // The stream's record first; the live `:status` covers a response the stream has
-            // not recorded yet.
-            let from_headers = || {
+            // The response's `:status` (in `on_log`, the status as sent).
+            let code = || {
                 let status = headers.and_then(|h| first_value(h, ":status"))?;
                 std::str::from_utf8(status).ok()?.parse::<u16>().ok()
             };
-            let code = stream.and_then(|s| s.response_code).or_else(from_headers);
-            known(code.map(|c| int(i64::from(c))))
+            known(code().map(|c| int(i64::from(c))))
         }
         ["headers"] => known(headers.map(serialize)),
         ["headers", name] => known(headers.and_then(|h| joined_values(h, name))),
         ["trailers"] => known(trailers.map(serialize)),
         ["trailers", name] => known(trailers.and_then(|t| joined_values(t, name))),
-        ["size"] => known(stream.map(|s| int_from_u64(s.response_body_size))),
-        ["total_size"] => known(
-            stream
-                .zip(headers)
-                .map(|(s, h)| int_from_u64(s.response_body_size.saturating_add(headers_bytes(h)))),
-        ),
+        ["size"] => known(stream.map(|s| int_from_u64(s.body_sizes.response()))),
+        ["total_size"] => {
+            known(stream.zip(headers).map(|(s, h)| {
+                int_from_u64(s.body_sizes.response().saturating_add(headers_bytes(h)))
+            }))
+        }
         _ => Lookup::Unknown,
     }
 }
@@ -401,9 +435,8 @@ mod tests {
             connection_id: 42,
             route_name: String::from("getPet"),
             cluster_name: Some(String::from("pets-backend")),
-            response_code: None,
-            request_body_size: 12,
-            response_body_size: 0,
+            body_sizes: BodySizes::default(),
+            filter_state: FilterState::default(),
         }
     }
 
@@ -516,6 +549,8 @@ mod tests {
     #[test]
     fn request_time_and_size_are_encoded_as_int64() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        stream.body_sizes.add(false, 5);
+        stream.body_sizes.add(false, 7);
         let headers = request_headers();
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
         let time = as_i64(get(&v, &path(&["request", "time"])).unwrap());
@@ -581,11 +616,8 @@ mod tests {
     #[test]
     fn response_attributes() {
         let (plugin, state) = (plugin(), HashMap::new());
-        let stream = StreamInfo {
-            response_code: Some(201),
-            response_body_size: 99,
-            ..stream()
-        };
+        let stream = stream();
+        stream.body_sizes.add(true, 99);
         let headers: Pairs = vec![
             (String::from(":status"), b"201".to_vec()),
             (String::from("set-cookie"), b"a=1".to_vec()),
@@ -633,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn response_code_falls_back_to_the_live_status() {
+    fn response_code_is_the_live_status() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let headers: Pairs = vec![(String::from(":status"), b"404".to_vec())];
         let v = PropertyView {

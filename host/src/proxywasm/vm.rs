@@ -4,6 +4,7 @@
 //! so `compile` and `serve` can say why.
 
 use super::abi::LogLevel;
+use super::capability::Capabilities;
 use super::http::Pairs;
 use super::module::{EntryPoint, PluginModule};
 use super::properties::{PluginIdentity, StreamInfo};
@@ -127,8 +128,6 @@ pub(super) struct StreamState {
     /// The request and response headers as they finally were, readable (not writable) once the
     /// phases are over, in `on_log` as in Envoy's access-log phase.
     pub(super) final_heads: Option<Arc<[Pairs; 2]>>,
-    /// `proxy_set_property` values.
-    pub(super) filter_state: HashMap<String, Vec<u8>>,
     /// `on_done` returned false: `on_log`/`on_delete` wait for `proxy_done`.
     pub(super) done_pending: bool,
 }
@@ -223,6 +222,8 @@ pub(super) fn instance_pre(
 pub(super) struct HostState {
     /// The plugin's name, for logs.
     pub(super) plugin: String,
+    /// What the plugin was seen doing beyond its streams.
+    pub(super) used: Capabilities,
     pub(super) identity: PluginIdentity,
     /// The export used to allocate guest memory.
     pub(super) allocator: &'static str,
@@ -386,6 +387,7 @@ impl Vm {
             call_response: None,
             last_status: (0, String::new()),
             root_filter_state: HashMap::new(),
+            used: Capabilities::default(),
             upstreams: plugin.upstreams,
             pending_calls: HashSet::new(),
             next_token: 0,
@@ -461,6 +463,11 @@ impl Vm {
         &self.store.data().plugin
     }
 
+    /// What the plugin has done so far beyond its streams (calls out, shared state, ...).
+    pub fn capabilities_used(&self) -> Capabilities {
+        self.store.data().used
+    }
+
     /// Whether the plugin has body (or trailer) callbacks for requests and for responses; when
     /// it has none the host streams bodies past it.
     pub fn wants_bodies(&self) -> (bool, bool) {
@@ -485,7 +492,6 @@ impl Vm {
                 wake: Arc::new(Notify::new()),
                 info,
                 final_heads: None,
-                filter_state: HashMap::new(),
                 done_pending: false,
             },
         );

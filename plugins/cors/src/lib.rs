@@ -348,7 +348,7 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let method = self.get_http_request_header(":method").unwrap_or_default();
+        let method = http::request_header(self, ":method").unwrap_or_default();
         // An empty `Origin` names no origin; treating it as absent keeps it out of responses.
         let origin = http::request_header(self, "origin").filter(|o| !o.is_empty());
         let request_method = http::request_header(self, "access-control-request-method");
@@ -382,7 +382,10 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         if self.policy.varies_by_origin() {
-            let vary = self.get_http_response_header("vary");
+            // Bytes: an upstream's header need not be UTF-8, and the string accessor panics.
+            let vary = self
+                .get_http_response_header_bytes("vary")
+                .map(|v| String::from_utf8_lossy(&v).into_owned());
             self.set_http_response_header("vary", Some(&add_vary(vary.as_deref(), "origin")));
         }
         for (name, value) in std::mem::take(&mut self.response_headers) {

@@ -86,13 +86,17 @@ pub struct PluginManifest {
     pub schema: String,
     /// One line saying what the plugin does.
     pub description: String,
+    /// What it does beyond filtering its own streams: `http-calls`, `grpc-calls`, `shared-data`,
+    /// `shared-queues`, `metrics`, `timers`, `foreign-functions` (none when absent).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// The kinds a plugin may declare.
 pub const KINDS: [&str; 4] = ["auth", "transform", "traffic", "logging"];
 
 /// Reads `plugin.toml` in `manifest_dir` and checks it: every field present, a known `kind`,
-/// ABI `0.2.1`, a lowercase dashed name. Panics, failing the test, with what is wrong.
+/// ABI `0.2.1`, a lowercase dashed name, known capabilities. Panics, failing the test, with what is wrong.
 pub fn plugin_manifest(manifest_dir: &Path) -> PluginManifest {
     let path = manifest_dir.join("plugin.toml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -114,6 +118,14 @@ pub fn plugin_manifest(manifest_dir: &Path) -> PluginManifest {
         path.display()
     );
     assert_eq!(manifest.abi, "0.2.1", "{}: abi", path.display());
+    for capability in &manifest.capabilities {
+        assert!(
+            barbacane::proxywasm::Capability::from_name(capability).is_some(),
+            "{}: unknown capability '{capability}' (known: {:?})",
+            path.display(),
+            barbacane::proxywasm::Capability::ALL.map(|c| c.name())
+        );
+    }
     manifest
 }
 

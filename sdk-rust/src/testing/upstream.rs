@@ -162,6 +162,21 @@ impl TestUpstream {
         }
     }
 
+    /// Upstream `name` at a loopback port nothing listens on (bound, then released): connections
+    /// to it are refused.
+    pub(super) async fn closed(name: &str) -> TestUpstream {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .and_then(|listener| listener.local_addr())
+            .unwrap_or_else(|e| panic!("upstream {name}: cannot find a free port: {e}"));
+        TestUpstream {
+            name: name.to_string(),
+            addr,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            task: tokio::spawn(async {}),
+        }
+    }
+
     /// The upstream's name in the spec.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,0 +1,219 @@
+//! Built-in plugin `request-transformer`: rewrites the request before it goes upstream, as
+//! Kong's plugin of the same name — headers, query parameters and JSON body fields are
+//! removed, renamed, replaced, set, added and appended (in that order), with values that may
+//! come from the request itself (`$(headers.x-foo)`, `$(query.bar)`, `$(consumer.id)`).
+//!
+//! This crate owns the Proxy-Wasm glue: when each part of the request is read and written. The
+//! rules themselves (configuration, templates, edits) are `barbacane-transform-rules`, shared
+//! with `response-transformer`.
+//!
+//! * Headers and the query string (a rewritten `:path`) change in `on_http_request_headers`.
+//! * The body is buffered only when there are body rules and the request says it is JSON: the
+//!   body callbacks pause until the end of the stream (the gateway hands the cumulative body to
+//!   the last one), the document is edited and put back with `set_http_request_body`.
+//!   `content-length` is dropped from such requests so that the forwarded body frames itself.
+//!   Malformed JSON, a root that is not an object, or a body over `max_body_bytes` passes
+//!   unchanged.
+//!
+//! The plugin makes no replies of its own and never refuses a request. Configuration:
+//! `schema.json`; reference in `docs/plugins/request-transformer.md`.
+
+use barbacane_sdk::{config, consumer, http};
+use barbacane_transform_rules::{Config, Plan, RequestData, Target, body, headers, query};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+/// The module's entry point (`_initialize`), in a private module so that the exported function
+/// the macro writes needs no public docs.
+mod entry {
+    use super::Root;
+    use proxy_wasm::traits::RootContext;
+    use proxy_wasm::types::LogLevel;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_log_level(LogLevel::Warn);
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    }}
+}
+
+/// The compiled configuration and what it needs from each request.
+#[derive(Debug)]
+pub struct Rules {
+    /// The rules.
+    pub plan: Plan,
+    /// Some value reads the request: keep it for the body phase.
+    pub templates: bool,
+    /// Some value reads the consumer.
+    pub consumer: bool,
+}
+
+impl Rules {
+    /// Parses and checks the configuration (JSON text); errors carry a JSON pointer.
+    pub fn from_json(bytes: Option<Vec<u8>>) -> Result<Rules, config::ConfigError> {
+        let config: Config = config::parse(bytes)?;
+        let plan = Plan::new(&config, Target::Request)?;
+        Ok(Rules {
+            templates: plan.has_templates(),
+            consumer: plan.reads_consumer(),
+            plan,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Root {
+    rules: Option<Rc<Rules>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match Rules::from_json(self.get_plugin_configuration()) {
+            Ok(rules) => {
+                self.rules = Some(Rc::new(rules));
+                true
+            }
+            Err(e) => {
+                // The gateway quotes this line when it refuses the middleware at compile time.
+                log::error!("{e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            rules: self.rules.clone()?,
+            request: None,
+            buffering: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    rules: Rc<Rules>,
+    /// The request as it arrived, for body values with templates.
+    request: Option<RequestData>,
+    /// The body is JSON and has rules: hold it until the end of the stream.
+    buffering: bool,
+}
+
+impl Context for Stream {}
+
+/// The first value of `name` in a header list, as text (lossy: values may hold any byte).
+fn value_of(map: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    map.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let rules = self.rules.clone();
+        // Bytes, not strings: the string getters of the proxy-wasm crate panic on a header
+        // value that is not UTF-8, which clients may send.
+        let mut map: Vec<(String, Vec<u8>)> = self.get_http_request_headers_bytes();
+        let target = value_of(&map, ":path").unwrap_or_default();
+        let request = if rules.templates {
+            RequestData {
+                headers: map.clone(),
+                query: http::query_pairs(&target),
+                consumer: if rules.consumer {
+                    consumer::get(self)
+                } else {
+                    None
+                },
+            }
+        } else {
+            RequestData::default()
+        };
+        let plan = &rules.plan;
+        let mut changed = headers::apply(&mut map, &plan.headers, &request);
+        if let Some(new_target) = query::apply(&target, &plan.query, &request) {
+            match map.iter_mut().find(|(n, _)| n == ":path") {
+                Some(entry) => entry.1 = new_target.into_bytes(),
+                None => map.push((String::from(":path"), new_target.into_bytes())),
+            }
+            changed = true;
+        }
+        let json = value_of(&map, "content-type").is_some_and(|t| body::is_json(&t));
+        if !plan.body.is_empty() && !end_of_stream && json {
+            self.buffering = true;
+            // The body may change length: let the gateway frame what it forwards.
+            let before = map.len();
+            map.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
+            changed |= map.len() != before;
+            if rules.templates {
+                self.request = Some(request);
+            }
+        }
+        if changed {
+            let pairs: Vec<(&str, &[u8])> = map
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            self.set_http_request_headers_bytes(pairs);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.buffering {
+            return Action::Continue;
+        }
+        if body_size > self.rules.plan.max_body_bytes {
+            // Too large to parse safely: what was held goes on unchanged, and so does the rest.
+            log::debug!("request body over max_body_bytes: passed unchanged");
+            self.buffering = false;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.buffering = false;
+        let request = self.request.take().unwrap_or_default();
+        if let Some(original) = self.get_http_request_body(0, body_size)
+            && let Some(edited) = body::apply(&original, &self.rules.plan.body, &request)
+        {
+            self.set_http_request_body(0, body_size, &edited);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the body without an end-of-stream body callback: it goes on unchanged.
+        self.buffering = false;
+        Action::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
+    use super::*;
+
+    #[test]
+    fn configuration_is_checked_with_pointers() {
+        let rules = Rules::from_json(None).unwrap();
+        assert!(rules.plan.headers.is_empty() && !rules.templates);
+        let rules = Rules::from_json(Some(
+            br#"{"add": {"headers": {"x-user": "$(consumer.id)"}}}"#.to_vec(),
+        ))
+        .unwrap();
+        assert!(rules.templates && rules.consumer);
+        let e = Rules::from_json(Some(br#"{"set": {"headers": {":path": "/x"}}}"#.to_vec()))
+            .unwrap_err();
+        assert_eq!(e.pointer, "/set/headers/:path");
+        let e = Rules::from_json(Some(br#"{"add": {"nope": 1}}"#.to_vec())).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,23 @@
+//! The rules behind the built-in `request-transformer` and `response-transformer` plugins, as
+//! pure functions over plain data (no Proxy-Wasm calls), so that both plugins share one
+//! implementation and it is unit-tested natively.
+//!
+//! * [`config`]: the configuration (Kong's `remove`/`rename`/`replace`/`add`/`append` sections,
+//!   plus `set`), checked and compiled into a [`Plan`] whose errors carry a JSON pointer;
+//! * [`names`]: which header names a configuration may name (no pseudo-headers, no hop-by-hop
+//!   headers, no framing headers);
+//! * [`template`]: `$(headers.x-foo)`, `$(query.bar)`, `$(consumer.id)` in values;
+//! * [`headers`], [`query`], [`body`]: the rules applied to a header list, to the query string
+//!   of a `:path`, and to a JSON body.
+//!
+//! Rules run in Kong's order: remove → rename → replace → set → add → append.
+
+pub mod body;
+pub mod config;
+pub mod headers;
+pub mod names;
+pub mod query;
+pub mod template;
+
+pub use config::{Action, Config, Plan, Rule, Target};
+pub use template::{RequestData, Template};
