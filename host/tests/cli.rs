@@ -179,7 +179,7 @@ fn broken_specs() -> Vec<(&'static str, String, &'static str, (usize, usize))> {
         ),
         (
             "middleware",
-            format!("{HEAD}x-barbacane-middlewares: [{{name: jwt-auth}}]\npaths: {{}}\n"),
+            format!("{HEAD}x-barbacane-middlewares: [{{name: no-such-plugin}}]\npaths: {{}}\n"),
             "E1060",
             (3, 27),
         ),
