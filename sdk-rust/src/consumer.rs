@@ -66,6 +66,20 @@ impl Consumer {
     }
 }
 
+/// Whether `group` can be a consumer's group and be forwarded in [`HEADER_GROUPS`]: non-empty
+/// printable ASCII ([`crate::http::is_header_text`]) without commas (the header is
+/// comma-separated) or surrounding spaces (which a reader of that header would trim).
+pub fn is_group(group: &str) -> bool {
+    crate::http::is_header_text(group) && !group.contains(',') && group.trim() == group
+}
+
+/// Whether `path` is a claim path as [`Consumer::claim`] takes it: `name` or `a.b.c`, no empty
+/// segment and no whitespace.
+pub fn is_claim_path(path: &str) -> bool {
+    path.split('.')
+        .all(|part| !part.is_empty() && !part.contains(char::is_whitespace))
+}
+
 /// Stores the consumer for the rest of the chain. Call it from an http context.
 pub fn set<C: Context + ?Sized>(ctx: &C, consumer: &Consumer) {
     // Serialising a struct of strings and JSON values cannot fail.
@@ -119,5 +133,22 @@ mod tests {
         };
         let bytes = serde_json::to_vec(&c).unwrap();
         assert_eq!(serde_json::from_slice::<Consumer>(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn groups_and_claim_paths() {
+        assert!(is_group("admins"));
+        assert!(is_group("team a"));
+        assert!(!is_group(""));
+        assert!(!is_group("a,b"));
+        assert!(!is_group(" admins"));
+        assert!(!is_group("admins\n"));
+
+        assert!(is_claim_path("sub"));
+        assert!(is_claim_path("realm_access.roles"));
+        assert!(!is_claim_path(""));
+        assert!(!is_claim_path("a..b"));
+        assert!(!is_claim_path("a."));
+        assert!(!is_claim_path("a b"));
     }
 }

@@ -149,6 +149,27 @@ pub fn client_ip<C: HttpContext + ?Sized>(ctx: &C, trusted_proxies: &[Cidr]) -> 
     ))
 }
 
+/// RFC 9110 `token`: what a header name may be (which also rules out pseudo-headers such as
+/// `:path`). Non-empty; letters, digits and ``!#$%&'*+-.^_`|~``.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Non-empty printable ASCII (`0x20..=0x7e`, spaces included): safe as a header value.
+pub fn is_header_text(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Whether `text` fits in an RFC 9110 `quoted-string` without escapes: printable ASCII without
+/// `"` or `\` (the empty string fits).
+pub fn is_quotable(text: &str) -> bool {
+    text.bytes()
+        .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -255,5 +276,28 @@ mod tests {
             resolve_client_ip(ip("10.0.0.1"), &["[2001:db8::7]:443"], &trusted),
             ip("2001:db8::7")
         );
+    }
+
+    #[test]
+    fn header_text_rules() {
+        assert!(is_token("x-api-key"));
+        assert!(is_token("!#$%&'*+-.^_`|~09azAZ"));
+        assert!(!is_token(""));
+        assert!(!is_token(":path"));
+        assert!(!is_token("x key"));
+        assert!(!is_token("x,y"));
+        assert!(!is_token("é"));
+
+        assert!(is_header_text("a b ~"));
+        assert!(!is_header_text(""));
+        assert!(!is_header_text("a\tb"));
+        assert!(!is_header_text("a\r\nb"));
+        assert!(!is_header_text("é"));
+
+        assert!(is_quotable(""));
+        assert!(is_quotable("my realm"));
+        assert!(!is_quotable("a\"b"));
+        assert!(!is_quotable("a\\b"));
+        assert!(!is_quotable("a\nb"));
     }
 }

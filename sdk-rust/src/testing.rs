@@ -27,9 +27,11 @@
 //! `cargo build --release --target wasm32-wasip1` on the plugin crate.
 
 mod plugin;
+mod random;
 mod upstream;
 
 pub use plugin::{KINDS, PluginManifest, build_plugin, check_config, plugin_manifest};
+pub use random::Random;
 pub use upstream::{Handler, TestRequest, TestResponse, TestUpstream};
 
 use barbacane::artifact::Artifact;
@@ -167,6 +169,52 @@ impl TestGateway {
     /// `GET path` without headers.
     pub async fn get(&self, path: &str) -> TestResponse {
         self.send("GET", path, &[], b"").await
+    }
+
+    /// Sends `request`, a whole HTTP/1.1 request written out byte for byte (it should ask for
+    /// `connection: close`), on a new connection, and returns the raw response read until the
+    /// gateway closes it, converted lossily to text. For what the HTTP client of
+    /// [`TestGateway::send`] refuses to send, such as header values that are not UTF-8. Panics,
+    /// failing the test, when the connection fails or no answer comes within 20 seconds.
+    pub async fn raw(&self, request: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let addr = self.addr;
+        let request = request.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect to the gateway");
+            stream
+                .set_read_timeout(Some(RESPONSE_TIMEOUT))
+                .expect("set a read timeout");
+            stream.write_all(&request).expect("send the raw request");
+            let mut response = Vec::new();
+            stream
+                .read_to_end(&mut response)
+                .expect("read the raw response");
+            String::from_utf8_lossy(&response).into_owned()
+        })
+        .await
+        .expect("the raw exchange panicked")
+    }
+
+    /// How many times plugin `name` failed (trapped, or broke the ABI) so far: the gateway's
+    /// `barbacane_plugin_failures_total{plugin="NAME"}` counter, read from
+    /// `/__barbacane/metrics` (0 while the counter is absent). Panics if the metrics endpoint
+    /// does not answer 200.
+    pub async fn plugin_failures(&self, name: &str) -> u64 {
+        let metrics = self.get("/__barbacane/metrics").await;
+        assert_eq!(metrics.status, 200, "metrics: {}", metrics.text());
+        let prefix = format!("barbacane_plugin_failures_total{{plugin=\"{name}\"}} ");
+        metrics
+            .text()
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .map(|value| {
+                let value = value.trim();
+                value
+                    .parse::<u64>()
+                    .unwrap_or_else(|_| panic!("{prefix}{value}: not a count"))
+            })
+            .sum()
     }
 
     /// Stops accepting, waits for in-flight requests, and stops the upstreams.

@@ -1,13 +1,13 @@
 //! End-to-end: the plugin's `.wasm`, built from this crate, served by the real gateway behind the
 //! authentication plugins it is meant to follow (`apikey-auth`, `basic-auth`, and the
-//! `fixtures/set-claims` stand-in for token plugins), in one middleware chain: what `acl` reads
+//! `fixtures/set-consumer` stand-in for token plugins), in one middleware chain: what `acl` reads
 //! is what they stored in the request's filter state.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use barbacane_sdk::testing::{TestGateway, build_plugin, check_config, plugin_manifest};
+use barbacane_sdk::testing::{Random, TestGateway, build_plugin, check_config, plugin_manifest};
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,8 +57,8 @@ async fn apikey_then_acl(acl: Value) -> TestGateway {
 async fn claims_then_acl(acl: Value) -> TestGateway {
     TestGateway::builder()
         .plugin(
-            "set-claims",
-            &build_plugin(&sibling("fixtures/set-claims")),
+            "set-consumer",
+            &build_plugin(&sibling("fixtures/set-consumer")),
             Value::Null,
         )
         .plugin("acl", &build_plugin(crate_dir()), acl)
@@ -240,41 +240,25 @@ async fn claim_rules_read_the_consumers_claims() {
     response.assert_problem(401, "unauthorized");
 }
 
-/// A small deterministic PRNG (xorshift64*), so that a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    /// A random JSON value, sometimes deep, biased towards the names the rules use.
-    fn value(&mut self, depth: usize) -> Value {
-        match self.below(if depth > 6 { 4 } else { 7 }) {
-            0 => Value::Null,
-            1 => json!(self.below(3) == 0),
-            2 => json!(self.next() as i64),
-            3 => json!(self.pick(&["read", "write admin", "", "user verified", "x y z"])),
-            4 | 5 => Value::Array((0..self.below(5)).map(|_| self.value(depth + 1)).collect()),
-            _ => {
-                let mut object = serde_json::Map::new();
-                for _ in 0..self.below(4) {
-                    let key = self.pick(&["scope", "roles", "realm_access", "status", "a.b", ""]);
-                    object.insert(key.to_string(), self.value(depth + 1));
-                }
-                Value::Object(object)
+/// A random JSON value, sometimes deep, biased towards the names the rules use.
+fn random_claim_value(rng: &mut Random, depth: usize) -> Value {
+    match rng.below(if depth > 6 { 4 } else { 7 }) {
+        0 => Value::Null,
+        1 => json!(rng.below(3) == 0),
+        2 => json!(rng.next_u64() as i64),
+        3 => json!(rng.pick(&["read", "write admin", "", "user verified", "x y z"])),
+        4 | 5 => Value::Array(
+            (0..rng.below(5))
+                .map(|_| random_claim_value(rng, depth + 1))
+                .collect(),
+        ),
+        _ => {
+            let mut object = serde_json::Map::new();
+            for _ in 0..rng.below(4) {
+                let key = *rng.pick(&["scope", "roles", "realm_access", "status", "a.b", ""]);
+                object.insert(key.to_string(), random_claim_value(rng, depth + 1));
             }
+            Value::Object(object)
         }
     }
 }
@@ -290,25 +274,25 @@ async fn random_consumers_never_make_it_trap() {
         ]
     }))
     .await;
-    let mut rng = Rng(0xac10_5eed_0000_0001);
+    let mut rng = Random::new(0xac10_5eed_0000_0001);
     for i in 0..300 {
         let mut headers: Vec<(&str, String)> = Vec::new();
         if rng.below(5) != 0 {
             headers.push((
                 "x-test-consumer",
-                rng.pick(&["alice", "", "bob", "a b"]).into(),
+                rng.pick(&["alice", "", "bob", "a b"]).to_string(),
             ));
         }
         if rng.below(3) != 0 {
             let claims = match rng.below(4) {
                 0 => rng.pick(&["not json", "[1,2]", "{", "null"]).to_string(),
-                _ => rng.value(0).to_string(),
+                _ => random_claim_value(&mut rng, 0).to_string(),
             };
             headers.push(("x-test-claims", claims));
         }
         if rng.below(2) == 0 {
             let groups: Vec<&str> = (0..rng.below(4))
-                .map(|_| rng.pick(&["admins", "ops", "banned", "Admins", ""]))
+                .map(|_| *rng.pick(&["admins", "ops", "banned", "Admins", ""]))
                 .collect();
             headers.push(("x-test-groups", groups.join(",")));
         }

@@ -3,8 +3,8 @@
 //! that they are unit-tested natively.
 
 use barbacane_sdk::config::ConfigError;
-use barbacane_sdk::consumer::Consumer;
-use barbacane_sdk::http;
+use barbacane_sdk::consumer::{Consumer, is_group};
+use barbacane_sdk::http::{self, is_header_text, is_quotable, is_token};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -292,31 +292,6 @@ fn hex_value(digit: u8) -> Option<u8> {
         b'A'..=b'F' => Some(digit - b'A' + 10),
         _ => None,
     }
-}
-
-/// RFC 9110 `token`: what a header name may be (which also rules out pseudo-headers).
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Non-empty printable ASCII: safe as a header value.
-fn is_header_text(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| (0x20..=0x7e).contains(&b))
-}
-
-/// A group: header text without commas (the groups header is comma-separated) or surrounding
-/// spaces (which a reader of that header would trim).
-fn is_group(group: &str) -> bool {
-    is_header_text(group) && !group.contains(',') && group.trim() == group
-}
-
-/// Fits in a quoted-string without escapes.
-fn is_quotable(text: &str) -> bool {
-    text.bytes()
-        .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
 }
 
 #[cfg(test)]

@@ -6,12 +6,11 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use barbacane_sdk::testing::{TestGateway, build_plugin, check_config, plugin_manifest};
+use barbacane_sdk::testing::{Random, TestGateway, build_plugin, check_config, plugin_manifest};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const CHALLENGE: &str = "ApiKey realm=\"api\"";
 
@@ -50,24 +49,6 @@ async fn gateway(config: Value) -> TestGateway {
         .plugin("apikey-auth", &build_plugin(crate_dir()), config)
         .start()
         .await
-}
-
-/// Sends raw bytes (a whole HTTP/1.1 request, which should ask for `connection: close`) and
-/// returns the raw response: for what the HTTP client refuses to send, such as non-UTF-8 values.
-async fn send_raw(gw: &TestGateway, request: Vec<u8>) -> String {
-    let addr = gw.addr();
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        stream.write_all(&request).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        String::from_utf8_lossy(&response).into_owned()
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -262,7 +243,7 @@ async fn a_non_utf8_key_is_refused_not_a_trap() {
         b"GET /anything HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-api-key: ".to_vec();
     request.extend_from_slice(&[0xff, 0xfe, b'k', 0x80]);
     request.extend_from_slice(b"\r\nx-other: \xc3\x28\r\n\r\n");
-    let response = send_raw(&gw, request).await;
+    let response = gw.raw(&request).await;
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     assert!(
         response.contains("urn:barbacane:error:unauthorized"),
@@ -271,7 +252,7 @@ async fn a_non_utf8_key_is_refused_not_a_trap() {
 
     // A non-UTF-8 value elsewhere does not stop a good key.
     let request = b"GET /anything HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-other: \xff\r\nx-api-key: alice-secret-key\r\n\r\n".to_vec();
-    let response = send_raw(&gw, request).await;
+    let response = gw.raw(&request).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(
         response.contains(r#""x-consumer-id":"alice""#),
@@ -279,63 +260,43 @@ async fn a_non_utf8_key_is_refused_not_a_trap() {
     );
 }
 
-/// A small deterministic PRNG (xorshift64*), so that a failure reproduces.
-struct Rng(u64);
+/// Printable ASCII (what the HTTP client lets through), sometimes long.
+fn random_text(rng: &mut Random) -> String {
+    let len = match rng.below(10) {
+        0 => 0,
+        1 => 500 + rng.below(4000),
+        _ => rng.below(40),
+    };
+    (0..len)
+        .map(|_| char::from(0x20 + rng.below(95) as u8))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    /// Printable ASCII (what the HTTP client lets through), sometimes long.
-    fn text(&mut self) -> String {
-        let len = match self.below(10) {
-            0 => 0,
-            1 => 500 + self.below(4000),
-            _ => self.below(40),
-        };
-        (0..len)
-            .map(|_| char::from(0x20 + self.below(95) as u8))
-            .collect::<String>()
-            .trim()
-            .to_string()
-    }
-
-    /// A query component: unreserved characters, `+`, `=` and percent-escapes of any byte.
-    fn query_text(&mut self) -> String {
-        let mut out = String::new();
-        for _ in 0..self.below(30) {
-            match self.below(6) {
-                0 => out.push_str(&format!("%{:02X}", self.below(256))),
-                1 => out.push('+'),
-                2 => out.push('='),
-                _ => out.push(char::from(b"abcXYZ019-._~"[self.below(13)])),
-            }
+/// A query component: unreserved characters, `+`, `=` and percent-escapes of any byte.
+fn random_query_text(rng: &mut Random) -> String {
+    let mut out = String::new();
+    for _ in 0..rng.below(30) {
+        match rng.below(6) {
+            0 => out.push_str(&format!("%{:02X}", rng.below(256))),
+            1 => out.push('+'),
+            2 => out.push('='),
+            _ => out.push(char::from(b"abcXYZ019-._~"[rng.below(13)])),
         }
-        out
     }
+    out
 }
 
 #[tokio::test]
 async fn random_requests_never_make_it_trap() {
     let gw = gateway(json!({"consumers": consumers(), "query_param": "apikey"})).await;
-    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let mut rng = Random::new(0x5eed_1234_abcd_ef01);
     let keys = ["alice-secret-key", "bob-secret-key", "", " ", "alice", "x"];
     for i in 0..300 {
         let mut headers: Vec<(String, String)> = Vec::new();
         for _ in 0..rng.below(4) {
-            let name = rng.pick(&[
+            let name = *rng.pick(&[
                 "x-api-key",
                 "X-API-KEY",
                 "x-consumer-id",
@@ -345,7 +306,7 @@ async fn random_requests_never_make_it_trap() {
             let value = if rng.below(2) == 0 {
                 rng.pick(&keys).to_string()
             } else {
-                rng.text()
+                random_text(&mut rng)
             };
             headers.push((name.to_string(), value));
         }
@@ -354,12 +315,12 @@ async fn random_requests_never_make_it_trap() {
             let key = if rng.below(2) == 0 {
                 rng.pick(&keys).replace(' ', "+")
             } else {
-                rng.query_text()
+                random_query_text(&mut rng)
             };
             path.push_str(&format!(
                 "?{}&apikey={key}&{}",
-                rng.query_text(),
-                rng.query_text()
+                random_query_text(&mut rng),
+                random_query_text(&mut rng)
             ));
         }
         let refs: Vec<(&str, &str)> = headers

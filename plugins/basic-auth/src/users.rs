@@ -4,6 +4,8 @@
 use crate::hashes::Hash;
 use barbacane_sdk::config::ConfigError;
 use barbacane_sdk::consumer::Consumer;
+use barbacane_sdk::consumer::is_group;
+use barbacane_sdk::http::{is_header_text, is_quotable};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -145,23 +147,6 @@ impl Users {
             ..Consumer::default()
         })
     }
-}
-
-/// Non-empty printable ASCII: safe as a header value.
-fn is_header_text(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| (0x20..=0x7e).contains(&b))
-}
-
-/// A group: header text without commas (the groups header is comma-separated) or surrounding
-/// spaces (which a reader of that header would trim).
-fn is_group(group: &str) -> bool {
-    is_header_text(group) && !group.contains(',') && group.trim() == group
-}
-
-/// Fits in a quoted-string without escapes.
-fn is_quotable(text: &str) -> bool {
-    text.bytes()
-        .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\')
 }
 
 #[cfg(test)]

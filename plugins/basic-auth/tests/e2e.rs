@@ -7,11 +7,11 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use barbacane_sdk::testing::{TestGateway, build_plugin, check_config, plugin_manifest};
+use barbacane_sdk::testing::{Random, TestGateway, build_plugin, check_config, plugin_manifest};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -79,24 +79,6 @@ async fn gateway(config: Value) -> TestGateway {
         .plugin("basic-auth", &build_plugin(crate_dir()), config)
         .start()
         .await
-}
-
-/// Sends raw bytes (a whole HTTP/1.1 request asking for `connection: close`) and returns the
-/// raw response: for what the HTTP client refuses to send, such as non-UTF-8 values.
-async fn send_raw(gw: &TestGateway, request: Vec<u8>) -> String {
-    let addr = gw.addr();
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        stream.write_all(&request).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        String::from_utf8_lossy(&response).into_owned()
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -238,7 +220,7 @@ async fn non_utf8_header_bytes_are_refused_not_a_trap() {
         b"GET /anything HTTP/1.1\r\nhost: test\r\nconnection: close\r\nauthorization: Basic \xff\xfe"
             .to_vec();
     request.extend_from_slice(b"\r\nx-other: \xc3\x28\r\n\r\n");
-    let response = send_raw(&gw, request).await;
+    let response = gw.raw(&request).await;
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     assert!(response.contains("not valid base64"), "{response}");
 
@@ -248,7 +230,7 @@ async fn non_utf8_header_bytes_are_refused_not_a_trap() {
     );
     let mut request = request.into_bytes();
     request.extend_from_slice(b"x-other: \xff\r\n\r\n");
-    let response = send_raw(&gw, request).await;
+    let response = gw.raw(&request).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""x-consumer-id":"bob""#), "{response}");
 }
@@ -328,80 +310,60 @@ async fn the_most_expensive_accepted_hashes_fit_the_callback_deadline() {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*), so that a failure reproduces.
-struct Rng(u64);
+fn random_bytes(rng: &mut Random) -> Vec<u8> {
+    let len = if rng.below(8) == 0 {
+        500 + rng.below(3000)
+    } else {
+        rng.below(40)
+    };
+    (0..len).map(|_| rng.next_u64() as u8).collect()
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+/// Printable ASCII (what the HTTP client lets through).
+fn random_text(rng: &mut Random) -> String {
+    let len = rng.below(60);
+    (0..len)
+        .map(|_| char::from(0x20 + rng.below(95) as u8))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    fn bytes(&mut self) -> Vec<u8> {
-        let len = if self.below(8) == 0 {
-            500 + self.below(3000)
-        } else {
-            self.below(40)
-        };
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-
-    /// Printable ASCII (what the HTTP client lets through).
-    fn text(&mut self) -> String {
-        let len = self.below(60);
-        (0..len)
-            .map(|_| char::from(0x20 + self.below(95) as u8))
-            .collect::<String>()
-            .trim()
-            .to_string()
-    }
-
-    fn authorization(&mut self) -> String {
-        match self.below(6) {
-            0 => {
-                let user = self.pick(&["alice", "bob", "carol", "mallory", "", "alice:x"]);
-                let password = match self.below(3) {
-                    0 => self
-                        .pick(&["alice:pw", "bob-pw", "crème brûlée", ""])
-                        .to_string(),
-                    _ => self.text(),
-                };
-                basic(user, &password)
+fn random_authorization(rng: &mut Random) -> String {
+    match rng.below(6) {
+        0 => {
+            let user = *rng.pick(&["alice", "bob", "carol", "mallory", "", "alice:x"]);
+            let password = match rng.below(3) {
+                0 => rng
+                    .pick(&["alice:pw", "bob-pw", "crème brûlée", ""])
+                    .to_string(),
+                _ => random_text(rng),
+            };
+            basic(user, &password)
+        }
+        1 => {
+            let mut bytes = random_bytes(rng);
+            if rng.below(2) == 0 && !bytes.is_empty() {
+                let at = rng.below(bytes.len());
+                bytes[at] = b':';
             }
-            1 => {
-                let mut bytes = self.bytes();
-                if self.below(2) == 0 && !bytes.is_empty() {
-                    let at = self.below(bytes.len());
-                    bytes[at] = b':';
-                }
-                format!(
-                    "{} {}",
-                    self.pick(&["Basic", "basic", "BASIC"]),
-                    STANDARD.encode(bytes)
-                )
-            }
-            2 => format!("Basic {}", self.text()),
-            3 => format!(
+            format!(
                 "{} {}",
-                self.pick(&["Bearer", "Digest", "Basic", ""]),
-                self.text()
-            ),
-            4 => self.text(),
-            _ => {
-                let encoded = STANDARD.encode(self.bytes());
-                let cut = self.below(encoded.len() + 1);
-                format!("Basic {}", &encoded[..cut])
-            }
+                rng.pick(&["Basic", "basic", "BASIC"]),
+                STANDARD.encode(bytes)
+            )
+        }
+        2 => format!("Basic {}", random_text(rng)),
+        3 => format!(
+            "{} {}",
+            rng.pick(&["Bearer", "Digest", "Basic", ""]),
+            random_text(rng)
+        ),
+        4 => random_text(rng),
+        _ => {
+            let encoded = STANDARD.encode(random_bytes(rng));
+            let cut = rng.below(encoded.len() + 1);
+            format!("Basic {}", &encoded[..cut])
         }
     }
 }
@@ -409,16 +371,16 @@ impl Rng {
 #[tokio::test]
 async fn random_requests_never_make_it_trap() {
     let gw = gateway(json!({"users": users()})).await;
-    let mut rng = Rng(0x0bad_cafe_f00d_1234);
+    let mut rng = Random::new(0x0bad_cafe_f00d_1234);
     for i in 0..300 {
         let mut headers: Vec<(&str, String)> = Vec::new();
         for _ in 0..rng.below(3) {
-            headers.push(("authorization", rng.authorization()));
+            headers.push(("authorization", random_authorization(&mut rng)));
         }
         if rng.below(4) == 0 {
             headers.push((
-                rng.pick(&["x-consumer-id", "x-consumer-groups"]),
-                rng.text(),
+                *rng.pick(&["x-consumer-id", "x-consumer-groups"]),
+                random_text(&mut rng),
             ));
         }
         let refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();

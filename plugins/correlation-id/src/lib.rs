@@ -5,6 +5,7 @@
 //! Configuration (`schema.json`): `{"header": "x-correlation-id", "generate": true,
 //! "echo_downstream": true}`, every field optional. See `docs/plugins/correlation-id.md`.
 
+use barbacane_sdk::http::is_token;
 use barbacane_sdk::{config, http};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -61,14 +62,6 @@ impl Config {
         }
         Ok(config)
     }
-}
-
-/// RFC 9110 `token`: what a header name may be (which also rules out pseudo-headers).
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A random (version 4) UUID, lowercase hex. `None` when the host gives no randomness.

@@ -14,6 +14,7 @@
 //!
 //! Configuration: `schema.json`; reference and examples in `docs/plugins/cors.md`.
 
+use barbacane_sdk::http::is_token;
 use barbacane_sdk::{Problem, config, http};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -266,14 +267,6 @@ fn is_origin(text: &str) -> bool {
     let authority_ok = !authority.is_empty()
         && !authority.contains(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace());
     scheme_ok && authority_ok
-}
-
-/// RFC 9110 `token`.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A comma-separated list of tokens (optional whitespace around commas).

@@ -219,12 +219,18 @@ async fn plain_options_requests_reach_the_upstream() {
 }
 
 #[tokio::test]
-async fn preflights_need_an_options_operation_in_the_spec() {
-    // `/anything` declares only GET and POST here: the router answers OPTIONS with its own 405
-    // before the middleware chain runs, so the plugin never sees the preflight.
+async fn preflights_need_no_options_operation_in_the_spec() {
+    // `/anything` declares only GET and POST here: the gateway runs a preflight through the chain
+    // of the method it asks about, so the plugin answers it. A plain OPTIONS is still a 405.
     let gw = TestGateway::start(&build_plugin(crate_dir()), json!({"allow_origins": [APP]})).await;
     let preflight = [("origin", APP), ("access-control-request-method", "POST")];
     let response = gw.send("OPTIONS", "/anything", &preflight, b"").await;
+    assert_eq!(response.status, 204);
+    assert_eq!(response.header("access-control-allow-origin"), Some(APP));
+
+    let response = gw
+        .send("OPTIONS", "/anything", &[("origin", APP)], b"")
+        .await;
     response.assert_problem(405, "method-not-allowed");
     assert_eq!(response.header("allow"), Some("GET, POST, HEAD"));
     assert!(cors_headers(&response).is_empty());

@@ -4,7 +4,7 @@
 //! names the offending field with a JSON pointer.
 
 use barbacane_sdk::config::ConfigError;
-use barbacane_sdk::http::Cidr;
+use barbacane_sdk::http::{Cidr, is_token};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -198,14 +198,6 @@ impl Settings {
             headers,
         })
     }
-}
-
-/// RFC 9110 `token`.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Non-empty visible ASCII (no spaces or controls).

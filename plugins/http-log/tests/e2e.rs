@@ -12,7 +12,7 @@
 )]
 
 use barbacane_sdk::testing::{
-    TestGateway, TestRequest, TestResponse, build_plugin, check_config, plugin_manifest,
+    Random, TestGateway, TestRequest, TestResponse, build_plugin, check_config, plugin_manifest,
 };
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -440,28 +440,6 @@ fn manifest_and_documented_examples() {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*), so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn text(&mut self, max: usize) -> String {
-        (0..self.below(max + 1))
-            .map(|_| (b' ' + self.below(95) as u8) as char)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn random_requests_are_all_logged_and_never_fail() {
     let collector = Collector::default();
@@ -488,7 +466,7 @@ async fn random_requests_are_all_logged_and_never_fail() {
         "x-request-id",
         "accept",
     ];
-    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut rng = Random::new(0x0123_4567_89ab_cdef);
     let rounds = 300;
     for round in 0..rounds {
         let mut headers: Vec<(String, String)> = Vec::new();
@@ -498,7 +476,7 @@ async fn random_requests_are_all_logged_and_never_fail() {
                 rng.text(30).trim().to_string(),
             ));
         }
-        let body: Vec<u8> = (0..rng.below(2000)).map(|_| rng.next() as u8).collect();
+        let body: Vec<u8> = (0..rng.below(2000)).map(|_| rng.next_u64() as u8).collect();
         let method = if body.is_empty() && rng.below(2) == 0 {
             "GET"
         } else {

@@ -7,12 +7,10 @@
 )]
 
 use barbacane_plugin_ip_restriction::Config;
-use barbacane_sdk::testing::{TestGateway, build_plugin, check_config, plugin_manifest};
+use barbacane_sdk::testing::{Random, TestGateway, build_plugin, check_config, plugin_manifest};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,19 +129,7 @@ async fn a_trusted_peer_alone_is_still_the_client() {
 async fn non_utf8_forwarded_for_is_refused_not_a_trap() {
     let gw = gateway(json!({"allow": ["203.0.113.0/24"], "trusted_proxies": ["127.0.0.1"]})).await;
     let request = b"GET /anything HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-forwarded-for: 203.0.113.5, \xff\xfe\r\nx-other: \xc3\x28\r\n\r\n".to_vec();
-    let addr = gw.addr();
-    let response = tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        stream.write_all(&request).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        String::from_utf8_lossy(&response).into_owned()
-    })
-    .await
-    .unwrap();
+    let response = gw.raw(&request).await;
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
     assert!(
         response.contains("client address 127.0.0.1 is not allowed"),
@@ -151,47 +137,29 @@ async fn non_utf8_forwarded_for_is_refused_not_a_trap() {
     );
 }
 
-/// A small deterministic PRNG (xorshift64*), so that a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// An `x-forwarded-for` entry: addresses in and out of the configured ranges, IPv4, IPv6,
-    /// mapped, with ports, and garbage.
-    fn entry(&mut self) -> String {
-        let octet = |r: &mut Rng| r.below(256);
-        match self.below(10) {
-            0 => format!("203.0.113.{}", octet(self)),
-            1 => format!("10.{}.{}.{}", octet(self), octet(self), octet(self)),
-            2 => format!(
-                "{}.{}.{}.{}",
-                octet(self),
-                octet(self),
-                octet(self),
-                octet(self)
-            ),
-            3 => format!("2001:db8:{:x}::{:x}", self.below(65536), self.below(65536)),
-            4 => format!("[2001:db8::{:x}]:{}", self.below(65536), self.below(65536)),
-            5 => format!("::ffff:203.0.113.{}", octet(self)),
-            6 => String::from("127.0.0.1"),
-            7 => format!("{:x}::{:x}", self.below(65536), self.below(65536)),
-            8 => String::from(
-                ["unknown", "", " ", "1.2.3", "::g", "[::1", "1.2.3.4:x"][self.below(7)],
-            ),
-            _ => (0..self.below(20))
-                .map(|_| char::from(0x21 + self.below(94) as u8))
-                .collect(),
-        }
+/// An `x-forwarded-for` entry: addresses in and out of the configured ranges, IPv4, IPv6,
+/// mapped, with ports, and garbage.
+fn forwarded_entry(rng: &mut Random) -> String {
+    let octet = |r: &mut Random| r.below(256);
+    match rng.below(10) {
+        0 => format!("203.0.113.{}", octet(rng)),
+        1 => format!("10.{}.{}.{}", octet(rng), octet(rng), octet(rng)),
+        2 => format!(
+            "{}.{}.{}.{}",
+            octet(rng),
+            octet(rng),
+            octet(rng),
+            octet(rng)
+        ),
+        3 => format!("2001:db8:{:x}::{:x}", rng.below(65536), rng.below(65536)),
+        4 => format!("[2001:db8::{:x}]:{}", rng.below(65536), rng.below(65536)),
+        5 => format!("::ffff:203.0.113.{}", octet(rng)),
+        6 => String::from("127.0.0.1"),
+        7 => format!("{:x}::{:x}", rng.below(65536), rng.below(65536)),
+        8 => String::from(["unknown", "", " ", "1.2.3", "::g", "[::1", "1.2.3.4:x"][rng.below(7)]),
+        _ => (0..rng.below(20))
+            .map(|_| char::from(0x21 + rng.below(94) as u8))
+            .collect(),
     }
 }
 
@@ -207,12 +175,14 @@ async fn random_forwarded_for_chains_match_the_model_and_never_trap() {
     let model = Config::from_json(Some(config.to_string().into_bytes())).unwrap();
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     let gw = gateway(config).await;
-    let mut rng = Rng(0x1b_5eed_2024_0001);
+    let mut rng = Random::new(0x1b_5eed_2024_0001);
     let (mut allowed, mut refused) = (0, 0);
     for i in 0..400 {
         let mut values: Vec<String> = Vec::new();
         for _ in 0..rng.below(3) {
-            let entries: Vec<String> = (0..1 + rng.below(4)).map(|_| rng.entry()).collect();
+            let entries: Vec<String> = (0..1 + rng.below(4))
+                .map(|_| forwarded_entry(&mut rng))
+                .collect();
             values.push(entries.join(if rng.below(2) == 0 { ", " } else { "," }));
         }
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();

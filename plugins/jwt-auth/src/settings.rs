@@ -5,6 +5,7 @@
 
 use crate::keys::{self, Alg, Key, Material};
 use barbacane_sdk::ConfigError;
+use barbacane_sdk::http::is_token;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -237,14 +238,6 @@ fn error(pointer: impl Into<String>, message: impl Into<String>) -> ConfigError 
         pointer: pointer.into(),
         message: message.into(),
     }
-}
-
-/// RFC 9110 `token` (header names).
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A JSON pointer segment (RFC 6901 escaping).

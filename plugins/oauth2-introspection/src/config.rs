@@ -2,6 +2,8 @@
 //! ([`Settings`]): checked, with the introspection request's fixed parts prepared once.
 
 use barbacane_sdk::ConfigError;
+use barbacane_sdk::consumer::is_claim_path;
+use barbacane_sdk::http::is_token;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -321,26 +323,12 @@ fn is_visible(text: &str) -> bool {
     text.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// RFC 9110 `token`.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// RFC 6749 `scope-token`: `%x21 / %x23-5B / %x5D-7E`.
 fn is_scope(scope: &str) -> bool {
     !scope.is_empty()
         && scope
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-}
-
-/// `name` or `a.b.c`, no empty segment.
-fn is_claim_path(path: &str) -> bool {
-    path.split('.')
-        .all(|part| !part.is_empty() && !part.contains(char::is_whitespace))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 )]
 
 use barbacane_sdk::testing::{
-    TestGateway, TestRequest, TestResponse, build_plugin, check_config, plugin_manifest,
+    Random, TestGateway, TestRequest, TestResponse, build_plugin, check_config, plugin_manifest,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -362,39 +362,15 @@ async fn a_slow_server_times_out_and_fails_closed() {
     );
 }
 
-/// xorshift64*: a small deterministic PRNG, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Printable ASCII (what an HTTP client can send).
-    fn text(&mut self, max: usize) -> String {
-        let len = self.below(max + 1);
-        (0..len)
-            .map(|_| (0x20 + self.below(0x5f) as u8) as char)
-            .collect()
-    }
-
-    /// A token the server below answers with some odd JSON.
-    fn token(&mut self) -> String {
-        const ALPHABET: &[u8] = b"abcXYZ019-._~+/";
-        let len = 1 + self.below(40);
-        let mut token: String = (0..len)
-            .map(|_| ALPHABET[self.below(ALPHABET.len())] as char)
-            .collect();
-        token.push_str(&"=".repeat(self.below(3)));
-        token
-    }
+/// A token the server below answers with some odd JSON.
+fn random_token(rng: &mut Random) -> String {
+    const ALPHABET: &[u8] = b"abcXYZ019-._~+/";
+    let len = 1 + rng.below(40);
+    let mut token: String = (0..len)
+        .map(|_| ALPHABET[rng.below(ALPHABET.len())] as char)
+        .collect();
+    token.push_str(&"=".repeat(rng.below(3)));
+    token
 }
 
 /// An introspection server whose answers are odd but decided by the token, so that cached and
@@ -403,7 +379,7 @@ fn odd_server(request: TestRequest) -> TestResponse {
     let seed = request.body.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
     });
-    let mut rng = Rng(seed | 1);
+    let mut rng = Random::new(seed | 1);
     let odd_values = [
         json!(null),
         json!(true),
@@ -450,7 +426,7 @@ async fn random_requests_and_answers_never_make_the_plugin_trap() {
         )
         .start()
         .await;
-    let mut rng = Rng(0x0a07_2025_dead_beef);
+    let mut rng = Random::new(0x0a07_2025_dead_beef);
     let mut seen = std::collections::BTreeMap::new();
     for i in 0..300 {
         let authorization = match rng.below(6) {
@@ -459,9 +435,9 @@ async fn random_requests_and_answers_never_make_the_plugin_trap() {
             2 => format!(
                 "{} {}",
                 ["bearer", "BEARER", "Basic", "Token", ""][rng.below(5)],
-                rng.token()
+                random_token(&mut rng)
             ),
-            _ => format!("Bearer {}", rng.token()),
+            _ => format!("Bearer {}", random_token(&mut rng)),
         };
         let headers = [
             ("authorization", authorization.as_str()),

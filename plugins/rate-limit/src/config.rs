@@ -4,7 +4,8 @@
 
 use crate::bucket::Bucket;
 use barbacane_sdk::ConfigError;
-use barbacane_sdk::http::Cidr;
+use barbacane_sdk::consumer::is_claim_path;
+use barbacane_sdk::http::{Cidr, is_token};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -252,20 +253,6 @@ fn is_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-/// RFC 9110 `token`.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// `name` or `a.b.c`, no empty segment.
-fn is_claim_path(path: &str) -> bool {
-    path.split('.')
-        .all(|part| !part.is_empty() && !part.contains(char::is_whitespace))
 }
 
 #[cfg(test)]

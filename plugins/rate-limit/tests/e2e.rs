@@ -7,7 +7,7 @@
 )]
 
 use barbacane_sdk::testing::{
-    TestGateway, TestResponse, build_plugin, check_config, plugin_manifest,
+    Random, TestGateway, TestResponse, build_plugin, check_config, plugin_manifest,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -297,36 +297,20 @@ async fn without_a_consumer_the_fallback_applies() {
     assert_eq!(gw.get("/anything").await.status, 429);
 }
 
-/// xorshift64*: a small deterministic PRNG, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Printable ASCII (what an HTTP client can send), biased towards the characters that
-    /// matter to the parsers involved.
-    fn text(&mut self, max: usize) -> String {
-        const SPECIAL: &[u8] = b" ,.:[]%;=\"'\\/-_*0123456789abcdef";
-        let len = self.below(max + 1);
-        (0..len)
-            .map(|_| {
-                if self.below(2) == 0 {
-                    SPECIAL[self.below(SPECIAL.len())] as char
-                } else {
-                    (0x20 + self.below(0x5f) as u8) as char
-                }
-            })
-            .collect()
-    }
+/// Printable ASCII (what an HTTP client can send), biased towards the characters that
+/// matter to the parsers involved.
+fn random_text(rng: &mut Random, max: usize) -> String {
+    const SPECIAL: &[u8] = b" ,.:[]%;=\"'\\/-_*0123456789abcdef";
+    let len = rng.below(max + 1);
+    (0..len)
+        .map(|_| {
+            if rng.below(2) == 0 {
+                SPECIAL[rng.below(SPECIAL.len())] as char
+            } else {
+                (0x20 + rng.below(0x5f) as u8) as char
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -337,7 +321,7 @@ async fn random_requests_never_make_the_plugin_trap() {
         json!({"limit": 5, "limit_by": "claim", "claim": "a.b", "fallback": "refuse", "max_partitions": 16}),
         json!({"limit": 1000000000, "window": 1, "burst": 1, "trusted_proxies": ["0.0.0.0/0", "::/0"]}),
     ];
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Random::new(0x5eed_1234_abcd_0001);
     for config in configs {
         let gw = TestGateway::builder()
             .plugin("rate-limit", &wasm, config.clone())
@@ -345,7 +329,7 @@ async fn random_requests_never_make_the_plugin_trap() {
             .await;
         for i in 0..120 {
             let xff = match rng.below(4) {
-                0 => rng.text(40),
+                0 => random_text(&mut rng, 40),
                 1 => format!(
                     "{}.{}.{}.{}",
                     rng.below(300),
@@ -355,8 +339,8 @@ async fn random_requests_never_make_the_plugin_trap() {
                 ),
                 2 => format!(
                     "[{:x}::{:x}]:{}",
-                    rng.next() as u16,
-                    rng.next() as u16,
+                    rng.next_u64() as u16,
+                    rng.next_u64() as u16,
                     rng.below(70000)
                 ),
                 _ => "1.2.3.4, ".repeat(rng.below(50)),
@@ -364,9 +348,9 @@ async fn random_requests_never_make_the_plugin_trap() {
             let key = if rng.below(5) == 0 {
                 "k".repeat(rng.below(20_000))
             } else {
-                rng.text(60)
+                random_text(&mut rng, 60)
             };
-            let consumer = rng.text(30);
+            let consumer = random_text(&mut rng, 30);
             let headers = [
                 ("x-forwarded-for", xff.as_str()),
                 ("x-api-key", key.as_str()),
@@ -376,7 +360,12 @@ async fn random_requests_never_make_the_plugin_trap() {
             let chosen = &headers[..rng.below(4)];
             let method = ["GET", "POST"][rng.below(2)];
             let response = gw
-                .send(method, "/anything", chosen, rng.text(100).as_bytes())
+                .send(
+                    method,
+                    "/anything",
+                    chosen,
+                    random_text(&mut rng, 100).as_bytes(),
+                )
                 .await;
             assert!(
                 matches!(response.status, 200 | 400 | 403 | 429 | 431),

@@ -6,7 +6,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use barbacane_sdk::testing::{TestGateway, build_plugin, check_config, plugin_manifest};
+use barbacane_sdk::testing::{Random, TestGateway, build_plugin, check_config, plugin_manifest};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -398,54 +398,38 @@ fn manifest_and_documented_examples() {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*), so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    /// Printable ASCII, with the characters that matter to templates and queries overweighted.
-    fn text(&mut self, max: usize) -> String {
-        const SPICE: &[u8] = b"$()%&=+.,:;\"\\{}[]# ";
-        (0..self.below(max + 1))
-            .map(|_| {
-                if self.below(4) == 0 {
-                    SPICE[self.below(SPICE.len())] as char
-                } else {
-                    (b' ' + self.below(95) as u8) as char
-                }
-            })
-            .collect()
-    }
-
-    fn json(&mut self, depth: usize) -> Value {
-        match self.below(if depth > 3 { 4 } else { 7 }) {
-            0 => Value::Null,
-            1 => json!(self.below(2) == 0),
-            2 => json!(self.next() as i64),
-            3 => json!(self.text(12)),
-            4 => Value::Array((0..self.below(4)).map(|_| self.json(depth + 1)).collect()),
-            _ => {
-                let keys = ["a", "b", "user", "meta", "tags", "password", "x.y"];
-                Value::Object(
-                    (0..self.below(5))
-                        .map(|_| (self.pick(&keys).to_string(), self.json(depth + 1)))
-                        .collect(),
-                )
+/// Printable ASCII, with the characters that matter to templates and queries overweighted.
+fn random_text(rng: &mut Random, max: usize) -> String {
+    const SPICE: &[u8] = b"$()%&=+.,:;\"\\{}[]# ";
+    (0..rng.below(max + 1))
+        .map(|_| {
+            if rng.below(4) == 0 {
+                SPICE[rng.below(SPICE.len())] as char
+            } else {
+                (b' ' + rng.below(95) as u8) as char
             }
+        })
+        .collect()
+}
+
+fn random_json(rng: &mut Random, depth: usize) -> Value {
+    match rng.below(if depth > 3 { 4 } else { 7 }) {
+        0 => Value::Null,
+        1 => json!(rng.below(2) == 0),
+        2 => json!(rng.next_u64() as i64),
+        3 => json!(random_text(rng, 12)),
+        4 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_json(rng, depth + 1))
+                .collect(),
+        ),
+        _ => {
+            let keys = ["a", "b", "user", "meta", "tags", "password", "x.y"];
+            Value::Object(
+                (0..rng.below(5))
+                    .map(|_| (rng.pick(&keys).to_string(), random_json(rng, depth + 1)))
+                    .collect(),
+            )
         }
     }
 }
@@ -486,34 +470,34 @@ async fn random_requests_never_make_the_plugin_fail() {
         "",
     ];
     let query_keys = ["a", "b", "c", "q", "t", "%zz", "a+b", ""];
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Random::new(0x5eed_1234_abcd_0001);
     for round in 0..300 {
         let mut headers: Vec<(String, String)> = Vec::new();
         for _ in 0..rng.below(6) {
             headers.push((
                 rng.pick(&names).to_string(),
-                rng.text(20).trim().to_string(),
+                random_text(&mut rng, 20).trim().to_string(),
             ));
         }
-        let content_type = rng.pick(&content_types);
+        let content_type = *rng.pick(&content_types);
         if !content_type.is_empty() {
             headers.push((String::from("content-type"), content_type.to_string()));
         }
         let mut path = String::from("/anything");
         for i in 0..rng.below(5) {
             path.push(if i == 0 { '?' } else { '&' });
-            path.push_str(rng.pick(&query_keys));
+            path.push_str(rng.pick::<&str>(&query_keys));
             if rng.below(3) > 0 {
                 path.push('=');
-                let value: String = form_encode(&rng.text(10));
+                let value: String = form_encode(&random_text(&mut rng, 10));
                 path.push_str(&value);
             }
         }
         let body: Vec<u8> = match rng.below(4) {
             0 => Vec::new(),
-            1 => rng.text(200).into_bytes(),
-            2 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
-            _ => rng.json(0).to_string().into_bytes(),
+            1 => random_text(&mut rng, 200).into_bytes(),
+            2 => (0..rng.below(300)).map(|_| rng.next_u64() as u8).collect(),
+            _ => random_json(&mut rng, 0).to_string().into_bytes(),
         };
         let method = if body.is_empty() && rng.below(2) == 0 {
             "GET"

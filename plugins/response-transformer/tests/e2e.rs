@@ -8,7 +8,7 @@
 )]
 
 use barbacane_sdk::testing::{
-    TestGateway, TestRequest, TestResponse, build_plugin, check_config, plugin_manifest,
+    Random, TestGateway, TestRequest, TestResponse, build_plugin, check_config, plugin_manifest,
 };
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -314,53 +314,37 @@ fn manifest_and_documented_examples() {
     }
 }
 
-/// A small deterministic PRNG (xorshift64*), so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    fn text(&mut self, max: usize) -> String {
-        const SPICE: &[u8] = b"$()%&=+.,:;\"\\{}[]# ";
-        (0..self.below(max + 1))
-            .map(|_| {
-                if self.below(4) == 0 {
-                    SPICE[self.below(SPICE.len())] as char
-                } else {
-                    (b' ' + self.below(95) as u8) as char
-                }
-            })
-            .collect()
-    }
-
-    fn json(&mut self, depth: usize) -> Value {
-        match self.below(if depth > 3 { 4 } else { 7 }) {
-            0 => Value::Null,
-            1 => json!(self.below(2) == 0),
-            2 => json!(self.next() as i64),
-            3 => json!(self.text(12)),
-            4 => Value::Array((0..self.below(4)).map(|_| self.json(depth + 1)).collect()),
-            _ => {
-                let keys = ["a", "b", "user", "meta", "tags", "secret"];
-                Value::Object(
-                    (0..self.below(5))
-                        .map(|_| (self.pick(&keys).to_string(), self.json(depth + 1)))
-                        .collect(),
-                )
+fn random_text(rng: &mut Random, max: usize) -> String {
+    const SPICE: &[u8] = b"$()%&=+.,:;\"\\{}[]# ";
+    (0..rng.below(max + 1))
+        .map(|_| {
+            if rng.below(4) == 0 {
+                SPICE[rng.below(SPICE.len())] as char
+            } else {
+                (b' ' + rng.below(95) as u8) as char
             }
+        })
+        .collect()
+}
+
+fn random_json(rng: &mut Random, depth: usize) -> Value {
+    match rng.below(if depth > 3 { 4 } else { 7 }) {
+        0 => Value::Null,
+        1 => json!(rng.below(2) == 0),
+        2 => json!(rng.next_u64() as i64),
+        3 => json!(random_text(rng, 12)),
+        4 => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_json(rng, depth + 1))
+                .collect(),
+        ),
+        _ => {
+            let keys = ["a", "b", "user", "meta", "tags", "secret"];
+            Value::Object(
+                (0..rng.below(5))
+                    .map(|_| (rng.pick(&keys).to_string(), random_json(rng, depth + 1)))
+                    .collect(),
+            )
         }
     }
 }
@@ -383,22 +367,25 @@ async fn random_responses_never_make_the_plugin_fail() {
         "application/json; charset=utf-8",
     ];
     let names = ["x-a", "x-b", "x-c", "x-f", "set-cookie"];
-    let mut rng = Rng(0xface_b00c_0bad_5eed);
+    let mut rng = Random::new(0xface_b00c_0bad_5eed);
     for round in 0..300 {
         let mut headers: Vec<(String, String)> = Vec::new();
         for _ in 0..rng.below(5) {
             let name = format!("x-respond-header-{}", rng.pick(&names));
-            headers.push((name, rng.text(16).trim().to_string()));
+            headers.push((name, random_text(&mut rng, 16).trim().to_string()));
         }
-        headers.push((String::from("x-q"), rng.text(16).trim().to_string()));
+        headers.push((
+            String::from("x-q"),
+            random_text(&mut rng, 16).trim().to_string(),
+        ));
         headers.push((String::from("x-respond-type"), rng.pick(&types).to_string()));
         let status = ["200", "201", "400", "404", "503"][rng.below(5)];
         headers.push((String::from("x-respond-status"), status.to_string()));
         let body: Vec<u8> = match rng.below(4) {
             0 => Vec::new(),
-            1 => rng.text(200).into_bytes(),
-            2 => (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
-            _ => rng.json(0).to_string().into_bytes(),
+            1 => random_text(&mut rng, 200).into_bytes(),
+            2 => (0..rng.below(300)).map(|_| rng.next_u64() as u8).collect(),
+            _ => random_json(&mut rng, 0).to_string().into_bytes(),
         };
         let path = format!("/anything?q={}", rng.below(1000));
         let pairs: Vec<(&str, &str)> = headers

@@ -6,6 +6,9 @@
 //! `content-length` frames the body, which the plugins adjust themselves when they rewrite it.
 //! None of them can be removed, renamed or set by configuration.
 
+/// RFC 9110 `token`: what a header name may be (the SDK's rule, re-exported).
+pub use barbacane_sdk::http::is_token;
+
 /// RFC 9110 §7.6.1 connection-specific headers (the list the gateway strips when forwarding).
 pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -21,14 +24,6 @@ pub const HOP_BY_HOP: [&str; 9] = [
 
 /// Headers that frame or route the message: managed by the gateway and the plugins.
 pub const MANAGED: [&str; 2] = ["host", "content-length"];
-
-/// RFC 9110 `token`: what a header name may be.
-pub fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
 
 /// Checks a configured header name and returns it lowercased (the Proxy-Wasm maps carry
 /// lowercase names), or says why it cannot be used.
