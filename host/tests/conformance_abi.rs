@@ -321,13 +321,27 @@ async fn streams_end_with_on_done_then_on_log_then_on_delete() {
     assert_eq!(reply.header("x-hc-ended"), "done log delete");
 }
 
+/// In `on_log` the heads are still readable, and `request.size` / `response.size` are the body
+/// bytes that passed each way.
 #[tokio::test]
 async fn on_log_still_reads_the_request_and_response_headers() {
     let echo = echo_upstream().await;
     let gw = hostcalls_gateway(echo.addr.port()).await;
-    assert_eq!(get(&gw.url("/echo?logged")).await.status, 200);
+    let sent = get(&gw.url("/echo?logged")).await;
+    assert_eq!(sent.status, 200);
     let reply = ended(&gw, "/echo?logged").await;
-    assert_eq!(reply.header("x-hc-logged"), "GET 200");
+    assert_eq!(
+        reply.header("x-hc-logged"),
+        format!("GET 200 0 {}", sent.body.len())
+    );
+
+    let sent = send(Method::POST, &gw.url("/echo?posted"), &[], b"hello").await;
+    assert_eq!(sent.status, 200);
+    let reply = ended(&gw, "/echo?posted").await;
+    assert_eq!(
+        reply.header("x-hc-logged"),
+        format!("POST 200 5 {}", sent.body.len())
+    );
 }
 
 /// The value of header `name` in a raw HTTP/1.1 response text (first match, head or trailers).

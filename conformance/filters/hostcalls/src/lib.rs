@@ -72,7 +72,8 @@
 //!   `emscripten_notify_memory_growth=ok` after calling that `env` helper (raw).
 //! * a request with `x-hc-of: <path>` also gets what the end-of-stream and trailer callbacks of
 //!   the earlier stream of request path `<path>` recorded (below), each `<none>` when nothing:
-//!   `x-hc-ended` (e.g. `done log delete`), `x-hc-logged` (e.g. `GET 200`) and
+//!   `x-hc-ended` (e.g. `done log delete`), `x-hc-logged` (method, status, `request.size`,
+//!   `response.size`, e.g. `POST 200 5 312`) and
 //!   `x-hc-response-trailers` (e.g. `1:t`).
 //! * a request with `x-hc-pause` calls the 0.1.0 `proxy_continue_request` (raw), reports
 //!   `x-hc-continue-request` = its status and returns `Pause`: the deferred resume must still
@@ -700,9 +701,20 @@ impl HttpContext for Stream {
         let read = |value: Option<String>| value.unwrap_or_else(|| String::from("<none>"));
         let method = read(self.get_http_request_header(":method"));
         let status = read(self.get_http_response_header(":status"));
+        // Body sizes: 8-byte little-endian int64 properties, known once the bodies have passed.
+        let size = |path: Vec<&str>| {
+            self.get_property(path)
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or_else(
+                    || String::from("<none>"),
+                    |b| i64::from_le_bytes(b).to_string(),
+                )
+        };
+        let request_size = size(vec!["request", "size"]);
+        let response_size = size(vec!["response", "size"]);
         store(
             &format!("{LOGGED}{}", self.path),
-            &format!("{method} {status}"),
+            &format!("{method} {status} {request_size} {response_size}"),
         );
     }
 }
