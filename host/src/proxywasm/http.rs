@@ -100,22 +100,33 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
     pairs
 }
 
+/// Whether `uri` is the origin-form target `path` (no scheme, no authority, same text).
+fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
+    uri.scheme().is_none()
+        && uri.authority().is_none()
+        && uri.path_and_query().map(|p| p.as_str().as_bytes()) == Some(path)
+}
+
 /// Writes a (possibly changed) request map back into the request head. Entries that are not
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         match key.as_str() {
-            ":method" => {
+            // Unchanged values keep what was parsed (re-parsing a URI on every request is not
+            // free). Only an origin-form URI (`/path?query`) is exactly its `:path`; any other
+            // form is rebuilt from it, as a changed one is.
+            ":method" if value.as_slice() != parts.method.as_str().as_bytes() => {
                 if let Ok(method) = Method::from_bytes(value) {
                     parts.method = method;
                 }
             }
-            ":path" => {
+            ":path" if !is_origin_form(&parts.uri, value) => {
                 if let Ok(uri) = Uri::try_from(value.as_slice()) {
                     parts.uri = uri;
                 }
             }
+            ":method" | ":path" => {}
             ":authority" => {
                 if let Ok(host) = HeaderValue::from_bytes(value) {
                     headers.append(http::header::HOST, host);
@@ -203,5 +214,24 @@ mod tests {
         assert_eq!(parts.uri.path(), "/v2/pets");
         assert_eq!(parts.headers["host"], "api.test");
         assert_eq!(parts.headers["x-b"], "2");
+    }
+
+    #[test]
+    fn an_absolute_uri_becomes_its_path_even_when_the_path_is_unchanged() {
+        let request = http::Request::get("http://api.test/pets?x=1")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let mut pairs = request_pairs(&parts, "http");
+        pairs[2].1 = b"other.test".to_vec();
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.uri, "/pets?x=1");
+        assert_eq!(parts.headers["host"], "other.test");
+
+        // Origin form and unchanged: kept as parsed.
+        let pairs = request_pairs(&parts, "http");
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.uri, "/pets?x=1");
+        assert_eq!(parts.method, http::Method::GET);
     }
 }
