@@ -69,6 +69,16 @@ pub fn request_header<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Option<St
         .map(lossy)
 }
 
+/// Every value of request header `name` (any case), as the bytes the client sent: for plugins
+/// that judge the raw value (credentials, forwarded addresses) and must not trap on non-UTF-8.
+pub fn request_header_bytes<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Vec<Vec<u8>> {
+    ctx.get_http_request_headers_bytes()
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+        .collect()
+}
+
 /// Every request header of the current stream, as [`request_header`] reads them (lossily).
 pub fn request_headers<C: HttpContext + ?Sized>(ctx: &C) -> Vec<(String, String)> {
     ctx.get_http_request_headers_bytes()

@@ -20,7 +20,7 @@ use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
     Pairs, apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
 };
-use crate::proxywasm::properties::{BodySizes, StreamInfo};
+use crate::proxywasm::properties::StreamInfo;
 use crate::proxywasm::{
     self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, VmError,
 };
@@ -108,8 +108,8 @@ impl OpenStream {
 pub(super) struct Passage {
     streams: Vec<OpenStream>,
     body_limit: usize,
-    /// Where the bodies are counted, for `request.size` / `response.size`.
-    sizes: BodySizes,
+    /// The request's record, where the bodies are counted (`request.size`, `response.size`).
+    info: Arc<StreamInfo>,
     /// The request and response headers as forwarded and sent, for `on_log`.
     heads: [Pairs; 2],
 }
@@ -282,11 +282,11 @@ impl FilterSet {
         let mut passage = Passage {
             streams: Vec::new(),
             body_limit: self.body_limit,
-            sizes: info.body_sizes.clone(),
+            info: info.clone(),
             heads: Default::default(),
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
-        let body = Counted::boxed(body, &passage.sizes, false);
+        let body = Counted::boxed(body, &passage.info, Direction::Request);
         let mut pairs = request_pairs(parts, &info.scheme);
         for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
             let replica = &replicas.0[index];
@@ -355,7 +355,7 @@ impl FilterSet {
         response: Response<Body>,
     ) -> Result<Response<Body>, StreamReset> {
         let (mut parts, body) = response.into_parts();
-        let mut body = Counted::boxed(body, &passage.sizes, true);
+        let mut body = Counted::boxed(body, &passage.info, Direction::Response);
         let mut pairs = response_pairs(&parts);
         for stream in passage.streams.iter().rev() {
             let end_of_stream = http_body::Body::is_end_stream(&body);
@@ -365,7 +365,7 @@ impl FilterSet {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
                     let (local_parts, local_body) = local_response(local).into_parts();
                     parts = local_parts;
-                    body = Counted::boxed(local_body, &passage.sizes, true);
+                    body = Counted::boxed(local_body, &passage.info, Direction::Response);
                     pairs = response_pairs(&parts);
                 }
                 Err(Stop::Close) => return Err(StreamReset),
@@ -834,20 +834,20 @@ impl http_body::Body for EndsStreams {
     }
 }
 
-/// A body that counts its data bytes into the request's [`BodySizes`] as they pass.
+/// A body that counts its data bytes into the request's body sizes as they pass.
 struct Counted {
     body: Body,
-    sizes: BodySizes,
-    response: bool,
+    info: Arc<StreamInfo>,
+    direction: Direction,
 }
 
 impl Counted {
-    fn boxed(body: Body, sizes: &BodySizes, response: bool) -> Body {
-        let sizes = sizes.clone();
+    fn boxed(body: Body, info: &Arc<StreamInfo>, direction: Direction) -> Body {
+        let info = info.clone();
         Counted {
             body,
-            sizes,
-            response,
+            info,
+            direction,
         }
         .boxed_unsync()
     }
@@ -865,7 +865,7 @@ impl http_body::Body for Counted {
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(data) = frame.data_ref()
         {
-            self.sizes.add(self.response, data.len());
+            self.info.body_sizes.add(self.direction, data.len());
         }
         polled
     }

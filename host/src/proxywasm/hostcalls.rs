@@ -294,9 +294,7 @@ fn map_ref(state: &HostState, map: i32) -> Result<Option<&Pairs>, Status> {
 }
 
 fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
-    let mut bytes = read(caller, ptr, len)?;
-    bytes.make_ascii_lowercase();
-    Ok(super::http::into_string(bytes))
+    Ok(super::http::header_name(read(caller, ptr, len)?))
 }
 
 fn proxy_get_header_map_pairs(

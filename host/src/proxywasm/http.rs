@@ -51,16 +51,15 @@ pub fn deserialize(bytes: &[u8]) -> Option<Pairs> {
         at = at.checked_add(key_len + 1)?;
         let value = bytes.get(at..at.checked_add(value_len)?)?;
         at = at.checked_add(value_len + 1)?;
-        let mut key = key.to_vec();
-        key.make_ascii_lowercase();
-        pairs.push((into_string(key), value.to_vec()));
+        pairs.push((header_name(key.to_vec()), value.to_vec()));
     }
     Some(pairs)
 }
 
-/// A header name from a filter as a `String`: without a copy when it is UTF-8 (it always is in
-/// practice), else with the invalid bytes replaced.
-pub fn into_string(bytes: Vec<u8>) -> String {
+/// A header name from a filter as the maps hold it: lowercase, as a `String` made without a copy
+/// when it is UTF-8 (it always is in practice), else with the invalid bytes replaced.
+pub fn header_name(mut bytes: Vec<u8>) -> String {
+    bytes.make_ascii_lowercase();
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 

@@ -9,14 +9,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::Status;
 use super::http::{Pairs, serialize};
+use super::vm::Direction;
 
-/// What the host knows about one HTTP stream, for properties.
-#[derive(Debug, Clone, Default)]
+/// What the host knows about one HTTP stream, for properties. One per request, shared by its
+/// chain's streams as an `Arc`.
+#[derive(Debug, Default)]
 pub struct StreamInfo {
     /// The request method as received (`request.method` when the live headers lack `:method`).
     pub method: String,
@@ -50,15 +52,15 @@ pub struct StreamInfo {
     pub filter_state: FilterState,
 }
 
-/// A request's body sizes, counted by the gateway as the bodies flow (shared with the task that
-/// moves them; cloning shares the counters).
-#[derive(Debug, Clone, Default)]
-pub struct BodySizes(Arc<[AtomicU64; 2]>);
+/// A request's body sizes, counted by the gateway as the bodies flow (through the request's
+/// shared `Arc<StreamInfo>`).
+#[derive(Debug, Default)]
+pub struct BodySizes([AtomicU64; 2]);
 
 impl BodySizes {
-    /// Counts `bytes` more of the request (`response` false) or response body.
-    pub fn add(&self, response: bool, bytes: usize) {
-        self.0[usize::from(response)].fetch_add(bytes as u64, Ordering::Relaxed);
+    /// Counts `bytes` more of the body going `direction`.
+    pub fn add(&self, direction: Direction, bytes: usize) {
+        self.0[direction as usize].fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Request body bytes so far.
@@ -73,10 +75,10 @@ impl BodySizes {
 }
 
 /// `proxy_set_property` values of one request, by dotted name. Shared by every filter of the
-/// request's chain, as Envoy's per-stream filter state is: what an auth plugin stores (the
-/// consumer) the plugins after it can read. Cloning shares the state.
-#[derive(Debug, Clone, Default)]
-pub struct FilterState(Arc<Mutex<HashMap<String, Vec<u8>>>>);
+/// request's chain (through its `Arc<StreamInfo>`), as Envoy's per-stream filter state is: what
+/// an auth plugin stores (the consumer) the plugins after it can read.
+#[derive(Debug, Default)]
+pub struct FilterState(Mutex<HashMap<String, Vec<u8>>>);
 
 impl FilterState {
     /// The values. A request's filters run one at a time, so the lock is never contended; a
@@ -549,8 +551,8 @@ mod tests {
     #[test]
     fn request_time_and_size_are_encoded_as_int64() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
-        stream.body_sizes.add(false, 5);
-        stream.body_sizes.add(false, 7);
+        stream.body_sizes.add(Direction::Request, 5);
+        stream.body_sizes.add(Direction::Request, 7);
         let headers = request_headers();
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
         let time = as_i64(get(&v, &path(&["request", "time"])).unwrap());
@@ -617,7 +619,7 @@ mod tests {
     fn response_attributes() {
         let (plugin, state) = (plugin(), HashMap::new());
         let stream = stream();
-        stream.body_sizes.add(true, 99);
+        stream.body_sizes.add(Direction::Response, 99);
         let headers: Pairs = vec![
             (String::from(":status"), b"201".to_vec()),
             (String::from("set-cookie"), b"a=1".to_vec()),
@@ -695,7 +697,7 @@ mod tests {
 
         let unknown_peer = StreamInfo {
             source: None,
-            ..stream.clone()
+            ..self::stream()
         };
         let v = view(&plugin, Some(&unknown_peer), None, &state);
         assert_eq!(
@@ -719,7 +721,7 @@ mod tests {
 
         let plain = StreamInfo {
             tls: false,
-            ..stream.clone()
+            ..self::stream()
         };
         let v = view(&plugin, Some(&plain), None, &state);
         assert_eq!(
@@ -783,7 +785,7 @@ mod tests {
         let undispatched = StreamInfo {
             cluster_name: None,
             route_name: String::new(),
-            ..stream.clone()
+            ..self::stream()
         };
         let v = view(&plugin, Some(&undispatched), None, &state);
         assert_eq!(

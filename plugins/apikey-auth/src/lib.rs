@@ -89,12 +89,7 @@ impl HttpContext for Stream {
 
         // Bytes, not `get_http_request_header`: the String API traps on a non-UTF-8 value.
         let header_values: Vec<Vec<u8>> = match self.keys.header() {
-            Some(name) => self
-                .get_http_request_headers_bytes()
-                .into_iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-                .collect(),
+            Some(name) => barbacane_sdk::http::request_header_bytes(self, name),
             None => Vec::new(),
         };
         let target = self

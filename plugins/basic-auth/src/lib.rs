@@ -88,12 +88,7 @@ impl HttpContext for Stream {
         self.set_http_request_header(HEADER_GROUPS, None);
 
         // Bytes, not `get_http_request_header`: the String API traps on a non-UTF-8 value.
-        let values: Vec<Vec<u8>> = self
-            .get_http_request_headers_bytes()
-            .into_iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .map(|(_, value)| value)
-            .collect();
+        let values = barbacane_sdk::http::request_header_bytes(self, "authorization");
         let detail = match parse_credentials(&values) {
             Ok(credentials) => {
                 match self

@@ -141,11 +141,7 @@ impl HttpContext for Stream {
         let forwarded_for: Vec<Vec<u8>> = if self.config.trusted_proxies.is_empty() {
             Vec::new()
         } else {
-            self.get_http_request_headers_bytes()
-                .into_iter()
-                .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
-                .map(|(_, value)| value)
-                .collect()
+            http::request_header_bytes(self, "x-forwarded-for")
         };
         let client = self.config.client_ip(peer, &forwarded_for);
         if self.config.allows(client) {

@@ -947,7 +947,8 @@ async fn requests_wait_for_the_first_jwks_fetch() {
     .await;
     let token = sign("EdDSA", Some("ed"), &claims("dave"));
     let auth = bearer(&token);
-    let started = Instant::now();
+    // Only the JWKS the identity provider serves after 700 ms verifies this token: a 200 means
+    // the request waited for the keys (no wall-time assertion needed).
     let response = gw
         .send(
             "POST",
@@ -957,10 +958,6 @@ async fn requests_wait_for_the_first_jwks_fetch() {
         )
         .await;
     assert_eq!(response.status, 200, "{}", response.text());
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "the request waited for the keys"
-    );
     let echoed = response.json();
     assert_eq!(echoed["headers"]["x-user"], "dave");
     assert_eq!(echoed["body"], "{\"order\": 1}");

@@ -350,16 +350,11 @@ async fn an_unreachable_server_fails_closed_with_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_server_times_out_and_fails_closed() {
     let gw = gateway(json!({"timeout_ms": 200})).await;
-    let started = std::time::Instant::now();
+    // The server does answer, `active: true`, after 1.5 s: a 503 means the plugin gave up at
+    // its timeout instead of waiting for that answer (no wall-time assertion needed).
     get(&gw, "Bearer slow")
         .await
         .assert_problem(503, "introspection-unavailable");
-    // Not a timing assertion, only that the answer did not wait for the server.
-    assert!(
-        started.elapsed() < Duration::from_millis(1400),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 /// A token the server below answers with some odd JSON.

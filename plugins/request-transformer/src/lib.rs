@@ -18,8 +18,8 @@
 //! The plugin makes no replies of its own and never refuses a request. Configuration:
 //! `schema.json`; reference in `docs/plugins/request-transformer.md`.
 
-use barbacane_sdk::{config, consumer, http};
-use barbacane_transform_rules::{Config, Plan, RequestData, Target, body, headers, query};
+use barbacane_sdk::{consumer, http};
+use barbacane_transform_rules::{RequestData, Rules, Target, body, headers, query};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -37,30 +37,6 @@ mod entry {
     }}
 }
 
-/// The compiled configuration and what it needs from each request.
-#[derive(Debug)]
-pub struct Rules {
-    /// The rules.
-    pub plan: Plan,
-    /// Some value reads the request: keep it for the body phase.
-    pub templates: bool,
-    /// Some value reads the consumer.
-    pub consumer: bool,
-}
-
-impl Rules {
-    /// Parses and checks the configuration (JSON text); errors carry a JSON pointer.
-    pub fn from_json(bytes: Option<Vec<u8>>) -> Result<Rules, config::ConfigError> {
-        let config: Config = config::parse(bytes)?;
-        let plan = Plan::new(&config, Target::Request)?;
-        Ok(Rules {
-            templates: plan.has_templates(),
-            consumer: plan.reads_consumer(),
-            plan,
-        })
-    }
-}
-
 #[derive(Default)]
 struct Root {
     rules: Option<Rc<Rules>>,
@@ -70,7 +46,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match Rules::from_json(self.get_plugin_configuration()) {
+        match Rules::from_json(self.get_plugin_configuration(), Target::Request) {
             Ok(rules) => {
                 self.rules = Some(Rc::new(rules));
                 true
@@ -203,17 +179,22 @@ mod tests {
 
     #[test]
     fn configuration_is_checked_with_pointers() {
-        let rules = Rules::from_json(None).unwrap();
+        let rules = Rules::from_json(None, Target::Request).unwrap();
         assert!(rules.plan.headers.is_empty() && !rules.templates);
-        let rules = Rules::from_json(Some(
-            br#"{"add": {"headers": {"x-user": "$(consumer.id)"}}}"#.to_vec(),
-        ))
+        let rules = Rules::from_json(
+            Some(br#"{"add": {"headers": {"x-user": "$(consumer.id)"}}}"#.to_vec()),
+            Target::Request,
+        )
         .unwrap();
         assert!(rules.templates && rules.consumer);
-        let e = Rules::from_json(Some(br#"{"set": {"headers": {":path": "/x"}}}"#.to_vec()))
-            .unwrap_err();
+        let e = Rules::from_json(
+            Some(br#"{"set": {"headers": {":path": "/x"}}}"#.to_vec()),
+            Target::Request,
+        )
+        .unwrap_err();
         assert_eq!(e.pointer, "/set/headers/:path");
-        let e = Rules::from_json(Some(br#"{"add": {"nope": 1}}"#.to_vec())).unwrap_err();
+        let e = Rules::from_json(Some(br#"{"add": {"nope": 1}}"#.to_vec()), Target::Request)
+            .unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
     }
 }

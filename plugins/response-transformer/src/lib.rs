@@ -21,8 +21,8 @@
 //! plugins after it in the chain. Configuration: `schema.json`; reference in
 //! `docs/plugins/response-transformer.md`.
 
-use barbacane_sdk::{config, consumer, http};
-use barbacane_transform_rules::{Config, Plan, RequestData, Target, body, headers};
+use barbacane_sdk::{consumer, http};
+use barbacane_transform_rules::{RequestData, Rules, Target, body, headers};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::rc::Rc;
@@ -40,30 +40,6 @@ mod entry {
     }}
 }
 
-/// The compiled configuration and what it needs from each request.
-#[derive(Debug)]
-pub struct Rules {
-    /// The rules.
-    pub plan: Plan,
-    /// Some value reads the request: keep it until the response.
-    pub templates: bool,
-    /// Some value reads the consumer.
-    pub consumer: bool,
-}
-
-impl Rules {
-    /// Parses and checks the configuration (JSON text); errors carry a JSON pointer.
-    pub fn from_json(bytes: Option<Vec<u8>>) -> Result<Rules, config::ConfigError> {
-        let config: Config = config::parse(bytes)?;
-        let plan = Plan::new(&config, Target::Response)?;
-        Ok(Rules {
-            templates: plan.has_templates(),
-            consumer: plan.reads_consumer(),
-            plan,
-        })
-    }
-}
-
 #[derive(Default)]
 struct Root {
     rules: Option<Rc<Rules>>,
@@ -73,7 +49,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        match Rules::from_json(self.get_plugin_configuration()) {
+        match Rules::from_json(self.get_plugin_configuration(), Target::Response) {
             Ok(rules) => {
                 self.rules = Some(Rc::new(rules));
                 true
@@ -197,18 +173,23 @@ mod tests {
 
     #[test]
     fn configuration_is_checked_with_pointers() {
-        let rules = Rules::from_json(Some(
-            br#"{"add": {"headers": {"x-served-by": "gw"}}}"#.to_vec(),
-        ))
+        let rules = Rules::from_json(
+            Some(br#"{"add": {"headers": {"x-served-by": "gw"}}}"#.to_vec()),
+            Target::Response,
+        )
         .unwrap();
         assert!(!rules.templates);
-        let e = Rules::from_json(Some(
-            br#"{"set": {"headers": {":status": "201"}}}"#.to_vec(),
-        ))
+        let e = Rules::from_json(
+            Some(br#"{"set": {"headers": {":status": "201"}}}"#.to_vec()),
+            Target::Response,
+        )
         .unwrap_err();
         assert_eq!(e.pointer, "/set/headers/:status");
-        let e = Rules::from_json(Some(br#"{"add": {"querystring": {"a": "1"}}}"#.to_vec()))
-            .unwrap_err();
+        let e = Rules::from_json(
+            Some(br#"{"add": {"querystring": {"a": "1"}}}"#.to_vec()),
+            Target::Response,
+        )
+        .unwrap_err();
         assert_eq!(e.pointer, "/add/querystring");
     }
 }

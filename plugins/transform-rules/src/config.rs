@@ -292,6 +292,32 @@ pub fn values_of<K, V>(action: &Action<K, V>) -> Option<&V> {
     }
 }
 
+/// A configuration compiled for one target, with what it needs from each request worked out
+/// once (not on every request): the two transformer plugins' configured state.
+#[derive(Debug)]
+pub struct Rules {
+    /// The rules.
+    pub plan: Plan,
+    /// Some value reads the request (kept until the body or the response needs it).
+    pub templates: bool,
+    /// Some value reads the consumer.
+    pub consumer: bool,
+}
+
+impl Rules {
+    /// Parses and checks the plugin configuration (JSON text) for `target`; errors carry a JSON
+    /// pointer.
+    pub fn from_json(bytes: Option<Vec<u8>>, target: Target) -> Result<Rules, ConfigError> {
+        let config: Config = barbacane_sdk::config::parse(bytes)?;
+        let plan = Plan::new(&config, target)?;
+        Ok(Rules {
+            templates: plan.has_templates(),
+            consumer: plan.reads_consumer(),
+            plan,
+        })
+    }
+}
+
 /// Header values: like [`text_values`], and literal parts must be valid header text.
 fn header_values(value: &Value, at: &str) -> Result<Vec<Template>, ConfigError> {
     let templates = text_values(value, at)?;

@@ -19,5 +19,5 @@ pub mod names;
 pub mod query;
 pub mod template;
 
-pub use config::{Action, Config, Plan, Rule, Target};
+pub use config::{Action, Config, Plan, Rule, Rules, Target};
 pub use template::{RequestData, Template};
