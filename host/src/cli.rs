@@ -1,10 +1,16 @@
-//! The command line: `validate`, `compile`, `serve`, `plugin list`. Turns library results into one clear
-//! message per failure and a documented exit code per failure class (see [`exit`]).
+//! The command line: `validate`, `compile`, `serve`, and `plugin list|push|pull|sign|verify|
+//! inspect|keygen` ([`plugin`]). Turns library results into one clear message per failure and a
+//! documented exit code per failure class (see [`exit`]; registry failures exit with
+//! [`barbacane_registry::ErrorKind::exit_code`], 10–24, and print its hint).
+
+mod plugin;
+mod term;
 
 use crate::artifact::{self, ArtifactError};
 use crate::compile::{self, Options};
 use crate::diag::{self, Diagnostic};
 use crate::gateway::Gateway;
+use crate::oci;
 use crate::server::{self, Config, Limits};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use miette::miette;
@@ -53,23 +59,16 @@ enum Command {
         /// Where to write the artifact.
         #[arg(short, long)]
         output: PathBuf,
+        /// Re-resolve oci:// plugin tags instead of using barbacane.lock's digests.
+        #[arg(long)]
+        update: bool,
     },
     /// Serve an artifact (or specs compiled in memory).
     Serve(ServeArgs),
-    /// Plugins: list the built-ins.
+    /// Plugins: list the built-ins; push, pull, sign, verify and inspect OCI plugins; keygen.
     Plugin {
         #[command(subcommand)]
-        command: PluginCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum PluginCommand {
-    /// List the built-in plugins (usable by name, without barbacane.yaml).
-    List {
-        /// Output format (json includes each plugin's config schema).
-        #[arg(long, value_enum, default_value_t = Format::Human)]
-        format: Format,
+        command: plugin::PluginCommand,
     },
 }
 
@@ -158,87 +157,42 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate(args) => validate(&args),
-        Command::Compile { spec, output } => compile_to(&spec, &output),
+        Command::Compile {
+            spec,
+            output,
+            update,
+        } => compile_to(&spec, &output, update),
         Command::Serve(args) => serve(args),
-        Command::Plugin {
-            command: PluginCommand::List { format },
-        } => plugin_list(format),
+        Command::Plugin { command } => plugin::run(command),
     }
 }
 
-fn plugin_list(format: Format) -> ExitCode {
-    let builtins = crate::builtins::all();
-    if format == Format::Json {
-        let list: Vec<serde_json::Value> = builtins
-            .iter()
-            .map(|b| {
-                serde_json::json!({
-                    "name": b.name,
-                    "version": b.version,
-                    "kind": b.kind.as_str(),
-                    "abi": b.abi,
-                    "description": b.description,
-                    "capabilities": b.capabilities,
-                    "schema": serde_json::from_str::<serde_json::Value>(b.schema).ok(),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_else(|_| String::from("[]"))
-        );
-        return ExitCode::SUCCESS;
-    }
-    if builtins.is_empty() {
-        println!("no built-in plugins (this barbacane was built with BARBACANE_NO_BUILTINS=1)");
-        return ExitCode::SUCCESS;
-    }
-    let width = |column: fn(&crate::builtins::Builtin) -> &str, title: &str| {
-        builtins
-            .iter()
-            .map(|b| column(b).len())
-            .chain([title.len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let name_width = width(|b| b.name, "NAME");
-    let version_width = width(|b| b.version, "VERSION");
-    let kind_width = width(|b| b.kind.as_str(), "KIND");
-    let capabilities = |b: &crate::builtins::Builtin| match b.capabilities {
-        [] => String::from("-"),
-        list => list.join(","),
-    };
-    let capabilities_width = builtins
-        .iter()
-        .map(|b| capabilities(b).len())
-        .chain(["CAPABILITIES".len()])
-        .max()
-        .unwrap_or(0);
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{:name_width$}  {:version_width$}  {:kind_width$}  {:capabilities_width$}  DESCRIPTION",
-        "NAME", "VERSION", "KIND", "CAPABILITIES"
-    );
-    for b in builtins {
-        let _ = writeln!(
-            out,
-            "{:name_width$}  {:version_width$}  {:kind_width$}  {:capabilities_width$}  {}",
-            b.name,
-            b.version,
-            b.kind.as_str(),
-            capabilities(b),
-            b.description
-        );
-    }
-    ExitCode::SUCCESS
+/// Reports a registry failure: the message, the hint, and the kind's exit code.
+fn registry_fail(e: &barbacane_registry::Error) -> ExitCode {
+    fail(e.exit_code(), miette!(help = e.hint(), "{e}"))
 }
 
 fn validate(args: &SpecArgs) -> ExitCode {
-    match compile::compile(
+    // No network: oci:// plugins come from barbacane.lock and the local cache, or stay unchecked.
+    let resolution = match oci::resolve(
+        args.manifest.as_deref(),
+        oci::Mode::Offline,
+        &barbacane_registry::NoProgress,
+    ) {
+        Ok(r) => r,
+        Err(e) => return registry_fail(&e),
+    };
+    for (plugin, source) in &resolution.unchecked {
+        eprintln!(
+            "note: plugin '{plugin}' ({source}) is not pinned in barbacane.lock and cached, so its \
+             middlewares were not checked; `barbacane compile` resolves it"
+        );
+    }
+    match compile::compile_with(
         &args.specs,
         args.manifest.as_deref(),
         Options { dev: args.dev },
+        resolution.modules,
     ) {
         Ok(compiled) => {
             if args.format == Format::Json {
@@ -252,17 +206,34 @@ fn validate(args: &SpecArgs) -> ExitCode {
     }
 }
 
-fn compile_to(args: &SpecArgs, output: &Path) -> ExitCode {
-    let compiled = match compile::compile(
+fn compile_to(args: &SpecArgs, output: &Path, update: bool) -> ExitCode {
+    let mut resolution = match oci::resolve(
+        args.manifest.as_deref(),
+        oci::Mode::Resolve { update },
+        &term::Bar::new(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return registry_fail(&e),
+    };
+    let compiled = match compile::compile_with(
         &args.specs,
         args.manifest.as_deref(),
         Options { dev: args.dev },
+        std::mem::take(&mut resolution.modules),
     ) {
         Ok(c) => c,
         Err(diagnostics) => return report(&diagnostics, args.format),
     };
     match artifact::write(output, &compiled, args.dev) {
         Ok(manifest) => {
+            // The lock records what the artifact holds: written only once the artifact is.
+            match resolution.write_lock() {
+                Ok(Some(path)) if args.format == Format::Human => {
+                    println!("pinned oci:// plugins in {}", path.display());
+                }
+                Ok(_) => {}
+                Err(e) => return registry_fail(&e),
+            }
             if args.format == Format::Json {
                 println!("{}", diag::to_json(&[]));
             } else {
@@ -333,11 +304,20 @@ fn serve(args: ServeArgs) -> ExitCode {
                 miette!(help = "recompile it with `barbacane compile`", "{e}"),
             )
         }),
-        None => compile::compile(
-            &args.specs,
+        // oci:// plugins are resolved as by `compile` (through the lock), but no lock is written.
+        None => match oci::resolve(
             args.manifest.as_deref(),
-            Options { dev: args.dev },
-        )
+            oci::Mode::Resolve { update: false },
+            &barbacane_registry::NoProgress,
+        ) {
+            Ok(resolution) => compile::compile_with(
+                &args.specs,
+                args.manifest.as_deref(),
+                Options { dev: args.dev },
+                resolution.modules,
+            ),
+            Err(e) => return registry_fail(&e),
+        }
         .map(|compiled| artifact::Artifact::from_compiled(&compiled, args.dev))
         .map_err(|diagnostics| {
             report(&diagnostics, Format::Human);

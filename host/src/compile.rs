@@ -32,6 +32,16 @@ pub struct Options {
     pub dev: bool,
 }
 
+/// The `oci://` plugin modules resolved before compiling (by [`crate::oci`]), keyed by source.
+#[derive(Debug, Clone, Default)]
+pub struct OciModules {
+    /// Source, as written in `barbacane.yaml` → module bytes (verified and pinned).
+    pub modules: BTreeMap<String, Vec<u8>>,
+    /// Without the network (`validate`): a middleware naming an `oci://` plugin that has no
+    /// module here is left unchecked instead of being an error.
+    pub offline: bool,
+}
+
 /// One source file that went into the build (for the artifact manifest).
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -58,11 +68,22 @@ const METHODS: &[&str] = &[
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// Compiles `specs` (and `manifest`, if given).
+/// Compiles `specs` (and `manifest`, if given). A manifest with `oci://` sources needs
+/// [`compile_with`] and their modules.
 pub fn compile(
     specs: &[PathBuf],
     manifest: Option<&Path>,
     options: Options,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    compile_with(specs, manifest, options, OciModules::default())
+}
+
+/// Compiles `specs` (and `manifest`, if given) with the `oci://` plugin modules resolved before.
+pub fn compile_with(
+    specs: &[PathBuf],
+    manifest: Option<&Path>,
+    options: Options,
+    oci: OciModules,
 ) -> Result<Compiled, Vec<Diagnostic>> {
     let mut compiler = Compiler {
         sources: Sources::default(),
@@ -75,6 +96,7 @@ pub fn compile(
         default_middlewares: Vec::new(),
         project: project::Project::default(),
         plugins: middlewares::Plugins::default(),
+        oci,
     };
     let mut extra_sources = Vec::new();
     if let Some(path) = manifest {
@@ -145,6 +167,8 @@ struct Compiler {
     project: project::Project,
     /// Plugins loaded so far.
     plugins: middlewares::Plugins,
+    /// The `oci://` plugin modules.
+    oci: OciModules,
 }
 
 impl Compiler {

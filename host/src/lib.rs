@@ -12,6 +12,7 @@ pub mod diag;
 pub mod dispatch;
 pub mod gateway;
 pub mod model;
+pub mod oci;
 pub mod problem;
 pub mod project;
 pub mod proxywasm;

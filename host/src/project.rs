@@ -1,8 +1,9 @@
 //! The optional project manifest, `barbacane.yaml`: plugin sources and the trust policy.
 //! `file:` sources (and plugin `schema:` files) are read relative to the manifest; `builtin:`
-//! sources name a plugin embedded in the binary ([`crate::builtins`]); `oci://` sources arrive
-//! with the registry. A built-in needs no entry: a middleware may name it directly, and an entry
-//! of the same name overrides it.
+//! sources name a plugin embedded in the binary ([`crate::builtins`]); `oci://` sources name a
+//! plugin in an OCI registry (their syntax is checked here; [`crate::oci`] resolves them). A
+//! built-in needs no entry: a middleware may name it directly, and an entry of the same name
+//! overrides it. `trust.keys` files are read relative to the manifest and checked here.
 
 use crate::builtins::{self, Builtin};
 use crate::compile::SourceFile;
@@ -24,12 +25,19 @@ pub struct Project {
     /// Which keys may sign `oci://` plugins.
     #[serde(default)]
     pub trust: Trust,
+    /// Registries (`host` or `host:port`) spoken to over plain HTTP besides loopback ones.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
     /// The manifest's directory, which `file:` sources are relative to.
     #[serde(skip)]
     pub dir: PathBuf,
     /// Plugin name → the JSON Schema its `schema:` file holds (read and checked by [`load`]).
     #[serde(skip)]
     pub schemas: BTreeMap<String, Value>,
+    /// The `trust.keys` files' contents (`PUBLIC KEY` PEM), in order (read and checked by
+    /// [`load`]).
+    #[serde(skip)]
+    pub trust_keys: Vec<String>,
 }
 
 /// Where a plugin's module comes from, once its name is resolved.
@@ -39,6 +47,8 @@ pub enum Origin {
     File(PathBuf),
     /// A built-in plugin: named by a `builtin:` source, or by a middleware with no entry.
     Builtin(&'static Builtin),
+    /// An `oci://` source, as written (resolved by [`crate::oci`] before compiling).
+    Oci(String),
 }
 
 impl Project {
@@ -50,6 +60,8 @@ impl Project {
         };
         if let Some(path) = entry.source.strip_prefix("file:") {
             Some(Origin::File(self.dir.join(path)))
+        } else if is_oci(&entry.source) {
+            Some(Origin::Oci(entry.source.clone()))
         } else {
             entry
                 .source
@@ -58,6 +70,20 @@ impl Project {
                 .map(Origin::Builtin)
         }
     }
+
+    /// The `oci://` sources of the declared plugins: (plugin name, source), by name.
+    pub fn oci_sources(&self) -> Vec<(&str, &str)> {
+        self.plugins
+            .iter()
+            .filter(|(_, p)| is_oci(&p.source))
+            .map(|(name, p)| (name.as_str(), p.source.as_str()))
+            .collect()
+    }
+}
+
+/// Whether `source` is an `oci://` source.
+pub fn is_oci(source: &str) -> bool {
+    source.starts_with("oci://")
 }
 
 /// A plugin's entry in the manifest.
@@ -118,7 +144,8 @@ pub fn load(path: &Path) -> Result<(Project, Vec<SourceFile>), Diagnostic> {
             Code::E1070,
             at(1, 1),
             format!("invalid project manifest: {e}"),
-            "the manifest has 'plugins: {name: {source: …}}' and 'trust: {keys: […]}'",
+            "the manifest has 'plugins: {name: {source: …}}', 'trust: {keys: […], allow_unsigned: false}' \
+             and 'insecure_registries: [host:port]'",
         )
     })?;
     let position = |pointer: &str| {
@@ -126,10 +153,11 @@ pub fn load(path: &Path) -> Result<(Project, Vec<SourceFile>), Diagnostic> {
         at(line, column)
     };
     for (plugin, source) in &project.plugins {
-        let problem = if source.source.starts_with("oci://") {
-            String::from(
-                "oci:// sources are not supported yet (they come with signed OCI distribution)",
-            )
+        let problem = if is_oci(&source.source) {
+            match barbacane_registry::PluginRef::parse(&source.source) {
+                Ok(_) => continue,
+                Err(e) => e.to_string(),
+            }
         } else if let Some(builtin) = source.source.strip_prefix("builtin:") {
             if builtins::find(builtin).is_some() {
                 continue;
@@ -144,10 +172,15 @@ pub fn load(path: &Path) -> Result<(Project, Vec<SourceFile>), Diagnostic> {
             Code::E1070,
             position(&yaml::pointer_push(&entry_pointer(plugin), "source")),
             format!("plugin '{plugin}': source '{}' {problem}", source.source),
-            "write 'file:path/to/plugin.wasm' (relative to barbacane.yaml) or 'builtin:NAME'",
+            "write 'file:path/to/plugin.wasm' (relative to barbacane.yaml), 'builtin:NAME' \
+             or 'oci://HOST[:PORT]/REPO[:TAG][@sha256:HEX]'",
         ));
     }
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (i, key) in project.trust.keys.iter().enumerate() {
+        let at = position(&format!("/trust/keys/{i}"));
+        project.trust_keys.push(load_trust_key(&dir.join(key), at)?);
+    }
     let mut files = Vec::new();
     for (plugin, source) in &project.plugins {
         if let Some(schema) = &source.schema {
@@ -165,6 +198,22 @@ pub fn load(path: &Path) -> Result<(Project, Vec<SourceFile>), Diagnostic> {
     };
     files.insert(0, manifest);
     Ok((project, files))
+}
+
+/// Reads a `trust.keys` file and checks that it holds a `PUBLIC KEY` PEM; `at` is its entry.
+fn load_trust_key(path: &Path, at: Location) -> Result<String, Diagnostic> {
+    let shown = path.display().to_string();
+    let fail = |why: String| {
+        Diagnostic::new(
+            Code::E1070,
+            at.clone(),
+            format!("trust key {shown}: {why}"),
+            "list cosign public keys (cosign.pub, from `barbacane plugin keygen`) relative to barbacane.yaml",
+        )
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    barbacane_registry::key_fingerprint(&text).map_err(|e| fail(e.to_string()))?;
+    Ok(text)
 }
 
 /// The JSON pointer of plugin `plugin`'s entry in the manifest.

@@ -52,6 +52,10 @@ pub fn engine() -> Result<wasmtime::Engine, ModuleError> {
 fn new_engine() -> Result<wasmtime::Engine, String> {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
+    #[cfg(feature = "wasm-profiling")]
+    if std::env::var_os("BARBACANE_WASM_PROFILER").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(directory) = cache_directory() {
         let mut cache = wasmtime::CacheConfig::new();
         cache.with_directory(directory);

@@ -82,9 +82,19 @@ pub fn is_claim_path(path: &str) -> bool {
 
 /// Stores the consumer for the rest of the chain. Call it from an http context.
 pub fn set<C: Context + ?Sized>(ctx: &C, consumer: &Consumer) {
+    set_encoded(ctx, &encode(consumer));
+}
+
+/// `consumer` as [`set_encoded`] stores it: for a plugin that stores the same consumer on many
+/// requests (a cache of verified credentials) and encodes it once.
+pub fn encode(consumer: &Consumer) -> Vec<u8> {
     // Serialising a struct of strings and JSON values cannot fail.
-    let bytes = serde_json::to_vec(consumer).unwrap_or_default();
-    ctx.set_property(vec![PROPERTY], Some(&bytes));
+    serde_json::to_vec(consumer).unwrap_or_default()
+}
+
+/// Stores a consumer [`encode`]d earlier for the rest of the chain.
+pub fn set_encoded<C: Context + ?Sized>(ctx: &C, encoded: &[u8]) {
+    ctx.set_property(vec![PROPERTY], Some(encoded));
 }
 
 /// The consumer an earlier plugin of the chain authenticated, if any.

@@ -1,5 +1,6 @@
 //! `x-barbacane-middlewares`: the Proxy-Wasm filter chains. Each plugin named comes from the
-//! project manifest or, without an entry there, is a built-in ([`crate::builtins`]). Its module
+//! project manifest (a file, or an `oci://` module resolved before compiling) or, without an
+//! entry there, is a built-in ([`crate::builtins`]). Its module
 //! is compiled; its configuration is checked against its JSON Schema when it has one (a
 //! built-in's, or a manifest `schema:` file), each failure pointing at the offending node; and
 //! every distinct (plugin, configuration) is started once, as `serve` will start it, so a plugin
@@ -44,6 +45,8 @@ pub(super) struct Plugins {
     pub(super) bytes: std::collections::BTreeMap<String, Vec<u8>>,
     /// Chain entries already started successfully.
     started: std::collections::HashSet<Middleware>,
+    /// `oci://` plugins not resolved while offline: their middlewares are kept unchecked.
+    unchecked: std::collections::BTreeSet<String>,
 }
 
 impl Compiler {
@@ -91,8 +94,9 @@ impl Compiler {
                 return None;
             }
         };
-        if !self.load_once(at, &raw.name) || !self.check_config(at, &raw.name, raw.config.as_ref())
-        {
+        let loaded = self.load_once(at, &raw.name);
+        let unchecked = self.plugins.unchecked.contains(&raw.name);
+        if !unchecked && (!loaded || !self.check_config(at, &raw.name, raw.config.as_ref())) {
             return None;
         }
         let middleware = Middleware {
@@ -102,6 +106,9 @@ impl Compiler {
             failure: raw.failure,
             plugin: raw.name,
         };
+        if unchecked {
+            return Some(middleware);
+        }
         self.start_once(at, &middleware).then_some(middleware)
     }
 
@@ -237,6 +244,22 @@ impl Compiler {
                 format!("built-in {}", builtin.name),
                 Some(builtin),
             ),
+            Origin::Oci(source) => match self.oci.modules.get(&source) {
+                Some(bytes) => (bytes.clone(), source, None),
+                None if self.oci.offline => {
+                    self.plugins.unchecked.insert(name.to_string());
+                    return None;
+                }
+                None => {
+                    self.error(
+                        Code::E1061,
+                        at,
+                        format!("plugin '{name}': {source} was not resolved from its registry"),
+                        "compile with the barbacane CLI, which pulls and verifies oci:// plugins",
+                    );
+                    return None;
+                }
+            },
         };
         let declared_schema = self
             .project

@@ -6,7 +6,7 @@
 
 use super::abi::Status;
 use super::vm::HostState;
-use wasmtime::{Caller, Extern, Memory};
+use wasmtime::{Caller, Memory};
 
 fn memory(caller: &mut Caller<'_, HostState>) -> Result<Memory, Status> {
     caller.data().memory.ok_or(Status::InvalidMemoryAccess)
@@ -82,11 +82,7 @@ pub(super) fn return_bytes(
         let Ok(len) = i32::try_from(bytes.len()) else {
             return Ok(Status::InvalidMemoryAccess);
         };
-        let allocator = caller.data().allocator;
-        let Some(Extern::Func(allocate)) = caller.get_export(allocator) else {
-            return Ok(Status::InvalidMemoryAccess);
-        };
-        let Ok(allocate) = allocate.typed::<i32, i32>(&caller) else {
+        let Some(allocate) = caller.data().allocate.clone() else {
             return Ok(Status::InvalidMemoryAccess);
         };
         // The allocator may grow memory: `write` looks the memory up again afterwards.

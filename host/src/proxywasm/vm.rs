@@ -225,8 +225,10 @@ pub(super) struct HostState {
     /// What the plugin was seen doing beyond its streams.
     pub(super) used: Capabilities,
     pub(super) identity: PluginIdentity,
-    /// The export used to allocate guest memory.
-    pub(super) allocator: &'static str,
+    /// The export that allocates guest memory (`proxy_on_memory_allocate` or `malloc`), looked
+    /// up once: host calls that return bytes call it, and a lookup by name per call showed in
+    /// profiles. `None` until the instance exists, or when its type is not `(i32) -> i32`.
+    pub(super) allocate: Option<TypedFunc<i32, i32>>,
     /// The ABI the module declares (0.1.0 answers a missing header differently).
     pub(super) abi: super::module::AbiVersion,
     pub(super) vm_config: Vec<u8>,
@@ -375,7 +377,7 @@ impl Vm {
         let state = HostState {
             plugin: plugin.name,
             identity: plugin.identity,
-            allocator: module.info.allocator.export_name(),
+            allocate: None,
             abi: module.info.abi,
             vm_config: plugin.vm_config,
             plugin_config: plugin.config,
@@ -410,6 +412,9 @@ impl Vm {
             .instantiate(&mut store)
             .map_err(|e| instantiate_error(format!("{e:#}")))?;
         store.data_mut().memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().allocate = instance
+            .get_typed_func(&mut store, module.info.allocator.export_name())
+            .ok();
         let exports = Exports::lookup(&mut store, &instance)?;
         static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut vm = Vm {

@@ -19,6 +19,7 @@
 //! [`token`] (JWS parsing), [`keys`] (algorithms, keys, signatures), [`verify`] (the decision),
 //! [`remote`] (the JWKS fetch state). Reference: `docs/plugins/jwt-auth.md`.
 
+pub mod cache;
 pub mod extract;
 pub mod keys;
 pub mod remote;
@@ -27,6 +28,7 @@ pub mod token;
 pub mod verify;
 
 use barbacane_sdk::{config, consumer};
+use cache::{TokenCache, Verified};
 use extract::Found;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -62,6 +64,8 @@ struct Shared {
     settings: Settings,
     /// The remote JWKS, when configured.
     remote: Option<RefCell<RemoteState>>,
+    /// Tokens already verified.
+    cache: RefCell<TokenCache>,
 }
 
 /// Seconds since the epoch, from the host's clock.
@@ -203,6 +207,7 @@ fn on_answer<C: Context + ?Sized>(
     match &outcome {
         None => return,
         Some(Outcome::Loaded(_, skipped)) => {
+            shared.cache.borrow_mut().clear();
             for (index, why) in skipped {
                 log::warn!("jwt-auth: JWKS key {index} skipped: {why}");
             }
@@ -236,38 +241,56 @@ fn answer_waiters<C: Context + ?Sized>(ctx: &C, shared: &Shared, own_context: u3
             continue;
         }
         let result = settle(shared, &waiter.token, now);
-        if finish(ctx, &shared.settings, result, &waiter.found) == Action::Continue {
+        if finish(ctx, shared, result, &waiter.found) == Action::Continue {
             let _ = hostcalls::resume_http_request();
         }
     }
     let _ = hostcalls::set_effective_context(own_context);
 }
 
-/// Carries out a decision on the effective stream: forwards the identity and returns
-/// `Continue`, or sends the problem and returns `Pause`.
+/// Carries out a decision on the effective stream: remembers and admits an accepted token
+/// (`Continue`), or sends the problem (`Pause`).
 fn finish<C: Context + ?Sized>(
     ctx: &C,
-    settings: &Settings,
+    shared: &Shared,
     result: Result<Identity, Refusal>,
     found: &Found,
 ) -> Action {
     match result {
         Ok(identity) => {
-            for (name, value) in &identity.headers {
-                let _ =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref());
-            }
-            consumer::set(ctx, &identity.consumer);
-            if settings.strip_token {
-                strip_token(&found.source);
-            }
-            Action::Continue
+            let verified = Rc::new(Verified {
+                consumer: consumer::encode(&identity.consumer),
+                identity,
+            });
+            shared
+                .cache
+                .borrow_mut()
+                .insert(&found.token, verified.clone());
+            admit(ctx, &shared.settings, &verified, found)
         }
         Err(refusal) => {
-            send_problem(&refusal, settings);
+            send_problem(&refusal, &shared.settings);
             Action::Pause
         }
     }
+}
+
+/// Lets the effective stream through as `verified`'s consumer: forwards its headers and stores
+/// the consumer for the rest of the chain.
+fn admit<C: Context + ?Sized>(
+    ctx: &C,
+    settings: &Settings,
+    verified: &Verified,
+    found: &Found,
+) -> Action {
+    for (name, value) in &verified.identity.headers {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref());
+    }
+    consumer::set_encoded(ctx, &verified.consumer);
+    if settings.strip_token {
+        strip_token(&found.source);
+    }
+    Action::Continue
 }
 
 /// Sends `refusal` as the effective stream's local response.
@@ -344,7 +367,12 @@ impl RootContext for Root {
             .remote
             .clone()
             .map(|r| RefCell::new(RemoteState::new(r)));
-        let shared = Rc::new(Shared { settings, remote });
+        let cache = RefCell::new(TokenCache::new(settings.cache_size));
+        let shared = Rc::new(Shared {
+            settings,
+            remote,
+            cache,
+        });
         if let Some(remote) = &shared.remote {
             // The first fetch goes now, so that keys are usually there before the first request;
             // an upstream the spec does not declare is a configuration error.
@@ -446,6 +474,17 @@ impl HttpContext for Stream {
             send_problem(&Refusal::Missing, settings);
             return Action::Pause;
         };
+        let now = now(self);
+        let cached = shared.cache.borrow().get(&found.token);
+        if let Some(verified) = cached {
+            return match verify::check_claims(settings, &verified.identity.consumer.claims, now) {
+                Ok(()) => admit(self, settings, &verified, &found),
+                Err(refusal) => {
+                    send_problem(&refusal, settings);
+                    Action::Pause
+                }
+            };
+        }
         let token = match token::parse(&found.token) {
             Ok(token) => token,
             Err(why) => {
@@ -453,15 +492,14 @@ impl HttpContext for Stream {
                 return Action::Pause;
             }
         };
-        let now = now(self);
         match decide(&shared, &token, now, true) {
-            Step::Done(result) => finish(self, settings, result, &found),
+            Step::Done(result) => finish(self, &shared, result, &found),
             Step::Wait => self.wait(token, found),
             Step::Fetch => {
                 if start_fetch(self, &shared, now).is_ok() {
                     return self.wait(token, found);
                 }
-                finish(self, settings, settle(&shared, &token, now), &found)
+                finish(self, &shared, settle(&shared, &token, now), &found)
             }
         }
     }

@@ -65,6 +65,9 @@ pub struct Config {
     /// Let requests without a token through, unauthenticated.
     #[serde(default)]
     pub allow_missing: bool,
+    /// How many verified tokens each worker remembers; 0 turns the cache off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u32,
 }
 
 /// One inline key.
@@ -129,6 +132,9 @@ pub struct HeaderSourceConfig {
 
 fn default_realm() -> String {
     String::from("api")
+}
+fn default_cache_size() -> u32 {
+    100
 }
 fn default_leeway() -> u32 {
     60
@@ -231,6 +237,8 @@ pub struct Settings {
     pub strip_token: bool,
     /// Requests without a token pass.
     pub allow_missing: bool,
+    /// Verified tokens remembered per VM.
+    pub cache_size: usize,
 }
 
 fn error(pointer: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -364,6 +372,7 @@ impl Settings {
             groups_claim: config.groups_claim,
             strip_token: config.strip_token,
             allow_missing: config.allow_missing,
+            cache_size: config.cache_size as usize,
         })
     }
 

@@ -868,6 +868,28 @@ async fn tokens_from_other_places_and_stripping() {
         .assert_problem(401, "invalid-token");
 }
 
+/// A token seen again comes from the cache of verified tokens, whose claims are still checked on
+/// every request: the same token is refused once it expires (the cache is on by default).
+#[tokio::test]
+async fn a_cached_token_is_refused_once_it_expires() {
+    let gw = gateway(json!({"keys": inline_keys(), "leeway": 0})).await;
+    let expires = now() + 2;
+    let token = sign("ES256", Some("es256"), &json!({"sub": "a", "exp": expires}));
+    for _ in 0..3 {
+        let response = get_with(&gw, &token).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    while now() <= expires {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_invalid(&get_with(&gw, &token).await, "the token expired at");
+    // With the cache off, the same holds.
+    let gw = gateway(json!({"keys": inline_keys(), "leeway": 0, "cache_size": 0})).await;
+    let fresh = sign("ES256", Some("es256"), &json!({"sub": "a", "exp": now() + 60}));
+    assert_eq!(get_with(&gw, &fresh).await.status, 200);
+    assert_eq!(get_with(&gw, &fresh).await.status, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_jwks_is_refreshed_and_the_last_good_set_kept() {
     let first = json!({"keys": [jwk("rsa", "k1", Some("RS256")), jwk("ec256", "e1", None)]});

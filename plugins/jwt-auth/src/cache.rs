@@ -1,0 +1,118 @@
+//! Tokens this VM has already verified, as Envoy's `jwt_authn` `jwt_cache_config`: a client
+//! sends the same token on many requests, and decoding it and checking its signature is most of
+//! the plugin's cost. An entry holds what the verification produced — the identity to forward,
+//! whose consumer carries the claims — so that a hit skips decoding and the signature and only
+//! checks the claims again (`exp` and `nbf` depend on the time; the others are cheap). Entries are keyed by the exact token text and evicted oldest first;
+//! the whole cache is emptied when the key set changes (a removed key must not keep its tokens
+//! alive).
+
+use crate::verify::Identity;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// What a verified token produced.
+pub struct Verified {
+    /// The consumer (with the claims, checked again on every hit) and forwarded headers.
+    pub identity: Identity,
+    /// The consumer, encoded once for the request's filter state.
+    pub consumer: Vec<u8>,
+}
+
+/// A bounded map from token text to its verification.
+pub struct TokenCache {
+    capacity: usize,
+    entries: HashMap<String, Rc<Verified>>,
+    /// Insertion order, for eviction.
+    order: VecDeque<String>,
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens (0: nothing is kept).
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// The verification of `token`, if it is cached.
+    pub fn get(&self, token: &str) -> Option<Rc<Verified>> {
+        self.entries.get(token).cloned()
+    }
+
+    /// Remembers `token`'s verification, evicting the oldest entry when full.
+    pub fn insert(&mut self, token: &str, verified: Rc<Verified>) {
+        if self.capacity == 0 || self.entries.contains_key(token) {
+            return;
+        }
+        if self.entries.len() >= self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.entries.remove(&oldest);
+        }
+        self.entries.insert(token.to_string(), verified);
+        self.order.push_back(token.to_string());
+    }
+
+    /// Forgets every token (the key set changed).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
+    /// How many tokens are cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barbacane_sdk::consumer::Consumer;
+
+    fn verified(id: &str) -> Rc<Verified> {
+        Rc::new(Verified {
+            identity: Identity {
+                consumer: Consumer {
+                    id: id.to_string(),
+                    ..Consumer::default()
+                },
+                headers: Vec::new(),
+            },
+            consumer: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn keeps_at_most_capacity_and_evicts_the_oldest() {
+        let mut cache = TokenCache::new(2);
+        cache.insert("a", verified("a"));
+        cache.insert("b", verified("b"));
+        cache.insert("c", verified("c"));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get("a").is_none());
+        assert_eq!(cache.get("b").map(|v| v.identity.consumer.id.clone()), Some("b".into()));
+        assert!(cache.get("c").is_some());
+    }
+
+    #[test]
+    fn capacity_zero_keeps_nothing_and_clear_empties() {
+        let mut off = TokenCache::new(0);
+        off.insert("a", verified("a"));
+        assert!(off.is_empty());
+        let mut cache = TokenCache::new(4);
+        cache.insert("a", verified("a"));
+        cache.insert("a", verified("other"));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get("a").map(|v| v.identity.consumer.id.clone()), Some("a".into()));
+        cache.clear();
+        assert!(cache.get("a").is_none());
+    }
+}
