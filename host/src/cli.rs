@@ -1,5 +1,5 @@
-//! The command line: `validate`, `compile`, `serve`, and `plugin list|push|pull|sign|verify|
-//! inspect|keygen` ([`plugin`]). Turns library results into one clear message per failure and a
+//! The command line: `validate`, `compile`, `serve`, `dev`, `init`, and
+//! `plugin list|push|pull|sign|verify|inspect|keygen` ([`plugin`]). Turns library results into one clear message per failure and a
 //! documented exit code per failure class (see [`exit`]; registry failures exit with
 //! [`barbacane_registry::ErrorKind::exit_code`], 10–24, and print its hint).
 
@@ -65,6 +65,16 @@ enum Command {
     },
     /// Serve an artifact (or specs compiled in memory).
     Serve(ServeArgs),
+    /// Serve specs for development: `serve --dev --watch` (recompiles and swaps the running
+    /// configuration when a spec, the manifest, a schema or a plugin file changes).
+    Dev(ServeArgs),
+    /// Create a gateway project (spec, barbacane.yaml with one plugin, README) that `dev`
+    /// serves as it is.
+    Init {
+        /// Where to create it (created if missing; existing files are never overwritten).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Plugins: list the built-ins; push, pull, sign, verify and inspect OCI plugins; keygen.
     Plugin {
         #[command(subcommand)]
@@ -111,6 +121,10 @@ struct ServeArgs {
     /// Development mode: detailed validation problems; plaintext upstreams allowed with --spec.
     #[arg(long)]
     dev: bool,
+    /// With --spec: recompile when a file it read changes and swap the running configuration
+    /// (requests in flight finish on the old one; a broken edit keeps the old one serving).
+    #[arg(long, requires = "specs")]
+    watch: bool,
     /// Seconds to wait for in-flight requests on SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
@@ -163,11 +177,49 @@ pub fn main() -> ExitCode {
             update,
         } => compile_to(&spec, &output, update),
         Command::Serve(args) => serve(args),
+        Command::Dev(args) => {
+            if args.artifact.is_some() {
+                return fail(
+                    exit::USAGE,
+                    miette!(
+                        help = "use `barbacane serve --artifact` to serve a compiled artifact",
+                        "`dev` serves specs: pass --spec"
+                    ),
+                );
+            }
+            serve(ServeArgs {
+                dev: true,
+                watch: true,
+                ..args
+            })
+        }
         Command::Plugin { command } => plugin::run(command),
+        Command::Init { dir } => init(&dir),
     }
 }
 
 /// Reports a registry failure: the message, the hint, and the kind's exit code.
+fn init(dir: &Path) -> ExitCode {
+    match crate::scaffold::init_project(dir) {
+        Ok(files) => {
+            for file in &files {
+                println!("created {}", file.display());
+            }
+            let at = |name: &str| dir.join(name).display().to_string();
+            println!(
+                "serve it, reloading on every edit:\n  barbacane dev --spec {} --manifest {} --listen 127.0.0.1:8080",
+                at("api.yaml"),
+                at("barbacane.yaml")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(
+            exit::IO,
+            miette!(help = "pick an empty or new directory", "{e}"),
+        ),
+    }
+}
+
 fn registry_fail(e: &barbacane_registry::Error) -> ExitCode {
     fail(e.exit_code(), miette!(help = e.hint(), "{e}"))
 }
@@ -291,6 +343,8 @@ fn fail(code: u8, report: miette::Report) -> ExitCode {
 
 fn serve(args: ServeArgs) -> ExitCode {
     init_logging(args.log_format);
+    // With --watch: the files the configuration came from.
+    let mut watched = Vec::new();
     let loaded = match &args.artifact {
         Some(path) => artifact::read(path).map_err(|e| {
             let code = match e {
@@ -304,25 +358,13 @@ fn serve(args: ServeArgs) -> ExitCode {
                 miette!(help = "recompile it with `barbacane compile`", "{e}"),
             )
         }),
-        // oci:// plugins are resolved as by `compile` (through the lock), but no lock is written.
-        None => match oci::resolve(
-            args.manifest.as_deref(),
-            oci::Mode::Resolve { update: false },
-            &barbacane_registry::NoProgress,
-        ) {
-            Ok(resolution) => compile::compile_with(
-                &args.specs,
-                args.manifest.as_deref(),
-                Options { dev: args.dev },
-                resolution.modules,
-            ),
-            Err(e) => return registry_fail(&e),
-        }
-        .map(|compiled| artifact::Artifact::from_compiled(&compiled, args.dev))
-        .map_err(|diagnostics| {
-            report(&diagnostics, Format::Human);
-            (exit::INVALID_INPUT, miette!("the specs have errors"))
-        }),
+        None => match load_specs(&args) {
+            Ok((artifact, files)) => {
+                watched = files;
+                Ok(artifact)
+            }
+            Err(code) => return ExitCode::from(code),
+        },
     };
     let artifact = match loaded {
         Ok(a) => a,
@@ -373,6 +415,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             "some routes answer only these hosts (from `servers`); add a server with a relative URL such as '/' to serve them on any host"
         );
     }
+    let config_for_reload = config.clone();
     let gateway = match Gateway::new(artifact, config) {
         Ok(g) => Arc::new(g),
         Err(e) => {
@@ -421,12 +464,107 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     println!("listening on {scheme}://{address}");
     let _ = std::io::stdout().flush();
-    match server::run_workers(gateway, listeners, stopped) {
+    let (gateways, current) = tokio::sync::watch::channel(gateway);
+    if args.watch {
+        let config = config_for_reload;
+        std::thread::spawn(move || watch_and_reload(&args, watched, config, gateways));
+    }
+    match server::run_workers(current, listeners, stopped) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => fail(exit::IO, miette!("{e}")),
+    }
+}
+
+/// Compiles `args.specs` in memory for `serve --spec`: the artifact and every file it came from
+/// (specs, files they reference, the manifest, schema and plugin files). On failure the
+/// diagnostics or the registry error are printed and the exit code returned. `oci://` plugins
+/// are resolved as by `compile` (through the lock), but no lock is written.
+fn load_specs(args: &ServeArgs) -> Result<(artifact::Artifact, Vec<PathBuf>), u8> {
+    let resolution = oci::resolve(
+        args.manifest.as_deref(),
+        oci::Mode::Resolve { update: false },
+        &barbacane_registry::NoProgress,
+    )
+    .map_err(|e| {
+        eprintln!("{:?}", miette!(help = e.hint(), "{e}"));
+        e.exit_code()
+    })?;
+    let compiled = compile::compile_with(
+        &args.specs,
+        args.manifest.as_deref(),
+        Options { dev: args.dev },
+        resolution.modules,
+    )
+    .map_err(|diagnostics| {
+        report(&diagnostics, Format::Human);
+        exit::INVALID_INPUT
+    })?;
+    let mut files: Vec<PathBuf> = compiled
+        .sources
+        .iter()
+        .map(|source| PathBuf::from(&source.name))
+        .collect();
+    if let Some(manifest) = &args.manifest
+        && let Ok((project, _)) = crate::project::load(manifest)
+    {
+        files.extend(project.plugins.values().filter_map(|entry| {
+            let path = entry.source.strip_prefix("file:")?;
+            Some(project.dir.join(path))
+        }));
+    }
+    Ok((
+        artifact::Artifact::from_compiled(&compiled, args.dev),
+        files,
+    ))
+}
+
+/// `serve --watch`: polls `files` (those the running configuration came from) and, when one changes,
+/// recompiles and hands the new gateway to the workers. A failed compile prints its diagnostics
+/// and keeps the running configuration. Runs until the process exits.
+fn watch_and_reload(
+    args: &ServeArgs,
+    mut files: Vec<PathBuf>,
+    config: Config,
+    gateways: tokio::sync::watch::Sender<Arc<Gateway>>,
+) {
+    let mut seen = crate::watch::Snapshot::take(&files);
+    loop {
+        std::thread::sleep(crate::watch::POLL_INTERVAL);
+        // Specs and the manifest are watched even when the last edit broke them.
+        let watched: Vec<PathBuf> = files
+            .iter()
+            .chain(&args.specs)
+            .chain(&args.manifest)
+            .cloned()
+            .collect();
+        let now = crate::watch::Snapshot::take(&watched);
+        if now == seen {
+            continue;
+        }
+        // Editors write in several steps: wait until the files stop changing.
+        std::thread::sleep(crate::watch::SETTLE);
+        seen = crate::watch::Snapshot::take(&watched);
+        let gateway = load_specs(args).and_then(|(artifact, new_files)| {
+            files = new_files;
+            let operations = artifact.api.operations.len();
+            Gateway::new(artifact, config.clone())
+                .map(|gateway| (gateway, operations))
+                .map_err(|e| {
+                    eprintln!("{:?}", miette!("{e}"));
+                    exit::INVALID_INPUT
+                })
+        });
+        match gateway {
+            Ok((gateway, operations)) => {
+                gateways.send_replace(Arc::new(gateway));
+                println!("reloaded: {operations} operations");
+            }
+            Err(_) => eprintln!("the edit has errors; the previous configuration keeps serving"),
+        }
+        let _ = std::io::stdout().flush();
     }
 }
 

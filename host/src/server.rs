@@ -84,13 +84,16 @@ impl Default for Config {
     }
 }
 
-/// Serves `worker` on `listener` until `shutdown` resolves, then stops accepting and waits up
-/// to the drain timeout for in-flight requests.
+/// Serves on `listener` until `shutdown` resolves, then stops accepting and waits up to the
+/// drain timeout for in-flight requests. Each request goes to the worker `workers` holds when it
+/// arrives: a reload swaps it, and requests in flight finish on the one they started with.
 pub async fn serve(
-    worker: Arc<Worker>,
+    workers: tokio::sync::watch::Receiver<Arc<Worker>>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // Limits, TLS and the drain timeout come from the command line: a reload keeps them.
+    let worker = workers.borrow().clone();
     let limits = worker.config().limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -122,9 +125,9 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let client = ClientConnection { peer, tls: tls.is_some() };
-                let worker = worker.clone();
+                let workers = workers.clone();
                 let service = hyper::service::service_fn(move |request| {
-                    let worker = worker.clone();
+                    let worker = workers.borrow().clone();
                     async move { worker.handle(request, client).await }
                 });
                 let watcher = graceful.watcher();
@@ -226,9 +229,10 @@ pub fn bind(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::Tcp
 }
 
 /// Runs one worker thread per listener, each on its own single-threaded runtime, until
-/// `shutdown` turns true; returns once every worker has drained.
+/// `shutdown` turns true; returns once every worker has drained. Each thread serves the gateway
+/// `gateways` holds, and a new one from the time it is sent (see [`reload`]).
 pub fn run_workers(
-    gateway: Arc<Gateway>,
+    gateways: tokio::sync::watch::Receiver<Arc<Gateway>>,
     listeners: Vec<std::net::TcpListener>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -236,7 +240,7 @@ pub fn run_workers(
         .into_iter()
         .enumerate()
         .map(|(index, listener)| {
-            let gateway = gateway.clone();
+            let mut gateways = gateways.clone();
             let mut shutdown = shutdown.clone();
             std::thread::Builder::new()
                 .name(format!("barbacane-worker-{index}"))
@@ -248,8 +252,11 @@ pub fn run_workers(
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)
                             .map_err(|e| format!("worker {index}: {e}"))?;
-                        let worker = Arc::new(Worker::new(gateway)?);
-                        serve(worker, listener, async move {
+                        let gateway = gateways.borrow_and_update().clone();
+                        let (workers, current) =
+                            tokio::sync::watch::channel(Arc::new(Worker::new(gateway)?));
+                        tokio::spawn(reload(index, gateways, workers));
+                        serve(current, listener, async move {
                             let _ = shutdown.wait_for(|stop| *stop).await;
                         })
                         .await;
@@ -265,6 +272,26 @@ pub fn run_workers(
             .map_err(|_| String::from("a worker thread panicked"))??;
     }
     Ok(())
+}
+
+/// Builds this thread's worker for each new gateway (its own upstream pools and plugin
+/// replicas) and hands it to [`serve`]; a worker that cannot be built leaves the old one serving.
+async fn reload(
+    index: usize,
+    mut gateways: tokio::sync::watch::Receiver<Arc<Gateway>>,
+    workers: tokio::sync::watch::Sender<Arc<Worker>>,
+) {
+    while gateways.changed().await.is_ok() {
+        let gateway = gateways.borrow_and_update().clone();
+        match Worker::new(gateway) {
+            Ok(worker) => {
+                workers.send_replace(Arc::new(worker));
+            }
+            Err(e) => {
+                tracing::error!(worker = index, error = %e, "reload failed; the previous configuration keeps serving");
+            }
+        }
+    }
 }
 
 /// SIGTERM and SIGINT handlers, registered when this is created: a signal that arrives right

@@ -362,7 +362,11 @@ impl TestGatewayBuilder {
             let thread = std::thread::Builder::new()
                 .name(String::from("barbacane-test-workers"))
                 .spawn(move || {
-                    if let Err(e) = server::run_workers(gateway, listeners, stopped) {
+                    if let Err(e) = server::run_workers(
+                        tokio::sync::watch::channel(gateway).1,
+                        listeners,
+                        stopped,
+                    ) {
                         eprintln!("the test gateway's workers failed: {e}");
                     }
                 })
@@ -387,9 +391,13 @@ impl TestGatewayBuilder {
             .local_addr()
             .map_err(|e| format!("no local address: {e}"))?;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(worker, listener, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(server::serve(
+            tokio::sync::watch::channel(worker).1,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Ok(TestGateway {
             addr,
             client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),

@@ -114,9 +114,13 @@ pub async fn serve_artifact(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::serve(worker, listener, async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(server::serve(
+        tokio::sync::watch::channel(worker).1,
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
     TestGateway {
         addr,
         shutdown: Some(tx),

@@ -1,0 +1,829 @@
+//! Filters built on barbacane's Go SDK (`sdk-tinygo/`) with the standard Go toolchain
+//! (`GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`, Go >= 1.24) run through the real
+//! gateway against real upstreams. The filters are `conformance/filters-go/sdk-*` (each a Go
+//! module using the SDK through a local `replace`), and the SDK's examples
+//! (`sdk-tinygo/examples/*`); `conformance/filters-go/build` builds them all.
+//! `conformance/run` maps these tests to `conformance/cases.tsv` rows of family `Go SDK`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use barbacane::compile::{self, Options};
+use barbacane::proxywasm::abi::LogLevel;
+use barbacane::proxywasm::{
+    AbiVersion, Allocator, EntryPoint, PluginConfig, PluginModule, Vm, engine,
+};
+use barbacane::server::{Config, full};
+use http::{Method, Response};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use support::{echo_upstream, get, send};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A project with `spec` and the given plugins, each `(name, Go filter)`; a Go filter is a
+/// name of `conformance/filters-go/target/` such as `sdk-headers` or `examples/http_auth`.
+fn go_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
+    let mut manifest = String::from("plugins:\n");
+    for (name, _) in plugins {
+        manifest.push_str(&format!(
+            "  {name}: {{source: 'file:filters/{name}.wasm'}}\n"
+        ));
+    }
+    let dir = support::project(&[("api.yaml", spec), ("barbacane.yaml", &manifest)]);
+    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
+    for (name, filter) in plugins {
+        std::fs::write(
+            dir.path().join(format!("filters/{name}.wasm")),
+            support::go_filter(filter),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// A spec whose `/echo` (GET, POST) goes to the echo upstream on `echo_port` and `/mock` to a
+/// mock, with `upstreams` extra upstream entries and `middlewares` (YAML list items) as the
+/// global chain.
+fn spec(echo_port: u16, upstreams: &str, middlewares: &str) -> String {
+    format!(
+        r#"openapi: 3.1.0
+info: {{title: go sdk, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
+{upstreams}
+x-barbacane-middlewares:
+{middlewares}
+paths:
+  /echo:
+    get:
+      operationId: echoGet
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+    post:
+      operationId: echoPost
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /mock:
+    get:
+      operationId: mockGet
+      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
+"#
+    )
+}
+
+/// One middleware item named `name` with `config` (a JSON value).
+fn middleware(name: &str, config: &serde_json::Value) -> String {
+    format!("  - name: {name}\n    config: '{config}'\n")
+}
+
+/// A plugin named `name` configured with `config`, as the gateway would start it.
+fn plugin(name: &str, config: &str) -> PluginConfig {
+    let middleware = barbacane::model::Middleware {
+        plugin: name.to_string(),
+        config: config.to_string(),
+        root_id: String::new(),
+        vm_config: String::new(),
+        failure: Default::default(),
+    };
+    PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))
+}
+
+/// Writes `request` on a new connection to `addr` and reads until it closes (or 10 s).
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
+/// returns the raw response.
+async fn chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for chunk in chunks {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of header `name` in a raw HTTP/1.1 response text (first match, head or trailers).
+fn raw_header<'a>(raw: &'a str, name: &str) -> &'a str {
+    raw.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
+
+const SDK_FILTERS: [&str; 9] = [
+    "sdk-headers",
+    "sdk-body",
+    "sdk-reply",
+    "sdk-callout",
+    "sdk-state",
+    "sdk-props",
+    "examples/http_headers",
+    "examples/http_auth",
+    "examples/metrics_tick",
+];
+
+#[test]
+fn go_sdk_modules_are_abi_0_2_1_with_initialize_and_the_sdk_allocator() {
+    let engine = engine().unwrap();
+    for filter in SDK_FILTERS {
+        let plugin = PluginModule::compile(&engine, &support::go_filter(filter)).unwrap();
+        let info = &plugin.info;
+        assert_eq!(info.abi, AbiVersion::V0_2_1, "{filter}");
+        assert_eq!(
+            info.entry,
+            EntryPoint::Initialize { with_main: false },
+            "{filter}"
+        );
+        assert_eq!(info.allocator, Allocator::ProxyOnMemoryAllocate, "{filter}");
+        for export in [
+            "proxy_abi_version_0_2_1",
+            "proxy_on_memory_allocate",
+            "proxy_on_context_create",
+            "proxy_on_vm_start",
+            "proxy_on_configure",
+            "proxy_on_tick",
+            "proxy_on_queue_ready",
+            "proxy_on_request_headers",
+            "proxy_on_request_body",
+            "proxy_on_request_trailers",
+            "proxy_on_response_headers",
+            "proxy_on_response_body",
+            "proxy_on_response_trailers",
+            "proxy_on_http_call_response",
+            "proxy_on_done",
+            "proxy_on_log",
+            "proxy_on_delete",
+        ] {
+            assert!(
+                info.exports.iter().any(|e| e == export),
+                "{filter}: missing export {export} in {:?}",
+                info.exports
+            );
+        }
+        // Only the host functions the SDK declares, all of them ABI 0.2.1 `env` functions.
+        for (module, name) in &info.imports {
+            assert!(
+                module == "wasi_snapshot_preview1"
+                    || (module == "env" && name.starts_with("proxy_")),
+                "{filter}: unexpected import {module}.{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn go_sdk_logs_at_every_level_and_reads_the_host_log_level() {
+    let engine = engine().unwrap();
+    let module = PluginModule::compile(&engine, &support::go_filter("sdk-headers")).unwrap();
+    let vm = Vm::start(&engine, &module, plugin("sdk-headers", "{}")).unwrap();
+    let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
+    for (level, line) in [
+        (LogLevel::Trace, "sdk-headers trace"),
+        (LogLevel::Debug, "sdk-headers debug"),
+        (LogLevel::Info, "sdk-headers info"),
+        (LogLevel::Warn, "sdk-headers warn"),
+        (LogLevel::Error, "sdk-headers error"),
+        (LogLevel::Critical, "sdk-headers critical"),
+    ] {
+        assert!(
+            logs.contains(&&(level, String::from(line))),
+            "{line} at {level:?} missing from {logs:?}"
+        );
+    }
+    assert!(
+        logs.iter().any(|(level, line)| *level == LogLevel::Info
+            && ["trace", "debug", "info", "warn", "error", "critical"]
+                .iter()
+                .any(|l| *line == format!("sdk-headers host log level {l}"))),
+        "GetLogLevel answered a level name: {logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn go_sdk_headers_are_added_replaced_and_removed_through_the_gateway() {
+    let echo = echo_upstream().await;
+    let config = serde_json::json!({
+        "request": {
+            "add": {"x-go-added": "1"},
+            "set": {"x-go-set": "new", "user-agent": "go-sdk"},
+            "remove": ["x-go-gone"],
+        },
+        "response": {
+            "add": {"x-go-response": "added"},
+            "set": {"content-type": "application/x-go"},
+            "remove": ["x-upstream"],
+        },
+    });
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-headers", &config)),
+        &[("sdk-headers", "sdk-headers")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    for round in 0..3 {
+        let reply = send(
+            Method::GET,
+            &gw.url("/echo"),
+            &[
+                ("x-go-set", "old"),
+                ("x-go-gone", "bye"),
+                ("user-agent", "test"),
+            ],
+            b"",
+        )
+        .await;
+        assert_eq!(reply.status, 200, "round {round}: {reply:?}");
+        let headers = &reply.json()["headers"];
+        assert_eq!(headers["x-go-added"], "1", "{headers}");
+        assert_eq!(headers["x-go-set"], "new", "{headers}");
+        assert_eq!(headers["user-agent"], "go-sdk", "{headers}");
+        assert!(headers.get("x-go-gone").is_none(), "{headers}");
+        assert_eq!(reply.header("x-go-response"), "added");
+        assert_eq!(reply.header("content-type"), "application/x-go");
+        assert_eq!(reply.header("x-upstream"), "", "removed from the response");
+        assert_eq!(reply.header("x-go-status"), "200", ":status is readable");
+        assert_eq!(reply.header("x-go-method"), "GET", ":method is readable");
+        let count: usize = reply.header("x-go-request-headers").parse().unwrap();
+        assert!(
+            count >= 7,
+            "pseudo-headers and the client's headers are in the map: {count}"
+        );
+    }
+
+    gw.stop().await;
+
+    // Under GC pressure: many requests with large headers, read 20 times each, with the Go GC
+    // running after almost every allocation (GOGC=1). Every map the host returns lives in a
+    // block it allocated in the guest (proxy_on_memory_allocate); each must arrive intact.
+    let mut churn = config.clone();
+    churn["churn"] = serde_json::json!(20);
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-headers", &churn)),
+        &[("sdk-headers", "sdk-headers")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let client = support::client();
+    for round in 0..200 {
+        let big = format!("{round}-{}", "g".repeat(8 * 1024));
+        let reply = support::send_with(
+            &client,
+            Method::GET,
+            &gw.url("/echo"),
+            &[("x-big", &big), ("x-go-set", "old")],
+            b"",
+        )
+        .await;
+        assert_eq!(reply.status, 200, "round {round}");
+        let headers = &reply.json()["headers"];
+        assert_eq!(headers["x-big"], big.as_str(), "round {round}");
+        assert_eq!(headers["x-go-set"], "new", "round {round}");
+        assert_eq!(reply.header("x-go-method"), "GET", "round {round}");
+        assert_eq!(reply.header("x-go-corrupt"), "", "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn go_sdk_bodies_are_buffered_and_replaced_through_the_gateway() {
+    let echo = echo_upstream().await;
+    for (mode, expected) in [
+        ("append", "hello world!"),
+        ("prepend", "!hello world"),
+        ("replace", "!"),
+    ] {
+        let config = serde_json::json!({"request": mode, "response": "append", "value": "!"});
+        let dir = go_project(
+            &spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
+            &[("sdk-body", "sdk-body")],
+        );
+        let gw = support::gateway_in(dir, Config::default()).await;
+        let raw = chunked_post(gw.addr, "/echo", &[b"hello", b" world"]).await;
+        assert_eq!(support::raw_status(&raw), 200, "{raw}");
+        assert_eq!(
+            raw_header(&raw, "x-request-body-calls"),
+            "5:false,11:false,11:true",
+            "each chunk is delivered; while the filter pauses, the size is cumulative"
+        );
+        assert_eq!(raw_header(&raw, "x-request-body-seen"), "hello world");
+        let body = raw.split("\r\n\r\n").nth(1).unwrap();
+        let json_end = body.rfind('}').unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&body[body.find('{').unwrap()..=json_end]).unwrap();
+        assert_eq!(doc["body"], expected, "request body {mode}");
+        assert!(
+            body[json_end + 1..].starts_with('!'),
+            "the response body was appended to: {body:?}"
+        );
+    }
+
+    // The whole response body replaced, and a fixed-length request body in one call.
+    let config = serde_json::json!({"request": "none", "response": "replace", "value": "{}"});
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
+        &[("sdk-body", "sdk-body")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = send(Method::POST, &gw.url("/echo"), &[], b"abc").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.as_ref(), b"{}");
+    assert_eq!(reply.header("x-request-body-calls"), "3:true");
+}
+
+/// A raw HTTP/1.1 upstream that answers every request with a chunked `ok` and trailer
+/// `x-upstream-trailer: t`, then closes.
+async fn trailers_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+                          trailer: x-upstream-trailer\r\nconnection: close\r\n\r\n\
+                          2\r\nok\r\n0\r\nx-upstream-trailer: t\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn go_sdk_request_and_response_trailers_are_read_and_added() {
+    // Request trailers are reported on the same response.
+    let echo = echo_upstream().await;
+    let config = serde_json::json!({"request": "none", "response": "none"});
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
+        &[("sdk-body", "sdk-body")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\n\
+          transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-client-trailer: yes\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    assert_eq!(
+        raw_header(&raw, "x-request-trailers"),
+        "1:yes",
+        "one trailer, readable in the callback, and the filter's add accepted"
+    );
+    gw.stop().await;
+
+    // Response trailers come after the response headers: the filter keeps what it saw in
+    // shared data and reports it on a later response.
+    let upstream = trailers_upstream().await;
+    let dir = go_project(
+        &spec(upstream.port(), "", &middleware("sdk-body", &config)),
+        &[("sdk-body", "sdk-body")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let request = b"GET /echo HTTP/1.1\r\nHost: t\r\nte: trailers\r\nconnection: close\r\n\r\n";
+    let raw = raw_exchange(gw.addr, request).await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    let mut last = String::new();
+    for _ in 0..50 {
+        let raw = raw_exchange(gw.addr, request).await;
+        last = raw_header(&raw, "x-last-response-trailers").to_string();
+        if !last.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        last, "1:t",
+        "one trailer, readable in the callback, and the filter's add accepted"
+    );
+}
+
+#[tokio::test]
+async fn go_sdk_local_replies_from_the_request_and_the_response_phase() {
+    let echo = echo_upstream().await;
+    let config = serde_json::json!({"deny_header": "x-deny", "replace_status": "200"});
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-reply", &config)),
+        &[("sdk-reply", "sdk-reply")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    // Request phase: a problem+json 403 from the SDK's problem helper; no upstream call.
+    let before = echo.connections.load(Ordering::SeqCst);
+    let denied = send(Method::GET, &gw.url("/echo"), &[("x-deny", "1")], b"").await;
+    let doc = denied.problem(403, "forbidden");
+    assert_eq!(doc["title"], "Forbidden");
+    assert_eq!(doc["detail"], "denied by the Go filter: x-deny");
+    assert_eq!(denied.header("x-go-reply"), "request");
+    assert_eq!(echo.connections.load(Ordering::SeqCst), before);
+
+    // Response phase: the upstream's 200 is replaced by the filter's 418.
+    let replaced = get(&gw.url("/echo")).await;
+    assert_eq!(replaced.status.as_u16(), 418, "{replaced:?}");
+    assert_eq!(replaced.body.as_ref(), b"replaced by go");
+    assert_eq!(replaced.header("x-go-reply"), "response");
+    assert_eq!(replaced.header("content-type"), "text/plain");
+    assert!(echo.connections.load(Ordering::SeqCst) > before);
+}
+
+/// An authorization service for callouts: 200 with body `alice` when the request carries
+/// `authorization: Bearer good`, 401 otherwise. Records each request it saw.
+async fn auth_upstream(seen: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
+    support::upstream(move |request: http::Request<hyper::body::Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .map(|h| h.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            seen.lock().unwrap().push(format!(
+                "{} {} {} {}",
+                request.method(),
+                request.uri(),
+                header("host"),
+                header("x-original-path")
+            ));
+            let good = header("authorization") == "Bearer good";
+            let mut response = Response::new(full(if good { "alice" } else { "no" }));
+            if !good {
+                *response.status_mut() = http::StatusCode::UNAUTHORIZED;
+            }
+            response
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn go_sdk_http_callouts_pause_the_request_and_resume_it() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth = auth_upstream(seen.clone()).await;
+    let echo = echo_upstream().await;
+    let huge =
+        support::upstream(|_| async { Response::new(full(vec![b'x'; (1 << 20) + 1])) }).await;
+    let upstreams = format!(
+        "  auth: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}\n  huge: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        auth.addr.port(),
+        huge.addr.port()
+    );
+    let chain = |upstream: &str| {
+        middleware(
+            "sdk-callout",
+            &serde_json::json!({"upstream": upstream, "path": "/check", "timeout_ms": 2000}),
+        )
+    };
+    let dir = go_project(
+        &spec(echo.addr.port(), &upstreams, &chain("auth")),
+        &[("sdk-callout", "sdk-callout")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    // Allowed: resumed from the callout's callback with the answer added.
+    let allowed = send(
+        Method::GET,
+        &gw.url("/echo?x=1"),
+        &[("authorization", "Bearer good")],
+        b"",
+    )
+    .await;
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    let echoed = allowed.json();
+    assert_eq!(echoed["headers"]["x-auth-user"], "alice");
+    let callout_headers: usize = echoed["headers"]["x-callout-headers"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(callout_headers >= 2, ":status and content-length at least");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        "GET /check auth /echo?x=1",
+        "the callout carries the filter's :method, :path, :authority and headers"
+    );
+
+    // Denied: a problem reply from the callout callback; the upstream is never called.
+    let before = echo.connections.load(Ordering::SeqCst);
+    let denied = get(&gw.url("/echo")).await;
+    denied.problem(403, "forbidden");
+    assert_eq!(denied.header("x-callout-status"), "401");
+    assert_eq!(echo.connections.load(Ordering::SeqCst), before);
+
+    // Several paused requests at once, each resumed by its own callout.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let url = gw.url(&format!("/echo?n={i}"));
+            tokio::spawn(async move {
+                send(Method::GET, &url, &[("authorization", "Bearer good")], b"").await
+            })
+        })
+        .collect();
+    for handle in handles {
+        let reply = handle.await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["headers"]["x-auth-user"], "alice");
+    }
+    gw.stop().await;
+
+    // An unknown upstream: DispatchHttpCall returns ErrBadArgument.
+    let dir = go_project(
+        &spec(echo.addr.port(), &upstreams, &chain("nowhere")),
+        &[("sdk-callout", "sdk-callout")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = get(&gw.url("/echo")).await;
+    reply.problem(500, "callout-failed");
+    assert_eq!(
+        reply.header("x-callout-error"),
+        "proxy-wasm status 2 (bad argument)"
+    );
+    gw.stop().await;
+
+    // A callout response over the buffer limit resets the call, as in Envoy: the callback gets
+    // no headers, and GetStatus answers 11 (BrokenConnection) "reset".
+    let dir = go_project(
+        &spec(echo.addr.port(), &upstreams, &chain("huge")),
+        &[("sdk-callout", "sdk-callout")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = get(&gw.url("/echo")).await;
+    reply.problem(502, "callout-failed");
+    assert_eq!(reply.header("x-callout-failed"), "11 reset");
+}
+
+#[tokio::test]
+async fn go_sdk_ticks_shared_data_queues_and_metrics_work_across_callbacks() {
+    let echo = echo_upstream().await;
+    let config = serde_json::json!({"tick_ms": 20, "queue": "go-events"});
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-state", &config)),
+        &[("sdk-state", "sdk-state")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    // The tick period set in OnPluginStart runs from start-up, before any request.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for expected in 1..=3 {
+        let reply = get(&gw.url("/mock")).await;
+        assert_eq!(reply.status, 200);
+        if expected == 1 {
+            let ticks: u64 = reply.header("x-ticks").parse().unwrap();
+            assert!(ticks >= 2, "ticks before the first request: {ticks}");
+        }
+        assert_eq!(
+            reply.header("x-hits"),
+            expected.to_string(),
+            "CAS increments"
+        );
+        assert_eq!(reply.header("x-requests-metric"), expected.to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = get(&gw.url("/mock")).await;
+    let ticks: u64 = reply.header("x-ticks").parse().unwrap();
+    assert!(ticks >= 5, "OnTick ran every 20 ms: {ticks}");
+    let dequeued: u64 = reply.header("x-dequeued").parse().unwrap();
+    assert!(
+        dequeued >= 3,
+        "OnQueueReady dequeued the enqueued paths: {dequeued}"
+    );
+    let done: u64 = reply.header("x-done").parse().unwrap();
+    assert!(
+        done >= 3,
+        "OnHttpStreamDone ran for the earlier streams: {done}"
+    );
+    assert_eq!(reply.header("x-resolved"), "same", "ResolveSharedQueue");
+    assert_eq!(
+        reply.header("x-clock"),
+        "plausible",
+        "GetCurrentTimeNanoseconds"
+    );
+    assert_eq!(
+        reply.header("x-foreign"),
+        "proxy-wasm status 1 (not found)",
+        "CallForeignFunction of an unknown name is ErrNotFound"
+    );
+    assert_eq!(reply.header("x-postponed"), "");
+    let metrics = get(&gw.url("/__barbacane/metrics")).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        "barbacane_plugin_go_sdk_requests_total{plugin=\"sdk-state\"} 4",
+        "barbacane_plugin_go_sdk_inflight{plugin=\"sdk-state\"} 0",
+        "barbacane_plugin_go_sdk_path_length_count{plugin=\"sdk-state\"} 4",
+        "barbacane_plugin_failures_total{plugin=\"sdk-state\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn go_sdk_paused_requests_are_resumed_from_on_tick_through_the_effective_context() {
+    let echo = echo_upstream().await;
+    // Its own plugin name, so its shared data (keyed by vm_id) is not the other test's.
+    let config = serde_json::json!({"tick_ms": 50, "queue": "go-postponed", "postpone": true});
+    let dir = go_project(
+        &spec(echo.addr.port(), "", &middleware("sdk-postpone", &config)),
+        &[("sdk-postpone", "sdk-state")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let url = gw.url(&format!("/echo?p={i}"));
+            tokio::spawn(async move { send(Method::GET, &url, &[], b"").await })
+        })
+        .collect();
+    for handle in handles {
+        let reply = handle.await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.header("x-postponed"), "resumed-on-tick");
+        assert_eq!(
+            reply.header("x-upstream"),
+            "echo",
+            "the upstream was called"
+        );
+    }
+}
+
+#[tokio::test]
+async fn go_sdk_properties_and_filter_state() {
+    let echo = echo_upstream().await;
+    let dir = go_project(
+        &spec(echo.addr.port(), "", "  - name: sdk-props\n"),
+        &[("sdk-props", "sdk-props")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = send(Method::GET, &gw.url("/echo?q=1"), &[("x-a", "1")], b"").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for (header, value) in [
+        ("x-prop-request-path", "/echo?q=1"),
+        ("x-prop-request-method", "GET"),
+        ("x-prop-request-header-x-a", "1"),
+        ("x-prop-headers-map-x-a", "1"),
+        ("x-prop-plugin-name", "sdk-props"),
+        ("x-prop-route-name", "echoGet"),
+        ("x-prop-no-such", "<absent>"),
+        ("x-prop-go-key", "from-go"),
+        ("x-prop-response-code", "200"),
+    ] {
+        assert_eq!(reply.header(header), value, "{header}");
+    }
+    let address = reply.header("x-prop-source-address");
+    assert!(
+        address.starts_with("127.0.0.1:"),
+        "source.address {address}"
+    );
+    let port: u16 = reply.header("x-prop-source-port").parse().unwrap();
+    assert!(
+        address.ends_with(&format!(":{port}")),
+        "source.port decodes as a little-endian int64: {port} vs {address}"
+    );
+}
+
+#[test]
+fn go_sdk_configuration_errors_fail_the_compile_with_the_config_helpers_message() {
+    for (filter, config, complaint) in [
+        (
+            "sdk-headers",
+            r#"{"request": {"bogus": 1}}"#,
+            r#"invalid configuration: unknown field "bogus""#,
+        ),
+        (
+            "sdk-callout",
+            r#"{"upstream": "auth", "timeout_ms": "soon"}"#,
+            "invalid configuration at /timeout_ms: expected uint32, got string",
+        ),
+        (
+            "sdk-body",
+            r#"{"request": "sideways"}"#,
+            r#"unknown mode "sideways""#,
+        ),
+    ] {
+        let dir = go_project(
+            &spec(
+                1,
+                "",
+                &format!("  - name: {filter}\n    config: '{config}'\n"),
+            ),
+            &[(filter, filter)],
+        );
+        let diagnostics = compile::compile(
+            &[dir.path().join("api.yaml")],
+            Some(&dir.path().join("barbacane.yaml")),
+            Options { dev: true },
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{filter} with {config} compiled"));
+        let rejected = diagnostics
+            .iter()
+            .find(|d| d.message.contains(filter))
+            .unwrap_or_else(|| panic!("no diagnostic names the plugin: {diagnostics:#?}"));
+        assert_eq!(
+            rejected.message,
+            format!("plugin '{filter}' rejected its configuration: {complaint}"),
+            "{diagnostics:#?}"
+        );
+        assert_eq!(format!("{:?}", rejected.code), "E1061");
+    }
+}
+
+#[tokio::test]
+async fn go_sdk_examples_run_through_the_gateway() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth = auth_upstream(seen.clone()).await;
+    let echo = echo_upstream().await;
+    let upstreams = format!(
+        "  auth: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        auth.addr.port()
+    );
+    let chain = format!(
+        "{}{}{}",
+        middleware(
+            "http_headers",
+            &serde_json::json!({"header": "x-hello", "value": "gopher"})
+        ),
+        middleware(
+            "http_auth",
+            &serde_json::json!({"upstream": "auth", "path": "/check"})
+        ),
+        middleware("metrics_tick", &serde_json::json!({"tick_ms": 50})),
+    );
+    let dir = go_project(
+        &spec(echo.addr.port(), &upstreams, &chain),
+        &[
+            ("http_headers", "examples/http_headers"),
+            ("http_auth", "examples/http_auth"),
+            ("metrics_tick", "examples/metrics_tick"),
+        ],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    let reply = send(
+        Method::GET,
+        &gw.url("/echo"),
+        &[("authorization", "Bearer good")],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let headers = &reply.json()["headers"];
+    assert_eq!(headers["x-hello"], "gopher");
+    assert_eq!(headers["x-auth-user"], "alice");
+    assert_eq!(reply.header("x-powered-by"), "go");
+
+    let anonymous = get(&gw.url("/echo")).await;
+    anonymous.problem(401, "unauthorized");
+    assert_eq!(anonymous.header("www-authenticate"), "Bearer");
+    let bad = send(
+        Method::GET,
+        &gw.url("/echo"),
+        &[("authorization", "Bearer bad")],
+        b"",
+    )
+    .await;
+    bad.problem(401, "unauthorized");
+
+    let metrics = get(&gw.url("/__barbacane/metrics")).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let line = "barbacane_plugin_example_requests_total{plugin=\"metrics_tick\"} 1";
+    assert!(
+        text.contains(line),
+        "{line} missing (the auth example answered the other two):\n{text}"
+    );
+}
