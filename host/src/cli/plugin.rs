@@ -1,4 +1,5 @@
-//! `barbacane plugin …`: `list` (the built-ins) and the OCI verbs `push`, `pull`, `sign`,
+//! `barbacane plugin …`: `list` (the built-ins), `init` (a new plugin, see
+//! [`crate::scaffold`]) and the OCI verbs `push`, `pull`, `sign`,
 //! `verify`, `inspect` and `keygen`, on top of [`barbacane_registry`]. Registry errors exit with
 //! the crate's codes (10–24) and print its hint ([`super::registry_fail`]).
 
@@ -12,6 +13,50 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// A plugin's language, on the command line.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(super) enum Lang {
+    Rust,
+    Go,
+}
+
+fn init(name: &str, lang: Lang, dir: Option<PathBuf>, sdk: Option<&Path>) -> ExitCode {
+    use crate::scaffold;
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let (lang, build) = match lang {
+        Lang::Rust => (
+            scaffold::Lang::Rust,
+            "cargo build --release --target wasm32-wasip1 && cargo test",
+        ),
+        Lang::Go => (
+            scaffold::Lang::Go,
+            "GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o plugin.wasm . && go test ./...",
+        ),
+    };
+    match scaffold::init_plugin(&dir, name, lang, sdk) {
+        Ok(files) => {
+            for file in files {
+                println!("created {}", file.display());
+            }
+            println!("build and test it:\n  cd {} && {build}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let code = match e {
+                scaffold::ScaffoldError::BadName(_) => super::exit::USAGE,
+                _ => super::exit::IO,
+            };
+            super::fail(
+                code,
+                miette::miette!(
+                    help = "pick a new directory and a name like my-plugin",
+                    "{e}"
+                ),
+            )
+        }
+    }
+}
+
 #[derive(Subcommand)]
 pub(super) enum PluginCommand {
     /// List the built-in plugins (usable by name, without barbacane.yaml).
@@ -19,6 +64,22 @@ pub(super) enum PluginCommand {
         /// Output format (json includes each plugin's config schema).
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// Create a plugin (Rust or Go) that builds to Wasm with one command and has a test that
+    /// drives it through the real host, with plugin.toml, a config schema and a README.
+    Init {
+        /// The plugin's name: lowercase letters, digits and '-'.
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK to depend on by path (default: the one in the checkout barbacane was built
+        /// from, when it is still there).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
     },
     /// Push a Proxy-Wasm module to an OCI registry (CNCF Wasm layout), optionally signing it.
     Push {
@@ -109,6 +170,12 @@ impl NetArgs {
 pub(super) fn run(command: PluginCommand) -> ExitCode {
     let result = match command {
         PluginCommand::List { format } => return list(format),
+        PluginCommand::Init {
+            name,
+            lang,
+            dir,
+            sdk_path,
+        } => return init(&name, lang, dir, sdk_path.as_deref()),
         PluginCommand::Push {
             file,
             reference,

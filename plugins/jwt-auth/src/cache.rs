@@ -98,7 +98,10 @@ mod tests {
         cache.insert("c", verified("c"));
         assert_eq!(cache.len(), 2);
         assert!(cache.get("a").is_none());
-        assert_eq!(cache.get("b").map(|v| v.identity.consumer.id.clone()), Some("b".into()));
+        assert_eq!(
+            cache.get("b").map(|v| v.identity.consumer.id.clone()),
+            Some("b".into())
+        );
         assert!(cache.get("c").is_some());
     }
 
@@ -111,7 +114,10 @@ mod tests {
         cache.insert("a", verified("a"));
         cache.insert("a", verified("other"));
         assert_eq!(cache.len(), 1);
-        assert_eq!(cache.get("a").map(|v| v.identity.consumer.id.clone()), Some("a".into()));
+        assert_eq!(
+            cache.get("a").map(|v| v.identity.consumer.id.clone()),
+            Some("a".into())
+        );
         cache.clear();
         assert!(cache.get("a").is_none());
     }

@@ -885,7 +885,11 @@ async fn a_cached_token_is_refused_once_it_expires() {
     assert_invalid(&get_with(&gw, &token).await, "the token expired at");
     // With the cache off, the same holds.
     let gw = gateway(json!({"keys": inline_keys(), "leeway": 0, "cache_size": 0})).await;
-    let fresh = sign("ES256", Some("es256"), &json!({"sub": "a", "exp": now() + 60}));
+    let fresh = sign(
+        "ES256",
+        Some("es256"),
+        &json!({"sub": "a", "exp": now() + 60}),
+    );
     assert_eq!(get_with(&gw, &fresh).await.status, 200);
     assert_eq!(get_with(&gw, &fresh).await.status, 200);
 }
