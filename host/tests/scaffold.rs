@@ -53,6 +53,17 @@ fn a_new_go_plugin_builds_and_its_test_passes_through_barbacane() {
     );
     let wasm = std::fs::read(dir.join("plugin.wasm")).unwrap();
     assert!(wasm.starts_with(b"\0asm"));
+    // `plugin inspect FILE.wasm`: ABI marker, the manifest beside it, imports and exports.
+    let (code, inspected, stderr) = support::run(&dir, &["plugin", "inspect", "plugin.wasm"]);
+    assert_eq!(code, 0, "{stderr}");
+    for line in [
+        "abi:      proxy_abi_version_0_2_1",
+        "plugin:   hello-go 0.1.0 (transform)",
+        "env.proxy_replace_header_map_value",
+        "  proxy_on_response_headers",
+    ] {
+        assert!(inspected.contains(line), "{line} in:\n{inspected}");
+    }
     let test = succeed(
         Command::new(&go)
             .args(["test", "-v", "./..."])

@@ -87,18 +87,7 @@ impl Cache {
         }
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let tmp = TempFile::new(&dir, &digest["sha256:".len()..]);
-        {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp.0)
-                .map_err(|e| Error::io(&tmp.0, e))?;
-            f.write_all(bytes).map_err(|e| Error::io(&tmp.0, e))?;
-            f.sync_all().map_err(|e| Error::io(&tmp.0, e))?;
-        }
-        std::fs::rename(&tmp.0, &path).map_err(|e| Error::io(&path, e))?;
-        tmp.disarm();
+        write_atomic(&path, bytes)?;
         Ok(path)
     }
 }

@@ -378,7 +378,29 @@ fn inspect(target: &str, format: Format, net: &NetArgs) -> Result<(), Error> {
         println!("digest:   {}", info.digest);
         println!("size:     {} bytes", info.size);
         println!("abi:      {} ({})", info.abi_marker, info.abi_version());
+        // The manifest travels beside the module until it is pushed (then in the artifact).
+        let beside = path.with_file_name("plugin.toml");
+        if beside.is_file() {
+            let text = std::fs::read_to_string(&beside).map_err(|e| Error::Io {
+                path: beside.clone(),
+                source: e,
+            })?;
+            let plugin = PluginManifest::from_toml(&text, &beside)?;
+            println!(
+                "plugin:   {} {} ({}) from {}",
+                plugin.name,
+                plugin.version,
+                plugin.kind,
+                beside.display()
+            );
+        } else {
+            println!("plugin:   no plugin.toml beside the file");
+        }
         print_imports(&info.imports);
+        println!("exports ({}):", info.exports.len());
+        for name in &info.exports {
+            println!("  {name}");
+        }
         return Ok(());
     }
     let reference = PluginRef::parse(target)?;
