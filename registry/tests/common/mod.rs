@@ -1,5 +1,6 @@
 //! Test harness: a real registry process (Debian's CNCF Distribution 2.8, `docker-registry`,
-//! htpasswd auth, filesystem storage with deletes enabled) per test, a real Proxy-Wasm module
+//! htpasswd auth — or Docker's token auth with a real token server —, filesystem storage with
+//! deletes enabled) per test, a real Proxy-Wasm module
 //! (the `headers` conformance filter built from source for wasm32-wasip1), an oras-py virtualenv
 //! for interop, a raw HTTP client for checks the crate does not offer (DELETE, raw manifests),
 //! and a TCP proxy that cuts blob downloads short.
@@ -34,6 +35,11 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> Self {
+        Self::start_with(&Auth::Htpasswd)
+    }
+
+    /// A registry whose auth is `auth`.
+    pub fn start_with(auth: &Auth) -> Self {
         assert!(
             Path::new("/usr/bin/docker-registry").exists(),
             "the registry tests need Debian's CNCF Distribution and htpasswd: \
@@ -41,7 +47,7 @@ impl TestRegistry {
         );
         let mut last = String::new();
         for _ in 0..5 {
-            match Self::try_start() {
+            match Self::try_start(auth) {
                 Ok(r) => return r,
                 Err(e) => last = e,
             }
@@ -49,7 +55,7 @@ impl TestRegistry {
         panic!("cannot start docker-registry: {last}");
     }
 
-    fn try_start() -> Result<Self, String> {
+    fn try_start(auth: &Auth) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let out = Command::new("htpasswd")
@@ -63,8 +69,19 @@ impl TestRegistry {
              log: {{ level: warn }}\n\
              storage:\n  filesystem: {{ rootdirectory: {root}/data }}\n  delete: {{ enabled: true }}\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: test-only-secret\n\
-             auth:\n  htpasswd: {{ realm: barbacane-test, path: {root}/htpasswd }}\n",
-            root = dir.path().display()
+             auth:\n{auth}",
+            root = dir.path().display(),
+            auth = match auth {
+                Auth::Htpasswd => format!(
+                    "  htpasswd: {{ realm: barbacane-test, path: {}/htpasswd }}\n",
+                    dir.path().display()
+                ),
+                Auth::Token(server) => format!(
+                    "  token: {{ realm: 'http://127.0.0.1:{}/token', service: {TOKEN_SERVICE}, issuer: {TOKEN_ISSUER}, rootcertbundle: {} }}\n",
+                    server.port,
+                    server.cert.display()
+                ),
+            }
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -80,10 +97,14 @@ impl TestRegistry {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(resp) = http(port, "GET", "/v2/", None, &[], b"") {
+                let challenge = match auth {
+                    Auth::Htpasswd => "barbacane-test",
+                    Auth::Token(_) => "Bearer realm=",
+                };
                 if resp.status == 401
                     && resp
                         .header("www-authenticate")
-                        .is_some_and(|h| h.contains("barbacane-test"))
+                        .is_some_and(|h| h.contains(challenge))
                 {
                     return Ok(reg);
                 }
@@ -202,6 +223,138 @@ impl TestRegistry {
             body,
         )
         .status
+    }
+}
+
+/// How a [`TestRegistry`] authenticates clients.
+pub enum Auth {
+    /// HTTP Basic against an htpasswd file (`USER`/`PASS`).
+    Htpasswd,
+    /// Docker's token protocol: a `Bearer` challenge naming `server`, which hands out tokens to
+    /// `USER`/`PASS`.
+    Token(TokenServer),
+}
+
+pub const TOKEN_SERVICE: &str = "barbacane-test-registry";
+pub const TOKEN_ISSUER: &str = "barbacane-test-issuer";
+
+/// A real token server for Docker's token authentication (the protocol of Docker Hub, GHCR,
+/// Harbor): Python's http.server with `cryptography`, in the oras venv. It checks Basic
+/// credentials (`USER`/`PASS`) and answers with an ES256 JWT for the scope asked, with its
+/// self-signed certificate in `x5c` (the registry trusts that certificate); it counts the tokens
+/// it issued in `issued`.
+pub struct TokenServer {
+    pub port: u16,
+    pub cert: PathBuf,
+    pub issued: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+const TOKEN_SERVER: &str = r#"
+import base64, datetime, http.server, json, sys, time, urllib.parse, uuid
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+port, workdir, user, password, service, issuer = sys.argv[1:7]
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "barbacane test token issuer")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+open(workdir + "/cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+issued = 0
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        global issued
+        url = urllib.parse.urlparse(self.path)
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if url.path != "/token" or self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        query = urllib.parse.parse_qs(url.query)
+        access = []
+        for scope in query.get("scope", []):
+            kind, repo, actions = scope.split(":")
+            access.append({"type": kind, "name": repo, "actions": actions.split(",")})
+        t = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [x5c]}
+        claims = {"iss": issuer, "sub": user, "aud": service, "exp": t + 300, "nbf": t - 10,
+                  "iat": t, "jti": str(uuid.uuid4()), "access": access}
+        signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+        r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        token = signing_input + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+        issued += 1
+        open(workdir + "/issued", "w").write(str(issued))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+server = http.server.HTTPServer(("127.0.0.1", int(port)), Handler)
+print("ready", flush=True)
+server.serve_forever()
+"#;
+
+impl TokenServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new(oras_python())
+            .arg("-c")
+            .arg(TOKEN_SERVER)
+            .arg(port.to_string())
+            .arg(dir.path())
+            .args([USER, PASS, TOKEN_SERVICE, TOKEN_ISSUER])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "ready", "the token server did not start");
+        TokenServer {
+            port,
+            cert: dir.path().join("cert.pem"),
+            issued: dir.path().join("issued"),
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// How many tokens it has handed out.
+    pub fn issued(&self) -> u32 {
+        std::fs::read_to_string(&self.issued)
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
