@@ -37,6 +37,8 @@ pub struct ClientConnection {
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// Unique to this connection in the process (Envoy's `connection.id`).
+    pub id: u64,
 }
 
 /// Request counters for `/__barbacane/metrics`.
@@ -479,6 +481,7 @@ fn stream_info(
         start: Some(std::time::SystemTime::now()),
         source: Some(client.peer),
         tls: client.tls,
+        connection_id: client.id,
         route_name: operation.id.clone(),
         cluster_name: match &operation.dispatch {
             crate::model::Dispatch::HttpUpstream(d) => Some(d.upstream.clone()),

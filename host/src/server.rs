@@ -124,7 +124,9 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let client = ClientConnection { peer, tls: tls.is_some() };
+                static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let client = ClientConnection { peer, tls: tls.is_some(), id };
                 let workers = workers.clone();
                 let service = hyper::service::service_fn(move |request| {
                     let worker = workers.borrow().clone();

@@ -43,16 +43,16 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b':')
     .remove(b'@');
 
-/// RFC 9110 §7.6.1 connection-specific headers, never forwarded.
+/// RFC 9110 §7.6.1 connection-specific headers, never forwarded. `Trailer` is not one of them
+/// (it is end to end, and HTTP/1.1 only sends the trailers it announces).
 /// Typed names rather than strings: removal then skips parsing the name on every request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     HeaderName::from_static("proxy-connection"),
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -145,7 +145,13 @@ impl Upstreams {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let accepts_trailers = accepts_trailers(headers);
         strip_hop_by_hop(headers);
+        // TE is hop-by-hop, but the gateway itself forwards trailers: like Envoy, it keeps
+        // `te: trailers` (servers such as gRPC's, and HTTP/1.1 ones, only send trailers then).
+        if accepts_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
             headers.insert(header::HOST, host);
         }
@@ -399,6 +405,20 @@ fn upstream_uri(
         .path_and_query(path)
         .build()
         .ok()
+}
+
+/// Whether the client's `TE` lists `trailers`.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

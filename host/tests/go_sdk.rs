@@ -827,3 +827,171 @@ async fn go_sdk_examples_run_through_the_gateway() {
         "{line} missing (the auth example answered the other two):\n{text}"
     );
 }
+
+/// A gateway running `sdk-more` (with `vm_config: go-vm-conf`) in front of the echo upstream,
+/// with `trailers` (a `trailers_upstream`) as the callout upstream; `upstream_port` is the
+/// routes' upstream.
+async fn sdk_more_gateway(upstream_port: u16) -> support::TestGateway {
+    let trailers = trailers_upstream().await;
+    let upstreams = format!(
+        "  trailers: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        trailers.port()
+    );
+    let chain = "  - name: sdk-more\n    vm_config: go-vm-conf\n    config: '{\"upstream\": \"trailers\"}'\n";
+    let dir = go_project(
+        &spec(upstream_port, &upstreams, chain),
+        &[("sdk-more", "sdk-more")],
+    );
+    support::gateway_in(dir, Config::default()).await
+}
+
+#[tokio::test]
+async fn go_sdk_whole_header_maps_are_replaced() {
+    let echo = echo_upstream().await;
+    let gw = sdk_more_gateway(echo.addr.port()).await;
+    let reply = send(
+        Method::GET,
+        &gw.url("/echo"),
+        &[("x-mode", "set"), ("x-drop", "1"), ("x-keep", "2")],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = &reply.json()["headers"];
+    assert_eq!(seen["x-set-req"], "yes", "upstream saw {seen}");
+    assert_eq!(seen["x-keep"], "2", "upstream saw {seen}");
+    assert!(seen.get("x-drop").is_none(), "upstream saw {seen}");
+    assert_eq!(reply.header("x-set-resp"), "yes");
+    assert!(
+        reply.headers.get("x-upstream").is_none(),
+        "the replaced map left out x-upstream: {reply:?}"
+    );
+    assert_eq!(reply.header("content-type"), "application/json");
+}
+
+#[tokio::test]
+async fn go_sdk_trailer_maps_are_replaced() {
+    // Request trailers: replaced in the callback and read back.
+    let echo = echo_upstream().await;
+    let gw = sdk_more_gateway(echo.addr.port()).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nx-mode: trailers\r\ncontent-type: text/plain\r\n\
+          transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          5\r\nhello\r\n0\r\nx-client-trailer: yes\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    assert_eq!(raw_header(&raw, "x-req-trailers"), "x-set-req-trailer=r");
+    gw.stop().await;
+
+    // Response trailers: the client gets the filter's map instead of the upstream's.
+    let upstream = trailers_upstream().await;
+    let gw = sdk_more_gateway(upstream.port()).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /echo HTTP/1.1\r\nHost: t\r\nx-mode: trailers\r\nte: trailers\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    assert_eq!(raw_header(&raw, "x-set-trailer"), "s", "{raw}");
+    assert_eq!(raw_header(&raw, "x-upstream-trailer"), "", "{raw}");
+}
+
+#[tokio::test]
+async fn go_sdk_streams_are_reset_from_the_request_and_the_response_phase() {
+    let echo = echo_upstream().await;
+    let gw = sdk_more_gateway(echo.addr.port()).await;
+    for mode in ["reset-request", "reset-response"] {
+        let addr = gw.addr;
+        let request = format!("GET /echo HTTP/1.1\r\nHost: t\r\nx-mode: {mode}\r\n\r\n");
+        let raw = tokio::task::spawn_blocking(move || support::raw(addr, request.as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(
+            raw, "",
+            "{mode}: no response at all, the connection was closed"
+        );
+    }
+    // The gateway keeps serving.
+    let ok = send(Method::GET, &gw.url("/echo"), &[], b"").await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn go_sdk_paused_responses_are_resumed_from_on_tick() {
+    let echo = echo_upstream().await;
+    let gw = sdk_more_gateway(echo.addr.port()).await;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = gw.url("/echo");
+            tokio::spawn(async move {
+                send(Method::GET, &url, &[("x-mode", "pause-response")], b"").await
+            })
+        })
+        .collect();
+    for handle in handles {
+        let reply = handle.await.unwrap();
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.header("x-resumed"), "tick", "{reply:?}");
+        assert_eq!(reply.header("x-upstream"), "echo");
+        assert_eq!(
+            reply.json()["uri"],
+            "/echo",
+            "the body follows the resumed headers"
+        );
+    }
+}
+
+#[tokio::test]
+async fn go_sdk_vm_configuration_and_typed_properties() {
+    let echo = echo_upstream().await;
+    let gw = sdk_more_gateway(echo.addr.port()).await;
+    // Two connections from known local ports: source.port (read with GetPropertyUint64) is
+    // each connection's own, and so is connection.id (Envoy numbers connections from 1).
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let local = stream.local_addr().unwrap().port();
+        stream
+            .write_all(b"GET /echo HTTP/1.1\r\nHost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+        let raw = String::from_utf8_lossy(&out);
+        assert_eq!(support::raw_status(&raw), 200, "{raw}");
+        assert_eq!(raw_header(&raw, "x-vm-config"), "go-vm-conf", "{raw}");
+        assert_eq!(raw_header(&raw, "x-prop-mtls"), "false", "{raw}");
+        assert_eq!(
+            raw_header(&raw, "x-prop-source-port"),
+            local.to_string(),
+            "{raw}"
+        );
+        let id = raw_header(&raw, "x-prop-connection-id");
+        let id: u64 = id
+            .parse()
+            .unwrap_or_else(|_| panic!("connection.id as a uint64: {raw}"));
+        assert!(id > 0, "{raw}");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "each connection has its own id");
+}
+
+#[tokio::test]
+async fn go_sdk_http_callout_trailers_are_read() {
+    let echo = echo_upstream().await;
+    let gw = sdk_more_gateway(echo.addr.port()).await;
+    let reply = send(Method::GET, &gw.url("/echo"), &[("x-mode", "callout")], b"").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let got = reply.header("x-call-trailers");
+    assert!(
+        got.ends_with(":1:x-upstream-trailer=t"),
+        "headers:trailers:map of the callout response: {got}"
+    );
+    assert_eq!(
+        reply.header("x-upstream"),
+        "echo",
+        "the request was resumed"
+    );
+}

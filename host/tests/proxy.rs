@@ -77,9 +77,11 @@ async fn requests_are_forwarded_with_proxy_headers() {
     assert_eq!(h["x-forwarded-host"], "gw.example:8080");
     assert_eq!(h["x-keep"], "kept");
     assert_eq!(h["x-request-id"], "req-42");
-    for dropped in ["x-drop-me", "te", "proxy-authorization"] {
+    for dropped in ["x-drop-me", "proxy-authorization"] {
         assert!(h.get(dropped).is_none(), "{dropped} was forwarded: {h}");
     }
+    // `te` is hop-by-hop, but `trailers` is what the gateway itself accepts (as Envoy does).
+    assert_eq!(h["te"], "trailers");
     assert_eq!(r.header("x-request-id"), "req-42");
 
     let created = send(
@@ -271,4 +273,38 @@ async fn oversized_streamed_bodies_are_cut_at_the_limit() {
     let response = client.request(request).await.unwrap();
     assert_eq!(response.status(), 413);
     let _ = response.into_body().collect().await;
+}
+
+/// Response trailers an upstream announces (`Trailer`) reach an HTTP/1.1 client that accepts
+/// them (`TE: trailers`): `Trailer` is end to end, not hop-by-hop (RFC 9110 §6.6.2).
+#[tokio::test]
+async fn upstream_response_trailers_reach_http1_clients() {
+    let up = upstream(|_| async {
+        let frames = vec![
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"payload"))),
+            Ok(Frame::trailers({
+                let mut t = http::HeaderMap::new();
+                t.insert("x-checksum", "abc123".parse().unwrap());
+                t
+            })),
+        ];
+        let body: Body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        Response::builder()
+            .header("trailer", "x-checksum")
+            .body(body)
+            .unwrap()
+    })
+    .await;
+    let gw = gateway(&spec(up.addr.port(), "")).await;
+    let request = http::Request::get(gw.url("/items/t"))
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = support::client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["trailer"], "x-checksum");
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers arrived");
+    assert_eq!(trailers["x-checksum"], "abc123");
+    assert_eq!(collected.to_bytes().as_ref(), b"payload");
 }
