@@ -354,20 +354,11 @@ fn raw_header(raw: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Writes `request` on a new connection to `addr` and reads until it closes (or 10 s).
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn request_trailers_reach_on_request_trailers() {
     let echo = echo_upstream().await;
     let gw = hostcalls_gateway(echo.addr.port()).await;
-    let raw = raw_exchange(
+    let raw = support::raw_exchange(
         gw.addr,
         b"POST /echo HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\n\
           transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
@@ -415,7 +406,7 @@ async fn trailers_upstream() -> std::net::SocketAddr {
 async fn response_trailers_reach_on_response_trailers() {
     let upstream = trailers_upstream().await;
     let gw = hostcalls_gateway(upstream.port()).await;
-    let raw = raw_exchange(
+    let raw = support::raw_exchange(
         gw.addr,
         b"GET /echo?trailers HTTP/1.1\r\nHost: t\r\nte: trailers\r\nconnection: close\r\n\r\n",
     )

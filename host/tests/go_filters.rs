@@ -13,9 +13,7 @@ mod support;
 
 use barbacane::compile::{self, Options};
 use barbacane::proxywasm::abi::LogLevel;
-use barbacane::proxywasm::{
-    AbiVersion, Allocator, EntryPoint, PluginConfig, PluginModule, Vm, engine,
-};
+use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, PluginModule, Vm, engine};
 use barbacane::server::Config;
 use support::{echo_upstream, get};
 
@@ -119,23 +117,16 @@ fn a_go_filter_is_read_as_abi_0_2_0_with_initialize_and_the_go_allocator() {
     }
 }
 
-/// A plugin named `name` configured with `config`, as the gateway would start it.
-fn plugin(name: &str, config: &str) -> PluginConfig {
-    let middleware = barbacane::model::Middleware {
-        plugin: name.to_string(),
-        config: config.to_string(),
-        root_id: String::new(),
-        vm_config: String::new(),
-        failure: Default::default(),
-    };
-    PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))
-}
-
 #[test]
 fn a_go_filter_starts_and_reaches_the_host_through_the_go_runtimes_wasi() {
     let engine = engine().unwrap();
     let module = PluginModule::compile(&engine, &support::go_filter("headers")).unwrap();
-    let vm = Vm::start(&engine, &module, plugin("go-headers", "x-go: yes")).unwrap();
+    let vm = Vm::start(
+        &engine,
+        &module,
+        support::plugin_config("go-headers", "x-go: yes"),
+    )
+    .unwrap();
     let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
     // fmt.Println goes through the Go runtime to WASI fd_write(1): one info line.
     assert!(

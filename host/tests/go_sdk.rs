@@ -13,9 +13,7 @@ mod support;
 
 use barbacane::compile::{self, Options};
 use barbacane::proxywasm::abi::LogLevel;
-use barbacane::proxywasm::{
-    AbiVersion, Allocator, EntryPoint, PluginConfig, PluginModule, Vm, engine,
-};
+use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, PluginModule, Vm, engine};
 use barbacane::server::{Config, full};
 use http::{Method, Response};
 use std::sync::Arc;
@@ -76,27 +74,6 @@ paths:
 /// One middleware item named `name` with `config` (a JSON value).
 fn middleware(name: &str, config: &serde_json::Value) -> String {
     format!("  - name: {name}\n    config: '{config}'\n")
-}
-
-/// A plugin named `name` configured with `config`, as the gateway would start it.
-fn plugin(name: &str, config: &str) -> PluginConfig {
-    let middleware = barbacane::model::Middleware {
-        plugin: name.to_string(),
-        config: config.to_string(),
-        root_id: String::new(),
-        vm_config: String::new(),
-        failure: Default::default(),
-    };
-    PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))
-}
-
-/// Writes `request` on a new connection to `addr` and reads until it closes (or 10 s).
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
@@ -203,7 +180,12 @@ fn go_sdk_modules_are_abi_0_2_1_with_initialize_and_the_sdk_allocator() {
 fn go_sdk_logs_at_every_level_and_reads_the_host_log_level() {
     let engine = engine().unwrap();
     let module = PluginModule::compile(&engine, &support::go_filter("sdk-headers")).unwrap();
-    let vm = Vm::start(&engine, &module, plugin("sdk-headers", "{}")).unwrap();
+    let vm = Vm::start(
+        &engine,
+        &module,
+        support::plugin_config("sdk-headers", "{}"),
+    )
+    .unwrap();
     let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
     for (level, line) in [
         (LogLevel::Trace, "sdk-headers trace"),
@@ -394,7 +376,7 @@ async fn go_sdk_request_and_response_trailers_are_read_and_added() {
         &[("sdk-body", "sdk-body")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
-    let raw = raw_exchange(
+    let raw = support::raw_exchange(
         gw.addr,
         b"POST /echo HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\n\
           transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
@@ -418,11 +400,11 @@ async fn go_sdk_request_and_response_trailers_are_read_and_added() {
     );
     let gw = support::gateway_in(dir, Config::default()).await;
     let request = b"GET /echo HTTP/1.1\r\nHost: t\r\nte: trailers\r\nconnection: close\r\n\r\n";
-    let raw = raw_exchange(gw.addr, request).await;
+    let raw = support::raw_exchange(gw.addr, request).await;
     assert_eq!(support::raw_status(&raw), 200, "{raw}");
     let mut last = String::new();
     for _ in 0..50 {
-        let raw = raw_exchange(gw.addr, request).await;
+        let raw = support::raw_exchange(gw.addr, request).await;
         last = raw_header(&raw, "x-last-response-trailers").to_string();
         if !last.is_empty() {
             break;
@@ -874,7 +856,7 @@ async fn go_sdk_trailer_maps_are_replaced() {
     // Request trailers: replaced in the callback and read back.
     let echo = echo_upstream().await;
     let gw = sdk_more_gateway(echo.addr.port()).await;
-    let raw = raw_exchange(
+    let raw = support::raw_exchange(
         gw.addr,
         b"POST /echo HTTP/1.1\r\nHost: t\r\nx-mode: trailers\r\ncontent-type: text/plain\r\n\
           transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
@@ -888,7 +870,7 @@ async fn go_sdk_trailer_maps_are_replaced() {
     // Response trailers: the client gets the filter's map instead of the upstream's.
     let upstream = trailers_upstream().await;
     let gw = sdk_more_gateway(upstream.port()).await;
-    let raw = raw_exchange(
+    let raw = support::raw_exchange(
         gw.addr,
         b"GET /echo HTTP/1.1\r\nHost: t\r\nx-mode: trailers\r\nte: trailers\r\nconnection: close\r\n\r\n",
     )

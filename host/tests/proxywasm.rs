@@ -100,17 +100,6 @@ fn older_markers_and_entry_points_are_read_as_cpp_host_does() {
 use barbacane::proxywasm::abi::LogLevel;
 use barbacane::proxywasm::{PluginConfig, Vm, VmError};
 
-fn plugin(name: &str, config: &str) -> PluginConfig {
-    let middleware = barbacane::model::Middleware {
-        plugin: name.to_string(),
-        config: config.to_string(),
-        root_id: String::new(),
-        vm_config: String::new(),
-        failure: Default::default(),
-    };
-    PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))
-}
-
 fn start(bytes: &[u8], config: PluginConfig) -> Result<Vm, VmError> {
     let engine = engine().unwrap();
     let module = PluginModule::compile(&engine, bytes).unwrap();
@@ -121,7 +110,7 @@ fn start(bytes: &[u8], config: PluginConfig) -> Result<Vm, VmError> {
 fn a_rust_sdk_filter_starts_and_reads_its_configuration() {
     let vm = start(
         &support::conformance_filter("headers"),
-        plugin("headers", "x-added: yes"),
+        support::plugin_config("headers", "x-added: yes"),
     )
     .unwrap();
     let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
@@ -135,7 +124,7 @@ fn a_rust_sdk_filter_starts_and_reads_its_configuration() {
 fn a_rejected_configuration_names_the_plugin_and_quotes_its_log() {
     let err = start(
         &support::conformance_filter("headers"),
-        plugin("add-header", "garbage"),
+        support::plugin_config("add-header", "garbage"),
     )
     .err()
     .unwrap();
@@ -164,12 +153,12 @@ fn start_up_failures_are_reported_like_envoy() {
         r#"(func (export "proxy_on_vm_start") (param i32 i32) (result i32) i32.const 0)"#,
     );
     assert!(matches!(
-        start(&rejects_vm, plugin("p", "")),
+        start(&rejects_vm, support::plugin_config("p", "")),
         Err(VmError::VmStartRejected { .. })
     ));
 
     let traps = wat_plugin(r#"(func (export "_initialize") unreachable)"#);
-    match start(&traps, plugin("p", "")) {
+    match start(&traps, support::plugin_config("p", "")) {
         Err(VmError::Trap { during, .. }) => assert_eq!(during, "_initialize"),
         other => panic!("{:?}", other.err()),
     }
@@ -178,7 +167,9 @@ fn start_up_failures_are_reported_like_envoy() {
         r#"(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
            (func (export "_start") i32.const 3 call $exit)"#,
     );
-    let err = start(&exits, plugin("p", "")).err().unwrap();
+    let err = start(&exits, support::plugin_config("p", ""))
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("proc_exit(3)"), "{err}");
 }
 
@@ -192,7 +183,7 @@ fn stdout_becomes_log_lines() {
              (i32.store (i32.const 4) (i32.const 18))
              (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100))))"#,
     );
-    let vm = start(&writes, plugin("p", "")).unwrap();
+    let vm = start(&writes, support::plugin_config("p", "")).unwrap();
     let logs: Vec<&(LogLevel, String)> = vm.recent_logs().collect();
     assert_eq!(
         logs,
@@ -208,7 +199,10 @@ fn vendor_imports_load_and_only_trap_when_called() {
              (drop (call $vendor (i32.const 0)))
              i32.const 1)"#,
     );
-    match start(&vendor, plugin("p", "")).err().unwrap() {
+    match start(&vendor, support::plugin_config("p", ""))
+        .err()
+        .unwrap()
+    {
         VmError::Trap {
             during, message, ..
         } => {

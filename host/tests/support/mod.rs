@@ -24,6 +24,28 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// A plugin named `name` configured with `config`, as the gateway would start it.
+pub fn plugin_config(name: &str, config: &str) -> barbacane::proxywasm::PluginConfig {
+    let middleware = barbacane::model::Middleware {
+        plugin: name.to_string(),
+        config: config.to_string(),
+        root_id: String::new(),
+        vm_config: String::new(),
+        failure: Default::default(),
+    };
+    barbacane::proxywasm::PluginConfig::for_middleware(&middleware, Arc::from(Vec::new()))
+}
+
+/// Writes `request` on a new connection to `addr` and reads until it closes (or 10 s).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Writes `files` (name, text) into a new temp dir.
 pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
