@@ -809,3 +809,47 @@ fn get(addr: SocketAddr, path: &str) -> String {
         format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
     )
 }
+
+/// Push and pull draw a progress bar when stderr is a terminal (here a pseudo-terminal made by
+/// `script`), and print none when it is not.
+#[test]
+fn push_and_pull_show_progress_on_a_terminal_only() {
+    let reg = TestRegistry::start();
+    let user = User::new(&reg, PASS);
+    user.write("plugin.wasm", filter_wasm());
+    let reference = reg.oci("filters/progress:1");
+    let in_terminal = |args: &str| {
+        let command = format!("{} {args}", support::bin().display());
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(user.dir.path())
+            .env("DOCKER_CONFIG", user.docker.path())
+            .env("BARBACANE_CACHE_DIR", user.cache.path())
+            .env("HOME", user.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args}: {text}");
+        text
+    };
+    let size = filter_wasm().len();
+    for args in [
+        format!("plugin push plugin.wasm {reference}"),
+        format!("plugin pull {reference} -o pulled.wasm"),
+    ] {
+        let shown = in_terminal(&args);
+        // The bar's template: `[====>   ] DONE/TOTAL`, TOTAL in indicatif's binary units.
+        assert!(
+            shown.contains('[') && shown.contains('='),
+            "{args}: {shown:?}"
+        );
+        assert!(shown.contains("KiB"), "{args}: {shown:?} ({size} bytes)");
+    }
+    let (code, _, stderr) = user.run(&["plugin", "pull", &reference, "-o", "again.wasm"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains('[') && !stderr.contains("KiB"),
+        "{stderr:?}"
+    );
+}
