@@ -58,6 +58,9 @@ pub struct Gateway {
     metrics: Metrics,
 }
 
+/// How long a plugin whose root `on_done` returned false has to call `proxy_done`.
+pub const PLUGIN_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What one worker thread owns: the shared gateway, its own upstream connection pools and its
 /// own Proxy-Wasm VM replicas.
 pub struct Worker {
@@ -76,6 +79,13 @@ impl Worker {
             upstreams,
             replicas,
         })
+    }
+
+    /// Ends the plugins' VMs as Envoy does when it stops or drops a configuration: each root
+    /// context gets `on_done` (and up to [`PLUGIN_SHUTDOWN_GRACE`] to finish, e.g. flush logs by
+    /// callout, if it returns false), then `on_delete`. Call it once no request uses the worker.
+    pub async fn shutdown(&self) {
+        self.replicas.shutdown(PLUGIN_SHUTDOWN_GRACE).await;
     }
 
     /// How the gateway runs.

@@ -3,12 +3,13 @@
 //! `module` reads a module's ABI marker, entry point and allocator; `vm` starts a replica the way
 //! Envoy does and runs its callbacks; `hostcalls` (by family) and `wasi` are the imports it links;
 //! `http` converts heads to header maps; `properties` answers `proxy_get_property`; `shared` is
-//! the process-wide state (shared data, queues, plugin metrics); `capability` records what a
-//! plugin does beyond its stream. How streams flow through a chain
+//! the process-wide state (shared data, queues, plugin metrics); `grpc` the gRPC callouts a VM
+//! opens; `capability` records what a plugin does beyond its stream. How streams flow through a chain
 //! of filters, pauses and callouts included, is `gateway::filters` and `gateway::replica`.
 
 pub mod abi;
 pub mod capability;
+pub mod grpc;
 mod hostcalls;
 pub mod http;
 mod memory;

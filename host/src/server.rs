@@ -92,9 +92,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    // Limits, TLS and the drain timeout come from the command line: a reload keeps them.
-    let worker = workers.borrow().clone();
-    let limits = worker.config().limits;
+    // Limits, TLS and the drain timeout come from the command line: a reload keeps them. (No
+    // `Arc<Worker>` is kept here: a replaced worker retires once no request holds it.)
+    let config = workers.borrow().config().clone();
+    let limits = config.limits;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -104,11 +105,7 @@ pub async fn serve(
         // The codec's hard ceiling; the configurable limit below it answers with a problem.
         .max_headers(limits.max_headers.saturating_mul(4).max(100));
     builder.http2().timer(TokioTimer::new());
-    let tls = worker
-        .config()
-        .tls
-        .clone()
-        .map(tokio_rustls::TlsAcceptor::from);
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -164,7 +161,7 @@ pub async fn serve(
     }
     drop(listener);
     tracing::debug!(connections = graceful.count(), "draining");
-    let drain = worker.config().drain_timeout;
+    let drain = config.drain_timeout;
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
@@ -174,6 +171,8 @@ pub async fn serve(
             "drain timeout reached; closing remaining connections"
         );
     }
+    let current = workers.borrow().clone();
+    current.shutdown().await;
 }
 
 /// How long a client has to complete the TLS handshake.
@@ -287,13 +286,24 @@ async fn reload(
         let gateway = gateways.borrow_and_update().clone();
         match Worker::new(gateway) {
             Ok(worker) => {
-                workers.send_replace(Arc::new(worker));
+                let old = workers.send_replace(Arc::new(worker));
+                tokio::spawn(retire(old));
             }
             Err(e) => {
                 tracing::error!(worker = index, error = %e, "reload failed; the previous configuration keeps serving");
             }
         }
     }
+}
+
+/// Shuts a replaced worker's plugins down once the requests that started on it are over (or the
+/// drain timeout has passed).
+async fn retire(worker: Arc<Worker>) {
+    let deadline = tokio::time::Instant::now() + worker.config().drain_timeout;
+    while Arc::strong_count(&worker) > 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.shutdown().await;
 }
 
 /// SIGTERM and SIGINT handlers, registered when this is created: a signal that arrives right

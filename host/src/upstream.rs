@@ -2,6 +2,10 @@
 //! all named upstreams, round-robin over each upstream's endpoints, and the proxy rules: path
 //! template filled from path parameters, query passed through, hop-by-hop headers stripped,
 //! `x-forwarded-*` set, bodies streamed both ways, timeout → 504, connect failure → 502.
+//! Plugins' HTTP callouts go through the same pools; their gRPC callouts (`grpc`) through an
+//! HTTP/2 pool per cluster.
+
+mod grpc;
 
 use crate::dispatch::Context;
 use crate::model::{HttpUpstreamDispatch, Upstream};
@@ -71,6 +75,8 @@ struct Cluster {
     next: AtomicUsize,
     /// The system-trust client shared by most clusters, or one trusting the cluster's own CAs.
     client: HttpsClient,
+    /// The same for gRPC callouts: HTTP/2 only (h2c on `http://`, ALPN `h2` on `https://`).
+    grpc_client: HttpsClient,
 }
 
 /// All upstream clusters of one worker (cheap to clone: plugin VMs hold a copy for callouts).
@@ -82,7 +88,7 @@ pub struct Upstreams {
 impl Upstreams {
     /// Builds clusters (and their connection pools) from the compiled upstream definitions.
     pub fn new(upstreams: &BTreeMap<String, Upstream>) -> Result<Upstreams, String> {
-        let mut system_client: Option<HttpsClient> = None;
+        let mut system_clients: Option<(HttpsClient, HttpsClient)> = None;
         let mut clusters = HashMap::new();
         for (name, upstream) in upstreams {
             let endpoints = upstream
@@ -93,13 +99,13 @@ impl Upstreams {
                         .ok_or_else(|| format!("upstream '{name}': invalid endpoint '{e}'"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let client = match &upstream.ca_pem {
+            let (client, grpc_client) = match &upstream.ca_pem {
                 Some(pem) => {
-                    client(roots_from_pem(pem).map_err(|e| format!("upstream '{name}': {e}"))?)?
+                    clients(roots_from_pem(pem).map_err(|e| format!("upstream '{name}': {e}"))?)?
                 }
-                None => match &system_client {
+                None => match &system_clients {
                     Some(c) => c.clone(),
-                    None => system_client.insert(client(system_roots())?).clone(),
+                    None => system_clients.insert(clients(system_roots())?).clone(),
                 },
             };
             clusters.insert(
@@ -108,12 +114,20 @@ impl Upstreams {
                     endpoints,
                     next: AtomicUsize::new(0),
                     client,
+                    grpc_client,
                 },
             );
         }
         Ok(Upstreams {
             clusters: Arc::new(clusters),
         })
+    }
+
+    /// Upstream `name` and its next endpoint (round robin).
+    fn pick(&self, name: &str) -> Option<(&Cluster, &Endpoint)> {
+        let cluster = self.clusters.get(name)?;
+        let index = cluster.next.fetch_add(1, Ordering::Relaxed) % cluster.endpoints.len().max(1);
+        Some((cluster, cluster.endpoints.get(index)?))
     }
 
     /// Forwards one request; failures become 502/504 problems.
@@ -201,11 +215,7 @@ impl Upstreams {
             body: body.as_bytes().to_vec(),
             trailers: Vec::new(),
         };
-        let Some(cluster) = self.clusters.get(&callout.upstream) else {
-            return Ok(local(503, "no healthy upstream"));
-        };
-        let index = cluster.next.fetch_add(1, Ordering::Relaxed) % cluster.endpoints.len().max(1);
-        let Some(endpoint) = cluster.endpoints.get(index) else {
+        let Some((cluster, endpoint)) = self.pick(&callout.upstream) else {
             return Ok(local(503, "no healthy upstream"));
         };
         let Some(request) = callout_request(endpoint, callout) else {
@@ -292,8 +302,13 @@ fn callout_request(endpoint: &Endpoint, callout: &Callout) -> Option<Request<Bod
         .ok()
 }
 
-/// A pooled HTTP/1.1 client that speaks TLS (rustls, ring) to `https://` endpoints with `roots`.
-fn client(roots: rustls::RootCertStore) -> Result<HttpsClient, String> {
+/// Pooled clients that speak TLS (rustls, ring) to `https://` endpoints with `roots`: HTTP/1.1
+/// for proxying and HTTP callouts, HTTP/2 for gRPC callouts.
+fn clients(roots: rustls::RootCertStore) -> Result<(HttpsClient, HttpsClient), String> {
+    Ok((client(roots.clone(), false)?, client(roots, true)?))
+}
+
+fn client(roots: rustls::RootCertStore, http2: bool) -> Result<HttpsClient, String> {
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -305,13 +320,17 @@ fn client(roots: rustls::RootCertStore) -> Result<HttpsClient, String> {
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .https_or_http();
+    let connector = if http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
+    };
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
+        .http2_only(http2)
         .build(connector))
 }
 

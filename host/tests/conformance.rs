@@ -604,3 +604,201 @@ impl http_body::Body for ChannelBody {
             .map(|chunk| chunk.map(|c| Ok(http_body::Frame::data(c))))
     }
 }
+
+/// A gateway whose global chain is the `grpc` filter, with upstream `grpc` at `grpc_port` (the
+/// gRPC server) and `down` at a port nothing listens on.
+async fn grpc_gateway(grpc_port: u16, echo_port: u16) -> support::TestGateway {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let upstreams = format!(
+        "  grpc: {{endpoints: ['http://127.0.0.1:{grpc_port}'], allow_plaintext: true}}\n  down: {{endpoints: ['http://127.0.0.1:{down_port}'], allow_plaintext: true}}"
+    );
+    let chain = "  - name: grpc\n    config: '{\"upstream\": \"grpc\", \"timeout_ms\": 5000}'\n";
+    let dir = filter_project(&spec(echo_port, &upstreams, chain), &[("grpc", "grpc")]);
+    support::gateway_in(dir, Config::default()).await
+}
+
+/// Asserts the plugin never failed (a callback for a cancelled call, or one the SDK cannot
+/// route, would make it panic).
+async fn assert_no_plugin_failure(gw: &support::TestGateway, plugin: &str) {
+    let metrics = get(&gw.url("/__barbacane/metrics")).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let line = format!("barbacane_plugin_failures_total{{plugin=\"{plugin}\"}} 0");
+    assert!(text.contains(&line), "{text}");
+}
+
+#[tokio::test]
+async fn grpc_calls_reach_a_real_grpc_server_and_resume_the_request() {
+    let server = support::grpc_server();
+    let echo = echo_upstream().await;
+    let gw = grpc_gateway(server.port, echo.addr.port()).await;
+
+    let call = |message: String, target: Option<&'static str>| {
+        let url = gw.url("/echo");
+        async move {
+            let mut headers = vec![("x-grpc-call", "Echo"), ("x-grpc-message", &message)];
+            headers.extend(target.map(|t| ("x-grpc-target", t)));
+            send(Method::GET, &url, &headers, b"").await
+        }
+    };
+    // The filter pauses the request, the answer's message resumes it towards the upstream.
+    let reply = call(String::from("hello"), None).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let echoed = reply.json();
+    assert_eq!(echoed["headers"]["x-grpc-reply"], "echo:hello md=call");
+    // proxy_grpc_send on a unary call's token is refused, as Envoy does.
+    assert_eq!(echoed["headers"]["x-grpc-send-on-call"], "BadArgument");
+    // The call carried its metadata and a grpc-timeout the server honours.
+    server.wait_for("Echo md=call service= timeout=yes").await;
+
+    // The first argument as a serialized GrpcService: its cluster and initial metadata.
+    let reply = call(String::from("svc"), Some("service")).await;
+    assert_eq!(reply.json()["headers"]["x-grpc-reply"], "echo:svc md=call");
+    server
+        .wait_for("Echo md=call service=yes timeout=yes")
+        .await;
+
+    // Concurrent calls each resume their own request (HTTP/2 multiplexes them).
+    let replies = futures_util::future::join_all((0..8).map(|i| call(format!("m{i}"), None))).await;
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(
+            reply.json()["headers"]["x-grpc-reply"],
+            format!("echo:m{i} md=call")
+        );
+    }
+    assert_no_plugin_failure(&gw, "grpc").await;
+}
+
+#[tokio::test]
+async fn grpc_call_failures_reach_the_plugin_with_their_status() {
+    let server = support::grpc_server();
+    let echo = echo_upstream().await;
+    let gw = grpc_gateway(server.port, echo.addr.port()).await;
+    let url = gw.url("/echo");
+    let call = |headers: Vec<(&'static str, &'static str)>| {
+        let url = url.clone();
+        async move { send(Method::GET, &url, &headers, b"").await }
+    };
+
+    // The server's status and (percent-decoded) message, via proxy_get_status in on_grpc_close.
+    let reply = call(vec![("x-grpc-call", "Fail")]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.header("x-grpc-status")),
+        (502, "5")
+    );
+    assert_eq!(String::from_utf8_lossy(&reply.body), "no such thing: é");
+
+    // The call's timeout: DEADLINE_EXCEEDED, and the server sees the call cancelled.
+    let reply = call(vec![("x-grpc-call", "Slow"), ("x-grpc-timeout-ms", "300")]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.header("x-grpc-status")),
+        (502, "4")
+    );
+    server.wait_for("Slow cancelled").await;
+
+    // Nothing listening: UNAVAILABLE.
+    let reply = call(vec![("x-grpc-call", "Echo"), ("x-grpc-target", "down")]).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.header("x-grpc-status")),
+        (502, "14")
+    );
+
+    // An unknown upstream is refused at dispatch with PARSE_FAILURE, as in Envoy.
+    let reply = call(vec![("x-grpc-call", "Echo"), ("x-grpc-target", "nowhere")]).await;
+    assert_eq!(
+        (reply.status.as_u16(), &reply.body[..]),
+        (500, &b"ParseFailure"[..])
+    );
+
+    // A cancelled call: Ok once, then NOT_FOUND; its answer never reaches the plugin.
+    let reply = call(vec![("x-grpc-call", "Slow"), ("x-grpc-cancel", "yes")]).await;
+    assert_eq!(reply.header("x-grpc-cancelled"), "Ok,NotFound");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_no_plugin_failure(&gw, "grpc").await;
+}
+
+#[tokio::test]
+async fn grpc_streams_carry_messages_and_metadata_both_ways() {
+    let server = support::grpc_server();
+    let echo = echo_upstream().await;
+    let gw = grpc_gateway(server.port, echo.addr.port()).await;
+    let stream = |messages: &'static str, extra: Vec<(&'static str, &'static str)>| {
+        let url = gw.url("/echo");
+        async move {
+            let mut headers = vec![("x-grpc-stream", "Chat"), ("x-grpc-messages", messages)];
+            headers.extend(extra);
+            let reply = send(Method::GET, &url, &headers, b"").await;
+            assert_eq!(reply.status, 200);
+            reply.header("x-grpc-events").to_string()
+        }
+    };
+    let whole = "send-after-end:BadArgument|initial:chat|message:got:a|message:got:b|message:got:c|message:end|trailing:chat-bye|close:0:";
+    // end_stream on the last message: the server sees three messages, then the end.
+    assert_eq!(stream("a,b,c", vec![]).await, whole);
+    for line in ["Chat got a", "Chat got b", "Chat got c", "Chat end"] {
+        server.wait_for(line).await;
+    }
+    // The same ended by proxy_grpc_close.
+    assert_eq!(
+        stream("a,b,c", vec![("x-grpc-half-close", "close")]).await,
+        whole
+    );
+
+    // Cancelled after the first answer: the server sees the stream reset, the plugin hears no
+    // more of it.
+    let events = stream(
+        "only",
+        vec![("x-grpc-half-close", "never"), ("x-grpc-cancel-after", "1")],
+    )
+    .await;
+    assert_eq!(events, "initial:chat|message:got:only|cancelled");
+    server.wait_for("Chat cancelled").await;
+    assert_no_plugin_failure(&gw, "grpc").await;
+}
+
+#[tokio::test]
+async fn stopping_the_gateway_lets_a_plugin_finish_its_work_before_its_vm_goes() {
+    // The root's on_done returns false and flushes by callout; proxy_done from the answer ends
+    // it. The gateway waits for that before it stops.
+    let flushed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = flushed.clone();
+    let flush = support::upstream(move |request: http::Request<hyper::body::Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let requests = request.headers().get("x-requests").cloned();
+            seen.lock().unwrap().push(format!(
+                "{} {} x-requests={}",
+                request.method(),
+                request.uri(),
+                requests.as_ref().map_or("", |v| v.to_str().unwrap())
+            ));
+            Response::new(full(""))
+        }
+    })
+    .await;
+    let echo = echo_upstream().await;
+    let upstreams = format!(
+        "  flush: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        flush.addr.port()
+    );
+    let chain = "  - name: lifecycle\n    config: '{\"flush_upstream\": \"flush\"}'\n";
+    let dir = filter_project(
+        &spec(echo.addr.port(), &upstreams, chain),
+        &[("lifecycle", "lifecycle")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/mock")).await.status, 200);
+    }
+    assert!(
+        flushed.lock().unwrap().is_empty(),
+        "nothing before the stop"
+    );
+    gw.stop().await;
+    assert_eq!(
+        *flushed.lock().unwrap(),
+        ["GET /flush x-requests=3"],
+        "the flush callout ran during the stop"
+    );
+}

@@ -1,7 +1,8 @@
 //! `barbacane dev` (= `serve --dev --watch`), the real process: an edit to the spec is
 //! recompiled and swapped in while the gateway runs, on connections already open too; a broken
 //! edit prints its diagnostic and keeps the previous configuration serving; a request in flight
-//! during a swap finishes on the configuration it started with.
+//! during a swap finishes on the configuration it started with; the plugins of the configuration
+//! swapped out are shut down as Envoy does (root `on_done`, which may finish work first).
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -195,6 +196,58 @@ async fn dev_swaps_edits_in_keeps_serving_through_a_broken_one_and_finishes_requ
         "stderr: {}",
         dev.stderr.lock().unwrap()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_lets_the_plugins_swapped_out_finish_their_work() {
+    // The conformance filter `lifecycle` flushes by callout in its root on_done and says
+    // proxy_done when the answer comes.
+    let flushes = Arc::new(Mutex::new(Vec::new()));
+    let seen = flushes.clone();
+    let flush = upstream(move |request: http::Request<hyper::body::Incoming>| {
+        seen.lock().unwrap().push(request.uri().to_string());
+        async { http::Response::new(barbacane::server::full("")) }
+    })
+    .await;
+    let spec = |body: &str| {
+        format!(
+            "openapi: 3.1.0\ninfo: {{title: t, version: '1'}}\nx-barbacane-upstreams:\n  flush: {{endpoints: ['http://127.0.0.1:{}']}}\nx-barbacane-middlewares:\n  - name: lifecycle\n    config: '{{\"flush_upstream\": \"flush\"}}'\npaths:\n  /hello:\n    get:\n      x-barbacane-dispatch: {{name: mock, config: {{body: '{body}'}}}}\n",
+            flush.addr.port()
+        )
+    };
+    let dir = project(&[
+        ("api.yaml", &spec("first")),
+        (
+            "barbacane.yaml",
+            "plugins:\n  lifecycle: {source: 'file:lifecycle.wasm'}\n",
+        ),
+    ]);
+    std::fs::write(
+        dir.path().join("lifecycle.wasm"),
+        support::conformance_filter("lifecycle"),
+    )
+    .unwrap();
+    let dev = start_dev(dir.path(), &["--manifest", "barbacane.yaml"]);
+    let client = support::client();
+    assert_eq!(
+        body(&client, dev.addr, "/hello").await,
+        (200, "first".into())
+    );
+    assert!(flushes.lock().unwrap().is_empty());
+    std::fs::write(dir.path().join("api.yaml"), spec("second")).unwrap();
+    assert!(
+        eventually(async || body(&client, dev.addr, "/hello").await.1 == "second").await,
+        "stderr: {}",
+        dev.stderr.lock().unwrap()
+    );
+    // Each of the two workers retires its VM once no request uses it: two flushes.
+    assert!(
+        eventually(async || flushes.lock().unwrap().len() == 2).await,
+        "flushes: {:?}; stderr: {}",
+        flushes.lock().unwrap(),
+        dev.stderr.lock().unwrap()
+    );
+    assert!(flushes.lock().unwrap().iter().all(|uri| uri == "/flush"));
 }
 
 #[test]

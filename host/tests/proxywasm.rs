@@ -212,3 +212,44 @@ fn vendor_imports_load_and_only_trap_when_called() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The plugin's log lines, oldest first.
+fn logs(vm: &Vm) -> Vec<String> {
+    vm.recent_logs().map(|(_, line)| line.clone()).collect()
+}
+
+#[test]
+fn shutdown_runs_the_roots_on_done_then_on_delete_as_envoy_does() {
+    let lifecycle = support::conformance_filter("lifecycle");
+    // on_done returns true: on_delete follows at once.
+    let mut vm = start(&lifecycle, support::plugin_config("lifecycle", "")).unwrap();
+    assert!(vm.begin_shutdown().unwrap());
+    assert!(logs(&vm).ends_with(&[String::from("root done"), String::from("root delete")]));
+
+    // on_done returns false after starting a flush by callout: the VM waits for proxy_done,
+    // which the plugin calls from the callout's answer; on_delete comes after.
+    let mut config = support::plugin_config("lifecycle", r#"{"flush_upstream": "flush"}"#);
+    config.upstreams = std::sync::Arc::from(vec![String::from("flush")]);
+    let mut vm = start(&lifecycle, config).unwrap();
+    assert!(!vm.begin_shutdown().unwrap());
+    let outbox = vm.take_outbox();
+    assert!(!outbox.root_finished);
+    let [callout] = &outbox.callouts[..] else {
+        panic!("one flush callout expected: {:?}", outbox.callouts);
+    };
+    assert!(
+        callout
+            .headers
+            .contains(&(String::from(":path"), b"/flush".to_vec()))
+    );
+    assert!(!logs(&vm).contains(&String::from("root delete")));
+    let answer = barbacane::proxywasm::CallResponse {
+        headers: vec![(String::from(":status"), b"204".to_vec())],
+        ..Default::default()
+    };
+    vm.on_http_call_response(callout.token, Ok(answer)).unwrap();
+    assert!(vm.take_outbox().root_finished, "proxy_done from the root");
+    assert_eq!(logs(&vm).last().unwrap(), "root flushed 204");
+    vm.delete_root().unwrap();
+    assert_eq!(logs(&vm).last().unwrap(), "root delete");
+}

@@ -55,6 +55,14 @@ pub(super) struct FilterSet {
 /// A worker's VM replicas, one per instance.
 pub(super) struct Replicas(Vec<Arc<Replica>>);
 
+impl Replicas {
+    /// Shuts every VM down (root `on_done`, then `on_delete`), all at once, each waiting at most
+    /// `grace` for a plugin that finishes work first.
+    pub(super) async fn shutdown(&self, grace: std::time::Duration) {
+        futures_util::future::join_all(self.0.iter().map(|r| r.shutdown(grace))).await;
+    }
+}
+
 /// A stream a request has open on one filter of its chain.
 struct OpenStream {
     replica: Arc<Replica>,

@@ -1,5 +1,5 @@
 //! One worker's VM replica of a plugin instance, and the work that reaches it outside requests:
-//! HTTP callouts the plugin sent, its ticks, and shared-queue notifications.
+//! HTTP and gRPC callouts the plugin sent, its ticks, and shared-queue notifications.
 //!
 //! A replica is only ever used from its worker's thread (the mutex is uncontended; it lets the
 //! worker's tasks share the replica). Every call into the VM goes through [`Replica::with`],
@@ -52,6 +52,8 @@ pub(super) struct Replica {
     runtime: Option<tokio::runtime::Handle>,
     /// Where the VM's queue notifications go (to this replica, on its worker).
     notifier: Arc<QueueNotifier>,
+    /// Notified when the root context has been deleted after its `proxy_done` (shutdown).
+    root_deleted: tokio::sync::Notify,
     this: Weak<Replica>,
 }
 
@@ -76,6 +78,7 @@ impl Replica {
             upstreams,
             runtime,
             notifier: notifier.clone(),
+            root_deleted: tokio::sync::Notify::new(),
             this: this.clone(),
         });
         let _ = notifier.replica.set(Arc::downgrade(&replica));
@@ -119,8 +122,10 @@ impl Replica {
         loop {
             let outbox = vm.take_outbox();
             if outbox.callouts.is_empty()
+                && outbox.grpc_calls.is_empty()
                 && outbox.tick_period.is_none()
                 && outbox.finished.is_empty()
+                && !outbox.root_finished
             {
                 return;
             }
@@ -135,6 +140,17 @@ impl Replica {
                     this.deliver(generation, |vm| vm.on_http_call_response(token, outcome));
                 });
             }
+            for call in outbox.grpc_calls {
+                let (Some(runtime), Some(this)) = (&self.runtime, self.this.upgrade()) else {
+                    continue;
+                };
+                runtime.spawn(async move {
+                    let token = call.token;
+                    let deliver =
+                        |event| this.deliver(generation, |vm| vm.on_grpc_event(token, event));
+                    this.upstreams.grpc(call, deliver).await;
+                });
+            }
             if let Some(period) = outbox.tick_period {
                 let epoch = self.tick_epoch.fetch_add(1, Ordering::Relaxed) + 1;
                 if let (Some(period), Some(runtime)) = (period, &self.runtime) {
@@ -147,7 +163,38 @@ impl Replica {
                     return;
                 }
             }
+            if outbox.root_finished {
+                if let Err(error) = vm.delete_root() {
+                    tracing::warn!(plugin = self.blueprint.plugin(), %error, "on_delete failed");
+                }
+                self.root_deleted.notify_one();
+            }
         }
+    }
+
+    /// Shuts the VM down as Envoy does (the server stops, or a reload replaced this worker):
+    /// `on_done` on the root context, then `on_delete` — at once, or, when `on_done` returned
+    /// false, once the plugin calls `proxy_done` (its callouts and ticks keep running meanwhile)
+    /// or `grace` has passed. Nothing runs on the VM afterwards but what is already in flight.
+    pub(super) async fn shutdown(&self, grace: Duration) {
+        let plugin = self.blueprint.plugin();
+        match self.with(Vm::begin_shutdown) {
+            Ok(true) => {}
+            Ok(false) => {
+                if tokio::time::timeout(grace, self.root_deleted.notified())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(plugin, ?grace, "the plugin did not call proxy_done in time");
+                    if let Err(error) = self.with(Vm::delete_root) {
+                        tracing::warn!(plugin, %error, "on_delete failed");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(plugin, %error, "on_done failed"),
+        }
+        // No more ticks.
+        self.tick_epoch.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Runs a callback that is not part of a request (callout response, tick, queue) on the VM

@@ -68,6 +68,8 @@ pub mod buffer {
     pub const HTTP_RESPONSE_BODY: i32 = 1;
     /// A callout's response body, in `proxy_on_http_call_response`.
     pub const HTTP_CALL_RESPONSE_BODY: i32 = 4;
+    /// A gRPC callout's message, in `proxy_on_grpc_receive`.
+    pub const GRPC_CALL_MESSAGE: i32 = 5;
     /// The VM configuration (`vm_config`), readable from `proxy_on_vm_start`.
     pub const VM_CONFIGURATION: i32 = 6;
     /// The plugin configuration (`config`), readable from `proxy_on_configure`.

@@ -9,6 +9,7 @@
 
 use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
+use super::grpc::{GrpcCall, GrpcHandle, GrpcOutgoing, GrpcTarget, MAX_QUEUED_BYTES};
 use super::http::{Pairs, deserialize, serialize};
 use super::memory::{read, return_bytes, write_u32, write_u64};
 use super::module::AbiVersion;
@@ -131,10 +132,16 @@ fn proxy_set_effective_context(mut caller: Caller<'_, HostState>, context: i32) 
     }
 }
 
-/// A stream whose `on_done` returned false is finished (`on_log`, `on_delete`) after this.
+/// A stream whose `on_done` returned false is finished (`on_log`, `on_delete`) after this; so is
+/// a root context whose `on_done` at shutdown returned false (`on_delete`).
 fn proxy_done(mut caller: Caller<'_, HostState>) -> i32 {
     let state = caller.data_mut();
     let context = state.effective;
+    if context == state.root_context && state.root_done_pending {
+        state.root_done_pending = false;
+        state.outbox.root_finished = true;
+        return Status::Ok as i32;
+    }
     match state.streams.get_mut(&context) {
         Some(stream) if stream.done_pending => {
             stream.done_pending = false;
@@ -162,9 +169,10 @@ fn buffer_of(state: &mut HostState, buffer_type: i32) -> Result<Option<&mut Vec<
             .stream()
             .and_then(|s| s.bodies[buffer_type as usize].as_mut()),
         buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_mut().map(|c| &mut c.body),
+        buffer::GRPC_CALL_MESSAGE => state.grpc_message.as_mut(),
         buffer::VM_CONFIGURATION => Some(&mut state.vm_config),
         buffer::PLUGIN_CONFIGURATION => Some(&mut state.plugin_config),
-        // TCP data, gRPC messages and foreign-function arguments never exist here.
+        // TCP data and foreign-function arguments never exist here.
         0..=8 => None,
         _ => return Err(Status::BadArgument),
     })
@@ -263,7 +271,8 @@ fn proxy_get_configuration(
 }
 
 /// The map a call addresses, if it is available in this callback: 0–3 are the effective
-/// stream's headers and trailers, 6 and 7 the callout response's; gRPC metadata (4, 5) never is.
+/// stream's headers and trailers, 4 and 5 a gRPC callout's metadata, 6 and 7 an HTTP callout
+/// response's headers and trailers.
 fn map_mut<'a>(
     caller: &'a mut Caller<'_, HostState>,
     map: i32,
@@ -273,7 +282,10 @@ fn map_mut<'a>(
         0..=3 => state.stream().and_then(|s| s.maps[map as usize].as_mut()),
         6 => state.call_response.as_mut().map(|c| &mut c.headers),
         7 => state.call_response.as_mut().map(|c| &mut c.trailers),
-        4 | 5 => None,
+        4 | 5 => match &mut state.grpc_metadata {
+            Some((m, pairs)) if *m == map => Some(pairs),
+            _ => None,
+        },
         _ => return Err(Status::BadArgument),
     })
 }
@@ -288,7 +300,10 @@ fn map_ref(state: &HostState, map: i32) -> Result<Option<&Pairs>, Status> {
             .and_then(|s| s.map(map as usize)),
         6 => state.call_response.as_ref().map(|c| &c.headers),
         7 => state.call_response.as_ref().map(|c| &c.trailers),
-        4 | 5 => None,
+        4 | 5 => match &state.grpc_metadata {
+            Some((m, pairs)) if *m == map => Some(pairs),
+            _ => None,
+        },
         _ => return Err(Status::BadArgument),
     })
 }
@@ -560,7 +575,8 @@ fn proxy_clear_route_cache(_caller: Caller<'_, HostState>) -> i32 {
     Status::Ok as i32
 }
 
-/// The outcome of the last failed callout: Envoy's `BrokenConnection` (11) and "reset".
+/// The outcome of the last failed callout: Envoy's `BrokenConnection` (11) and "reset" after an
+/// HTTP callout, the `grpc-status` and `grpc-message` in `proxy_on_grpc_close`.
 fn proxy_get_status(
     mut caller: Caller<'_, HostState>,
     code_out: i32,
@@ -625,7 +641,7 @@ fn proxy_http_call(
         Err(status) => return status as i32,
     };
     let state = caller.data_mut();
-    if state.pending_calls.len() >= MAX_PENDING_CALLOUTS {
+    if state.pending_calls.len() + state.grpc.len() >= MAX_PENDING_CALLOUTS {
         state.log(
             LogLevel::Warn,
             format!("http callout refused: {MAX_PENDING_CALLOUTS} callouts already pending"),
@@ -650,56 +666,229 @@ fn read_pairs(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<
     deserialize(&read(caller, ptr, len)?).ok_or(Status::BadArgument)
 }
 
-/// gRPC callouts are not served: INTERNAL_FAILURE, which the SDKs return to the filter as an
-/// error (never a trap).
+/// Opens a unary gRPC call to a named upstream once the callback has returned; the answer goes
+/// to the root context (`proxy_on_grpc_receive`, or `proxy_on_grpc_close` on failure).
 #[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn proxy_grpc_call(
     mut caller: Caller<'_, HostState>,
-    _up: i32,
-    _up_len: i32,
-    _service: i32,
-    _service_len: i32,
-    _method: i32,
-    _method_len: i32,
-    _metadata: i32,
-    _metadata_len: i32,
-    _message: i32,
-    _message_len: i32,
-    _timeout: i32,
-    _token_out: i32,
+    target_ptr: i32,
+    target_len: i32,
+    service_ptr: i32,
+    service_len: i32,
+    method_ptr: i32,
+    method_len: i32,
+    metadata_ptr: i32,
+    metadata_len: i32,
+    message_ptr: i32,
+    message_len: i32,
+    timeout_ms: i32,
+    token_out: i32,
 ) -> i32 {
-    caller.data_mut().used.insert(Capability::GrpcCalls);
-    Status::InternalFailure as i32
+    let message = match read(&mut caller, message_ptr, message_len) {
+        Ok(m) => m,
+        Err(status) => return status as i32,
+    };
+    let timeout_ms = timeout_ms as u32;
+    let timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms.into()));
+    let target = [
+        target_ptr,
+        target_len,
+        service_ptr,
+        service_len,
+        method_ptr,
+        method_len,
+    ];
+    open_grpc(
+        &mut caller,
+        target,
+        (metadata_ptr, metadata_len),
+        Some(message),
+        timeout,
+        token_out,
+    ) as i32
 }
 
+/// Opens a gRPC stream to a named upstream once the callback has returned; messages go with
+/// `proxy_grpc_send`, events come to the root context.
 #[allow(clippy::too_many_arguments, reason = "the ABI's signature")]
 fn proxy_grpc_stream(
     mut caller: Caller<'_, HostState>,
-    _up: i32,
-    _up_len: i32,
-    _service: i32,
-    _service_len: i32,
-    _method: i32,
-    _method_len: i32,
-    _metadata: i32,
-    _metadata_len: i32,
-    _token_out: i32,
+    target_ptr: i32,
+    target_len: i32,
+    service_ptr: i32,
+    service_len: i32,
+    method_ptr: i32,
+    method_len: i32,
+    metadata_ptr: i32,
+    metadata_len: i32,
+    token_out: i32,
 ) -> i32 {
+    let target = [
+        target_ptr,
+        target_len,
+        service_ptr,
+        service_len,
+        method_ptr,
+        method_len,
+    ];
+    open_grpc(
+        &mut caller,
+        target,
+        (metadata_ptr, metadata_len),
+        None,
+        None,
+        token_out,
+    ) as i32
+}
+
+/// `proxy_grpc_call` (with its one message) and `proxy_grpc_stream` (`message` `None`). Statuses
+/// as Envoy's: PARSE_FAILURE for an unknown upstream, INTERNAL_FAILURE when too many are open.
+fn open_grpc(
+    caller: &mut Caller<'_, HostState>,
+    [
+        target_ptr,
+        target_len,
+        service_ptr,
+        service_len,
+        method_ptr,
+        method_len,
+    ]: [i32; 6],
+    (metadata_ptr, metadata_len): (i32, i32),
+    message: Option<Vec<u8>>,
+    timeout: Option<std::time::Duration>,
+    token_out: i32,
+) -> Status {
     caller.data_mut().used.insert(Capability::GrpcCalls);
-    Status::InternalFailure as i32
+    let text = |caller: &mut Caller<'_, HostState>, ptr, len| {
+        String::from_utf8(read(caller, ptr, len)?).map_err(|_| Status::BadArgument)
+    };
+    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<_, Status> {
+        let target = read(caller, target_ptr, target_len)?;
+        let service = text(caller, service_ptr, service_len)?;
+        let method = text(caller, method_ptr, method_len)?;
+        let metadata = read_pairs(caller, metadata_ptr, metadata_len)?;
+        Ok((target, service, method, metadata))
+    };
+    let (target, service, method, metadata) = match read_all(caller) {
+        Ok(parts) => parts,
+        // The SDKs accept only OK, PARSE_FAILURE and INTERNAL_FAILURE here.
+        Err(_) => return Status::ParseFailure,
+    };
+    let state = caller.data_mut();
+    let Some(target) = GrpcTarget::parse(&target, &state.upstreams) else {
+        let shown = String::from_utf8_lossy(&target).into_owned();
+        state.log(
+            LogLevel::Warn,
+            format!("gRPC callout to '{shown}': no such upstream in x-barbacane-upstreams"),
+        );
+        return Status::ParseFailure;
+    };
+    if state.pending_calls.len() + state.grpc.len() >= MAX_PENDING_CALLOUTS {
+        state.log(
+            LogLevel::Warn,
+            format!("gRPC callout refused: {MAX_PENDING_CALLOUTS} callouts already pending"),
+        );
+        return Status::InternalFailure;
+    }
+    let token = state.next_token();
+    if let Err(status) = write_u32(caller, token_out, token) {
+        return status;
+    }
+    let (sender, outgoing) = tokio::sync::mpsc::unbounded_channel();
+    let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let unary = message.is_some();
+    if let Some(message) = message {
+        queued.fetch_add(message.len(), std::sync::atomic::Ordering::Relaxed);
+        // A unary call's request is complete at once; the channel stays open until the answer.
+        let _ = sender.send(GrpcOutgoing::Message(message));
+        let _ = sender.send(GrpcOutgoing::Close);
+    }
+    let mut all_metadata = target.metadata;
+    all_metadata.extend(metadata);
+    let state = caller.data_mut();
+    state.grpc.insert(
+        token,
+        GrpcHandle {
+            sender,
+            queued: queued.clone(),
+            unary,
+            local_closed: unary,
+        },
+    );
+    state.outbox.grpc_calls.push(GrpcCall {
+        token,
+        upstream: target.upstream,
+        service,
+        method,
+        metadata: all_metadata,
+        timeout,
+        unary,
+        outgoing,
+        queued,
+    });
+    Status::Ok
 }
 
-/// No gRPC stream can exist, so every id is unknown.
-fn proxy_grpc_send(_c: Caller<'_, HostState>, _id: i32, _p: i32, _l: i32, _end: i32) -> i32 {
-    Status::NotFound as i32
+/// Sends a message on an open stream (BAD_ARGUMENT for a unary call or after the plugin ended
+/// its messages, NOT_FOUND for an unknown token, as Envoy; BAD_ARGUMENT too while more than
+/// [`MAX_QUEUED_BYTES`] wait to go out).
+fn proxy_grpc_send(
+    mut caller: Caller<'_, HostState>,
+    token: i32,
+    ptr: i32,
+    len: i32,
+    end_stream: i32,
+) -> i32 {
+    let message = match read(&mut caller, ptr, len) {
+        Ok(m) => m,
+        Err(status) => return status as i32,
+    };
+    let Some(handle) = caller.data_mut().grpc.get_mut(&(token as u32)) else {
+        return Status::NotFound as i32;
+    };
+    if handle.unary || handle.local_closed {
+        return Status::BadArgument as i32;
+    }
+    let queued = handle.queued.load(std::sync::atomic::Ordering::Relaxed);
+    if queued + message.len() > MAX_QUEUED_BYTES {
+        let why = format!("gRPC send refused: {queued} bytes already wait to go out");
+        caller.data_mut().log(LogLevel::Warn, why);
+        return Status::BadArgument as i32;
+    }
+    handle
+        .queued
+        .fetch_add(message.len(), std::sync::atomic::Ordering::Relaxed);
+    let _ = handle.sender.send(GrpcOutgoing::Message(message));
+    if end_stream != 0 {
+        handle.local_closed = true;
+        let _ = handle.sender.send(GrpcOutgoing::Close);
+    }
+    Status::Ok as i32
 }
 
-fn proxy_grpc_cancel(_caller: Caller<'_, HostState>, _id: i32) -> i32 {
-    Status::NotFound as i32
+/// Abandons a call or resets a stream: no callback for it follows.
+fn proxy_grpc_cancel(mut caller: Caller<'_, HostState>, token: i32) -> i32 {
+    match caller.data_mut().grpc.remove(&(token as u32)) {
+        // Dropping the sender ends the exchange (`upstream::grpc`).
+        Some(_) => Status::Ok as i32,
+        None => Status::NotFound as i32,
+    }
 }
 
-fn proxy_grpc_close(_caller: Caller<'_, HostState>, _id: i32) -> i32 {
-    Status::NotFound as i32
+/// Ends the plugin's messages on a stream (the upstream may still answer); on a unary call, the
+/// same as cancelling it, as in Envoy.
+fn proxy_grpc_close(mut caller: Caller<'_, HostState>, token: i32) -> i32 {
+    let grpc = &mut caller.data_mut().grpc;
+    let Some(handle) = grpc.get_mut(&(token as u32)) else {
+        return Status::NotFound as i32;
+    };
+    if handle.unary {
+        grpc.remove(&(token as u32));
+    } else if !handle.local_closed {
+        handle.local_closed = true;
+        let _ = handle.sender.send(GrpcOutgoing::Close);
+    }
+    Status::Ok as i32
 }
 
 fn proxy_set_shared_data(

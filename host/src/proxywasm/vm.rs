@@ -5,6 +5,7 @@
 
 use super::abi::LogLevel;
 use super::capability::Capabilities;
+use super::grpc::{GrpcCall, GrpcEvent, GrpcHandle};
 use super::http::Pairs;
 use super::module::{EntryPoint, PluginModule};
 use super::properties::{PluginIdentity, StreamInfo};
@@ -108,11 +109,16 @@ pub struct Callout {
 pub struct Outbox {
     /// HTTP callouts to send.
     pub callouts: Vec<Callout>,
+    /// gRPC calls and streams to start.
+    pub grpc_calls: Vec<GrpcCall>,
     /// The new tick period, when the plugin changed it (`Some(None)` stops ticks).
     pub tick_period: Option<Option<std::time::Duration>>,
     /// Streams whose `on_done` returned false and that then called `proxy_done`: finish them
     /// with `on_log` and `on_delete`.
     pub finished: Vec<u32>,
+    /// The root context's `on_done` returned false (at shutdown) and it has now called
+    /// `proxy_done`: delete it.
+    pub root_finished: bool,
 }
 
 /// One HTTP stream as the VM holds it: its maps and body buffers while a callback (or a pause)
@@ -251,8 +257,17 @@ pub(super) struct HostState {
     /// `proxy_set_property` values set from the root context.
     pub(super) root_filter_state: HashMap<String, Vec<u8>>,
     pub(super) upstreams: Arc<[String]>,
+    /// The root context's `on_done` returned false: the VM is shutting down and waits for its
+    /// `proxy_done`.
+    pub(super) root_done_pending: bool,
     /// Callout tokens handed out and not yet answered.
     pub(super) pending_calls: HashSet<u32>,
+    /// Open gRPC calls and streams by token (tokens are shared with HTTP callouts).
+    pub(super) grpc: HashMap<u32, GrpcHandle>,
+    /// During a gRPC callback: the message it delivers (buffer 5).
+    pub(super) grpc_message: Option<Vec<u8>>,
+    /// During a gRPC metadata callback: map 4 (initial) or 5 (trailing) and its pairs.
+    pub(super) grpc_metadata: Option<(i32, Pairs)>,
     next_token: u32,
     pub(super) outbox: Outbox,
     /// Where `on_queue_ready` notifications for queues this VM registers go.
@@ -295,11 +310,13 @@ impl HostState {
         self.streams.get_mut(&self.effective)
     }
 
-    /// A fresh callout token: never 0, unique among pending calls.
+    /// A fresh callout token: never 0, unique among pending HTTP and gRPC calls.
     pub(super) fn next_token(&mut self) -> u32 {
         loop {
             self.next_token = self.next_token.wrapping_add(1).max(1);
-            if !self.pending_calls.contains(&self.next_token) {
+            if !self.pending_calls.contains(&self.next_token)
+                && !self.grpc.contains_key(&self.next_token)
+            {
                 return self.next_token;
             }
         }
@@ -391,7 +408,11 @@ impl Vm {
             root_filter_state: HashMap::new(),
             used: Capabilities::default(),
             upstreams: plugin.upstreams,
+            root_done_pending: false,
             pending_calls: HashSet::new(),
+            grpc: HashMap::new(),
+            grpc_message: None,
+            grpc_metadata: None,
             next_token: 0,
             outbox: Outbox::default(),
             queue_listener,
@@ -690,6 +711,35 @@ impl Vm {
         result.map(|_| ())
     }
 
+    /// Starts shutting the VM down as Envoy does when a plugin is removed or the server stops:
+    /// `proxy_on_done` on the root context, then `proxy_on_delete`. `Ok(false)` when `on_done`
+    /// returned false: the plugin has work to finish (a flush by callout) and calls `proxy_done`
+    /// when it is over (see [`Outbox::root_finished`]); call [`Vm::delete_root`] then.
+    pub fn begin_shutdown(&mut self) -> Result<bool, VmError> {
+        let root = self.store.data().root_context;
+        let done = self.exports.done.as_ref();
+        if invoke(&mut self.store, root, done, root as i32, "proxy_on_done")? == Some(0) {
+            self.store.data_mut().root_done_pending = true;
+            return Ok(false);
+        }
+        self.delete_root().map(|()| true)
+    }
+
+    /// `proxy_on_delete` on the root context: the last callback of a VM.
+    pub fn delete_root(&mut self) -> Result<(), VmError> {
+        let root = self.store.data().root_context;
+        self.store.data_mut().root_done_pending = false;
+        let delete = self.exports.delete.as_ref();
+        invoke(
+            &mut self.store,
+            root,
+            delete,
+            root as i32,
+            "proxy_on_delete",
+        )
+        .map(|_| ())
+    }
+
     /// `proxy_on_tick` on the root context.
     pub fn on_tick(&mut self) -> Result<(), VmError> {
         let root = self.store.data().root_context;
@@ -746,6 +796,75 @@ impl Vm {
             "proxy_on_http_call_response",
         );
         self.store.data_mut().call_response = None;
+        result.map(|_| ())
+    }
+
+    /// Delivers an event of gRPC call or stream `token` to the root context, as Envoy does: a
+    /// unary call gets its one message (`proxy_on_grpc_receive`) or, failing, its close with the
+    /// status (`proxy_on_grpc_close`, `proxy_get_status` then gives the message) and never its
+    /// metadata; a stream gets every event. Events of a call the plugin cancelled are dropped.
+    pub fn on_grpc_event(&mut self, token: u32, event: GrpcEvent) -> Result<(), VmError> {
+        let state = self.store.data_mut();
+        let Some(handle) = state.grpc.get(&token) else {
+            return Ok(());
+        };
+        let unary = handle.unary;
+        let root = state.root_context;
+        let (callback, during, argument) = match event {
+            GrpcEvent::InitialMetadata(_) | GrpcEvent::TrailingMetadata(_) if unary => {
+                return Ok(());
+            }
+            GrpcEvent::InitialMetadata(pairs) => {
+                let count = pairs.len() as i32;
+                state.grpc_metadata = Some((4, pairs));
+                let callback = self.exports.grpc_initial_metadata.as_ref();
+                (callback, "proxy_on_grpc_receive_initial_metadata", count)
+            }
+            GrpcEvent::TrailingMetadata(pairs) => {
+                let count = pairs.len() as i32;
+                state.grpc_metadata = Some((5, pairs));
+                let callback = self.exports.grpc_trailing_metadata.as_ref();
+                (callback, "proxy_on_grpc_receive_trailing_metadata", count)
+            }
+            GrpcEvent::Message(message) => {
+                if unary {
+                    state.grpc.remove(&token);
+                }
+                let size = message.len() as i32;
+                state.grpc_message = Some(message);
+                (
+                    self.exports.grpc_receive.as_ref(),
+                    "proxy_on_grpc_receive",
+                    size,
+                )
+            }
+            GrpcEvent::Close(code, message) => {
+                state.grpc.remove(&token);
+                // A unary call that ended well without its message did not succeed.
+                let (code, message) = if unary && code == super::grpc::status::OK {
+                    let why = "the upstream sent no response message";
+                    (super::grpc::status::INTERNAL, why.to_string())
+                } else {
+                    (code, message)
+                };
+                state.last_status = (code, message);
+                (
+                    self.exports.grpc_close.as_ref(),
+                    "proxy_on_grpc_close",
+                    code as i32,
+                )
+            }
+        };
+        let result = invoke(
+            &mut self.store,
+            root,
+            callback,
+            (root as i32, token as i32, argument),
+            during,
+        );
+        let state = self.store.data_mut();
+        state.grpc_message = None;
+        state.grpc_metadata = None;
         result.map(|_| ())
     }
 
@@ -884,6 +1003,9 @@ impl HeadersCallback {
 /// `proxy_on_http_call_response(root, token, headers, body_size, trailers)`.
 type HttpCallResponseCallback = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
+/// The gRPC callbacks: `(root, token, elements or size or status)`.
+type GrpcCallback = TypedFunc<(i32, i32, i32), ()>;
+
 /// The callbacks the host calls after start-up, looked up once per VM: finding an export by
 /// name and checking its type on every call showed up as a tenth of the CPU in the filter
 /// benchmark. (`TypedFunc` is a cheap handle; callers clone it to call it with `&mut self`.)
@@ -901,6 +1023,10 @@ struct Exports {
     tick: Option<TypedFunc<i32, ()>>,
     queue_ready: Option<TypedFunc<(i32, i32), ()>>,
     http_call_response: Option<HttpCallResponseCallback>,
+    grpc_initial_metadata: Option<GrpcCallback>,
+    grpc_receive: Option<GrpcCallback>,
+    grpc_trailing_metadata: Option<GrpcCallback>,
+    grpc_close: Option<GrpcCallback>,
 }
 
 impl Exports {
@@ -923,6 +1049,18 @@ impl Exports {
             tick: lookup(store, instance, "proxy_on_tick")?,
             queue_ready: lookup(store, instance, "proxy_on_queue_ready")?,
             http_call_response: lookup(store, instance, "proxy_on_http_call_response")?,
+            grpc_initial_metadata: lookup(
+                store,
+                instance,
+                "proxy_on_grpc_receive_initial_metadata",
+            )?,
+            grpc_receive: lookup(store, instance, "proxy_on_grpc_receive")?,
+            grpc_trailing_metadata: lookup(
+                store,
+                instance,
+                "proxy_on_grpc_receive_trailing_metadata",
+            )?,
+            grpc_close: lookup(store, instance, "proxy_on_grpc_close")?,
         })
     }
 }

@@ -369,3 +369,10 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 mod filters;
 #[allow(unused_imports, reason = "not every test binary builds filters")]
 pub use filters::{conformance_filter, go_filter};
+
+mod grpc;
+#[allow(
+    unused_imports,
+    reason = "only the gRPC callout tests start a gRPC server"
+)]
+pub use grpc::{GrpcServer, grpc_server};

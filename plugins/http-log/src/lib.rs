@@ -122,6 +122,8 @@ struct Root {
     /// A dropped-line warning was logged since the last delivery (one per outage, not per
     /// line).
     warned_overflow: bool,
+    /// The VM is shutting down (`on_done` returned false): `proxy_done` once all is shipped.
+    closing: bool,
 }
 
 impl Root {
@@ -202,6 +204,14 @@ impl Root {
         }
     }
 
+    /// While closing: tells the host the work is over once every line is shipped or dropped.
+    fn finish_if_flushed(&mut self) {
+        if self.closing && self.shipper.as_ref().is_none_or(Shipper::is_empty) {
+            self.closing = false;
+            self.done();
+        }
+    }
+
     /// Counts and logs what became of a batch attempt.
     fn record(&mut self, outcome: Option<Outcome>, reason: &str) {
         match outcome {
@@ -226,6 +236,21 @@ impl Root {
 }
 
 impl Context for Root {
+    /// The gateway is stopping or has replaced this configuration: the waiting lines leave now
+    /// rather than being lost, and the VM goes once they are delivered (or dropped after their
+    /// retries; the gateway waits a few seconds at most).
+    fn on_done(&mut self) -> bool {
+        self.drain();
+        let Some(shipper) = &mut self.shipper else {
+            return true;
+        };
+        shipper.close();
+        self.pump();
+        let flushed = self.shipper.as_ref().is_none_or(Shipper::is_empty);
+        self.closing = !flushed;
+        flushed
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -251,6 +276,7 @@ impl Context for Root {
         };
         self.record(outcome, &reason);
         self.pump();
+        self.finish_if_flushed();
     }
 }
 
@@ -285,6 +311,7 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         self.drain();
         self.pump();
+        self.finish_if_flushed();
     }
 
     fn on_queue_ready(&mut self, _queue_id: u32) {

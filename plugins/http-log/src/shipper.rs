@@ -9,6 +9,7 @@
 //!   (an answer other than 2xx, a timeout, a reset, a callout refused) is retried after
 //!   `retry_backoff` doubled at each attempt (at most `retry_max_backoff`), up to
 //!   `max_retries` times; then it is dropped.
+//! * Once closing (the VM shuts down), every waiting line is due at once.
 
 use std::collections::VecDeque;
 
@@ -68,6 +69,7 @@ pub struct Shipper {
     /// Lines waiting, with when they arrived (milliseconds).
     waiting: VecDeque<(u64, Vec<u8>)>,
     batch: Option<Batch>,
+    closing: bool,
 }
 
 impl Shipper {
@@ -77,7 +79,18 @@ impl Shipper {
             limits,
             waiting: VecDeque::new(),
             batch: None,
+            closing: false,
         }
+    }
+
+    /// From now on every waiting line is due: the worker is going away.
+    pub fn close(&mut self) {
+        self.closing = true;
+    }
+
+    /// Nothing waits and no batch is in hand.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty() && self.batch.is_none()
     }
 
     /// Lines waiting (not counting the batch in hand).
@@ -115,9 +128,10 @@ impl Shipper {
             }
             None => {
                 let full = self.waiting.len() >= self.limits.batch_size;
-                let stale = self.waiting.front().is_some_and(|(since, _)| {
-                    now.saturating_sub(*since) >= self.limits.flush_interval_ms
-                });
+                let stale = self.closing
+                    || self.waiting.front().is_some_and(|(since, _)| {
+                        now.saturating_sub(*since) >= self.limits.flush_interval_ms
+                    });
                 if self.waiting.is_empty() || !(full || stale) {
                     return None;
                 }
@@ -205,6 +219,20 @@ mod tests {
 
     fn line(n: u8) -> Vec<u8> {
         vec![b'0' + n]
+    }
+
+    #[test]
+    fn closing_makes_every_waiting_line_due_at_once() {
+        let mut s = Shipper::new(limits());
+        s.push(line(1), 0);
+        assert_eq!(s.due(1), None);
+        assert!(!s.is_empty());
+        s.close();
+        assert_eq!(s.due(1), Some(&b"1\n"[..]));
+        s.sent(1);
+        assert!(!s.is_empty(), "the batch is in hand until answered");
+        assert_eq!(s.answered(1, true, 2), Outcome::Shipped(1));
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -332,6 +332,30 @@ async fn a_full_buffer_drops_the_oldest_lines_and_counts_them() {
 }
 
 #[tokio::test]
+async fn stopping_the_gateway_ships_the_lines_still_waiting() {
+    let collector = Collector::default();
+    let gw = TestGateway::builder()
+        .plugin(
+            "http-log-stop",
+            &build_plugin(crate_dir()),
+            json!({"upstream": "collector", "batch_size": 100, "flush_interval_ms": 60000}),
+        )
+        .upstream("collector", collector.handler())
+        .workers(2)
+        .start()
+        .await;
+    for _ in 0..5 {
+        assert_eq!(gw.get("/anything").await.status, 200);
+    }
+    // Not due yet: a batch of 100 lines, or a minute's wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(collector.lines().is_empty());
+    // The stop runs each VM's on_done: the plugin ships what waits before its VM goes.
+    gw.stop().await;
+    assert_eq!(collector.lines().len(), 5);
+}
+
+#[tokio::test]
 async fn several_workers_ship_every_line_once() {
     let collector = Collector::default();
     let gw = TestGateway::builder()

@@ -34,10 +34,11 @@
 //!   equals the length of those pairs in the ABI's serialized map format.
 //! * `set_http_request_headers_bytes(<all pairs> + ("x-hc-set-pairs", "yes"))`: the upstream
 //!   sees `x-hc-set-pairs: yes` (and no `x-dup`).
-//! * calls the host does not serve: `x-hc-grpc-call` (`dispatch_grpc_call` to the upstream),
-//!   `x-hc-grpc-stream` (`open_grpc_stream`): `InternalFailure`; `x-hc-grpc-send`
-//!   (`hostcalls::send_grpc_stream_message(1, ..)`), `x-hc-grpc-cancel` (`cancel_grpc_call(1)`),
-//!   `x-hc-grpc-close` (`close_grpc_stream(1)`): `NotFound`; `x-hc-foreign-compress`
+//! * `x-hc-grpc-call` (`dispatch_grpc_call` to the upstream) and `x-hc-grpc-stream`
+//!   (`open_grpc_stream`): `Ok` (both are cancelled at once); on a token that is neither,
+//!   `x-hc-grpc-send` (`hostcalls::send_grpc_stream_message`), `x-hc-grpc-cancel`
+//!   (`cancel_grpc_call`), `x-hc-grpc-close` (`close_grpc_stream`): `NotFound`. Calls the host does
+//!   not serve: `x-hc-foreign-compress`
 //!   (`call_foreign_function("compress", "hello")`, one of Envoy's) and `x-hc-foreign-unknown`
 //!   (`"hc_no_such_function"`): `NotFound`.
 //! * `x-hc-http-call-no-authority`: `dispatch_http_call(upstream, [:method GET, :path /])`, no
@@ -214,6 +215,9 @@ fn status_name(code: u32) -> String {
 }
 
 /// `Ok`, or the `Debug` name of the error status.
+/// A gRPC token no call or stream has.
+const UNKNOWN_TOKEN: u32 = 999_999;
+
 fn outcome<T>(result: Result<T, Status>) -> String {
     match result {
         Ok(_) => String::from("Ok"),
@@ -427,31 +431,37 @@ impl Stream {
     fn unserved_calls(&mut self) {
         let upstream = self.startup.upstream.clone();
         let timeout = Duration::from_secs(1);
-        self.report(
-            "grpc-call",
-            outcome(self.dispatch_grpc_call(
-                &upstream,
-                "hc.Service",
-                "Method",
-                vec![],
-                Some(b"message"),
-                timeout,
-            )),
+        let call = self.dispatch_grpc_call(
+            &upstream,
+            "hc.Service",
+            "Method",
+            vec![],
+            Some(b"message"),
+            timeout,
         );
-        self.report(
-            "grpc-stream",
-            outcome(self.open_grpc_stream(&upstream, "hc.Service", "Method", vec![])),
-        );
+        let stream = self.open_grpc_stream(&upstream, "hc.Service", "Method", vec![]);
+        self.report("grpc-call", outcome(call));
+        self.report("grpc-stream", outcome(stream));
         self.report(
             "grpc-send",
             outcome(hostcalls::send_grpc_stream_message(
-                1,
+                UNKNOWN_TOKEN,
                 Some(b"message"),
                 false,
             )),
         );
-        self.report("grpc-cancel", outcome(hostcalls::cancel_grpc_call(1)));
-        self.report("grpc-close", outcome(hostcalls::close_grpc_stream(1)));
+        self.report(
+            "grpc-cancel",
+            outcome(hostcalls::cancel_grpc_call(UNKNOWN_TOKEN)),
+        );
+        self.report(
+            "grpc-close",
+            outcome(hostcalls::close_grpc_stream(UNKNOWN_TOKEN)),
+        );
+        // No answer is wanted: cancelled before the host starts them.
+        for token in [call, stream].into_iter().flatten() {
+            self.cancel_grpc_call(token);
+        }
         self.report(
             "foreign-compress",
             outcome(self.call_foreign_function("compress", Some(b"hello"))),

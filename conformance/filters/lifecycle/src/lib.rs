@@ -2,7 +2,7 @@
 //! resume paused requests and finish contexts from the root's `on_tick`.
 //!
 //! Configuration (JSON, all optional; absent = `{}`): `{"resume_with": "none", "done_false":
-//! false}`; `resume_with` is `none` or `tick`. An invalid configuration fails `on_configure`
+//! false, "flush_upstream": null}`; `resume_with` is `none` or `tick`. An invalid configuration fails `on_configure`
 //! (logged at error). If `resume_with` is `tick` or `done_false` is true, `on_configure` sets
 //! the tick period to 10 ms.
 //!
@@ -22,6 +22,10 @@
 //!   `proxy_set_effective_context(id)` then `proxy_done()`, logging `proxy_done <id>`. Each id is
 //!   handled once; when `proxy_set_effective_context` fails it logs
 //!   `effective context <id> failed: <Status>` at error and skips that id.
+//! * root `on_done` (the VM shuts down): logs `root done`; without `flush_upstream` returns true.
+//!   With it, dispatches `GET /flush` (`:authority` `flush`, `x-requests: <streams created>`) to
+//!   that upstream and returns false; the callout's answer logs `root flushed <status>` and calls
+//!   `proxy_done`. Dropping the root (the SDK does in `proxy_on_delete`) logs `root delete`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -45,11 +49,12 @@ enum ResumeWith {
     Tick,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(default, deny_unknown_fields)]
 struct Config {
     resume_with: ResumeWith,
     done_false: bool,
+    flush_upstream: Option<String>,
 }
 
 type Pending = Rc<RefCell<Vec<u32>>>;
@@ -59,6 +64,13 @@ struct Root {
     config: Option<Config>,
     pending_resume: Pending,
     pending_done: Pending,
+    streams_created: std::cell::Cell<u32>,
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        log::info!("root delete");
+    }
 }
 
 /// Makes `id` the effective context; logs and returns false when the host refuses.
@@ -72,7 +84,34 @@ fn enter(id: u32) -> bool {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        log::info!("root done");
+        let Some(upstream) = self.config.as_ref().and_then(|c| c.flush_upstream.clone()) else {
+            return true;
+        };
+        let requests = self.streams_created.get().to_string();
+        let headers = vec![
+            (":method", "GET"),
+            (":path", "/flush"),
+            (":authority", "flush"),
+            ("x-requests", requests.as_str()),
+        ];
+        match self.dispatch_http_call(&upstream, headers, None, vec![], Duration::from_secs(1)) {
+            Ok(_) => false,
+            Err(status) => {
+                log::error!("flush dispatch failed: {status:?}");
+                true
+            }
+        }
+    }
+
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, _body: usize, _: usize) {
+        let status = self.get_http_call_response_header(":status");
+        log::info!("root flushed {}", status.unwrap_or_default());
+        self.done();
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -121,9 +160,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         log::info!("create {context_id}");
+        self.streams_created.set(self.streams_created.get() + 1);
         Some(Box::new(Stream {
             id: context_id,
-            config: self.config?,
+            config: self.config.clone()?,
             pending_resume: Rc::clone(&self.pending_resume),
             pending_done: Rc::clone(&self.pending_done),
         }))
