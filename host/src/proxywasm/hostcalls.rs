@@ -684,28 +684,19 @@ fn proxy_grpc_call(
     timeout_ms: i32,
     token_out: i32,
 ) -> i32 {
-    let message = match read(&mut caller, message_ptr, message_len) {
-        Ok(m) => m,
-        Err(status) => return status as i32,
+    // The SDKs accept only OK, PARSE_FAILURE and INTERNAL_FAILURE here.
+    let Ok(message) = read(&mut caller, message_ptr, message_len) else {
+        return Status::ParseFailure as i32;
     };
     let timeout_ms = timeout_ms as u32;
     let timeout = (timeout_ms > 0).then(|| std::time::Duration::from_millis(timeout_ms.into()));
-    let target = [
-        target_ptr,
-        target_len,
-        service_ptr,
-        service_len,
-        method_ptr,
-        method_len,
-    ];
-    open_grpc(
-        &mut caller,
-        target,
-        (metadata_ptr, metadata_len),
-        Some(message),
-        timeout,
-        token_out,
-    ) as i32
+    let spans = GrpcSpans {
+        target: (target_ptr, target_len),
+        service: (service_ptr, service_len),
+        method: (method_ptr, method_len),
+        metadata: (metadata_ptr, metadata_len),
+    };
+    open_grpc(&mut caller, spans, Some(message), timeout, token_out) as i32
 }
 
 /// Opens a gRPC stream to a named upstream once the callback has returned; messages go with
@@ -723,56 +714,47 @@ fn proxy_grpc_stream(
     metadata_len: i32,
     token_out: i32,
 ) -> i32 {
-    let target = [
-        target_ptr,
-        target_len,
-        service_ptr,
-        service_len,
-        method_ptr,
-        method_len,
-    ];
-    open_grpc(
-        &mut caller,
-        target,
-        (metadata_ptr, metadata_len),
-        None,
-        None,
-        token_out,
-    ) as i32
+    let spans = GrpcSpans {
+        target: (target_ptr, target_len),
+        service: (service_ptr, service_len),
+        method: (method_ptr, method_len),
+        metadata: (metadata_ptr, metadata_len),
+    };
+    open_grpc(&mut caller, spans, None, None, token_out) as i32
+}
+
+/// Where the arguments of `proxy_grpc_call` and `proxy_grpc_stream` lie in guest memory
+/// (pointer, length).
+struct GrpcSpans {
+    target: (i32, i32),
+    service: (i32, i32),
+    method: (i32, i32),
+    metadata: (i32, i32),
 }
 
 /// `proxy_grpc_call` (with its one message) and `proxy_grpc_stream` (`message` `None`). Statuses
 /// as Envoy's: PARSE_FAILURE for an unknown upstream, INTERNAL_FAILURE when too many are open.
 fn open_grpc(
     caller: &mut Caller<'_, HostState>,
-    [
-        target_ptr,
-        target_len,
-        service_ptr,
-        service_len,
-        method_ptr,
-        method_len,
-    ]: [i32; 6],
-    (metadata_ptr, metadata_len): (i32, i32),
+    spans: GrpcSpans,
     message: Option<Vec<u8>>,
     timeout: Option<std::time::Duration>,
     token_out: i32,
 ) -> Status {
     caller.data_mut().used.insert(Capability::GrpcCalls);
-    let text = |caller: &mut Caller<'_, HostState>, ptr, len| {
+    let text = |caller: &mut Caller<'_, HostState>, (ptr, len)| {
         String::from_utf8(read(caller, ptr, len)?).map_err(|_| Status::BadArgument)
     };
     let read_all = |caller: &mut Caller<'_, HostState>| -> Result<_, Status> {
-        let target = read(caller, target_ptr, target_len)?;
-        let service = text(caller, service_ptr, service_len)?;
-        let method = text(caller, method_ptr, method_len)?;
-        let metadata = read_pairs(caller, metadata_ptr, metadata_len)?;
+        let target = read(caller, spans.target.0, spans.target.1)?;
+        let service = text(caller, spans.service)?;
+        let method = text(caller, spans.method)?;
+        let metadata = read_pairs(caller, spans.metadata.0, spans.metadata.1)?;
         Ok((target, service, method, metadata))
     };
-    let (target, service, method, metadata) = match read_all(caller) {
-        Ok(parts) => parts,
-        // The SDKs accept only OK, PARSE_FAILURE and INTERNAL_FAILURE here.
-        Err(_) => return Status::ParseFailure,
+    // The SDKs accept only OK, PARSE_FAILURE and INTERNAL_FAILURE here.
+    let Ok((target, service, method, metadata)) = read_all(caller) else {
+        return Status::ParseFailure;
     };
     let state = caller.data_mut();
     let Some(target) = GrpcTarget::parse(&target, &state.upstreams) else {
