@@ -671,6 +671,37 @@ async fn grpc_calls_reach_a_real_grpc_server_and_resume_the_request() {
 }
 
 #[tokio::test]
+async fn grpc_calls_reach_a_tls_upstream_over_h2_negotiated_by_alpn() {
+    let cert = rcgen::generate_simple_self_signed(vec![String::from("localhost")]).unwrap();
+    let pems = support::project(&[
+        ("cert.pem", &cert.cert.pem()),
+        ("key.pem", &cert.signing_key.serialize_pem()),
+    ]);
+    let server =
+        support::grpc_server_tls(&pems.path().join("cert.pem"), &pems.path().join("key.pem"));
+    let echo = echo_upstream().await;
+    let upstreams = format!(
+        "  grpc: {{endpoints: ['https://localhost:{}'], ca_file: ca.pem}}",
+        server.port
+    );
+    let chain = "  - name: grpc\n    config: '{\"upstream\": \"grpc\"}'\n";
+    let dir = filter_project(
+        &spec(echo.addr.port(), &upstreams, chain),
+        &[("grpc", "grpc")],
+    );
+    std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).unwrap();
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let headers = [("x-grpc-call", "Echo"), ("x-grpc-message", "sealed")];
+    let reply = send(Method::GET, &gw.url("/echo"), &headers, b"").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(
+        reply.json()["headers"]["x-grpc-reply"],
+        "echo:sealed md=call"
+    );
+    server.wait_for("Echo md=call service= timeout=yes").await;
+}
+
+#[tokio::test]
 async fn grpc_call_failures_reach_the_plugin_with_their_status() {
     let server = support::grpc_server();
     let echo = echo_upstream().await;

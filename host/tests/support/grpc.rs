@@ -44,11 +44,21 @@ impl Drop for GrpcServer {
     }
 }
 
-/// Starts the gRPC server on an ephemeral loopback port.
+/// Starts the gRPC server (plaintext h2c) on an ephemeral loopback port.
 pub fn grpc_server() -> GrpcServer {
+    start(&[])
+}
+
+/// Starts the gRPC server with TLS, its certificate and key read from these PEM files.
+pub fn grpc_server_tls(cert: &Path, key: &Path) -> GrpcServer {
+    start(&[cert, key])
+}
+
+fn start(args: &[&Path]) -> GrpcServer {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/grpc_server.py");
     let mut child = Command::new(grpc_python())
         .arg(script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

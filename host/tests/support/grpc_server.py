@@ -2,7 +2,8 @@
 PyPI), so barbacane's HTTP/2 framing, trailers and statuses are checked against an independent
 implementation. Messages are raw bytes (no protobuf schema needed: the host never decodes them).
 
-Prints the port it listens on (127.0.0.1, ephemeral), then one line per event it sees.
+Prints the port it listens on (127.0.0.1, ephemeral), then one line per event it sees. With
+arguments CERT KEY (PEM files) it serves TLS (HTTP/2 negotiated by ALPN), else plaintext h2c.
 
 Service test.Echo:
   Echo (unary):  answers b"echo:<request> md=<x-md>" with initial metadata x-initial: hi and
@@ -84,7 +85,12 @@ def main():
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if len(sys.argv) == 3:
+        with open(sys.argv[1], "rb") as cert, open(sys.argv[2], "rb") as key:
+            credentials = grpc.ssl_server_credentials(((key.read(), cert.read()),))
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     log(port)
     # Ends with the test: stdin closes when the harness drops the process.

@@ -375,4 +375,4 @@ mod grpc;
     unused_imports,
     reason = "only the gRPC callout tests start a gRPC server"
 )]
-pub use grpc::{GrpcServer, grpc_server};
+pub use grpc::{GrpcServer, grpc_server, grpc_server_tls};
