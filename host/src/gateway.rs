@@ -479,7 +479,7 @@ fn stream_info(
             .uri
             .path_and_query()
             .map_or_else(|| String::from("/"), |p| p.as_str().to_string()),
-        scheme: String::from(if client.tls { "https" } else { "http" }),
+        scheme: if client.tls { "https" } else { "http" },
         host,
         protocol: match parts.version {
             http::Version::HTTP_10 => "HTTP/1.0",

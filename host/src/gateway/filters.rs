@@ -295,7 +295,7 @@ impl FilterSet {
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
         let body = Counted::boxed(body, &passage.info, Direction::Request);
-        let mut pairs = request_pairs(parts, &info.scheme);
+        let mut pairs = request_pairs(parts, info.scheme);
         for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
             let replica = &replicas.0[index];
             let opened = replica.with(|vm| {

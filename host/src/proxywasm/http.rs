@@ -109,6 +109,7 @@ fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
 /// Writes a (possibly changed) request map back into the request head. Entries that are not
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
+    let old = std::mem::take(&mut parts.headers);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         match key.as_str() {
@@ -126,13 +127,9 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
                 }
             }
             ":method" | ":path" => {}
-            ":authority" => {
-                if let Ok(host) = HeaderValue::from_bytes(value) {
-                    headers.append(http::header::HOST, host);
-                }
-            }
+            ":authority" => append(&mut headers, &old, "host", value),
             ":scheme" => {}
-            _ => append(&mut headers, key, value),
+            _ => append(&mut headers, &old, key, value),
         }
     }
     parts.headers = headers;
@@ -151,6 +148,7 @@ pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
 
 /// Writes a (possibly changed) response map back into the response head.
 pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
+    let old = std::mem::take(&mut parts.headers);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         if key == ":status" {
@@ -162,19 +160,33 @@ pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
                 parts.status = status;
             }
         } else if !key.starts_with(':') {
-            append(&mut headers, key, value);
+            append(&mut headers, &old, key, value);
         }
     }
     parts.headers = headers;
 }
 
-fn append(headers: &mut HeaderMap, key: &str, value: &[u8]) {
-    if let (Ok(name), Ok(value)) = (
-        HeaderName::from_bytes(key.as_bytes()),
-        HeaderValue::from_bytes(value),
-    ) {
-        headers.append(name, value);
-    }
+/// Appends `key: value` to `headers`. A name or value the head already had (`old`) is reused
+/// rather than parsed and copied again: most headers pass a filter chain unchanged, and each
+/// copy was an allocation per header per phase.
+fn append(headers: &mut HeaderMap, old: &HeaderMap, key: &str, value: &[u8]) {
+    let Some(name) = old
+        .keys()
+        .find(|name| name.as_str() == key)
+        .cloned()
+        .or_else(|| HeaderName::from_bytes(key.as_bytes()).ok())
+    else {
+        return;
+    };
+    let kept = old.get_all(&name).iter().find(|v| v.as_bytes() == value);
+    let value = match kept {
+        Some(value) => value.clone(),
+        None => match HeaderValue::from_bytes(value) {
+            Ok(value) => value,
+            Err(_) => return,
+        },
+    };
+    headers.append(name, value);
 }
 
 #[cfg(test)]
@@ -213,6 +225,27 @@ mod tests {
         assert_eq!(parts.uri.path(), "/v2/pets");
         assert_eq!(parts.headers["host"], "api.test");
         assert_eq!(parts.headers["x-b"], "2");
+    }
+
+    #[test]
+    fn unchanged_headers_are_kept_as_they_were_not_copied() {
+        let request = http::Request::get("/")
+            .header("x-kept", "same")
+            .header("x-changed", "before")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let kept = parts.headers["x-kept"].as_bytes().as_ptr();
+        let mut pairs = request_pairs(&parts, "http");
+        for pair in &mut pairs {
+            if pair.0 == "x-changed" {
+                pair.1 = b"after".to_vec();
+            }
+        }
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
+        assert_eq!(parts.headers["x-changed"], "after");
+        assert_eq!(parts.headers.get_all("x-kept").iter().count(), 1);
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct StreamInfo {
     /// The request path with its query string, as received.
     pub path: String,
     /// `http` or `https`.
-    pub scheme: String,
+    pub scheme: &'static str,
     /// The `:authority` (HTTP/1's `Host`).
     pub host: String,
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
@@ -229,9 +229,7 @@ fn request(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
         ["host"] => {
             known(live_or(headers, ":authority", stream.map(|s| s.host.as_str())).map(string))
         }
-        ["scheme"] => {
-            known(live_or(headers, ":scheme", stream.map(|s| s.scheme.as_str())).map(string))
-        }
+        ["scheme"] => known(live_or(headers, ":scheme", stream.map(|s| s.scheme)).map(string)),
         ["method"] => {
             known(live_or(headers, ":method", stream.map(|s| s.method.as_str())).map(string))
         }
@@ -426,7 +424,7 @@ mod tests {
         StreamInfo {
             method: String::from("GET"),
             path: String::from("/pets/1?a=1&b=2"),
-            scheme: String::from("https"),
+            scheme: "https",
             host: String::from("api.example.com"),
             protocol: "HTTP/1.1",
             request_id: String::from("req-7"),

@@ -5,6 +5,7 @@
 
 use super::{Endpoint, HttpsClient, Upstreams, header_pairs};
 use crate::proxywasm::grpc::{GrpcCall, GrpcEvent, GrpcOutgoing, status};
+use crate::server::BoxError;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Request, header};
 use http_body_util::{BodyExt, StreamBody};
@@ -27,7 +28,7 @@ impl Upstreams {
         let Some((cluster, endpoint)) = self.pick(&call.upstream) else {
             return deliver(close(status::UNAVAILABLE, "no healthy upstream"));
         };
-        let (body_tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
+        let (body_tx, body_rx) = mpsc::unbounded_channel::<Option<Bytes>>();
         let Some(request) = request(endpoint, &call, body_rx) else {
             let why = "the call's service, method or metadata do not make a valid request";
             return deliver(close(status::INTERNAL, why));
@@ -50,11 +51,15 @@ impl Upstreams {
                     outgoing = call.outgoing.recv() => match outgoing {
                         Some(GrpcOutgoing::Message(message)) => {
                             if let Some(tx) = &body_tx {
-                                let _ = tx.send(frame(&message));
+                                let _ = tx.send(Some(frame(&message)));
                             }
                         }
                         // Ends the request body: the upstream sees the half-close.
-                        Some(GrpcOutgoing::Close) => body_tx = None,
+                        Some(GrpcOutgoing::Close) => {
+                            if let Some(tx) = body_tx.take() {
+                                let _ = tx.send(None);
+                            }
+                        }
                         None => return,
                     },
                     () = &mut deadline => {
@@ -79,20 +84,29 @@ async fn deadline(timeout: Option<Duration>) {
 }
 
 /// `POST {base}/{service}/{method}` with the gRPC headers and the call's metadata; the body is
-/// what arrives on `body` (already framed).
+/// what arrives on `body`: framed messages, then `None` for the end of them. A sender dropped
+/// before that end (a cancel, a deadline, a VM gone) fails the body, so the HTTP/2 stream is
+/// reset rather than half-closed: the upstream must not take a cancel for the end of the
+/// messages.
 fn request(
     endpoint: &Endpoint,
     call: &GrpcCall,
-    body: mpsc::UnboundedReceiver<Bytes>,
+    body: mpsc::UnboundedReceiver<Option<Bytes>>,
 ) -> Option<Request<crate::server::Body>> {
     let queued = call.queued.clone();
-    let messages = futures_util::stream::unfold(body, move |mut body| {
+    let messages = futures_util::stream::unfold(Some(body), move |body| {
         let queued = queued.clone();
         async move {
-            let frame = body.recv().await?;
-            // The message leaves the queue the plugin's sends are counted against.
-            queued.fetch_sub(frame.len() - 5, std::sync::atomic::Ordering::Relaxed);
-            Some((Ok(Frame::data(frame)), body))
+            let mut body = body?;
+            match body.recv().await {
+                Some(Some(frame)) => {
+                    // The message leaves the queue the plugin's sends are counted against.
+                    queued.fetch_sub(frame.len() - 5, std::sync::atomic::Ordering::Relaxed);
+                    Some((Ok(Frame::data(frame)), Some(body)))
+                }
+                Some(None) => None,
+                None => Some((Err(BoxError::from("the gRPC call was abandoned")), None)),
+            }
         }
     });
     let uri = format!(

@@ -14,8 +14,8 @@ Service test.Echo:
                  still there) and answers b"late".
   Chat (bidi):   initial metadata x-initial: chat; answers each message m with b"got:<m>" (log
                  "Chat got <m>"); when the client ends its messages logs "Chat end", sets trailing
-                 metadata x-trailing: chat-bye and answers b"end". A client that cancels: "Chat
-                 cancelled".
+                 metadata x-trailing: chat-bye and answers b"end". A call reset before that end:
+                 "Chat cancelled".
 """
 
 import sys
@@ -52,23 +52,26 @@ def slow(request, context):
 
 
 def chat(requests, context):
-    context.send_initial_metadata((("x-initial", "chat"),))
-    cancelled = threading.Event()
+    # A cancelled call may never resume this generator (grpcio stops driving it), so the cancel
+    # is logged from the call's termination callback: terminated before the end was reached.
+    ended = threading.Event()
+    terminated = threading.Event()
 
-    def on_done():
-        if not context.is_active() and not ended.is_set():
-            cancelled.set()
+    def on_termination():
+        terminated.set()
+        if not ended.is_set():
             log("Chat cancelled")
 
-    ended = threading.Event()
-    context.add_callback(on_done)
+    context.add_callback(on_termination)
+    context.send_initial_metadata((("x-initial", "chat"),))
     try:
         for message in requests:
             log(f"Chat got {message.decode()}")
             yield b"got:" + message
     except Exception:
         return
-    if cancelled.is_set():
+    # A reset may end the requests a moment before grpcio terminates the call: wait for that.
+    if terminated.wait(0.2):
         return
     ended.set()
     log("Chat end")
