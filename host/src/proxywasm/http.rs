@@ -110,6 +110,7 @@ fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
     let old = std::mem::take(&mut parts.headers);
+    let mut unchanged = unchanged(&old);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         match key.as_str() {
@@ -127,9 +128,14 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
                 }
             }
             ":method" | ":path" => {}
-            ":authority" => append(&mut headers, &old, "host", value),
+            ":authority" => match old.get(http::header::HOST) {
+                Some(host) if host.as_bytes() == value.as_slice() => {
+                    headers.append(http::header::HOST, host.clone());
+                }
+                _ => append_parsed(&mut headers, "host", value),
+            },
             ":scheme" => {}
-            _ => append(&mut headers, &old, key, value),
+            _ => append(&mut headers, &mut unchanged, key, value),
         }
     }
     parts.headers = headers;
@@ -149,6 +155,7 @@ pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
 /// Writes a (possibly changed) response map back into the response head.
 pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
     let old = std::mem::take(&mut parts.headers);
+    let mut unchanged = unchanged(&old);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         if key == ":status" {
@@ -160,33 +167,47 @@ pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
                 parts.status = status;
             }
         } else if !key.starts_with(':') {
-            append(&mut headers, &old, key, value);
+            append(&mut headers, &mut unchanged, key, value);
         }
     }
     parts.headers = headers;
 }
 
-/// Appends `key: value` to `headers`. A name or value the head already had (`old`) is reused
-/// rather than parsed and copied again: most headers pass a filter chain unchanged, and each
-/// copy was an allocation per header per phase.
-fn append(headers: &mut HeaderMap, old: &HeaderMap, key: &str, value: &[u8]) {
-    let Some(name) = old
-        .keys()
-        .find(|name| name.as_str() == key)
-        .cloned()
-        .or_else(|| HeaderName::from_bytes(key.as_bytes()).ok())
-    else {
-        return;
-    };
-    let kept = old.get_all(&name).iter().find(|v| v.as_bytes() == value);
-    let value = match kept {
-        Some(value) => value.clone(),
-        None => match HeaderValue::from_bytes(value) {
-            Ok(value) => value,
-            Err(_) => return,
-        },
-    };
-    headers.append(name, value);
+/// The headers of a head before the filters, in the order `push_headers` gave them to the map.
+fn unchanged(
+    old: &HeaderMap,
+) -> std::iter::Peekable<impl Iterator<Item = (&HeaderName, &HeaderValue)>> {
+    old.iter()
+        .filter(|(name, _)| *name != http::header::HOST)
+        .peekable()
+}
+
+/// Appends `key: value` to `headers`. Most headers pass a filter chain unchanged and in order:
+/// when the next one of `unchanged` is this very entry, its parsed name and value are reused
+/// (one walk, no copy); anything else is parsed.
+fn append<'a>(
+    headers: &mut HeaderMap,
+    unchanged: &mut std::iter::Peekable<impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>>,
+    key: &str,
+    value: &[u8],
+) {
+    if let Some((name, old)) =
+        unchanged.next_if(|(name, old)| name.as_str() == key && old.as_bytes() == value)
+    {
+        headers.append(name.clone(), old.clone());
+    } else {
+        append_parsed(headers, key, value);
+    }
+}
+
+/// Appends `key: value` parsed from the map's bytes; dropped if it is not valid HTTP.
+fn append_parsed(headers: &mut HeaderMap, key: &str, value: &[u8]) {
+    if let (Ok(name), Ok(value)) = (
+        HeaderName::from_bytes(key.as_bytes()),
+        HeaderValue::from_bytes(value),
+    ) {
+        headers.append(name, value);
+    }
 }
 
 #[cfg(test)]
