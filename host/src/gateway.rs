@@ -103,7 +103,7 @@ impl Worker {
         let gateway = &self.gateway;
         let request_id = request_id(request.headers());
         let mut response = gateway.respond(self, request, client, &request_id).await?;
-        response.headers_mut().insert("x-request-id", request_id);
+        response.headers_mut().insert(X_REQUEST_ID, request_id);
         let class = usize::from(response.status().as_u16() / 100).min(5);
         gateway.metrics.by_class[class].fetch_add(1, Ordering::Relaxed);
         Ok(response)
@@ -519,24 +519,38 @@ fn method_not_allowed(method: &Method, allowed: &[Method]) -> Response<Body> {
     response
 }
 
+/// The request id header, sent back to the client and forwarded upstream (a constant: inserting
+/// a `&'static str` name that is not a standard header allocates a copy of it each time).
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Keeps a well-formed incoming `x-request-id` (1–128 visible ASCII characters), else makes one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id")
+    if let Some(v) = headers.get(X_REQUEST_ID)
         && (1..=128).contains(&v.len())
         && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
     {
         return v.clone();
     }
-    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
-    let id = format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0x0fff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    );
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    HeaderValue::from_bytes(&uuid_v4(fastrand::u128(..)))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// `random` as a UUIDv4 (RFC 9562 §5.4) in its 36-character text form, written without the
+/// formatting machinery (this runs for every request).
+fn uuid_v4(random: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = (random & !(0xf << 76) & !(0x3 << 62) | (0x4 << 76) | (0x2 << 62)).to_be_bytes();
+    let mut text = [b'-'; 36];
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
+    }
+    text
 }
 
 /// The request's host without port: `Host` for HTTP/1.1, `:authority` for HTTP/2.
@@ -559,4 +573,18 @@ fn request_host(request: &Request<Incoming>) -> String {
         raw.split(':').next().unwrap_or("").to_string()
     };
     host.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_uuid_v4_text() {
+        let text = |random| String::from_utf8(super::uuid_v4(random).to_vec()).unwrap();
+        assert_eq!(text(0), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(text(u128::MAX), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(
+            text(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            "01234567-89ab-4def-8123-456789abcdef"
+        );
+    }
 }

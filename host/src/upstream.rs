@@ -66,6 +66,8 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 struct Endpoint {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    /// `authority` as the `Host` of forwarded requests (made once: cloning it does not allocate).
+    host: HeaderValue,
     /// Base path without trailing slash.
     base_path: String,
 }
@@ -166,17 +168,15 @@ impl Upstreams {
         if accepts_trailers {
             headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
-        if let Ok(host) = HeaderValue::from_str(endpoint.authority.as_str()) {
-            headers.insert(header::HOST, host);
-        }
+        headers.insert(header::HOST, endpoint.host.clone());
         append_forwarded_for(headers, cx.client.peer);
         let proto = if cx.client.tls { "https" } else { "http" };
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         match original_host {
-            Some(host) => headers.insert("x-forwarded-host", host),
-            None => headers.remove("x-forwarded-host"),
+            Some(host) => headers.insert(X_FORWARDED_HOST, host),
+            None => headers.remove(X_FORWARDED_HOST),
         };
-        headers.insert("x-request-id", cx.request_id.clone());
+        headers.insert(crate::gateway::X_REQUEST_ID, cx.request_id.clone());
 
         let timeout = Duration::from_millis(config.timeout_ms);
         match tokio::time::timeout(timeout, cluster.client.request(request)).await {
@@ -383,9 +383,11 @@ fn upstream_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Resp
 
 fn parse_endpoint(text: &str) -> Option<Endpoint> {
     let uri: Uri = text.parse().ok()?;
+    let authority = uri.authority()?.clone();
     Some(Endpoint {
         scheme: uri.scheme()?.clone(),
-        authority: uri.authority()?.clone(),
+        host: HeaderValue::from_str(authority.as_str()).ok()?,
+        authority,
         base_path: uri.path().trim_end_matches('/').to_string(),
     })
 }
@@ -458,14 +460,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 fn append_forwarded_for(headers: &mut HeaderMap, peer: SocketAddr) {
     let ip = peer.ip().to_string();
-    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(existing) => format!("{existing}, {ip}"),
         None => ip,
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert("x-forwarded-for", v);
+    // From `Bytes` the value is checked, not copied.
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+        headers.insert(X_FORWARDED_FOR, v);
     }
 }
+
+// Header names the proxy sets on every request, as constants: inserting a `&'static str` name
+// that is not a standard header allocates a copy of it each time.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 #[cfg(test)]
 mod tests {

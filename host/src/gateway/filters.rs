@@ -287,8 +287,9 @@ impl FilterSet {
         body: Body,
         info: Arc<StreamInfo>,
     ) -> Result<(Passage, Body), Early> {
+        let chain = self.chains.get(op).map_or(&[][..], Vec::as_slice);
         let mut passage = Passage {
-            streams: Vec::new(),
+            streams: Vec::with_capacity(chain.len()),
             body_limit: self.body_limit,
             info: info.clone(),
             heads: Default::default(),
@@ -296,7 +297,7 @@ impl FilterSet {
         let end_of_stream = http_body::Body::is_end_stream(&body);
         let body = Counted::boxed(body, &passage.info, Direction::Request);
         let mut pairs = request_pairs(parts, info.scheme);
-        for &index in self.chains.get(op).map_or(&[][..], Vec::as_slice) {
+        for &index in chain {
             let replica = &replicas.0[index];
             let opened = replica.with(|vm| {
                 vm.create_stream(info.clone())

@@ -480,7 +480,9 @@ fn proxy_remove_header_map_value(
 fn signal_stream(caller: &mut Caller<'_, HostState>, signal: Signal) {
     if let Some(stream) = caller.data_mut().stream() {
         stream.signals.push(signal);
-        stream.wake.notify_one();
+        if let Some(wake) = &stream.wake {
+            wake.notify_one();
+        }
     }
 }
 

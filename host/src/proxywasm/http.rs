@@ -109,9 +109,6 @@ fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
 /// Writes a (possibly changed) request map back into the request head. Entries that are not
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
-    let old = std::mem::take(&mut parts.headers);
-    let mut unchanged = unchanged(&old);
-    let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         match key.as_str() {
             // Unchanged values keep what was parsed (re-parsing a URI on every request is not
@@ -127,18 +124,61 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
                     parts.uri = uri;
                 }
             }
-            ":method" | ":path" => {}
+            _ => {}
+        }
+    }
+    if extend_in_place(&mut parts.headers, pairs) {
+        // `:authority` is the `Host` header (at most one here; none: no `Host`).
+        let authority = pairs.iter().find(|(key, _)| key == ":authority");
+        let host = authority.and_then(|(_, value)| HeaderValue::from_bytes(value).ok());
+        match host {
+            Some(host) if parts.headers.get(http::header::HOST) == Some(&host) => {}
+            Some(host) => {
+                parts.headers.insert(http::header::HOST, host);
+            }
+            None => {
+                parts.headers.remove(http::header::HOST);
+            }
+        }
+        return;
+    }
+    let old = std::mem::take(&mut parts.headers);
+    let mut unchanged = unchanged(&old);
+    let mut headers = HeaderMap::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        match key.as_str() {
             ":authority" => match old.get(http::header::HOST) {
                 Some(host) if host.as_bytes() == value.as_slice() => {
                     headers.append(http::header::HOST, host.clone());
                 }
                 _ => append_parsed(&mut headers, "host", value),
             },
-            ":scheme" => {}
+            ":method" | ":path" | ":scheme" => {}
             _ => append(&mut headers, &mut unchanged, key, value),
         }
     }
     parts.headers = headers;
+}
+
+/// The common case of a filter chain, done without rebuilding the map: the map's headers (not
+/// its pseudo-headers) are the head's own, in order and unchanged, followed by headers the
+/// filters added. Those are appended and `true` returned; anything else (a header removed,
+/// changed or moved, or a repeated `:authority`) returns `false` with `headers` untouched.
+fn extend_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
+    let mut regular = pairs.iter().filter(|(key, _)| !key.starts_with(':'));
+    let kept = unchanged(headers).all(|(name, value)| {
+        regular
+            .next()
+            .is_some_and(|(key, v)| name.as_str() == key && value.as_bytes() == v.as_slice())
+    });
+    let authorities = pairs.iter().filter(|(key, _)| key == ":authority").count();
+    if !kept || authorities > 1 {
+        return false;
+    }
+    for (key, value) in regular {
+        append_parsed(headers, key, value);
+    }
+    true
 }
 
 /// The response head as a map: `:status`, then the headers.
@@ -154,19 +194,24 @@ pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
 
 /// Writes a (possibly changed) response map back into the response head.
 pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
+    for (key, value) in pairs {
+        if key == ":status"
+            && let Some(status) = std::str::from_utf8(value)
+                .ok()
+                .and_then(|s| s.parse::<u16>().ok())
+            && let Ok(status) = StatusCode::from_u16(status)
+        {
+            parts.status = status;
+        }
+    }
+    if extend_in_place(&mut parts.headers, pairs) {
+        return;
+    }
     let old = std::mem::take(&mut parts.headers);
     let mut unchanged = unchanged(&old);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
-        if key == ":status" {
-            if let Some(status) = std::str::from_utf8(value)
-                .ok()
-                .and_then(|s| s.parse::<u16>().ok())
-                && let Ok(status) = StatusCode::from_u16(status)
-            {
-                parts.status = status;
-            }
-        } else if !key.starts_with(':') {
+        if !key.starts_with(':') {
             append(&mut headers, &mut unchanged, key, value);
         }
     }
@@ -267,6 +312,51 @@ mod tests {
         assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
         assert_eq!(parts.headers["x-changed"], "after");
         assert_eq!(parts.headers.get_all("x-kept").iter().count(), 1);
+    }
+
+    #[test]
+    fn headers_added_after_unchanged_ones_extend_the_head_in_place() {
+        let request = http::Request::get("/a")
+            .header("host", "api.test")
+            .header("x-kept", "same")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let kept = parts.headers["x-kept"].as_bytes().as_ptr();
+        let mut pairs = request_pairs(&parts, "http");
+        pairs.push((String::from("x-added"), b"1".to_vec()));
+        pairs.push((String::from("x-kept"), b"again".to_vec()));
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
+        let kept_values: Vec<_> = parts.headers.get_all("x-kept").iter().collect();
+        assert_eq!(kept_values, ["same", "again"]);
+        assert_eq!(parts.headers["x-added"], "1");
+        assert_eq!(parts.headers["host"], "api.test");
+
+        // :authority still decides Host: changed, then removed.
+        let mut pairs = request_pairs(&parts, "http");
+        pairs[2].1 = b"other.test".to_vec();
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.headers["host"], "other.test");
+        let mut pairs = request_pairs(&parts, "http");
+        pairs.remove(2);
+        apply_request_pairs(&mut parts, &pairs);
+        assert!(parts.headers.get("host").is_none());
+        assert_eq!(parts.headers.get_all("x-kept").iter().count(), 2);
+
+        // A response: the status changes, a header set by a filter is appended.
+        let response = http::Response::builder()
+            .header("content-type", "text/plain")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = response.into_parts();
+        let mut pairs = response_pairs(&parts);
+        pairs[0].1 = b"201".to_vec();
+        pairs.push((String::from("x-conformance"), b"headers".to_vec()));
+        apply_response_pairs(&mut parts, &pairs);
+        assert_eq!(parts.status, StatusCode::CREATED);
+        assert_eq!(parts.headers["content-type"], "text/plain");
+        assert_eq!(parts.headers["x-conformance"], "headers");
     }
 
     #[test]

@@ -129,7 +129,9 @@ pub(super) struct StreamState {
     pub(super) bodies: [Option<Vec<u8>>; 2],
     pub(super) signals: Vec<Signal>,
     /// Woken when a signal arrives from a callback of another context (callout, tick, queue).
-    pub(super) wake: Arc<Notify>,
+    /// Made when a task first waits on the stream: most streams never pause, and a signal left
+    /// before is in `signals`, which the task reads (under the VM's lock) before it waits.
+    pub(super) wake: Option<Arc<Notify>>,
     pub(super) info: Arc<StreamInfo>,
     /// The request and response headers as they finally were, readable (not writable) once the
     /// phases are over, in `on_log` as in Envoy's access-log phase.
@@ -515,7 +517,7 @@ impl Vm {
                 maps: Default::default(),
                 bodies: Default::default(),
                 signals: Vec::new(),
-                wake: Arc::new(Notify::new()),
+                wake: None,
                 info,
                 final_heads: None,
                 done_pending: false,
@@ -591,18 +593,21 @@ impl Vm {
     }
 
     /// What a task waiting on stream `context` waits for.
-    pub fn waker(&self, context: u32) -> Option<Arc<Notify>> {
-        self.store
-            .data()
-            .streams
-            .get(&context)
-            .map(|s| s.wake.clone())
+    pub fn waker(&mut self, context: u32) -> Option<Arc<Notify>> {
+        let stream = self.store.data_mut().streams.get_mut(&context)?;
+        Some(stream.wake.get_or_insert_with(Default::default).clone())
     }
 
     /// Wakes every stream waiting on this VM (it is being replaced: they will not be resumed).
     pub fn wake_all(&self) {
-        for stream in self.store.data().streams.values() {
-            stream.wake.notify_one();
+        for wake in self
+            .store
+            .data()
+            .streams
+            .values()
+            .filter_map(|s| s.wake.as_ref())
+        {
+            wake.notify_one();
         }
     }
 
