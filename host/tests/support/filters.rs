@@ -1,6 +1,6 @@
 //! Builds the conformance filters (`conformance/filters`, Rust `proxy-wasm` for `wasm32-wasip1`;
-//! `conformance/filters-go`, Go for `wasip1`) once per test binary. Shared by the tests and the
-//! benchmarks.
+//! `conformance/filters-go`, Go for `wasip1`; `conformance/filters-cpp`, C++ for `wasm32-wasi`)
+//! once per test binary. Shared by the tests and the benchmarks.
 
 use std::path::{Path, PathBuf};
 
@@ -65,5 +65,34 @@ pub fn go_filter(name: &str) -> Vec<u8> {
     });
     let dir = target.as_ref().unwrap_or_else(|e| panic!("{e}"));
     let file = dir.join(format!("{name}.wasm"));
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The bytes of C++ conformance filter `name` (`conformance/filters-cpp/NAME.cc`), built from
+/// source with clang, wasi-libc and libc++ by `conformance/filters-cpp/build` (which installs
+/// them from Debian when they are missing), once per test binary.
+#[allow(
+    dead_code,
+    reason = "the benchmarks include this file but build only the Rust filters"
+)]
+pub fn cpp_filter(name: &str) -> Vec<u8> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let target = BUILT.get_or_init(|| {
+        let filters = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/filters-cpp");
+        let out = std::process::Command::new("bash")
+            .arg(filters.join("build"))
+            .output()
+            .map_err(|e| format!("cannot run conformance/filters-cpp/build: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "building the C++ conformance filters failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(filters.join("target"))
+    });
+    let dir = target.as_ref().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.join(format!("cpp-{name}.wasm"));
     std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }

@@ -1,0 +1,233 @@
+// Conformance filter `cpp-headers`: a C++ filter built as the C++ SDK builds them (classes for
+// the root and stream contexts, a registry of contexts by id, std containers, the C library's
+// malloc as the allocator), compiled by clang for wasm32-wasi with wasi-libc and libc++.
+//
+// Its plugin configuration is `name: value`: that header is added to every request, with
+// `x-cpp-path` (the request's `:path`) and `x-cpp-source` (property `source.address`). A
+// request with `x-cpp-deny` is answered 403 by the filter; one with `x-cpp-abort` makes it call
+// abort() (the guest traps). Responses get `x-cpp-filter: N` (the streams this VM has seen) and
+// `x-cpp-status` (their `:status`); each stream logs its status from `on_log`. A malformed
+// configuration is refused with a log line saying why; an accepted one is announced on stderr
+// (WASI fd_write, as C and C++ filters print).
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "proxy_wasm_abi.h"
+
+#define EXPORT(name) extern "C" __attribute__((export_name(#name)))
+
+namespace {
+
+void log(LogLevel level, std::string_view message) {
+  proxy_log(level, message.data(), message.size());
+}
+
+// A blob the host allocated in this module's memory (with proxy_on_memory_allocate): owned by
+// the filter, freed here.
+std::string take_blob(const char* data, size_t size) {
+  std::string value(data == nullptr ? "" : data, size);
+  std::free(const_cast<char*>(data));
+  return value;
+}
+
+bool header(WasmHeaderMapType map, std::string_view key, std::string* value) {
+  const char* data = nullptr;
+  size_t size = 0;
+  if (proxy_get_header_map_value(map, key.data(), key.size(), &data, &size) != WasmResult::Ok) {
+    return false;
+  }
+  *value = take_blob(data, size);
+  return true;
+}
+
+void add_header(WasmHeaderMapType map, std::string_view key, std::string_view value) {
+  proxy_add_header_map_value(map, key.data(), key.size(), value.data(), value.size());
+}
+
+void replace_header(WasmHeaderMapType map, std::string_view key, std::string_view value) {
+  proxy_replace_header_map_value(map, key.data(), key.size(), value.data(), value.size());
+}
+
+std::string property(std::string_view path) {
+  const char* data = nullptr;
+  size_t size = 0;
+  if (proxy_get_property(path.data(), path.size(), &data, &size) != WasmResult::Ok) {
+    return "";
+  }
+  return take_blob(data, size);
+}
+
+// The ABI's header map format: a count, the (key, value) sizes, then each key and value
+// followed by a NUL.
+std::string serialize(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  std::string out;
+  auto put_u32 = [&out](uint32_t n) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  };
+  put_u32(pairs.size());
+  for (const auto& [key, value] : pairs) {
+    put_u32(key.size());
+    put_u32(value.size());
+  }
+  for (const auto& [key, value] : pairs) {
+    out.append(key).push_back('\0');
+    out.append(value).push_back('\0');
+  }
+  return out;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  return text;
+}
+
+class RootContext;
+
+class ContextBase {
+ public:
+  virtual ~ContextBase() = default;
+};
+
+class StreamContext : public ContextBase {
+ public:
+  explicit StreamContext(RootContext* root) : root_(root) {}
+  FilterHeadersStatus onRequestHeaders();
+  FilterHeadersStatus onResponseHeaders();
+  void onLog();
+
+ private:
+  RootContext* root_;
+};
+
+class RootContext : public ContextBase {
+ public:
+  bool onConfigure(size_t size) {
+    const char* data = nullptr;
+    size_t length = 0;
+    proxy_get_buffer_bytes(WasmBufferType::PluginConfiguration, 0, size, &data, &length);
+    std::string config = take_blob(data, length);
+    size_t colon = config.find(':');
+    std::string_view name = trim(std::string_view(config).substr(0, colon));
+    if (colon == std::string::npos || name.empty()) {
+      log(LogLevel::Error, "configuration must be 'name: value', got '" + config + "'");
+      return false;
+    }
+    name_ = std::string(name);
+    value_ = std::string(trim(std::string_view(config).substr(colon + 1)));
+    std::fprintf(stderr, "C++ filter adds %s\n", name_.c_str());
+    return true;
+  }
+
+  std::unique_ptr<StreamContext> newStream() {
+    ++streams_;
+    return std::make_unique<StreamContext>(this);
+  }
+
+  const std::string& name() const { return name_; }
+  const std::string& value() const { return value_; }
+  uint64_t streams() const { return streams_; }
+
+ private:
+  std::string name_;
+  std::string value_;
+  uint64_t streams_ = 0;
+};
+
+FilterHeadersStatus StreamContext::onRequestHeaders() {
+  const auto request = WasmHeaderMapType::RequestHeaders;
+  std::string ignored;
+  if (header(request, "x-cpp-abort", &ignored)) {
+    std::abort();
+  }
+  if (header(request, "x-cpp-deny", &ignored)) {
+    std::string body = "denied by the C++ filter\n";
+    std::string headers = serialize({{"x-denied-by", "cpp"}, {"content-type", "text/plain"}});
+    std::string_view details = "cpp_denied";
+    proxy_send_local_response(403, details.data(), details.size(), body.data(), body.size(),
+                              headers.data(), headers.size(), -1);
+    return FilterHeadersStatus::StopIteration;
+  }
+  add_header(request, root_->name(), root_->value());
+  std::string path;
+  if (header(request, ":path", &path)) add_header(request, "x-cpp-path", path);
+  add_header(request, "x-cpp-source", property(std::string_view("source\0address", 14)));
+  return FilterHeadersStatus::Continue;
+}
+
+FilterHeadersStatus StreamContext::onResponseHeaders() {
+  const auto response = WasmHeaderMapType::ResponseHeaders;
+  replace_header(response, "x-cpp-filter", std::to_string(root_->streams()));
+  std::string status;
+  if (header(response, ":status", &status)) replace_header(response, "x-cpp-status", status);
+  return FilterHeadersStatus::Continue;
+}
+
+void StreamContext::onLog() {
+  std::string status;
+  header(WasmHeaderMapType::ResponseHeaders, ":status", &status);
+  log(LogLevel::Info, "C++ filter logged a " + status + " response");
+}
+
+// Every context by id, as the C++ SDK keeps them: roots and streams.
+std::unordered_map<uint32_t, std::unique_ptr<RootContext>> roots;
+std::unordered_map<uint32_t, std::unique_ptr<StreamContext>> streams;
+
+StreamContext* stream(uint32_t id) {
+  auto found = streams.find(id);
+  return found == streams.end() ? nullptr : found->second.get();
+}
+
+}  // namespace
+
+EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1() {}
+
+EXPORT(proxy_on_memory_allocate) void* proxy_on_memory_allocate(size_t size) {
+  return std::malloc(size);
+}
+
+EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
+  if (parent == 0) {
+    roots[id] = std::make_unique<RootContext>();
+  } else if (auto root = roots.find(parent); root != roots.end()) {
+    streams[id] = root->second->newStream();
+  }
+}
+
+EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t, size_t) { return 1; }
+
+EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t id, size_t size) {
+  auto root = roots.find(id);
+  return root != roots.end() && root->second->onConfigure(size) ? 1 : 0;
+}
+
+EXPORT(proxy_on_request_headers)
+uint32_t proxy_on_request_headers(uint32_t id, uint32_t, uint32_t) {
+  StreamContext* context = stream(id);
+  return static_cast<uint32_t>(context ? context->onRequestHeaders()
+                                       : FilterHeadersStatus::Continue);
+}
+
+EXPORT(proxy_on_response_headers)
+uint32_t proxy_on_response_headers(uint32_t id, uint32_t, uint32_t) {
+  StreamContext* context = stream(id);
+  return static_cast<uint32_t>(context ? context->onResponseHeaders()
+                                       : FilterHeadersStatus::Continue);
+}
+
+EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t) { return 1; }
+
+EXPORT(proxy_on_log) void proxy_on_log(uint32_t id) {
+  if (StreamContext* context = stream(id)) context->onLog();
+}
+
+EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t id) {
+  streams.erase(id);
+  roots.erase(id);
+}

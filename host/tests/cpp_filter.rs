@@ -1,0 +1,185 @@
+//! A C++ filter, built as C++ Proxy-Wasm filters are (classes for the contexts, a registry of
+//! them by id, std containers, the C library's malloc behind `proxy_on_memory_allocate`, a
+//! reactor module), by clang with wasi-libc and libc++ (`conformance/filters-cpp/build`): the
+//! closest toolchain to Emscripten's that Debian packages. It is loaded unchanged and runs
+//! through the real gateway against a real upstream. `conformance/run` maps these tests to
+//! `conformance/cases.tsv` rows of family `C++`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod support;
+
+use barbacane::compile::{self, Options};
+use barbacane::proxywasm::abi::LogLevel;
+use barbacane::proxywasm::properties::StreamInfo;
+use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, MapType, PluginModule, Vm, engine};
+use barbacane::server::Config;
+use http::Method;
+use std::sync::Arc;
+use support::{echo_upstream, get, send};
+
+/// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind the C++
+/// filter with `config`.
+fn cpp_project(echo_port: u16, config: &str) -> tempfile::TempDir {
+    let spec = format!(
+        r#"openapi: 3.1.0
+info: {{title: cpp filter, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
+x-barbacane-middlewares:
+  - {{name: cpp-headers, config: '{config}'}}
+paths:
+  /echo:
+    get:
+      operationId: echo
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /mock:
+    get:
+      operationId: mock
+      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
+"#
+    );
+    let manifest = "plugins:\n  cpp-headers: {source: 'file:filters/cpp-headers.wasm'}\n";
+    let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
+    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
+    std::fs::write(
+        dir.path().join("filters/cpp-headers.wasm"),
+        support::cpp_filter("headers"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
+    let engine = engine().unwrap();
+    let module = PluginModule::compile(&engine, &support::cpp_filter("headers")).unwrap();
+    let info = &module.info;
+    assert_eq!(info.abi, AbiVersion::V0_2_1);
+    assert_eq!(info.entry, EntryPoint::Initialize { with_main: false });
+    assert_eq!(info.allocator, Allocator::ProxyOnMemoryAllocate);
+    assert!(
+        info.imports
+            .iter()
+            .any(|(module, name)| module == "wasi_snapshot_preview1" && name == "fd_write"),
+        "C++'s stdio reaches WASI: {:?}",
+        info.imports
+    );
+    for (module, name) in &info.imports {
+        assert!(
+            module == "wasi_snapshot_preview1" || (module == "env" && name.starts_with("proxy_")),
+            "unexpected import {module}.{name}"
+        );
+    }
+
+    let mut vm = Vm::start(
+        &engine,
+        &module,
+        support::plugin_config("cpp-headers", "x-cpp: yes"),
+    )
+    .unwrap();
+    let announced = (LogLevel::Error, String::from("C++ filter adds x-cpp"));
+    assert!(
+        vm.recent_logs().any(|line| *line == announced),
+        "stderr (fd_write on fd 2) is a log line: {:?}",
+        vm.recent_logs().collect::<Vec<_>>()
+    );
+
+    // on_log reads the final response headers.
+    let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
+    vm.set_map(
+        context,
+        MapType::ResponseHeaders,
+        vec![(String::from(":status"), b"204".to_vec())],
+    );
+    vm.end_stream(context).unwrap();
+    let logged = (
+        LogLevel::Info,
+        String::from("C++ filter logged a 204 response"),
+    );
+    assert!(
+        vm.recent_logs().any(|line| *line == logged),
+        "{:?}",
+        vm.recent_logs().collect::<Vec<_>>()
+    );
+    assert!(!vm.has_stream(context), "on_delete ended the stream");
+}
+
+#[test]
+fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
+    let dir = cpp_project(1, "no colon here");
+    let diagnostics = compile::compile(
+        &[dir.path().join("api.yaml")],
+        Some(&dir.path().join("barbacane.yaml")),
+        Options { dev: true },
+    )
+    .err()
+    .unwrap();
+    let rejected = diagnostics
+        .iter()
+        .find(|d| d.message.contains("cpp-headers"))
+        .unwrap_or_else(|| panic!("no diagnostic names the plugin: {diagnostics:#?}"));
+    assert_eq!(format!("{:?}", rejected.code), "E1061");
+    assert!(
+        rejected
+            .message
+            .contains("configuration must be 'name: value', got 'no colon here'"),
+        "{}",
+        rejected.message
+    );
+}
+
+#[tokio::test]
+async fn a_cpp_filter_edits_answers_and_traps_through_the_gateway() {
+    let echo = echo_upstream().await;
+    let gw = support::gateway_in(
+        cpp_project(echo.addr.port(), "x-cpp: yes"),
+        Config::default(),
+    )
+    .await;
+
+    // Request headers added (one read from `:path`, one from a property), response headers
+    // replaced with the VM's stream count and the status.
+    for round in 1..=2 {
+        let reply = get(&gw.url("/echo?q=1")).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let headers = &reply.json()["headers"];
+        assert_eq!(headers["x-cpp"], "yes", "{headers}");
+        assert_eq!(headers["x-cpp-path"], "/echo?q=1", "{headers}");
+        let source = headers["x-cpp-source"].as_str().unwrap();
+        assert!(source.starts_with("127.0.0.1:"), "{source}");
+        assert_eq!(reply.header("x-cpp-filter"), round.to_string());
+        assert_eq!(reply.header("x-cpp-status"), "200");
+    }
+
+    // A local response from the request phase, in place of the upstream's answer.
+    let denied = send(Method::GET, &gw.url("/echo"), &[("x-cpp-deny", "1")], b"").await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.body.as_ref(), b"denied by the C++ filter\n");
+    assert_eq!(denied.header("x-denied-by"), "cpp");
+    assert_eq!(denied.header("content-type"), "text/plain");
+
+    // abort() traps: the default failure policy (closed) answers 500, the failure is counted,
+    // and the replica is rebuilt (a fresh VM: its stream count starts again).
+    let aborted = send(Method::GET, &gw.url("/mock"), &[("x-cpp-abort", "1")], b"").await;
+    let problem = aborted.problem(500, "plugin-failed");
+    assert_eq!(problem["detail"], "plugin 'cpp-headers' failed");
+    let after = get(&gw.url("/mock")).await;
+    assert_eq!(
+        (after.status.as_u16(), after.body.as_ref()),
+        (200, b"mocked".as_slice())
+    );
+    assert_eq!(
+        after.header("x-cpp-filter"),
+        "1",
+        "a new VM serves the next request"
+    );
+    let metrics = get(&gw.url("/__barbacane/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains("barbacane_plugin_failures_total{plugin=\"cpp-headers\"} 1"),
+        "{metrics}"
+    );
+}
