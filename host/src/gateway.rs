@@ -197,7 +197,8 @@ impl Gateway {
         let (passage, body) = if self.filters.is_empty(index) {
             (None, body)
         } else {
-            let info = Arc::new(stream_info(&parts, client, request_id, operation));
+            let names = self.filters.route_names(index);
+            let info = Arc::new(stream_info(&parts, client, request_id, names));
             match self
                 .filters
                 .request(&worker.replicas, index, &mut parts, body, info)
@@ -261,9 +262,9 @@ impl Gateway {
         request_id: &HeaderValue,
         allowed: &[Method],
     ) -> Result<Response<Body>, StreamReset> {
-        let operation = &self.api.operations[index];
         let (mut parts, body) = request.into_parts();
-        let info = Arc::new(stream_info(&parts, client, request_id, operation));
+        let names = self.filters.route_names(index);
+        let info = Arc::new(stream_info(&parts, client, request_id, names));
         let body = Limited::new(body, self.config.limits.max_body_bytes as usize).boxed_unsync();
         match self
             .filters
@@ -459,26 +460,21 @@ fn stream_info(
     parts: &http::request::Parts,
     client: ClientConnection,
     request_id: &HeaderValue,
-    operation: &crate::model::Operation,
+    (route_name, cluster_name): (Arc<str>, Option<Arc<str>>),
 ) -> StreamInfo {
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
+    let host = match parts.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     StreamInfo {
-        method: parts.method.as_str().to_string(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| String::from("/"), |p| p.as_str().to_string()),
+        method: Some(parts.method.clone()),
+        path: Some(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        ),
         scheme: if client.tls { "https" } else { "http" },
         host,
         protocol: match parts.version {
@@ -487,16 +483,13 @@ fn stream_info(
             http::Version::HTTP_3 => "HTTP/3",
             _ => "HTTP/1.1",
         },
-        request_id: request_id.to_str().unwrap_or_default().to_string(),
+        request_id: Some(request_id.clone()),
         start: Some(std::time::SystemTime::now()),
         source: Some(client.peer),
         tls: client.tls,
         connection_id: client.id,
-        route_name: operation.id.clone(),
-        cluster_name: match &operation.dispatch {
-            crate::model::Dispatch::HttpUpstream(d) => Some(d.upstream.clone()),
-            crate::model::Dispatch::Mock(_) => None,
-        },
+        route_name,
+        cluster_name,
         ..StreamInfo::default()
     }
 }
@@ -553,26 +546,29 @@ fn uuid_v4(random: u128) -> [u8; 36] {
     text
 }
 
-/// The request's host without port: `Host` for HTTP/1.1, `:authority` for HTTP/2.
-fn request_host(request: &Request<Incoming>) -> String {
+/// The request's host without port: `Host` for HTTP/1.1, `:authority` for HTTP/2; lower case
+/// (borrowed from the request when it already is, as it nearly always is).
+fn request_host(request: &Request<Incoming>) -> std::borrow::Cow<'_, str> {
     let raw = request
         .uri()
         .host()
-        .map(str::to_owned)
         .or_else(|| {
             request
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
         })
         .unwrap_or_default();
     let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or(&raw).to_string()
+        raw.split_inclusive(']').next().unwrap_or(raw)
     } else {
-        raw.split(':').next().unwrap_or("").to_string()
+        raw.split(':').next().unwrap_or("")
     };
-    host.to_ascii_lowercase()
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
 }
 
 #[cfg(test)]

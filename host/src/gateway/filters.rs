@@ -48,6 +48,9 @@ pub(super) struct FilterSet {
     wants_bodies: Vec<(bool, bool)>,
     /// Operation index → instance indices, in chain order.
     chains: Vec<Vec<usize>>,
+    /// Operation index → its route name (`operationId`) and upstream, as properties report them
+    /// (`xds.route_name`, `xds.cluster_name`); shared, not copied, by each request.
+    route_names: Vec<(Arc<str>, Option<Arc<str>>)>,
     /// The most a plugin may buffer of a body.
     body_limit: usize,
 }
@@ -244,10 +247,22 @@ impl FilterSet {
             }
             chains.push(chain);
         }
+        let route_names = api
+            .operations
+            .iter()
+            .map(|op| {
+                let cluster = match &op.dispatch {
+                    crate::model::Dispatch::HttpUpstream(d) => Some(Arc::from(d.upstream.as_str())),
+                    crate::model::Dispatch::Mock(_) => None,
+                };
+                (Arc::from(op.id.as_str()), cluster)
+            })
+            .collect();
         Ok(FilterSet {
             blueprints,
             wants_bodies,
             chains,
+            route_names,
             body_limit,
         })
     }
@@ -259,6 +274,14 @@ impl FilterSet {
             .map(|b| Replica::start(b.clone(), upstreams.clone()).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()
             .map(Replicas)
+    }
+
+    /// The route name and upstream of operation `op`, for its requests' [`StreamInfo`].
+    pub(super) fn route_names(&self, op: usize) -> (Arc<str>, Option<Arc<str>>) {
+        self.route_names
+            .get(op)
+            .cloned()
+            .unwrap_or_else(|| (Arc::from(""), None))
     }
 
     /// Whether operation `op` has filters at all.

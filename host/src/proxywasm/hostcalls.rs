@@ -11,7 +11,7 @@ use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
 use super::grpc::{GrpcCall, GrpcHandle, GrpcOutgoing, GrpcTarget, MAX_QUEUED_BYTES};
 use super::http::{Pairs, deserialize, serialize};
-use super::memory::{read, return_bytes, write_u32, write_u64};
+use super::memory::{read, return_bytes, with_slice, write_u32, write_u64};
 use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
 use super::shared::{PluginMetrics, SharedData, SharedQueues};
@@ -273,11 +273,7 @@ fn proxy_get_configuration(
 /// The map a call addresses, if it is available in this callback: 0–3 are the effective
 /// stream's headers and trailers, 4 and 5 a gRPC callout's metadata, 6 and 7 an HTTP callout
 /// response's headers and trailers.
-fn map_mut<'a>(
-    caller: &'a mut Caller<'_, HostState>,
-    map: i32,
-) -> Result<Option<&'a mut Pairs>, Status> {
-    let state = caller.data_mut();
+fn map_mut(state: &mut HostState, map: i32) -> Result<Option<&mut Pairs>, Status> {
     Ok(match map {
         0..=3 => state.stream().and_then(|s| s.maps[map as usize].as_mut()),
         6 => state.call_response.as_mut().map(|c| &mut c.headers),
@@ -310,6 +306,15 @@ fn map_ref(state: &HostState, map: i32) -> Result<Option<&Pairs>, Status> {
 
 fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
     Ok(super::http::header_name(read(caller, ptr, len)?))
+}
+
+/// Whether `key` (a map's key: lower case) is `wanted` as a filter passed it: any case; bytes
+/// that are not UTF-8 compared as the map stores them (replaced).
+fn key_is(key: &str, wanted: &[u8]) -> bool {
+    match std::str::from_utf8(wanted) {
+        Ok(wanted) => key.eq_ignore_ascii_case(wanted),
+        Err(_) => key == super::http::header_name(wanted.to_vec()),
+    }
 }
 
 fn proxy_get_header_map_pairs(
@@ -359,7 +364,7 @@ fn edit_available(
     map: i32,
     edit: impl FnOnce(&mut Pairs),
 ) -> i32 {
-    match map_mut(caller, map) {
+    match map_mut(caller.data_mut(), map) {
         Ok(Some(pairs)) => {
             edit(pairs);
             Status::Ok as i32
@@ -378,16 +383,16 @@ fn proxy_get_header_map_value(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    let key = match key_of(&mut caller, key_ptr, key_len) {
-        Ok(k) => k,
-        Err(status) => return Ok(status as i32),
-    };
-    let value = match map_ref(caller.data(), map) {
-        Ok(Some(pairs)) => pairs
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.clone()),
-        Ok(None) => None,
+    // The key is compared where it lies in guest memory.
+    let found = with_slice(&mut caller, key_ptr, key_len, |key, state| {
+        map_ref(state, map).map(|pairs| {
+            pairs
+                .and_then(|pairs| pairs.iter().find(|(k, _)| key_is(k, key)))
+                .map(|(_, v)| v.clone())
+        })
+    });
+    let value = match found.and_then(|found| found) {
+        Ok(value) => value,
         Err(status) => return Ok(status as i32),
     };
     match value {
@@ -469,9 +474,14 @@ fn proxy_remove_header_map_value(
     kp: i32,
     kl: i32,
 ) -> i32 {
-    edit_map(&mut caller, map, (kp, kl), None, |pairs, key, _| {
-        pairs.retain(|(k, _)| *k != key)
-    })
+    let removed = with_slice(&mut caller, kp, kl, |key, state| {
+        map_mut(state, map).map(|pairs| pairs.map(|pairs| pairs.retain(|(k, _)| !key_is(k, key))))
+    });
+    match removed.and_then(|removed| removed) {
+        Ok(Some(())) => Status::Ok as i32,
+        Ok(None) => Status::BadArgument as i32,
+        Err(status) => status as i32,
+    }
 }
 
 /// Leaves `signal` for the effective stream, and wakes it in case it is paused (a signal from

@@ -36,6 +36,22 @@ pub(super) fn read(
     Ok(data[range].to_vec())
 }
 
+/// Lends `len` bytes at `ptr` to `f`, in place (not copied), with the host state.
+pub(super) fn with_slice<R>(
+    caller: &mut Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+    f: impl FnOnce(&[u8], &mut HostState) -> R,
+) -> Result<R, Status> {
+    if len == 0 {
+        return Ok(f(&[], caller.data_mut()));
+    }
+    let memory = memory(caller)?;
+    let (data, state) = memory.data_and_store_mut(caller);
+    let range = range(ptr, u64::from(len as u32), data.len())?;
+    Ok(f(&data[range], state))
+}
+
 /// Writes `bytes` at `ptr`.
 pub(super) fn write(
     caller: &mut Caller<'_, HostState>,

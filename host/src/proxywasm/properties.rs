@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::Status;
@@ -19,19 +19,22 @@ use super::vm::Direction;
 /// What the host knows about one HTTP stream, for properties. One per request, shared by its
 /// chain's streams as an `Arc`.
 #[derive(Debug, Default)]
+///
+/// Made for every request that has plugins, so its fields share what the request already holds
+/// (cloning a method, a path or a header value does not copy it) instead of copying it.
 pub struct StreamInfo {
     /// The request method as received (`request.method` when the live headers lack `:method`).
-    pub method: String,
+    pub method: Option<http::Method>,
     /// The request path with its query string, as received.
-    pub path: String,
+    pub path: Option<http::uri::PathAndQuery>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The `:authority` (HTTP/1's `Host`).
-    pub host: String,
+    pub host: Option<http::HeaderValue>,
     /// `HTTP/1.0`, `HTTP/1.1` or `HTTP/2`.
     pub protocol: &'static str,
-    /// The request id (`x-request-id`); empty when there is none.
-    pub request_id: String,
+    /// The request id (`x-request-id`).
+    pub request_id: Option<http::HeaderValue>,
     /// When the first byte of the request was received.
     pub start: Option<SystemTime>,
     /// The downstream peer.
@@ -43,9 +46,9 @@ pub struct StreamInfo {
     /// The downstream connection's id.
     pub connection_id: u64,
     /// The route (the operation's `operationId`); empty when there is none.
-    pub route_name: String,
+    pub route_name: Arc<str>,
     /// The upstream the request is dispatched to, once known.
-    pub cluster_name: Option<String>,
+    pub cluster_name: Option<Arc<str>>,
     /// Body bytes received so far, each way (`request.size`, `response.size`).
     pub body_sizes: BodySizes,
     /// What the filters stored with `proxy_set_property` during this request.
@@ -221,23 +224,37 @@ fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
 fn request(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
     let stream = view.stream;
     let headers = view.request_headers;
-    let path = || live_or(headers, ":path", stream.map(|s| s.path.as_str()));
+    let path = || {
+        let received = stream.and_then(|s| s.path.as_ref());
+        live_or(
+            headers,
+            ":path",
+            received.map(http::uri::PathAndQuery::as_str),
+        )
+    };
     match rest {
         ["path"] => known(path().map(string)),
         ["url_path"] => known(path().map(|p| string(url_path(p)))),
         ["query"] => known(path().map(|p| string(query(p)))),
         ["host"] => {
-            known(live_or(headers, ":authority", stream.map(|s| s.host.as_str())).map(string))
+            let received = stream.and_then(|s| s.host.as_ref()?.to_str().ok());
+            known(live_or(headers, ":authority", received).map(string))
         }
         ["scheme"] => known(live_or(headers, ":scheme", stream.map(|s| s.scheme)).map(string)),
         ["method"] => {
-            known(live_or(headers, ":method", stream.map(|s| s.method.as_str())).map(string))
+            let received = stream
+                .and_then(|s| s.method.as_ref())
+                .map(http::Method::as_str);
+            known(live_or(headers, ":method", received).map(string))
         }
         ["headers"] => known(headers.map(serialize)),
         ["headers", name] => known(headers.and_then(|h| joined_values(h, name))),
         ["referer"] => known(headers.and_then(|h| joined_values(h, "referer"))),
         ["useragent"] => known(headers.and_then(|h| joined_values(h, "user-agent"))),
-        ["id"] => known(stream.and_then(|s| non_empty(&s.request_id)).map(string)),
+        ["id"] => {
+            let id = stream.and_then(|s| s.request_id.as_ref()?.to_str().ok());
+            known(id.and_then(non_empty).map(string))
+        }
         ["protocol"] => known(stream.and_then(|s| non_empty(s.protocol)).map(string)),
         ["time"] => known(stream.and_then(|s| s.start).map(timestamp)),
         ["size"] => known(stream.map(|s| int_from_u64(s.body_sizes.request()))),
@@ -422,19 +439,19 @@ mod tests {
 
     fn stream() -> StreamInfo {
         StreamInfo {
-            method: String::from("GET"),
-            path: String::from("/pets/1?a=1&b=2"),
+            method: Some(http::Method::GET),
+            path: Some(http::uri::PathAndQuery::from_static("/pets/1?a=1&b=2")),
             scheme: "https",
-            host: String::from("api.example.com"),
+            host: Some(http::HeaderValue::from_static("api.example.com")),
             protocol: "HTTP/1.1",
-            request_id: String::from("req-7"),
+            request_id: Some(http::HeaderValue::from_static("req-7")),
             start: Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789)),
             source: Some("10.0.0.5:54321".parse().unwrap()),
             destination: Some("[::1]:8443".parse().unwrap()),
             tls: true,
             connection_id: 42,
-            route_name: String::from("getPet"),
-            cluster_name: Some(String::from("pets-backend")),
+            route_name: Arc::from("getPet"),
+            cluster_name: Some(Arc::from("pets-backend")),
             body_sizes: BodySizes::default(),
             filter_state: FilterState::default(),
         }
@@ -518,7 +535,7 @@ mod tests {
     fn request_query_is_empty_without_a_query_string() {
         let (plugin, state) = (plugin(), HashMap::new());
         let stream = StreamInfo {
-            path: String::from("/pets"),
+            path: Some(http::uri::PathAndQuery::from_static("/pets")),
             ..stream()
         };
         let v = view(&plugin, Some(&stream), None, &state);
@@ -782,7 +799,7 @@ mod tests {
 
         let undispatched = StreamInfo {
             cluster_name: None,
-            route_name: String::new(),
+            route_name: Arc::from(""),
             ..self::stream()
         };
         let v = view(&plugin, Some(&undispatched), None, &state);
