@@ -143,7 +143,7 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
         return;
     }
     let old = std::mem::take(&mut parts.headers);
-    let mut unchanged = unchanged(&old);
+    let mut unchanged = Unchanged::new(&old);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         match key.as_str() {
@@ -166,7 +166,7 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
 /// changed or moved, or a repeated `:authority`) returns `false` with `headers` untouched.
 fn extend_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
     let mut regular = pairs.iter().filter(|(key, _)| !key.starts_with(':'));
-    let kept = unchanged(headers).all(|(name, value)| {
+    let kept = old_entries(headers).all(|(name, value)| {
         regular
             .next()
             .is_some_and(|(key, v)| name.as_str() == key && value.as_bytes() == v.as_slice())
@@ -208,7 +208,7 @@ pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
         return;
     }
     let old = std::mem::take(&mut parts.headers);
-    let mut unchanged = unchanged(&old);
+    let mut unchanged = Unchanged::new(&old);
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (key, value) in pairs {
         if !key.starts_with(':') {
@@ -219,29 +219,45 @@ pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
 }
 
 /// The headers of a head before the filters, in the order `push_headers` gave them to the map.
-fn unchanged(
-    old: &HeaderMap,
-) -> std::iter::Peekable<impl Iterator<Item = (&HeaderName, &HeaderValue)>> {
-    old.iter()
-        .filter(|(name, _)| *name != http::header::HOST)
-        .peekable()
+fn old_entries(old: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    old.iter().filter(|(name, _)| *name != http::header::HOST)
 }
 
-/// Appends `key: value` to `headers`. Most headers pass a filter chain unchanged and in order:
-/// when the next one of `unchanged` is this very entry, its parsed name and value are reused
-/// (one walk, no copy); anything else is parsed.
-fn append<'a>(
-    headers: &mut HeaderMap,
-    unchanged: &mut std::iter::Peekable<impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>>,
-    key: &str,
-    value: &[u8],
-) {
-    if let Some((name, old)) =
-        unchanged.next_if(|(name, old)| name.as_str() == key && old.as_bytes() == value)
-    {
-        headers.append(name.clone(), old.clone());
-    } else {
-        append_parsed(headers, key, value);
+/// The headers of a head before the filters, walked once while the head is rebuilt: most pass a
+/// filter chain unchanged and in order, so each entry of the new map is looked for from where
+/// the last one was found (entries passed over were changed or removed).
+struct Unchanged<'a> {
+    entries: Vec<(&'a HeaderName, &'a HeaderValue)>,
+    next: usize,
+}
+
+impl<'a> Unchanged<'a> {
+    fn new(old: &'a HeaderMap) -> Unchanged<'a> {
+        Unchanged {
+            entries: old_entries(old).collect(),
+            next: 0,
+        }
+    }
+
+    /// The old entry that is exactly `key: value`, at or after the last one found.
+    fn take(&mut self, key: &str, value: &[u8]) -> Option<(&'a HeaderName, &'a HeaderValue)> {
+        let rest = self.entries.get(self.next..)?;
+        let at = rest
+            .iter()
+            .position(|(name, old)| name.as_str() == key && old.as_bytes() == value)?;
+        self.next += at + 1;
+        Some(rest[at])
+    }
+}
+
+/// Appends `key: value` to `headers`: the old entry's parsed name and value when it is one of
+/// `unchanged` (no copy), else parsed.
+fn append(headers: &mut HeaderMap, unchanged: &mut Unchanged<'_>, key: &str, value: &[u8]) {
+    match unchanged.take(key, value) {
+        Some((name, old)) => {
+            headers.append(name.clone(), old.clone());
+        }
+        None => append_parsed(headers, key, value),
     }
 }
 
@@ -312,6 +328,27 @@ mod tests {
         assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
         assert_eq!(parts.headers["x-changed"], "after");
         assert_eq!(parts.headers.get_all("x-kept").iter().count(), 1);
+
+        // Headers after a removed or changed one are still found, not parsed again.
+        let request = http::Request::get("/")
+            .header("x-gone", "1")
+            .header("x-changed", "before")
+            .header("x-kept", "same")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let kept = parts.headers["x-kept"].as_bytes().as_ptr();
+        let mut pairs = request_pairs(&parts, "http");
+        pairs.retain(|(key, _)| key != "x-gone");
+        for pair in &mut pairs {
+            if pair.0 == "x-changed" {
+                pair.1 = b"after".to_vec();
+            }
+        }
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
+        assert_eq!(parts.headers["x-changed"], "after");
+        assert!(parts.headers.get("x-gone").is_none());
     }
 
     #[test]
