@@ -170,9 +170,9 @@ impl Gateway {
             }
             Lookup::MethodNotAllowed(allowed) => {
                 if let Some(index) = self.preflight_target(&request, &host, &segments) {
-                    return self
-                        .preflight(worker, index, request, client, request_id, &allowed)
-                        .await;
+                    let preflight =
+                        self.preflight(worker, index, request, client, request_id, &allowed);
+                    return Box::pin(preflight).await;
                 }
                 return Ok(method_not_allowed(request.method(), &allowed));
             }
@@ -199,11 +199,12 @@ impl Gateway {
         } else {
             let names = self.filters.route_names(index);
             let info = Arc::new(stream_info(&parts, client, request_id, names));
-            match self
+            // The chain's futures are boxed: kept inline they would make every request's future
+            // (moved as a whole by hyper) several kilobytes larger, filters or not.
+            let chain = self
                 .filters
-                .request(&worker.replicas, index, &mut parts, body, info)
-                .await
-            {
+                .request(&worker.replicas, index, &mut parts, body, info);
+            match Box::pin(chain).await {
                 Ok((passage, body)) => (Some(passage), body),
                 Err(filters::Early::Respond(response)) => return Ok(response),
                 Err(filters::Early::Reset) => return Err(StreamReset),
@@ -222,7 +223,7 @@ impl Gateway {
         )
         .await;
         match passage {
-            Some(passage) => self.filters.response(passage, response).await,
+            Some(passage) => Box::pin(self.filters.response(passage, response)).await,
             None => Ok(response),
         }
     }

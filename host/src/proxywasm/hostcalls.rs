@@ -308,12 +308,12 @@ fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Stri
     Ok(super::http::header_name(read(caller, ptr, len)?))
 }
 
-/// Whether `key` (a map's key: lower case) is `wanted` as a filter passed it: any case; bytes
-/// that are not UTF-8 compared as the map stores them (replaced).
-fn key_is(key: &str, wanted: &[u8]) -> bool {
+/// A key a filter passed, to find in a map (whose keys are lower case) without copying it: any
+/// case matches; bytes that are not UTF-8 are compared as the map stores them (replaced).
+fn wanted_key(wanted: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(wanted) {
-        Ok(wanted) => key.eq_ignore_ascii_case(wanted),
-        Err(_) => key == super::http::header_name(wanted.to_vec()),
+        Ok(wanted) => std::borrow::Cow::Borrowed(wanted),
+        Err(_) => std::borrow::Cow::Owned(super::http::header_name(wanted.to_vec())),
     }
 }
 
@@ -387,7 +387,10 @@ fn proxy_get_header_map_value(
     let found = with_slice(&mut caller, key_ptr, key_len, |key, state| {
         map_ref(state, map).map(|pairs| {
             pairs
-                .and_then(|pairs| pairs.iter().find(|(k, _)| key_is(k, key)))
+                .and_then(|pairs| {
+                    let key = wanted_key(key);
+                    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key))
+                })
                 .map(|(_, v)| v.clone())
         })
     });
@@ -475,7 +478,9 @@ fn proxy_remove_header_map_value(
     kl: i32,
 ) -> i32 {
     let removed = with_slice(&mut caller, kp, kl, |key, state| {
-        map_mut(state, map).map(|pairs| pairs.map(|pairs| pairs.retain(|(k, _)| !key_is(k, key))))
+        let key = wanted_key(key);
+        map_mut(state, map)
+            .map(|pairs| pairs.map(|pairs| pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(&key))))
     });
     match removed.and_then(|removed| removed) {
         Ok(Some(())) => Status::Ok as i32,
