@@ -119,16 +119,8 @@ impl Replica {
     }
 
     fn after_call(&self, vm: &mut Vm) {
-        loop {
+        while vm.has_outbox() {
             let outbox = vm.take_outbox();
-            if outbox.callouts.is_empty()
-                && outbox.grpc_calls.is_empty()
-                && outbox.tick_period.is_none()
-                && outbox.finished.is_empty()
-                && !outbox.root_finished
-            {
-                return;
-            }
             let generation = vm.generation();
             for callout in outbox.callouts {
                 let (Some(runtime), Some(this)) = (&self.runtime, self.this.upgrade()) else {

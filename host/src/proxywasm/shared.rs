@@ -89,7 +89,14 @@ impl SharedData {
     pub fn set(&self, vm_id: &str, key: &str, value: Vec<u8>, cas: u32) -> Result<(), Status> {
         let mut inner = lock(&self.inner);
         let SharedDataInner { last_cas, vms } = &mut *inner;
-        let vm = vms.entry(vm_id.to_owned()).or_default();
+        // Looked up before inserting: the names are only copied the first time (writes to the
+        // same keys are what a rate limiter or a cache does on every request).
+        if !vms.contains_key(vm_id) {
+            vms.insert(vm_id.to_owned(), VmData::default());
+        }
+        let Some(vm) = vms.get_mut(vm_id) else {
+            return Err(Status::CasMismatch);
+        };
         let old_bytes = match vm.entries.get(key) {
             Some((_, current)) if cas != 0 && cas != *current => return Err(Status::CasMismatch),
             Some((old, _)) => key.len() + old.len(),
@@ -109,8 +116,13 @@ impl SharedData {
             return Err(Status::CasMismatch);
         }
         vm.bytes = new_total;
-        vm.entries
-            .insert(key.to_owned(), (value, next_nonzero(last_cas)));
+        let stored = (value, next_nonzero(last_cas));
+        match vm.entries.get_mut(key) {
+            Some(entry) => *entry = stored,
+            None => {
+                vm.entries.insert(key.to_owned(), stored);
+            }
+        }
         Ok(())
     }
 }

@@ -618,6 +618,16 @@ impl Vm {
         }
     }
 
+    /// Whether the plugin started work during the last calls (most calls start none).
+    pub fn has_outbox(&self) -> bool {
+        let outbox = &self.store.data().outbox;
+        !(outbox.callouts.is_empty()
+            && outbox.grpc_calls.is_empty()
+            && outbox.tick_period.is_none()
+            && outbox.finished.is_empty()
+            && !outbox.root_finished)
+    }
+
     /// Work the plugin started during the last calls.
     pub fn take_outbox(&mut self) -> Outbox {
         std::mem::take(&mut self.store.data_mut().outbox)
