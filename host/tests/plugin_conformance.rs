@@ -299,7 +299,7 @@ fn every_builtin_does_only_what_its_manifest_declares() {
             // gateway test below counts those), so errors end the stream.
             let _ = vm.on_request_headers(context, false);
             let body = random.body();
-            let size = vm.append_body(context, Direction::Request, &body);
+            let size = vm.append_body(context, Direction::Request, body.clone());
             let _ = vm.on_body(context, Direction::Request, size, true);
             vm.set_map(
                 context,
@@ -310,7 +310,7 @@ fn every_builtin_does_only_what_its_manifest_declares() {
                 ],
             );
             let _ = vm.on_response_headers(context, false);
-            let size = vm.append_body(context, Direction::Response, br#"{"ok":true}"#);
+            let size = vm.append_body(context, Direction::Response, br#"{"ok":true}"#.to_vec());
             let _ = vm.on_body(context, Direction::Response, size, true);
             let _ = vm.end_stream(context);
         }

@@ -576,7 +576,8 @@ impl Passage {
         chunk: Bytes,
         end_of_stream: bool,
     ) -> Result<Option<Bytes>, Stop> {
-        let mut data = chunk;
+        // The chunk goes from filter to filter as one buffer, lent to each (not copied).
+        let mut data = Vec::from(chunk);
         for index in self.order(direction) {
             let stream = &self.streams[index];
             if !stream.wants_body(direction) {
@@ -584,12 +585,14 @@ impl Passage {
             }
             let context = stream.context;
             let step = stream.replica.with_generation(stream.generation, |vm| {
-                let size = vm.append_body(context, direction, &data);
+                let size = vm.append_body(context, direction, std::mem::take(&mut data));
                 let verdict = vm
                     .on_body(context, direction, size, end_of_stream)
                     .map(|r| decide(r, vm.take_signals(context), direction));
+                // What passes on: the (possibly changed) buffer, or, when the plugin failed, the
+                // chunk as it was lent.
                 let passed = match verdict {
-                    Ok(Verdict::Continue) => Some(vm.take_body(context, direction)),
+                    Ok(Verdict::Continue) | Err(_) => Some(vm.take_body(context, direction)),
                     _ => None,
                 };
                 (verdict, passed, size)
@@ -599,14 +602,15 @@ impl Passage {
                     stream.lost(direction)?;
                     continue;
                 }
-                Some((Err(error), ..)) => {
+                Some((Err(error), passed, _)) => {
+                    data = passed.unwrap_or_default();
                     stream.failed(&error)?;
                     continue;
                 }
                 Some(step) => step,
             };
             match verdict {
-                Ok(Verdict::Continue) => data = Bytes::from(passed.unwrap_or_default()),
+                Ok(Verdict::Continue) => data = passed.unwrap_or_default(),
                 Ok(Verdict::Respond(local)) => return Err(Stop::Respond(local)),
                 Ok(Verdict::Close) => return Err(Stop::Close),
                 Ok(Verdict::Pause) if size > self.body_limit => {
@@ -618,12 +622,12 @@ impl Passage {
                     let body = stream
                         .replica
                         .with_generation(stream.generation, |vm| vm.take_body(context, direction));
-                    data = Bytes::from(body.unwrap_or_default());
+                    data = body.unwrap_or_default();
                 }
                 Err(_) => {}
             }
         }
-        Ok(Some(data))
+        Ok(Some(Bytes::from(data)))
     }
 
     fn too_large(&self, direction: Direction, stream: &OpenStream) -> Stop {

@@ -562,14 +562,21 @@ impl Vm {
         stream.maps[map as usize].take()
     }
 
-    /// Appends `chunk` to the body buffer of `direction` (creating it) and returns its length.
-    pub fn append_body(&mut self, context: u32, direction: Direction, chunk: &[u8]) -> usize {
+    /// Appends `chunk` to the body buffer of `direction` and returns its length. With no buffer
+    /// yet (the plugin is not buffering), `chunk` becomes the buffer: a chunk passes a chain
+    /// without a copy per filter.
+    pub fn append_body(&mut self, context: u32, direction: Direction, chunk: Vec<u8>) -> usize {
         let Some(stream) = self.store.data_mut().streams.get_mut(&context) else {
             return 0;
         };
-        let buffer = stream.bodies[direction as usize].get_or_insert_with(Vec::new);
-        buffer.extend_from_slice(chunk);
-        buffer.len()
+        let buffer = &mut stream.bodies[direction as usize];
+        match buffer {
+            Some(buffer) => {
+                buffer.extend_from_slice(&chunk);
+                buffer.len()
+            }
+            None => buffer.insert(chunk).len(),
+        }
     }
 
     /// Takes the body buffer of `direction` back.
