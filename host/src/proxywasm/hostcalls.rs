@@ -408,20 +408,21 @@ fn proxy_get_header_map_value(
     }
 }
 
-/// The shared shape of add, replace and remove: read the key (and value), then edit the map.
+/// The shared shape of add and replace: read the key and value (the map keeps them), then edit
+/// the map.
 fn edit_map(
     caller: &mut Caller<'_, HostState>,
     map: i32,
     key: (i32, i32),
-    value: Option<(i32, i32)>,
+    value: (i32, i32),
     edit: impl FnOnce(&mut Pairs, String, Vec<u8>),
 ) -> i32 {
     let key = match key_of(caller, key.0, key.1) {
         Ok(k) => k,
         Err(status) => return status as i32,
     };
-    let value = match value.map(|(ptr, len)| read(caller, ptr, len)).transpose() {
-        Ok(v) => v.unwrap_or_default(),
+    let value = match read(caller, value.0, value.1) {
+        Ok(v) => v,
         Err(status) => return status as i32,
     };
     edit_available(caller, map, |pairs| edit(pairs, key, value))
@@ -435,13 +436,9 @@ fn proxy_add_header_map_value(
     vp: i32,
     vl: i32,
 ) -> i32 {
-    edit_map(
-        &mut caller,
-        map,
-        (kp, kl),
-        Some((vp, vl)),
-        |pairs, key, value| pairs.push((key, value)),
-    )
+    edit_map(&mut caller, map, (kp, kl), (vp, vl), |pairs, key, value| {
+        pairs.push((key, value))
+    })
 }
 
 fn proxy_replace_header_map_value(
@@ -456,7 +453,7 @@ fn proxy_replace_header_map_value(
         &mut caller,
         map,
         (kp, kl),
-        Some((vp, vl)),
+        (vp, vl),
         |pairs, key, value| match pairs.iter().position(|(k, _)| *k == key) {
             Some(first) => {
                 pairs[first].1 = value;

@@ -127,43 +127,64 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
             _ => {}
         }
     }
-    if extend_in_place(&mut parts.headers, pairs) {
-        // `:authority` is the `Host` header (at most one here; none: no `Host`).
-        let authority = pairs.iter().find(|(key, _)| key == ":authority");
-        let host = authority.and_then(|(_, value)| HeaderValue::from_bytes(value).ok());
-        match host {
-            Some(host) if parts.headers.get(http::header::HOST) == Some(&host) => {}
-            Some(host) => {
-                parts.headers.insert(http::header::HOST, host);
-            }
-            None => {
-                parts.headers.remove(http::header::HOST);
-            }
+    apply_headers(&mut parts.headers, pairs, true);
+}
+
+/// Writes the headers of a (possibly changed) map back into `headers`; with `with_host`,
+/// `:authority` is the `Host` header (a request's). In the common case of a filter chain (the
+/// head's own headers, unchanged and in order, then those the filters added) `headers` is only
+/// extended; otherwise it is rebuilt, reusing the entries the filters left as they were.
+fn apply_headers(headers: &mut HeaderMap, pairs: &Pairs, with_host: bool) {
+    let mut authorities = pairs
+        .iter()
+        .filter(|(key, _)| with_host && key == ":authority")
+        .map(|(_, value)| value.as_slice());
+    let authority = authorities.next();
+    if authorities.next().is_none() && extend_in_place(headers, pairs) {
+        if with_host {
+            set_host(headers, authority);
         }
         return;
     }
-    let old = std::mem::take(&mut parts.headers);
+    let old = std::mem::take(headers);
     let mut unchanged = Unchanged::new(&old);
-    let mut headers = HeaderMap::with_capacity(pairs.len());
+    headers.reserve(pairs.len());
     for (key, value) in pairs {
-        match key.as_str() {
-            ":authority" => match old.get(http::header::HOST) {
+        if with_host && key == ":authority" {
+            match old.get(http::header::HOST) {
                 Some(host) if host.as_bytes() == value.as_slice() => {
                     headers.append(http::header::HOST, host.clone());
                 }
-                _ => append_parsed(&mut headers, "host", value),
-            },
-            ":method" | ":path" | ":scheme" => {}
-            _ => append(&mut headers, &mut unchanged, key, value),
+                _ => append_parsed(headers, "host", value),
+            }
+        } else if !key.starts_with(':') {
+            append(headers, &mut unchanged, key, value);
         }
     }
-    parts.headers = headers;
 }
 
-/// The common case of a filter chain, done without rebuilding the map: the map's headers (not
-/// its pseudo-headers) are the head's own, in order and unchanged, followed by headers the
-/// filters added. Those are appended and `true` returned; anything else (a header removed,
-/// changed or moved, or a repeated `:authority`) returns `false` with `headers` untouched.
+/// Sets `Host` to `authority` (none, or not valid HTTP: no `Host`), parsed only when it changed.
+fn set_host(headers: &mut HeaderMap, authority: Option<&[u8]>) {
+    let host = http::header::HOST;
+    match authority {
+        Some(value) if headers.get(&host).is_some_and(|h| h.as_bytes() == value) => {}
+        Some(value) => match HeaderValue::from_bytes(value) {
+            Ok(value) => {
+                headers.insert(host, value);
+            }
+            Err(_) => {
+                headers.remove(host);
+            }
+        },
+        None => {
+            headers.remove(host);
+        }
+    }
+}
+
+/// The head's own headers (not its pseudo-headers), unchanged and in order, followed by headers
+/// the filters added: those are appended and `true` returned; anything else returns `false`
+/// with `headers` untouched.
 fn extend_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
     let mut regular = pairs.iter().filter(|(key, _)| !key.starts_with(':'));
     let kept = old_entries(headers).all(|(name, value)| {
@@ -171,8 +192,7 @@ fn extend_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
             .next()
             .is_some_and(|(key, v)| name.as_str() == key && value.as_bytes() == v.as_slice())
     });
-    let authorities = pairs.iter().filter(|(key, _)| key == ":authority").count();
-    if !kept || authorities > 1 {
+    if !kept {
         return false;
     }
     for (key, value) in regular {
@@ -204,18 +224,7 @@ pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
             parts.status = status;
         }
     }
-    if extend_in_place(&mut parts.headers, pairs) {
-        return;
-    }
-    let old = std::mem::take(&mut parts.headers);
-    let mut unchanged = Unchanged::new(&old);
-    let mut headers = HeaderMap::with_capacity(pairs.len());
-    for (key, value) in pairs {
-        if !key.starts_with(':') {
-            append(&mut headers, &mut unchanged, key, value);
-        }
-    }
-    parts.headers = headers;
+    apply_headers(&mut parts.headers, pairs, false);
 }
 
 /// The headers of a head before the filters, in the order `push_headers` gave them to the map.

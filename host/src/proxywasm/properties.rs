@@ -18,10 +18,10 @@ use super::vm::Direction;
 
 /// What the host knows about one HTTP stream, for properties. One per request, shared by its
 /// chain's streams as an `Arc`.
-#[derive(Debug, Default)]
 ///
 /// Made for every request that has plugins, so its fields share what the request already holds
 /// (cloning a method, a path or a header value does not copy it) instead of copying it.
+#[derive(Debug, Default)]
 pub struct StreamInfo {
     /// The request method as received (`request.method` when the live headers lack `:method`).
     pub method: Option<http::Method>,
