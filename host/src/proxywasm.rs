@@ -20,7 +20,10 @@ pub mod vm;
 mod wasi;
 
 pub use capability::{Capabilities, Capability};
-pub use module::{AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule};
+pub use module::{
+    AbiVersion, Allocator, EntryPoint, ModuleError, ModuleInfo, PluginModule, StreamCallback,
+    StreamCallbacks,
+};
 pub use vm::{
     CallResponse, Callout, Direction, LocalResponse, MapType, Outbox, PluginConfig, Signal, Vm,
     VmError,

@@ -16,7 +16,9 @@ use barbacane::builtins::{self, Builtin};
 use barbacane::compile::{self, Options};
 use barbacane::diag::Code;
 use barbacane::model::Middleware;
-use barbacane::proxywasm::{self, Capability, Direction, MapType, PluginConfig, PluginModule, Vm};
+use barbacane::proxywasm::{
+    self, Capability, Direction, MapType, PluginConfig, PluginModule, StreamCallbacks, Vm,
+};
 use barbacane::server::Config;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -261,6 +263,12 @@ fn every_builtin_does_only_what_its_manifest_declares() {
             .collect();
         let module = PluginModule::compile(&engine, b.wasm).unwrap();
         assert_eq!(module.info.abi.as_str(), b.abi, "{}: ABI marker", b.name);
+        assert_ne!(
+            module.info.callbacks,
+            StreamCallbacks::ALL,
+            "{}: declares no stream callbacks (barbacane_sdk::stream_callbacks!)",
+            b.name
+        );
         let config = example(b);
         let middleware = Middleware {
             plugin: b.name.to_string(),

@@ -7,11 +7,14 @@
 //!   the offending field in errors;
 //! * [`problem`]: RFC 9457 `application/problem+json` local replies shaped like the gateway's own;
 //! * [`http`]: query strings, headers, the client's IP address (with trusted proxies) and CIDRs;
+//! * [`callbacks`]: [`stream_callbacks!`], the HTTP stream callbacks a plugin implements, so
+//!   that the gateway calls no others;
 //! * `testing` (feature `testing`, native targets only): a harness that serves the compiled `.wasm` through the real
 //!   barbacane host, so a plugin's `cargo test` checks the module that ships.
 //!
 //! Everything but `testing` compiles for `wasm32-wasip1` and natively.
 
+pub mod callbacks;
 pub mod config;
 pub mod consumer;
 pub mod http;

@@ -68,6 +68,121 @@ impl Allocator {
     }
 }
 
+/// The custom section in which a module may list the HTTP stream callbacks it implements, as
+/// names separated by spaces (`request_headers response_headers`): the host then calls no other
+/// stream callback of it. Envoy ignores custom sections, so such a module runs there unchanged
+/// (getting every callback). Without the section the host calls every callback the module
+/// exports, as Envoy does. An SDK's dispatcher exports them all, and every call into a VM costs
+/// a few hundred nanoseconds in a real chain; `barbacane_sdk::stream_callbacks!` writes it.
+pub const STREAM_CALLBACKS_SECTION: &str = "barbacane.stream_callbacks";
+
+/// An HTTP stream callback a module may leave out ([`STREAM_CALLBACKS_SECTION`]); a stream's
+/// `proxy_on_context_create` and `proxy_on_delete` are always called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamCallback {
+    /// `proxy_on_request_headers`.
+    RequestHeaders,
+    /// `proxy_on_request_body`.
+    RequestBody,
+    /// `proxy_on_request_trailers`.
+    RequestTrailers,
+    /// `proxy_on_response_headers`.
+    ResponseHeaders,
+    /// `proxy_on_response_body`.
+    ResponseBody,
+    /// `proxy_on_response_trailers`.
+    ResponseTrailers,
+    /// `proxy_on_done` for a stream (left out: the stream is done at once; the root context's,
+    /// at shutdown, is called all the same).
+    Done,
+    /// `proxy_on_log`.
+    Log,
+}
+
+impl StreamCallback {
+    const ALL: [StreamCallback; 8] = [
+        StreamCallback::RequestHeaders,
+        StreamCallback::RequestBody,
+        StreamCallback::RequestTrailers,
+        StreamCallback::ResponseHeaders,
+        StreamCallback::ResponseBody,
+        StreamCallback::ResponseTrailers,
+        StreamCallback::Done,
+        StreamCallback::Log,
+    ];
+
+    /// The name in the section: the export's without `proxy_on_`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamCallback::RequestHeaders => "request_headers",
+            StreamCallback::RequestBody => "request_body",
+            StreamCallback::RequestTrailers => "request_trailers",
+            StreamCallback::ResponseHeaders => "response_headers",
+            StreamCallback::ResponseBody => "response_body",
+            StreamCallback::ResponseTrailers => "response_trailers",
+            StreamCallback::Done => "done",
+            StreamCallback::Log => "log",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// The stream callbacks the host calls (those the module exports, among these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCallbacks(u8);
+
+impl StreamCallbacks {
+    /// Every one: a module without the section.
+    pub const ALL: StreamCallbacks = StreamCallbacks(u8::MAX);
+
+    /// Whether the host calls `callback`.
+    pub fn contains(self, callback: StreamCallback) -> bool {
+        self.0 & callback.bit() != 0
+    }
+
+    /// What the module's [`STREAM_CALLBACKS_SECTION`] declares, [`StreamCallbacks::ALL`]
+    /// without one.
+    fn declared(bytes: &[u8]) -> Result<StreamCallbacks, ModuleError> {
+        let bad = |why: String| ModuleError::StreamCallbacks(why);
+        let mut found = None;
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            match payload {
+                Ok(wasmparser::Payload::CustomSection(section))
+                    if section.name() == STREAM_CALLBACKS_SECTION =>
+                {
+                    if found.is_some() {
+                        return Err(bad(String::from("the section appears twice")));
+                    }
+                    found = Some(section.data());
+                }
+                Ok(_) => {}
+                // Wasmtime has compiled the module: what it accepted is read here.
+                Err(e) => return Err(ModuleError::Invalid(e.to_string())),
+            }
+        }
+        let Some(data) = found else {
+            return Ok(StreamCallbacks::ALL);
+        };
+        let text = std::str::from_utf8(data)
+            .map_err(|_| bad(String::from("the section is not UTF-8 text")))?;
+        let mut callbacks = StreamCallbacks(0);
+        for name in text.split_ascii_whitespace() {
+            let Some(callback) = StreamCallback::ALL.into_iter().find(|c| c.name() == name) else {
+                let known: Vec<&str> = StreamCallback::ALL.iter().map(|c| c.name()).collect();
+                return Err(bad(format!(
+                    "unknown callback '{name}' (known: {})",
+                    known.join(", ")
+                )));
+            };
+            callbacks.0 |= callback.bit();
+        }
+        Ok(callbacks)
+    }
+}
+
 /// What the host learned about a module from its exports and imports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
@@ -81,6 +196,8 @@ pub struct ModuleInfo {
     pub exports: Vec<String>,
     /// Every function import as (module, name), in module order.
     pub imports: Vec<(String, String)>,
+    /// The stream callbacks the host calls.
+    pub callbacks: StreamCallbacks,
 }
 
 /// Why a module cannot be used as a Proxy-Wasm plugin.
@@ -104,6 +221,9 @@ pub enum ModuleError {
     /// Neither allocator export.
     #[error("the module exports no allocator (proxy_on_memory_allocate or malloc)")]
     NoAllocator,
+    /// Its custom section `barbacane.stream_callbacks` cannot be read.
+    #[error("custom section {STREAM_CALLBACKS_SECTION}: {0}")]
+    StreamCallbacks(String),
 }
 
 /// A compiled module, what it declares, and its imports linked once (cheap to clone: all are
@@ -124,14 +244,14 @@ impl PluginModule {
     pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<PluginModule, ModuleError> {
         let module = Module::from_binary(engine, bytes)
             .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-        let info = ModuleInfo::of(&module)?;
+        let info = ModuleInfo::of(&module, bytes)?;
         let pre = super::vm::instance_pre(engine, &module).map_err(ModuleError::Link)?;
         Ok(PluginModule { module, info, pre })
     }
 }
 
 impl ModuleInfo {
-    fn of(module: &Module) -> Result<ModuleInfo, ModuleError> {
+    fn of(module: &Module, bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
         let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
         let has = |name: &str| exports.iter().any(|e| e == name);
         let abi = AbiVersion::MARKERS
@@ -177,6 +297,7 @@ impl ModuleInfo {
             allocator,
             exports,
             imports,
+            callbacks: StreamCallbacks::declared(bytes)?,
         })
     }
 }

@@ -7,7 +7,7 @@ use super::abi::LogLevel;
 use super::capability::Capabilities;
 use super::grpc::{GrpcCall, GrpcEvent, GrpcHandle};
 use super::http::Pairs;
-use super::module::{EntryPoint, PluginModule};
+use super::module::{EntryPoint, PluginModule, StreamCallback, StreamCallbacks};
 use super::properties::{PluginIdentity, StreamInfo};
 use super::shared::QueueListener;
 use super::{hostcalls, wasi};
@@ -438,7 +438,8 @@ impl Vm {
         store.data_mut().allocate = instance
             .get_typed_func(&mut store, module.info.allocator.export_name())
             .ok();
-        let exports = Exports::lookup(&mut store, &instance)?;
+        let mut exports = Exports::lookup(&mut store, &instance)?;
+        exports.keep_declared(module.info.callbacks);
         static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let mut vm = Vm {
             store,
@@ -702,7 +703,7 @@ impl Vm {
         if !self.has_stream(context) {
             return Ok(());
         }
-        let done = self.exports.done.as_ref();
+        let done = self.exports.stream_done.as_ref();
         let finished = invoke(
             &mut self.store,
             context,
@@ -1039,7 +1040,10 @@ struct Exports {
     response_headers: HeadersCallback,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    /// `proxy_on_done` for the root context (at shutdown), always called when exported.
     done: Option<TypedFunc<i32, i32>>,
+    /// `proxy_on_done` for streams: absent when the module declares it does not implement it.
+    stream_done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
     tick: Option<TypedFunc<i32, ()>>,
@@ -1066,6 +1070,7 @@ impl Exports {
             response_body: lookup(store, instance, "proxy_on_response_body")?,
             response_trailers: lookup(store, instance, "proxy_on_response_trailers")?,
             done: lookup(store, instance, "proxy_on_done")?,
+            stream_done: lookup(store, instance, "proxy_on_done")?,
             log: lookup(store, instance, "proxy_on_log")?,
             delete: lookup(store, instance, "proxy_on_delete")?,
             tick: lookup(store, instance, "proxy_on_tick")?,
@@ -1084,5 +1089,36 @@ impl Exports {
             )?,
             grpc_close: lookup(store, instance, "proxy_on_grpc_close")?,
         })
+    }
+
+    /// Forgets the stream callbacks the module declared it does not implement: the host never
+    /// calls them.
+    fn keep_declared(&mut self, callbacks: StreamCallbacks) {
+        use StreamCallback as C;
+        let undeclared = |callback| !callbacks.contains(callback);
+        if undeclared(C::RequestHeaders) {
+            self.request_headers = HeadersCallback::Absent;
+        }
+        if undeclared(C::RequestBody) {
+            self.request_body = None;
+        }
+        if undeclared(C::RequestTrailers) {
+            self.request_trailers = None;
+        }
+        if undeclared(C::ResponseHeaders) {
+            self.response_headers = HeadersCallback::Absent;
+        }
+        if undeclared(C::ResponseBody) {
+            self.response_body = None;
+        }
+        if undeclared(C::ResponseTrailers) {
+            self.response_trailers = None;
+        }
+        if undeclared(C::Done) {
+            self.stream_done = None;
+        }
+        if undeclared(C::Log) {
+            self.log = None;
+        }
     }
 }

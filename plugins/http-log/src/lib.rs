@@ -421,6 +421,16 @@ impl Stream {
     }
 }
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(
+    request_headers,
+    request_body,
+    request_trailers,
+    response_headers,
+    response_body,
+    log
+);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if end_of_stream {

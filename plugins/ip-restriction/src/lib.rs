@@ -129,6 +129,9 @@ struct Stream {
 
 impl Context for Stream {}
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(request_headers);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         // Fail closed: without a peer address there is nothing to allow.

@@ -314,6 +314,30 @@ fn request_headers() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The request headers that `sources` read (and `:path`): one lookup each, or the whole map
+/// when a cookie source needs every `cookie` header. A header source reads the first value, as
+/// the whole map's first match would.
+fn source_headers(sources: &[Source]) -> Vec<(String, String)> {
+    if sources.iter().any(|s| matches!(s, Source::Cookie(_))) {
+        return request_headers();
+    }
+    let names = sources.iter().filter_map(|s| match s {
+        Source::Header { name, .. } => Some(name.as_str()),
+        Source::Query(_) | Source::Cookie(_) => None,
+    });
+    names
+        .chain([":path"])
+        .filter_map(|name| {
+            let value =
+                hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok()??;
+            Some((
+                name.to_string(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Removes the token from the effective stream's request.
 fn strip_token(source: &Source) {
     let headers = MapType::HttpRequestHeaders;
@@ -456,11 +480,14 @@ impl Context for Stream {
     }
 }
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(request_headers);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let shared = self.shared.clone();
         let settings = &shared.settings;
-        let headers = request_headers();
+        let headers = source_headers(&settings.sources);
         let target = barbacane_sdk::http::header(&headers, ":path").unwrap_or("/");
         let Some(found) = extract::find(&settings.sources, &headers, target) else {
             if settings.allow_missing {

@@ -240,6 +240,9 @@ fn is_header_safe(value: &str) -> bool {
     !value.chars().any(|c| c.is_control() && c != '\t')
 }
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(request_headers);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let authorization = http::request_header(self, "authorization");

@@ -135,6 +135,8 @@ pub struct Policy {
     /// meaning, so two middleware entries share counters exactly when they configure the same
     /// policy.
     pub table: String,
+    /// The `RateLimit-Policy` field value, the same for every request.
+    pub policy_field: String,
 }
 
 impl Policy {
@@ -232,7 +234,7 @@ impl Policy {
         );
         let digest = Sha256::digest(identity.as_bytes());
         let table = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        Ok(Policy {
+        let mut policy = Policy {
             limit: config.limit,
             window: config.window,
             bucket,
@@ -243,7 +245,10 @@ impl Policy {
             headers: config.rate_limit_headers,
             slots: config.max_partitions,
             table,
-        })
+            policy_field: String::new(),
+        };
+        policy.policy_field = crate::fields::policy(&policy);
+        Ok(policy)
     }
 }
 

@@ -25,9 +25,10 @@ use config::{KeySource, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use std::cell::Cell;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
-use table::{Fingerprint, Outcome, Table};
+use table::{Fingerprints, Outcome, Table};
 
 /// The module's entry point (`_initialize`), in a private module so that the exported function
 /// the macro writes needs no public docs.
@@ -60,6 +61,7 @@ struct Root {
     policy: Option<Rc<Policy>>,
     /// Whether this replica already warned that it let requests through uncounted.
     warned: Rc<Cell<bool>>,
+    fingerprints: Rc<RefCell<Fingerprints>>,
 }
 
 impl Context for Root {}
@@ -83,6 +85,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             policy: self.policy.clone()?,
             warned: self.warned.clone(),
+            fingerprints: self.fingerprints.clone(),
             answered: false,
             response_headers: Vec::new(),
         }))
@@ -96,6 +99,7 @@ impl RootContext for Root {
 struct Stream {
     policy: Rc<Policy>,
     warned: Rc<Cell<bool>>,
+    fingerprints: Rc<RefCell<Fingerprints>>,
     /// The request was refused here: our own local reply passes back through this filter's
     /// response phase, as Envoy's do, and already has its headers.
     answered: bool,
@@ -142,6 +146,9 @@ impl Stream {
     }
 }
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(request_headers, response_headers);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let policy = self.policy.clone();
@@ -157,7 +164,7 @@ impl HttpContext for Stream {
             &SharedData,
             &table,
             &policy.bucket,
-            Fingerprint::of(&key),
+            self.fingerprints.borrow_mut().of(key),
             self.now(),
         );
         match outcome {
@@ -166,7 +173,7 @@ impl HttpContext for Stream {
             }) => {
                 if policy.headers {
                     self.response_headers = vec![
-                        ("ratelimit-policy", fields::policy(&policy)),
+                        ("ratelimit-policy", policy.policy_field.clone()),
                         ("ratelimit", fields::ratelimit(&policy, remaining, reset)),
                     ];
                 }
@@ -186,7 +193,7 @@ impl HttpContext for Stream {
                 .with_header("retry-after", retry.to_string());
                 if policy.headers {
                     problem = problem
-                        .with_header("ratelimit-policy", fields::policy(&policy))
+                        .with_header("ratelimit-policy", policy.policy_field.clone())
                         .with_header("ratelimit", fields::ratelimit(&policy, 0, reset));
                 }
                 self.refuse(problem)

@@ -17,6 +17,7 @@
 
 use crate::bucket::{Bucket, Decision};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// Slots probed from a partition's start slot.
 pub const PROBES: u64 = 4;
@@ -60,6 +61,29 @@ impl Fingerprint {
             owner,
             start: u64::from_be_bytes(start),
         }
+    }
+}
+
+/// The fingerprints of recent partition keys: a client sends many requests, and hashing its key
+/// is a good part of what counting one costs. Bounded: forgotten all at once when full.
+#[derive(Default)]
+pub struct Fingerprints(HashMap<String, Fingerprint>);
+
+/// Keys remembered by [`Fingerprints`].
+const REMEMBERED: usize = 4096;
+
+impl Fingerprints {
+    /// The fingerprint of `key`, hashed only when it is not remembered.
+    pub fn of(&mut self, key: String) -> Fingerprint {
+        if let Some(fp) = self.0.get(&key) {
+            return *fp;
+        }
+        if self.0.len() >= REMEMBERED {
+            self.0.clear();
+        }
+        let fp = Fingerprint::of(&key);
+        self.0.insert(key, fp);
+        fp
     }
 }
 

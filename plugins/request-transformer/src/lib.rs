@@ -89,6 +89,9 @@ fn value_of(map: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(request_headers, request_body, request_trailers);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let rules = self.rules.clone();

@@ -92,6 +92,14 @@ fn value_of(map: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
+// The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
+barbacane_sdk::stream_callbacks!(
+    request_headers,
+    response_headers,
+    response_body,
+    response_trailers
+);
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if self.rules.templates {

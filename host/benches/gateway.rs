@@ -1,0 +1,183 @@
+//! One request's CPU cost through the whole gateway — HTTP/1 parsing, routing, the Proxy-Wasm
+//! chain, the mock dispatcher, the response written back — with no network: client and server
+//! talk over an in-memory pipe on one thread. Without the kernel's loopback and the scheduler
+//! (most of what `bench/run` measures on a small machine), differences of a few percent in the
+//! gateway's own work show up here that wrk's figures hide in their noise.
+//!
+//! Scenarios: no plugin; 1 and 5 headers-only filters (the conformance `headers` filter, each
+//! adding one header); the 5 built-ins of `bench/run`'s `chain5`, configured as there.
+#![allow(
+    clippy::unwrap_used,
+    reason = "benchmark code: a failed unwrap is a failed run"
+)]
+
+/// As in the `barbacane` binary, so allocation costs are the ones it pays.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[path = "../tests/support/filters.rs"]
+mod filters;
+
+use barbacane::artifact::Artifact;
+use barbacane::compile::{self, Options};
+use barbacane::gateway::{ClientConnection, Gateway, Worker};
+use barbacane::server::Config;
+use base64::Engine;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+const JWT_SECRET: &str = "bench-hs256-secret-of-at-least-32-bytes";
+
+const OPERATION: &str = r#"
+paths:
+  /hello:
+    get:
+      operationId: hello
+      responses:
+        "200":
+          description: A small JSON document.
+      x-barbacane-dispatch:
+        name: mock
+        config:
+          status: 200
+          headers:
+            content-type: application/json
+          body: '{"message":"hello, world","service":"bench","ok":true,"n":1}'
+"#;
+
+const CHAIN5: &str = r#"
+x-barbacane-middlewares:
+  - {name: jwt-auth, config: {keys: [{alg: HS256, secret: 'bench-hs256-secret-of-at-least-32-bytes'}], required_claims: [exp]}}
+  - {name: rate-limit, config: {limit: 100000000, window: 1}}
+  - {name: cors, config: {allow_origins: ['https://app.example.com', 'http://localhost:3000'], expose_headers: [x-request-id]}}
+  - {name: correlation-id}
+  - {name: request-transformer, config: {remove: {headers: [x-debug]}, rename: {headers: {x-api-version: x-upstream-version}}, set: {headers: {x-tenant: acme}}, append: {headers: {x-forwarded-by: barbacane}}}}
+"#;
+
+/// `n` headers-only filters, each adding its own header.
+fn header_filters(n: usize) -> String {
+    let mut chain = String::from("x-barbacane-middlewares:\n");
+    for i in 1..=n {
+        chain.push_str(&format!(
+            "  - {{name: headers, config: 'x-filter-{i}: 1'}}\n"
+        ));
+    }
+    chain
+}
+
+/// An HS256 JWT for `bench` that expires in 2100, as `bench/run` makes it.
+fn jwt() -> String {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(br#"{"sub":"bench","groups":["bench"],"exp":4102444800}"#)
+    );
+    // HMAC-SHA256 (RFC 2104) with a key shorter than the block.
+    let pad = |byte: u8| {
+        let mut block = [byte; 64];
+        for (b, k) in block.iter_mut().zip(JWT_SECRET.as_bytes()) {
+            *b ^= k;
+        }
+        block
+    };
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(signed.as_bytes())
+        .finalize();
+    let mac = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    format!("{signed}.{}", b64(&mac))
+}
+
+/// A worker for the spec made of `middlewares` and the bench operation.
+fn worker(middlewares: &str) -> Worker {
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        format!("openapi: 3.1.0\ninfo: {{title: bench, version: 1.0.0}}\n{middlewares}{OPERATION}");
+    std::fs::write(dir.path().join("api.yaml"), spec).unwrap();
+    let headers = dir.path().join("headers.wasm");
+    std::fs::write(&headers, filters::conformance_filter("headers")).unwrap();
+    let manifest = dir.path().join("barbacane.yaml");
+    let source = format!(
+        "plugins:\n  headers: {{source: 'file:{}'}}\n",
+        headers.display()
+    );
+    std::fs::write(&manifest, source).unwrap();
+    let compiled = compile::compile(
+        &[dir.path().join("api.yaml")],
+        Some(&manifest),
+        Options { dev: true },
+    )
+    .unwrap_or_else(|d| panic!("spec does not compile: {d:#?}"));
+    let artifact = Artifact::from_compiled(&compiled, true);
+    Worker::new(Arc::new(Gateway::new(artifact, Config::default()).unwrap())).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = format!("Bearer {}", jwt());
+    let scenarios = [
+        ("no plugin", String::new()),
+        ("1 headers filter", header_filters(1)),
+        ("5 headers filters", header_filters(5)),
+        ("chain5 (built-ins)", CHAIN5.to_string()),
+    ];
+    for (name, middlewares) in scenarios {
+        // The worker's replicas belong to the runtime it is made on.
+        let worker = runtime.block_on(async { Arc::new(worker(&middlewares)) });
+        let mut client = runtime.block_on(async {
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let connection = ClientConnection {
+                peer: "127.0.0.1:40000".parse().unwrap(),
+                tls: false,
+                id: 1,
+            };
+            let service = hyper::service::service_fn(move |request| {
+                let worker = worker.clone();
+                async move { worker.handle(request, connection).await }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(server_io), service),
+            );
+            let (client, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(client_io))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            client
+        });
+        let request = || {
+            hyper::Request::get("/hello")
+                .header("host", "127.0.0.1")
+                .header("authorization", &token)
+                .header("origin", "http://localhost:3000")
+                .header("x-debug", "1")
+                .header("x-api-version", "2")
+                .body(Empty::<Bytes>::new())
+                .unwrap()
+        };
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    let response = client.send_request(request()).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    response.into_body().collect().await.unwrap()
+                })
+            });
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
