@@ -94,7 +94,9 @@ pub fn request_query<C: HttpContext + ?Sized>(ctx: &C) -> Vec<(String, String)> 
         .unwrap_or_default()
 }
 
-fn lossy(bytes: Vec<u8>) -> String {
+/// Header bytes as text, invalid UTF-8 replaced by U+FFFD (a client may send any bytes). Valid
+/// text, the usual case, is checked by `from_utf8`'s fast path and kept, not copied.
+pub fn lossy(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 

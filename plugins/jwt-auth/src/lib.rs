@@ -310,7 +310,7 @@ fn request_headers() -> Vec<(String, String)> {
     hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
         .unwrap_or_default()
         .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .map(|(name, value)| (name, barbacane_sdk::http::lossy(value)))
         .collect()
 }
 
@@ -330,10 +330,7 @@ fn source_headers(sources: &[Source]) -> Vec<(String, String)> {
         .filter_map(|name| {
             let value =
                 hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok()??;
-            Some((
-                name.to_string(),
-                String::from_utf8_lossy(&value).into_owned(),
-            ))
+            Some((name.to_string(), barbacane_sdk::http::lossy(value)))
         })
         .collect()
 }
