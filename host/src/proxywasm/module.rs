@@ -1,5 +1,6 @@
 //! Loading a Proxy-Wasm module: compile it, then read from its exports which ABI it speaks, how
-//! it starts and how the host allocates guest memory, and list its imports (for `inspect`).
+//! it starts and how the host allocates guest memory, list its imports (for `inspect`), and read
+//! the stream callbacks it declares (custom section `barbacane.stream_callbacks`).
 //!
 //! The rules follow Envoy's host (`proxy-wasm-cpp-host`): a module without a known
 //! `proxy_abi_version_*` marker is refused before it is instantiated.
