@@ -1057,6 +1057,7 @@ struct Exports {
 
 impl Exports {
     fn lookup(store: &mut Store<HostState>, instance: &Instance) -> Result<Exports, VmError> {
+        let done = lookup(store, instance, "proxy_on_done")?;
         Ok(Exports {
             context_create: lookup(store, instance, "proxy_on_context_create")?,
             request_headers: HeadersCallback::lookup(store, instance, "proxy_on_request_headers")?,
@@ -1069,8 +1070,8 @@ impl Exports {
             )?,
             response_body: lookup(store, instance, "proxy_on_response_body")?,
             response_trailers: lookup(store, instance, "proxy_on_response_trailers")?,
-            done: lookup(store, instance, "proxy_on_done")?,
-            stream_done: lookup(store, instance, "proxy_on_done")?,
+            stream_done: done.clone(),
+            done,
             log: lookup(store, instance, "proxy_on_log")?,
             delete: lookup(store, instance, "proxy_on_delete")?,
             tick: lookup(store, instance, "proxy_on_tick")?,

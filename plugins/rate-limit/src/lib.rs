@@ -24,8 +24,7 @@ use bucket::{Decision, ceil_seconds};
 use config::{KeySource, Policy};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
-use std::cell::Cell;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 use table::{Fingerprints, Outcome, Table};
@@ -61,6 +60,7 @@ struct Root {
     policy: Option<Rc<Policy>>,
     /// Whether this replica already warned that it let requests through uncounted.
     warned: Rc<Cell<bool>>,
+    /// Recent partition keys' fingerprints, shared by this replica's streams.
     fingerprints: Rc<RefCell<Fingerprints>>,
 }
 
