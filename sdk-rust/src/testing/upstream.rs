@@ -145,7 +145,12 @@ impl TestUpstream {
                             if let Ok(mut log) = log.lock() {
                                 log.push(request.clone());
                             }
-                            Ok::<_, Infallible>(to_hyper(handler(request)))
+                            // A handler may block (a slow upstream sleeps): off the runtime,
+                            // so that the gateway's timers under test keep running meanwhile.
+                            let response = tokio::task::spawn_blocking(move || handler(request))
+                                .await
+                                .unwrap_or_else(|e| panic!("upstream handler panicked: {e}"));
+                            Ok::<_, Infallible>(to_hyper(response))
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
