@@ -5,7 +5,8 @@
 //! gateway's own work show up here that wrk's figures hide in their noise.
 //!
 //! Scenarios: no plugin; 1 and 5 headers-only filters (the conformance `headers` filter, each
-//! adding one header); the 5 built-ins of `bench/run`'s `chain5`, configured as there.
+//! adding one header); the 5 built-ins of `bench/run`'s `chain5`, configured as there, together
+//! and each alone.
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark code: a failed unwrap is a failed run"
@@ -126,12 +127,24 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let token = format!("Bearer {}", jwt());
-    let scenarios = [
-        ("no plugin", String::new()),
-        ("1 headers filter", header_filters(1)),
-        ("5 headers filters", header_filters(5)),
-        ("chain5 (built-ins)", CHAIN5.to_string()),
+    let mut scenarios = vec![
+        (String::from("no plugin"), String::new()),
+        (String::from("1 headers filter"), header_filters(1)),
+        (String::from("5 headers filters"), header_filters(5)),
+        (String::from("chain5 (built-ins)"), CHAIN5.to_string()),
     ];
+    // Each plugin of chain5 alone, configured as there: where the chain's cost goes.
+    for entry in CHAIN5.lines().filter(|line| line.starts_with("  - ")) {
+        let plugin = entry
+            .split_once("name: ")
+            .unwrap()
+            .1
+            .split([',', '}'])
+            .next()
+            .unwrap();
+        let middlewares = format!("x-barbacane-middlewares:\n{entry}\n");
+        scenarios.push((format!("chain5: {plugin} alone"), middlewares));
+    }
     for (name, middlewares) in scenarios {
         // The worker's replicas belong to the runtime it is made on.
         let worker = runtime.block_on(async { Arc::new(worker(&middlewares)) });
@@ -167,7 +180,7 @@ fn bench(c: &mut Criterion) {
                 .body(Empty::<Bytes>::new())
                 .unwrap()
         };
-        c.bench_function(name, |b| {
+        c.bench_function(&name, |b| {
             b.iter(|| {
                 runtime.block_on(async {
                     let response = client.send_request(request()).await.unwrap();

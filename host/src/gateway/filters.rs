@@ -348,7 +348,7 @@ impl FilterSet {
             let flow = map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await;
             passage.streams.push(stream);
             if let Err(stop) = flow {
-                return Err(self.stop_request(passage, stop).await);
+                return Err(Box::pin(self.stop_request(passage, stop)).await);
             }
         }
         apply_request_pairs(parts, &pairs);
@@ -356,9 +356,11 @@ impl FilterSet {
         if end_of_stream || !passage.wants_body(Direction::Request) {
             return Ok((passage, body));
         }
-        match passage.request_body(body).await {
+        // The rarer paths' futures are boxed: inline, they would make this one (boxed and moved
+        // on every request) several times larger.
+        match Box::pin(passage.request_body(body)).await {
             Ok(body) => Ok((passage, body)),
-            Err(stop) => Err(self.stop_request(passage, stop).await),
+            Err(stop) => Err(Box::pin(self.stop_request(passage, stop)).await),
         }
     }
 
@@ -506,7 +508,7 @@ async fn map_phase(
         Verdict::Respond(local) => Err(Stop::Respond(local)),
         Verdict::Close => Err(Stop::Close),
         Verdict::Pause => {
-            wait(stream, direction).await?;
+            Box::pin(wait(stream, direction)).await?;
             if let Some(Some(changed)) = stream
                 .replica
                 .with_generation(stream.generation, |vm| vm.take_map(context, map))
@@ -618,7 +620,7 @@ impl Passage {
                 }
                 Ok(Verdict::Pause) if !end_of_stream => return Ok(None),
                 Ok(Verdict::Pause) => {
-                    wait(stream, direction).await?;
+                    Box::pin(wait(stream, direction)).await?;
                     let body = stream
                         .replica
                         .with_generation(stream.generation, |vm| vm.take_body(context, direction));
