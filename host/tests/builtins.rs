@@ -299,12 +299,7 @@ async fn a_declared_plugin_overrides_the_builtin_of_the_same_name() {
             "plugins:\n  correlation-id: {source: 'file:filters/headers.wasm'}\n",
         ),
     ]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    std::fs::write(
-        dir.path().join("filters/headers.wasm"),
-        support::conformance_filter("headers"),
-    )
-    .unwrap();
+    support::write_filter(&dir, "filters/headers.wasm", "headers");
     let gw = support::gateway_in(dir, Config::default()).await;
     let reply = get(&gw.url("/echo")).await;
     assert_eq!(reply.json()["headers"]["x-added"], "yes");
@@ -391,11 +386,7 @@ fn a_declared_plugin_may_bring_a_schema_file() {
             "{type: string, pattern: '^[a-z-]+: '}",
         ),
     ]);
-    std::fs::write(
-        dir.path().join("filters/headers.wasm"),
-        support::conformance_filter("headers"),
-    )
-    .unwrap();
+    support::write_filter(&dir, "filters/headers.wasm", "headers");
     let (code, doc) = validate(&dir, true);
     let d = &doc["diagnostics"][0];
     assert_eq!(

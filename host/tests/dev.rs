@@ -222,11 +222,7 @@ async fn a_swap_lets_the_plugins_swapped_out_finish_their_work() {
             "plugins:\n  lifecycle: {source: 'file:lifecycle.wasm'}\n",
         ),
     ]);
-    std::fs::write(
-        dir.path().join("lifecycle.wasm"),
-        support::conformance_filter("lifecycle"),
-    )
-    .unwrap();
+    support::write_filter(&dir, "lifecycle.wasm", "lifecycle");
     let dev = start_dev(dir.path(), &["--manifest", "barbacane.yaml"]);
     let client = support::client();
     assert_eq!(

@@ -40,12 +40,7 @@ paths:
 /// A project directory with the spec, the manifest and the compiled filter.
 fn plugin_project(spec: &str) -> tempfile::TempDir {
     let dir = project(&[("api.yaml", spec), ("barbacane.yaml", MANIFEST)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    std::fs::write(
-        dir.path().join("filters/headers.wasm"),
-        support::conformance_filter("headers"),
-    )
-    .unwrap();
+    support::write_filter(&dir, "filters/headers.wasm", "headers");
     dir
 }
 
@@ -280,16 +275,8 @@ paths:
             "plugins:\n  add-header: {source: 'file:headers.wasm'}\n  deny: {source: 'file:deny.wasm'}\n",
         ),
     ]);
-    std::fs::write(
-        dir.path().join("headers.wasm"),
-        support::conformance_filter("headers"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("deny.wasm"),
-        support::conformance_filter("deny"),
-    )
-    .unwrap();
+    support::write_filter(&dir, "headers.wasm", "headers");
+    support::write_filter(&dir, "deny.wasm", "deny");
     let gw = support::gateway_in(dir, Config::default()).await;
 
     let denied = get(&gw.url("/echo")).await;

@@ -81,11 +81,7 @@ paths:
     );
     let manifest = "plugins:\n  declared: {source: 'file:declared.wasm'}\n";
     let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
-    std::fs::write(
-        dir.path().join("declared.wasm"),
-        support::conformance_filter("declared"),
-    )
-    .unwrap();
+    support::write_filter(&dir, "declared.wasm", "declared");
     let gw = support::gateway_in(dir, Config::default()).await;
 
     let echoed = get(&gw.url("/echo")).await;

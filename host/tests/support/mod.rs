@@ -57,6 +57,13 @@ pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// Writes the compiled conformance filter `filter` to `file` in `dir` (folders made as needed).
+pub fn write_filter(dir: &tempfile::TempDir, file: &str, filter: &str) {
+    let path = dir.path().join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, conformance_filter(filter)).unwrap();
+}
+
 /// A gateway served in-process on 127.0.0.1:0.
 pub struct TestGateway {
     pub addr: SocketAddr,
