@@ -65,8 +65,13 @@ pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a
 /// `proxy_wasm` string accessors (`get_http_request_header`, `get_http_request_headers`) panic
 /// on those, trapping the plugin. Plugins should read request headers through these helpers.
 pub fn request_header<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Option<String> {
-    ctx.get_http_request_header_bytes(&name.to_ascii_lowercase())
-        .map(lossy)
+    // Names are nearly always lowercase already: no copy then.
+    let value = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        ctx.get_http_request_header_bytes(&name.to_ascii_lowercase())
+    } else {
+        ctx.get_http_request_header_bytes(name)
+    };
+    value.map(lossy)
 }
 
 /// Every value of request header `name` (any case), as the bytes the client sent: for plugins

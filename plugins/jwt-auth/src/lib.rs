@@ -314,8 +314,8 @@ fn request_headers() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The request headers that `sources` read (and `:path`): one lookup each, or the whole map
-/// when a cookie source needs every `cookie` header. A header source reads the first value, as
+/// The request headers that `sources` read (and `:path` for a query source): one lookup each, or
+/// the whole map when a cookie source needs every `cookie` header. A header source reads the first value, as
 /// the whole map's first match would.
 fn source_headers(sources: &[Source]) -> Vec<(String, String)> {
     if sources.iter().any(|s| matches!(s, Source::Cookie(_))) {
@@ -325,8 +325,13 @@ fn source_headers(sources: &[Source]) -> Vec<(String, String)> {
         Source::Header { name, .. } => Some(name.as_str()),
         Source::Query(_) | Source::Cookie(_) => None,
     });
+    // `:path` only for a query source: the rest never read it.
+    let path = sources
+        .iter()
+        .any(|s| matches!(s, Source::Query(_)))
+        .then_some(":path");
     names
-        .chain([":path"])
+        .chain(path)
         .filter_map(|name| {
             let value =
                 hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok()??;

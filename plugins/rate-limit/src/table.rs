@@ -116,7 +116,9 @@ struct Slot {
 
 impl Table<'_> {
     fn key(&self, slot: u64) -> String {
-        format!("rl:{}:{}", self.name, slot)
+        // By hand, not `format!`: made on every request (see `fields::ratelimit`).
+        let slot = itoa::Buffer::new().format(slot).to_owned();
+        ["rl:", self.name, ":", &slot].concat()
     }
 
     /// The partition's own slot if it has one, else the first free one (missing, full,

@@ -7,7 +7,8 @@
 //! rules themselves (configuration, templates, edits) are `barbacane-transform-rules`, shared
 //! with `response-transformer`.
 //!
-//! * Headers and the query string (a rewritten `:path`) change in `on_http_request_headers`.
+//! * Headers and the query string (a rewritten `:path`) change in `on_http_request_headers`,
+//!   each edit a host call on the stream's map (the whole map is read only for templates).
 //! * The body is buffered only when there are body rules and the request says it is JSON: the
 //!   body callbacks pause until the end of the stream (the gateway hands the cumulative body to
 //!   the last one), the document is edited and put back with `set_http_request_body`.
@@ -19,9 +20,12 @@
 //! `schema.json`; reference in `docs/plugins/request-transformer.md`.
 
 use barbacane_sdk::{consumer, http};
+use barbacane_transform_rules::headers::HeaderList;
+use barbacane_transform_rules::live::StreamHeaders;
 use barbacane_transform_rules::{RequestData, Rules, Target, body, headers, query};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
 
 /// The module's entry point (`_initialize`), in a private module so that the exported function
@@ -89,20 +93,29 @@ fn value_of(map: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
+/// The first value of request header `name` (lowercase), as text (lossy).
+fn header_text(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+        .map(http::lossy)
+}
+
 // The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
 barbacane_sdk::stream_callbacks!(request_headers, request_body, request_trailers);
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let rules = self.rules.clone();
-        // Bytes, not strings: the string getters of the proxy-wasm crate panic on a header
-        // value that is not UTF-8, which clients may send.
-        let mut map: Vec<(String, Vec<u8>)> = self.get_http_request_headers_bytes();
-        let target = value_of(&map, ":path").unwrap_or_default();
+        let plan = &rules.plan;
+        // The request as it arrived, which only templates read (and only they need the whole
+        // map). Bytes, not strings: the string getters of the proxy-wasm crate panic on a
+        // header value that is not UTF-8, which clients may send.
         let request = if rules.templates {
+            let headers = self.get_http_request_headers_bytes();
             RequestData {
-                headers: map.clone(),
-                query: http::query_pairs(&target),
+                query: http::query_pairs(&value_of(&headers, ":path").unwrap_or_default()),
+                headers,
                 consumer: if rules.consumer {
                     consumer::get(self)
                 } else {
@@ -112,32 +125,29 @@ impl HttpContext for Stream {
         } else {
             RequestData::default()
         };
-        let plan = &rules.plan;
-        let mut changed = headers::apply(&mut map, &plan.headers, &request);
-        if let Some(new_target) = query::apply(&target, &plan.query, &request) {
-            match map.iter_mut().find(|(n, _)| n == ":path") {
-                Some(entry) => entry.1 = new_target.into_bytes(),
-                None => map.push((String::from(":path"), new_target.into_bytes())),
+        let mut map = StreamHeaders(MapType::HttpRequestHeaders);
+        headers::apply(&mut map, &plan.headers, &request);
+        if !plan.query.is_empty() {
+            // Header rules never name pseudo-headers: `:path` is still the client's.
+            let target = header_text(":path").unwrap_or_default();
+            if let Some(new_target) = query::apply(&target, &plan.query, &request) {
+                let _ = hostcalls::set_map_value_bytes(
+                    MapType::HttpRequestHeaders,
+                    ":path",
+                    Some(new_target.as_bytes()),
+                );
             }
-            changed = true;
         }
-        let json = value_of(&map, "content-type").is_some_and(|t| body::is_json(&t));
-        if !plan.body.is_empty() && !end_of_stream && json {
+        if !plan.body.is_empty()
+            && !end_of_stream
+            && header_text("content-type").is_some_and(|t| body::is_json(&t))
+        {
             self.buffering = true;
             // The body may change length: let the gateway frame what it forwards.
-            let before = map.len();
-            map.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-            changed |= map.len() != before;
+            map.remove("content-length");
             if rules.templates {
                 self.request = Some(request);
             }
-        }
-        if changed {
-            let pairs: Vec<(&str, &[u8])> = map
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_slice()))
-                .collect();
-            self.set_http_request_headers_bytes(pairs);
         }
         Action::Continue
     }

@@ -10,7 +10,8 @@
 //! * When a value has templates, the request's headers and query are kept from
 //!   `on_http_request_headers` (as they reached this plugin); the consumer is read when the
 //!   response arrives, so an auth plugin later in the chain is seen too.
-//! * Headers change in `on_http_response_headers` (`:status` cannot be changed).
+//! * Headers change in `on_http_response_headers` (`:status` cannot be changed), each edit a
+//!   host call on the stream's map.
 //! * The body is buffered only when there are body rules and the response says it is JSON: the
 //!   body callbacks pause until the end of the stream (the gateway hands the cumulative body to
 //!   the last one), the document is edited and put back with `set_http_response_body`.
@@ -22,9 +23,12 @@
 //! `docs/plugins/response-transformer.md`.
 
 use barbacane_sdk::{consumer, http};
+use barbacane_transform_rules::headers::HeaderList;
+use barbacane_transform_rules::live::StreamHeaders;
 use barbacane_transform_rules::{RequestData, Rules, Target, body, headers};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
 
 /// The module's entry point (`_initialize`), in a private module so that the exported function
@@ -122,22 +126,18 @@ impl HttpContext for Stream {
             self.request.consumer = consumer::get(self);
         }
         let plan = &rules.plan;
-        let mut map: Vec<(String, Vec<u8>)> = self.get_http_response_headers_bytes();
-        let mut changed = headers::apply(&mut map, &plan.headers, &self.request);
-        let json = value_of(&map, "content-type").is_some_and(|t| body::is_json(&t));
-        if !plan.body.is_empty() && !end_of_stream && json {
-            self.buffering = true;
-            // The body may change length: it is sent without one (chunked).
-            let before = map.len();
-            map.retain(|(n, _)| !n.eq_ignore_ascii_case("content-length"));
-            changed |= map.len() != before;
-        }
-        if changed {
-            let pairs: Vec<(&str, &[u8])> = map
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_slice()))
-                .collect();
-            self.set_http_response_headers_bytes(pairs);
+        let mut map = StreamHeaders(MapType::HttpResponseHeaders);
+        headers::apply(&mut map, &plan.headers, &self.request);
+        if !plan.body.is_empty() && !end_of_stream {
+            let json = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "content-type")
+                .ok()
+                .flatten()
+                .is_some_and(|t| body::is_json(&http::lossy(t)));
+            if json {
+                self.buffering = true;
+                // The body may change length: it is sent without one (chunked).
+                map.remove("content-length");
+            }
         }
         Action::Continue
     }

@@ -13,47 +13,77 @@ use crate::template::{RequestData, Template};
 /// A header list as the Proxy-Wasm map holds it.
 pub type Headers = Vec<(String, Vec<u8>)>;
 
-/// Applies `rules` in order; whether the list changed.
-pub fn apply(headers: &mut Headers, rules: &[HeaderRule], request: &RequestData) -> bool {
-    let mut changed = false;
-    for rule in rules {
-        changed |= apply_rule(headers, rule, request);
-    }
-    changed
+/// A header list the rules edit: a plain [`Headers`] list, or the stream's own map edited in
+/// place through the host ([`crate::live::StreamHeaders`]), so that a plugin does not copy the
+/// whole map into the module and back for a few edits. Names compare without regard to case;
+/// [`push`](HeaderList::push) adds after every present header.
+pub trait HeaderList {
+    /// Whether `name` is present.
+    fn contains(&self, name: &str) -> bool;
+    /// Every value of `name`, in order.
+    fn values(&self, name: &str) -> Vec<Vec<u8>>;
+    /// Removes every value of `name`.
+    fn remove(&mut self, name: &str);
+    /// Adds `name: value` at the end.
+    fn push(&mut self, name: &str, value: Vec<u8>);
 }
 
-fn apply_rule(headers: &mut Headers, rule: &HeaderRule, request: &RequestData) -> bool {
+impl HeaderList for Headers {
+    fn contains(&self, name: &str) -> bool {
+        self.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    fn values(&self, name: &str) -> Vec<Vec<u8>> {
+        self.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    fn push(&mut self, name: &str, value: Vec<u8>) {
+        Vec::push(self, (name.to_string(), value));
+    }
+}
+
+/// Applies `rules` in order.
+pub fn apply(headers: &mut impl HeaderList, rules: &[HeaderRule], request: &RequestData) {
+    for rule in rules {
+        apply_rule(headers, rule, request);
+    }
+}
+
+fn apply_rule(headers: &mut impl HeaderList, rule: &HeaderRule, request: &RequestData) {
     let name = rule.key.as_str();
-    let present = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     match &rule.action {
-        Action::Remove => remove(headers, name),
+        Action::Remove => headers.remove(name),
         Action::Rename(to) => {
-            if !present || to == name {
-                return false;
+            if to == name || !headers.contains(name) {
+                return;
             }
-            let values: Vec<Vec<u8>> = headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-                .collect();
-            remove(headers, name);
-            remove(headers, to);
-            headers.extend(values.into_iter().map(|v| (to.clone(), v)));
-            true
+            let values = headers.values(name);
+            headers.remove(name);
+            headers.remove(to);
+            for value in values {
+                headers.push(to, value);
+            }
         }
-        Action::Replace(values) if present => replace(headers, name, values, request),
-        Action::Replace(_) => false,
+        Action::Replace(values) => {
+            if headers.contains(name) {
+                replace(headers, name, values, request);
+            }
+        }
         Action::Set(values) => replace(headers, name, values, request),
-        Action::Add(values) if !present => append(headers, name, values, request),
-        Action::Add(_) => false,
+        Action::Add(values) => {
+            if !headers.contains(name) {
+                append(headers, name, values, request);
+            }
+        }
         Action::Append(values) => append(headers, name, values, request),
     }
-}
-
-fn remove(headers: &mut Headers, name: &str) -> bool {
-    let before = headers.len();
-    headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    headers.len() != before
 }
 
 /// The rendered values, or `None` when one has no value or is not valid header text.
@@ -67,21 +97,23 @@ fn render(values: &[Template], request: &RequestData) -> Option<Vec<Vec<u8>>> {
         .collect()
 }
 
-fn replace(headers: &mut Headers, name: &str, values: &[Template], request: &RequestData) -> bool {
+fn replace(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
     let Some(values) = render(values, request) else {
-        return false;
+        return;
     };
-    remove(headers, name);
-    headers.extend(values.into_iter().map(|v| (name.to_string(), v)));
-    true
+    headers.remove(name);
+    for value in values {
+        headers.push(name, value);
+    }
 }
 
-fn append(headers: &mut Headers, name: &str, values: &[Template], request: &RequestData) -> bool {
+fn append(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
     let Some(values) = render(values, request) else {
-        return false;
+        return;
     };
-    headers.extend(values.into_iter().map(|v| (name.to_string(), v)));
-    true
+    for value in values {
+        headers.push(name, value);
+    }
 }
 
 #[cfg(test)]
@@ -169,16 +201,5 @@ mod tests {
             &[("x-a", "kept")],
         );
         assert_eq!(out, pairs(&[("x-a", "kept")]));
-    }
-
-    #[test]
-    fn reports_whether_anything_changed() {
-        let config: Config =
-            serde_json::from_value(json!({"remove": {"headers": ["x-a"]}})).unwrap();
-        let plan = Plan::new(&config, Target::Request).unwrap();
-        let mut headers: Headers = vec![(String::from("x-b"), b"1".to_vec())];
-        assert!(!apply(&mut headers, &plan.headers, &RequestData::default()));
-        headers.push((String::from("x-a"), b"1".to_vec()));
-        assert!(apply(&mut headers, &plan.headers, &RequestData::default()));
     }
 }
