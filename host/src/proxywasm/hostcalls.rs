@@ -11,7 +11,7 @@ use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
 use super::grpc::{GrpcCall, GrpcHandle, GrpcOutgoing, GrpcTarget, MAX_QUEUED_BYTES};
 use super::http::{Pairs, deserialize, serialize};
-use super::memory::{read, return_bytes, with_slice, write_u32, write_u64};
+use super::memory::{read, return_bytes, return_state_bytes, with_slice, write_u32, write_u64};
 use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
 use super::shared::{PluginMetrics, SharedData, SharedQueues};
@@ -383,29 +383,42 @@ fn proxy_get_header_map_value(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    // The key is compared where it lies in guest memory.
+    // The key is compared where it lies in guest memory; the value is copied from the map
+    // straight into the guest's buffer.
     let found = with_slice(&mut caller, key_ptr, key_len, |key, state| {
         map_ref(state, map).map(|pairs| {
-            pairs
-                .and_then(|pairs| {
-                    let key = wanted_key(key);
-                    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key))
-                })
-                .map(|(_, v)| v.clone())
+            pairs.and_then(|pairs| {
+                let key = wanted_key(key);
+                pairs.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key))
+            })
         })
     });
-    let value = match found.and_then(|found| found) {
-        Ok(value) => value,
+    let index = match found.and_then(|found| found) {
+        Ok(index) => index,
         Err(status) => return Ok(status as i32),
     };
-    match value {
-        Some(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
+    match index {
+        Some(index) => {
+            let returned = return_state_bytes(
+                &mut caller,
+                |state| map_value(state, map, index),
+                ptr_out,
+                len_out,
+            );
+            Ok(returned? as i32)
+        }
         // ABI 0.1.0 answered a missing header with an empty value.
         None if caller.data().abi == AbiVersion::V0_1_0 => {
             Ok(return_bytes(&mut caller, &[], ptr_out, len_out)? as i32)
         }
         None => Ok(Status::NotFound as i32),
     }
+}
+
+/// The value at `index` of map `map`.
+fn map_value(state: &HostState, map: i32, index: usize) -> Option<&[u8]> {
+    let pairs = map_ref(state, map).ok()??;
+    pairs.get(index).map(|(_, v)| v.as_slice())
 }
 
 /// The shared shape of add and replace: read the key and value (the map keeps them), then edit

@@ -131,16 +131,17 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
 }
 
 /// Writes the headers of a (possibly changed) map back into `headers`; with `with_host`,
-/// `:authority` is the `Host` header (a request's). In the common case of a filter chain (the
-/// head's own headers, unchanged and in order, then those the filters added) `headers` is only
-/// extended; otherwise it is rebuilt, reusing the entries the filters left as they were.
+/// `:authority` is the `Host` header (a request's). In the common case of a filter chain (some of
+/// the head's own headers removed, the others unchanged and in order, then those the filters
+/// added) `headers` is edited in place; otherwise it is rebuilt, reusing the entries the filters
+/// left as they were.
 fn apply_headers(headers: &mut HeaderMap, pairs: &Pairs, with_host: bool) {
     let mut authorities = pairs
         .iter()
         .filter(|(key, _)| with_host && key == ":authority")
         .map(|(_, value)| value.as_slice());
     let authority = authorities.next();
-    if authorities.next().is_none() && extend_in_place(headers, pairs) {
+    if authorities.next().is_none() && edit_in_place(headers, pairs) {
         if with_host {
             set_host(headers, authority);
         }
@@ -182,18 +183,37 @@ fn set_host(headers: &mut HeaderMap, authority: Option<&[u8]>) {
     }
 }
 
-/// The head's own headers (not its pseudo-headers), unchanged and in order, followed by headers
-/// the filters added: those are appended and `true` returned; anything else returns `false`
-/// with `headers` untouched.
-fn extend_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
-    let mut regular = pairs.iter().filter(|(key, _)| !key.starts_with(':'));
-    let kept = old_entries(headers).all(|(name, value)| {
-        regular
-            .next()
-            .is_some_and(|(key, v)| name.as_str() == key && value.as_bytes() == v.as_slice())
-    });
-    if !kept {
-        return false;
+/// Edits `headers` in place into what `pairs` holds, when the filters only removed headers
+/// (every value of a name) and added others after the head's own — what most chains do: the
+/// head's remaining headers are then, in order, the start of `pairs`, and the rest of `pairs` is
+/// appended. Returns `false`, with `headers` untouched, for any other edit (a value changed or
+/// moved, one of several values removed): the caller rebuilds the head.
+///
+/// A removal moves the head's last header into the removed one's place (`HeaderMap` removes by
+/// swapping): headers of different names may leave in another order than they came, which
+/// HTTP leaves without meaning (RFC 9110 §5.3); the values of one name keep theirs.
+fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
+    let mut regular = pairs
+        .iter()
+        .filter(|(key, _)| !key.starts_with(':'))
+        .peekable();
+    let mut removed: Vec<HeaderName> = Vec::new();
+    for (name, value) in old_entries(headers) {
+        let same = regular
+            .peek()
+            .is_some_and(|(key, v)| name.as_str() == key && value.as_bytes() == v.as_slice());
+        if same {
+            regular.next();
+        } else if pairs.iter().all(|(key, _)| name.as_str() != key) {
+            if removed.last() != Some(name) {
+                removed.push(name.clone());
+            }
+        } else {
+            return false;
+        }
+    }
+    for name in removed {
+        headers.remove(name);
     }
     for (key, value) in regular {
         append_parsed(headers, key, value);
@@ -393,6 +413,42 @@ mod tests {
         assert_eq!(parts.status, StatusCode::CREATED);
         assert_eq!(parts.headers["content-type"], "text/plain");
         assert_eq!(parts.headers["x-conformance"], "headers");
+    }
+
+    #[test]
+    fn headers_removed_whole_and_added_at_the_end_edit_the_head_in_place() {
+        let request = http::Request::get("/a")
+            .header("host", "api.test")
+            .header("x-gone", "1")
+            .header("x-kept", "same")
+            .header("x-multi", "1")
+            .header("x-multi", "2")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let kept = parts.headers["x-kept"].as_bytes().as_ptr();
+        let mut pairs = request_pairs(&parts, "http");
+        // What request-transformer's remove and rename do: every value goes; the new name is
+        // added at the end.
+        pairs.retain(|(key, _)| key != "x-gone");
+        pairs.push((String::from("x-renamed"), b"1".to_vec()));
+        apply_request_pairs(&mut parts, &pairs);
+        assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
+        let mut names: Vec<_> = parts.headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host", "x-kept", "x-multi", "x-renamed"]);
+        let multi: Vec<_> = parts.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+
+        // One of two values removed, or a header set anew at the end: rebuilt, and still right.
+        let mut pairs = request_pairs(&parts, "http");
+        pairs.retain(|(k, v)| !(k == "x-multi" && v == b"1") && k != "x-kept");
+        pairs.push((String::from("x-kept"), b"new".to_vec()));
+        apply_request_pairs(&mut parts, &pairs);
+        let multi: Vec<_> = parts.headers.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["2"]);
+        assert_eq!(parts.headers["x-kept"], "new");
+        assert_eq!(parts.headers.len(), 4);
     }
 
     #[test]

@@ -92,23 +92,72 @@ pub(super) fn return_bytes(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<Status> {
-    let status = if bytes.is_empty() {
-        write_u32(caller, ptr_out, 0).and_then(|()| write_u32(caller, len_out, 0))
-    } else {
-        let Ok(len) = i32::try_from(bytes.len()) else {
-            return Ok(Status::InvalidMemoryAccess);
-        };
-        let Some(allocate) = caller.data().allocate.clone() else {
-            return Ok(Status::InvalidMemoryAccess);
-        };
-        // The allocator may grow memory: `write` looks the memory up again afterwards.
-        let ptr = allocate.call(&mut *caller, len)?;
-        if ptr == 0 {
-            return Ok(Status::InvalidMemoryAccess);
-        }
-        write(caller, ptr, bytes)
-            .and_then(|()| write_u32(caller, ptr_out, ptr as u32))
-            .and_then(|()| write_u32(caller, len_out, len as u32))
+    if bytes.is_empty() {
+        let status = write_u32(caller, ptr_out, 0).and_then(|()| write_u32(caller, len_out, 0));
+        return Ok(status.err().unwrap_or(Status::Ok));
+    }
+    let Some(ptr) = allocate(caller, bytes.len())? else {
+        return Ok(Status::InvalidMemoryAccess);
     };
+    let status = write(caller, ptr, bytes)
+        .and_then(|()| returned(caller, (ptr, bytes.len()), ptr_out, len_out));
     Ok(status.err().unwrap_or(Status::Ok))
+}
+
+/// [`return_bytes`] for bytes the host state holds (a header value), copied from there into the
+/// guest's buffer without a copy on the way. `source` finds them in the state, before and
+/// again after the guest's allocator ran; `None` (or other bytes the second time, which only a
+/// module whose allocator makes host calls could cause) is [`Status::NotFound`].
+pub(super) fn return_state_bytes(
+    caller: &mut Caller<'_, HostState>,
+    source: impl Fn(&HostState) -> Option<&[u8]>,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<Status> {
+    let Some(len) = source(caller.data()).map(<[u8]>::len) else {
+        return Ok(Status::NotFound);
+    };
+    if len == 0 {
+        return return_bytes(caller, &[], ptr_out, len_out);
+    }
+    let Some(ptr) = allocate(caller, len)? else {
+        return Ok(Status::InvalidMemoryAccess);
+    };
+    let Ok(memory) = memory(caller) else {
+        return Ok(Status::InvalidMemoryAccess);
+    };
+    let (data, state) = memory.data_and_store_mut(&mut *caller);
+    let Some(bytes) = source(state).filter(|b| b.len() == len) else {
+        return Ok(Status::NotFound);
+    };
+    let copied = range(ptr, len as u64, data.len()).map(|r| data[r].copy_from_slice(bytes));
+    let status = copied.and_then(|()| returned(caller, (ptr, len), ptr_out, len_out));
+    Ok(status.err().unwrap_or(Status::Ok))
+}
+
+/// A buffer of `len` bytes from the guest's allocator; `None` when it has none or gave none.
+fn allocate(caller: &mut Caller<'_, HostState>, len: usize) -> wasmtime::Result<Option<i32>> {
+    let Ok(len) = i32::try_from(len) else {
+        return Ok(None);
+    };
+    // Taken out for the call and put back, not cloned: a clone of a typed function clones
+    // its registered type (reference counts in wasmtime's type registry), on every host call that
+    // returns bytes. A nested host call that returns bytes from inside the allocator finds
+    // none, and answers as if the module exported none.
+    let Some(allocate) = caller.data_mut().allocate.take() else {
+        return Ok(None);
+    };
+    let allocated = allocate.call(&mut *caller, len);
+    caller.data_mut().allocate = Some(allocate);
+    Ok(Some(allocated?).filter(|&ptr| ptr != 0))
+}
+
+/// Writes the pointer and length of a returned buffer at the out-pointers.
+fn returned(
+    caller: &mut Caller<'_, HostState>,
+    (ptr, len): (i32, usize),
+    ptr_out: i32,
+    len_out: i32,
+) -> Result<(), Status> {
+    write_u32(caller, ptr_out, ptr as u32).and_then(|()| write_u32(caller, len_out, len as u32))
 }
