@@ -104,8 +104,8 @@ pub(super) fn return_bytes(
     Ok(status.err().unwrap_or(Status::Ok))
 }
 
-/// [`return_bytes`] for bytes the host state holds (a header value), copied from there into the
-/// guest's buffer without a copy on the way. `source` finds them in the state, before and
+/// [`return_bytes`] for bytes the host state holds (a header value), copied straight from there
+/// into the guest's buffer (no intermediate copy). `source` finds them in the state, before and
 /// again after the guest's allocator ran; `None` (or other bytes the second time, which only a
 /// module whose allocator makes host calls could cause) is [`Status::NotFound`].
 pub(super) fn return_state_bytes(

@@ -8,12 +8,12 @@
 
 use crate::verify::Identity;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 /// foldhash, not the standard SipHash: hashing the token is a good part of a cached request's
 /// cost. Its weaker flooding resistance does not matter here: only tokens whose signature
 /// verified are ever stored, so a client cannot fill the map with colliding keys.
 type Hasher = foldhash::fast::RandomState;
-use std::rc::Rc;
 
 /// What a verified token produced.
 pub struct Verified {

@@ -315,8 +315,8 @@ fn request_headers() -> Vec<(String, String)> {
 }
 
 /// The request headers that `sources` read (and `:path` for a query source): one lookup each, or
-/// the whole map when a cookie source needs every `cookie` header. A header source reads the first value, as
-/// the whole map's first match would.
+/// the whole map when a cookie source needs every `cookie` header. A header source reads the
+/// first value, as the whole map's first match would.
 fn source_headers(sources: &[Source]) -> Vec<(String, String)> {
     if sources.iter().any(|s| matches!(s, Source::Cookie(_))) {
         return request_headers();

@@ -117,8 +117,7 @@ struct Slot {
 impl Table<'_> {
     fn key(&self, slot: u64) -> String {
         // By hand, not `format!`: made on every request (see `fields::ratelimit`).
-        let slot = itoa::Buffer::new().format(slot).to_owned();
-        ["rl:", self.name, ":", &slot].concat()
+        ["rl:", self.name, ":", itoa::Buffer::new().format(slot)].concat()
     }
 
     /// The partition's own slot if it has one, else the first free one (missing, full,

@@ -23,7 +23,6 @@ use barbacane_sdk::{consumer, http};
 use barbacane_transform_rules::headers::HeaderList;
 use barbacane_transform_rules::live::StreamHeaders;
 use barbacane_transform_rules::{RequestData, Rules, Target, body, headers, query};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
@@ -93,14 +92,6 @@ fn value_of(map: &[(String, Vec<u8>)], name: &str) -> Option<String> {
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
 
-/// The first value of request header `name` (lowercase), as text (lossy).
-fn header_text(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .map(http::lossy)
-}
-
 // The callbacks implemented below, and only those, are called (see `barbacane_sdk::callbacks`).
 barbacane_sdk::stream_callbacks!(request_headers, request_body, request_trailers);
 
@@ -129,18 +120,14 @@ impl HttpContext for Stream {
         headers::apply(&mut map, &plan.headers, &request);
         if !plan.query.is_empty() {
             // Header rules never name pseudo-headers: `:path` is still the client's.
-            let target = header_text(":path").unwrap_or_default();
+            let target = http::request_header(self, ":path").unwrap_or_default();
             if let Some(new_target) = query::apply(&target, &plan.query, &request) {
-                let _ = hostcalls::set_map_value_bytes(
-                    MapType::HttpRequestHeaders,
-                    ":path",
-                    Some(new_target.as_bytes()),
-                );
+                self.set_http_request_header_bytes(":path", Some(new_target.as_bytes()));
             }
         }
         if !plan.body.is_empty()
             && !end_of_stream
-            && header_text("content-type").is_some_and(|t| body::is_json(&t))
+            && http::request_header(self, "content-type").is_some_and(|t| body::is_json(&t))
         {
             self.buffering = true;
             // The body may change length: let the gateway frame what it forwards.

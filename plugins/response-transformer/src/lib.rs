@@ -26,7 +26,6 @@ use barbacane_sdk::{consumer, http};
 use barbacane_transform_rules::headers::HeaderList;
 use barbacane_transform_rules::live::StreamHeaders;
 use barbacane_transform_rules::{RequestData, Rules, Target, body, headers};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, MapType};
 use std::rc::Rc;
@@ -129,9 +128,8 @@ impl HttpContext for Stream {
         let mut map = StreamHeaders(MapType::HttpResponseHeaders);
         headers::apply(&mut map, &plan.headers, &self.request);
         if !plan.body.is_empty() && !end_of_stream {
-            let json = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "content-type")
-                .ok()
-                .flatten()
+            let json = self
+                .get_http_response_header_bytes("content-type")
                 .is_some_and(|t| body::is_json(&http::lossy(t)));
             if json {
                 self.buffering = true;
