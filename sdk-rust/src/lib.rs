@@ -7,6 +7,7 @@
 //!   the offending field in errors;
 //! * [`problem`]: RFC 9457 `application/problem+json` local replies shaped like the gateway's own;
 //! * [`http`]: query strings, headers, the client's IP address (with trusted proxies) and CIDRs;
+//! * [`allocator`]: [`allocator!`], a faster allocator than wasm's default for the module;
 //! * [`callbacks`]: [`stream_callbacks!`], the HTTP stream callbacks a plugin implements, so
 //!   that the gateway calls no others;
 //! * `testing` (feature `testing`, native targets only): a harness that serves the compiled `.wasm` through the real
@@ -14,6 +15,7 @@
 //!
 //! Everything but `testing` compiles for `wasm32-wasip1` and natively.
 
+pub mod allocator;
 pub mod callbacks;
 pub mod config;
 pub mod consumer;

@@ -34,6 +34,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// The detail of the 401 when no consumer was authenticated.
 pub const NO_CONSUMER: &str = "no authenticated consumer: acl needs an authentication plugin \
     (apikey-auth, basic-auth, jwt-auth, oauth2-introspection) before it in the middleware chain";

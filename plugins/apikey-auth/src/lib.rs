@@ -40,6 +40,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// The name the plugin records as `authenticated_by`.
 pub const PLUGIN_NAME: &str = "apikey-auth";
 

@@ -34,6 +34,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// The plugin configuration, as written in the spec.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

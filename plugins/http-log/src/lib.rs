@@ -42,6 +42,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// Counter: lines the collector accepted.
 pub const METRIC_SHIPPED: &str = "http_log_lines_shipped_total";
 /// Counter: lines dropped (buffer full, or their batch failed for the last time).

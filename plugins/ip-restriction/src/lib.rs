@@ -36,6 +36,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// The plugin configuration, as written in the spec (CIDRs are checked as they are parsed, so
 /// a bad one is reported at its own pointer, e.g. `/allow/2`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

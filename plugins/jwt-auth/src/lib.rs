@@ -56,6 +56,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// How often the root context checks whether a JWKS fetch is due.
 const TICK: Duration = Duration::from_secs(1);
 

@@ -42,6 +42,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 /// The host's shared data (one namespace per plugin, shared by every replica of every worker).
 struct SharedData;
 

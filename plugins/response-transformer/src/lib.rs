@@ -43,6 +43,9 @@ mod entry {
     }}
 }
 
+// Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
+barbacane_sdk::allocator!();
+
 #[derive(Default)]
 struct Root {
     rules: Option<Rc<Rules>>,

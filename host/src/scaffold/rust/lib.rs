@@ -31,6 +31,9 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
 }}
 
+// Small allocations from free lists rather than dlmalloc (optional: see barbacane_sdk::allocator).
+barbacane_sdk::allocator!();
+
 struct Root {
     config: Option<Rc<Config>>,
 }
