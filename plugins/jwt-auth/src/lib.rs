@@ -261,14 +261,17 @@ fn finish<C: Context + ?Sized>(
 ) -> Action {
     match result {
         Ok(identity) => {
+            // The claims passed, so their times read; a token whose did not is not cached.
+            let times = verify::Times::of(&identity.consumer.claims).ok();
             let verified = Rc::new(Verified {
                 consumer: consumer::encode(&identity.consumer),
+                times: times.unwrap_or_default(),
                 identity,
             });
-            shared
-                .cache
-                .borrow_mut()
-                .insert(&found.token, verified.clone());
+            if times.is_some() {
+                let mut cache = shared.cache.borrow_mut();
+                cache.insert(&found.token, verified.clone());
+            }
             admit(ctx, &shared.settings, &verified, found)
         }
         Err(refusal) => {
@@ -509,7 +512,8 @@ impl HttpContext for Stream {
         let now = now(self);
         let cached = shared.cache.borrow().get(&found.token);
         if let Some(verified) = cached {
-            return match verify::check_claims(settings, &verified.identity.consumer.claims, now) {
+            // Only the times can have changed since the token was verified.
+            return match verified.times.check(settings, now) {
                 Ok(()) => admit(self, settings, &verified, &found),
                 Err(refusal) => {
                     send_problem(&refusal, settings);

@@ -143,37 +143,63 @@ pub fn claim<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value
     Some(value)
 }
 
+/// A token's `exp` and `nbf` (RFC 7519 NumericDates), read once: they are the claims whose
+/// check depends on the time, so a cached token checks only these again.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Times {
+    /// Expiration time.
+    pub exp: Option<f64>,
+    /// Not before.
+    pub nbf: Option<f64>,
+}
+
+impl Times {
+    /// `exp` and `nbf` of `claims`; refused when one is present but not a number.
+    pub fn of(claims: &Map<String, Value>) -> Result<Times, Refusal> {
+        let numeric_date = |name: &str| -> Result<Option<f64>, Refusal> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| Refusal::Invalid(format!("the {name} claim is not a number"))),
+                Some(_) => Err(Refusal::Invalid(format!(
+                    "the {name} claim is not a NumericDate"
+                ))),
+            }
+        };
+        Ok(Times {
+            exp: numeric_date("exp")?,
+            nbf: numeric_date("nbf")?,
+        })
+    }
+
+    /// Whether the token is valid at `now`, within `settings.leeway`.
+    pub fn check(&self, settings: &Settings, now: f64) -> Result<(), Refusal> {
+        // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`.
+        if let Some(exp) = self.exp
+            && now >= exp + settings.leeway
+        {
+            return Err(Refusal::Invalid(format!("the token expired at {exp}")));
+        }
+        if let Some(nbf) = self.nbf
+            && now + settings.leeway < nbf
+        {
+            return Err(Refusal::Invalid(format!(
+                "the token is not valid before {nbf}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Checks the registered time claims, then the issuer, the audience and the required claims.
 pub fn check_claims(
     settings: &Settings,
     claims: &Map<String, Value>,
     now: f64,
 ) -> Result<(), Refusal> {
-    let numeric_date = |name: &str| -> Result<Option<f64>, Refusal> {
-        match claims.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| Refusal::Invalid(format!("the {name} claim is not a number"))),
-            Some(_) => Err(Refusal::Invalid(format!(
-                "the {name} claim is not a NumericDate"
-            ))),
-        }
-    };
-    // RFC 7519 §4.1.4: the token must not be accepted on or after `exp`.
-    if let Some(exp) = numeric_date("exp")?
-        && now >= exp + settings.leeway
-    {
-        return Err(Refusal::Invalid(format!("the token expired at {exp}")));
-    }
-    if let Some(nbf) = numeric_date("nbf")?
-        && now + settings.leeway < nbf
-    {
-        return Err(Refusal::Invalid(format!(
-            "the token is not valid before {nbf}"
-        )));
-    }
+    Times::of(claims)?.check(settings, now)?;
     if !settings.issuers.is_empty() {
         match claims.get("iss") {
             Some(Value::String(iss)) if settings.issuers.contains(iss) => {}
