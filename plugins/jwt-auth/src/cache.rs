@@ -1,10 +1,11 @@
 //! Tokens this VM has already verified, as Envoy's `jwt_authn` `jwt_cache_config`: a client
 //! sends the same token on many requests, and decoding it and checking its signature is most of
 //! the plugin's cost. An entry holds what the verification produced — the identity to forward,
-//! whose consumer carries the claims — so that a hit skips decoding and the signature and only
-//! checks the claims again (`exp` and `nbf` depend on the time; the others are cheap). Entries are keyed by the exact token text and evicted oldest first;
-//! the whole cache is emptied when the key set changes (a removed key must not keep its tokens
-//! alive).
+//! whose consumer carries the claims, and the token's `exp` and `nbf` — so that a hit skips
+//! decoding, the signature and the static claims (issuer, audience, required claims: settings
+//! are fixed for a VM's life) and checks only the times again. Entries are keyed by the exact
+//! token text and evicted oldest first; the whole cache is emptied when the key set changes (a
+//! removed key must not keep its tokens alive).
 
 use crate::verify::Identity;
 use hashbrown::HashTable;
