@@ -72,18 +72,21 @@ impl TokenCache {
 
     /// Remembers `token`'s verification, evicting the oldest entry when full.
     pub fn insert(&mut self, token: &str, verified: Rc<Verified>) {
-        if self.capacity == 0 || self.get(token).is_some() {
+        let hash = self.hasher.hash_one(token);
+        if self.capacity == 0 || self.entries.find(hash, |(t, _)| same(t, token)).is_some() {
             return;
         }
         if self.entries.len() >= self.capacity
             && let Some(oldest) = self.order.pop_front()
         {
-            let hash = self.hasher.hash_one(&oldest);
-            if let Ok(entry) = self.entries.find_entry(hash, |(t, _)| same(t, &oldest)) {
+            let oldest_hash = self.hasher.hash_one(&oldest);
+            if let Ok(entry) = self
+                .entries
+                .find_entry(oldest_hash, |(t, _)| same(t, &oldest))
+            {
                 entry.remove();
             }
         }
-        let hash = self.hasher.hash_one(token);
         let hasher = &self.hasher;
         self.entries
             .insert_unique(hash, (token.to_string(), verified), |(t, _)| {
