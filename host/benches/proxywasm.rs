@@ -72,11 +72,11 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut vm = Vm::start(&engine, &headers_module, config("headers", "x-a: 1")).unwrap();
-    let response: Pairs = vec![
-        (String::from(":status"), b"200".to_vec()),
-        (String::from("content-type"), b"application/json".to_vec()),
-        (String::from("content-length"), b"60".to_vec()),
-    ];
+    let response: Pairs = Pairs::from([
+        (":status", "200"),
+        ("content-type", "application/json"),
+        ("content-length", "60"),
+    ]);
     c.bench_function("headers-only filter, one request", |b| {
         b.iter(|| {
             let context = vm.create_stream(info.clone()).unwrap();

@@ -10,6 +10,7 @@ mod grpc;
 use crate::dispatch::Context;
 use crate::model::{HttpUpstreamDispatch, Upstream};
 use crate::problem::{Kind, Problem};
+use crate::proxywasm::http::Pairs;
 use crate::proxywasm::{CallResponse, Callout};
 use crate::server::{Body, BoxError};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -208,12 +209,12 @@ impl Upstreams {
             (BROKEN_CONNECTION, String::from("reset"))
         };
         let local = |status: u16, body: &str| CallResponse {
-            headers: vec![
-                (String::from(":status"), status.to_string().into_bytes()),
-                (String::from("content-type"), b"text/plain".to_vec()),
-            ],
+            headers: Pairs::from([
+                (":status", status.to_string().as_bytes()),
+                ("content-type", b"text/plain"),
+            ]),
             body: body.as_bytes().to_vec(),
-            trailers: Vec::new(),
+            trailers: Pairs::new(),
         };
         let Some((cluster, endpoint)) = self.pick(&callout.upstream) else {
             return Ok(local(503, "no healthy upstream"));
@@ -237,12 +238,12 @@ impl Upstreams {
                 .collect()
                 .await
                 .map_err(|_| reset("the response body failed or exceeded the buffer limit"))?;
-            let trailers = collected.trailers().map(header_pairs).unwrap_or_default();
-            let mut headers = vec![(
-                String::from(":status"),
-                parts.status.as_str().as_bytes().to_vec(),
-            )];
-            headers.extend(header_pairs(&parts.headers));
+            let trailers = collected
+                .trailers()
+                .map(Pairs::from_iter)
+                .unwrap_or_default();
+            let mut headers = Pairs::from([(":status", parts.status.as_str())]);
+            headers.extend(&parts.headers);
             Ok(CallResponse {
                 headers,
                 body: collected.to_bytes().to_vec(),
@@ -264,25 +265,18 @@ const BROKEN_CONNECTION: u32 = 11;
 /// The most a callout response body may hold (Envoy's default buffer limit).
 pub const CALLOUT_BODY_LIMIT: usize = 1 << 20;
 
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-        .collect()
-}
-
 /// The HTTP request for a callout: the endpoint's scheme and address, its base path joined with
 /// `:path`, `:authority` as `Host`.
 fn callout_request(endpoint: &Endpoint, callout: &Callout) -> Option<Request<Body>> {
     let mut builder = Request::builder();
     let mut path = None;
     for (key, value) in &callout.headers {
-        match key.as_str() {
-            ":method" => builder = builder.method(value.as_slice()),
-            ":path" => path = Some(String::from_utf8_lossy(value).into_owned()),
-            ":authority" => builder = builder.header(header::HOST, value.as_slice()),
-            ":scheme" => {}
-            _ => builder = builder.header(key.as_str(), value.as_slice()),
+        match key {
+            b":method" => builder = builder.method(value),
+            b":path" => path = Some(String::from_utf8_lossy(value).into_owned()),
+            b":authority" => builder = builder.header(header::HOST, value),
+            b":scheme" => {}
+            _ => builder = builder.header(key, value),
         }
     }
     let path = path?;

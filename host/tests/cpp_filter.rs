@@ -13,6 +13,7 @@ mod support;
 
 use barbacane::compile::{self, Options};
 use barbacane::proxywasm::abi::LogLevel;
+use barbacane::proxywasm::http::Pairs;
 use barbacane::proxywasm::properties::StreamInfo;
 use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, MapType, PluginModule, Vm, engine};
 use barbacane::server::Config;
@@ -92,7 +93,7 @@ fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
     vm.set_map(
         context,
         MapType::ResponseHeaders,
-        vec![(String::from(":status"), b"204".to_vec())],
+        Pairs::from([(":status", "204")]),
     );
     vm.end_stream(context).unwrap();
     let logged = (

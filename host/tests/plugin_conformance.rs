@@ -16,6 +16,7 @@ use barbacane::builtins::{self, Builtin};
 use barbacane::compile::{self, Options};
 use barbacane::diag::Code;
 use barbacane::model::Middleware;
+use barbacane::proxywasm::http::Pairs;
 use barbacane::proxywasm::{
     self, Capability, Direction, MapType, PluginConfig, PluginModule, StreamCallbacks, Vm,
 };
@@ -287,21 +288,13 @@ fn every_builtin_does_only_what_its_manifest_declares() {
         let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ b.name.len() as u64);
         for _ in 0..50 {
             let context = vm.create_stream(Arc::default()).unwrap();
-            let mut request: Vec<(String, Vec<u8>)> = vec![
-                (String::from(":method"), b"GET".to_vec()),
-                (
-                    String::from(":path"),
-                    format!("/r?{}", random.text(20)).into_bytes(),
-                ),
-                (String::from(":authority"), b"gateway.test".to_vec()),
-                (String::from(":scheme"), b"http".to_vec()),
-            ];
-            request.extend(
-                random
-                    .headers()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes())),
-            );
+            let mut request = Pairs::from([
+                (":method", String::from("GET")),
+                (":path", format!("/r?{}", random.text(20))),
+                (":authority", String::from("gateway.test")),
+                (":scheme", String::from("http")),
+            ]);
+            request.extend(random.headers());
             vm.set_map(context, MapType::RequestHeaders, request);
             // Results are the plugin's to choose; a trap is what this test is not about (the
             // gateway test below counts those), so errors end the stream.
@@ -312,10 +305,7 @@ fn every_builtin_does_only_what_its_manifest_declares() {
             vm.set_map(
                 context,
                 MapType::ResponseHeaders,
-                vec![
-                    (String::from(":status"), b"200".to_vec()),
-                    (String::from("content-type"), b"application/json".to_vec()),
-                ],
+                Pairs::from([(":status", "200"), ("content-type", "application/json")]),
             );
             let _ = vm.on_response_headers(context, false);
             let size = vm.append_body(context, Direction::Response, br#"{"ok":true}"#.to_vec());

@@ -8,6 +8,7 @@
 
 mod support;
 
+use barbacane::proxywasm::http::Pairs;
 use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, ModuleError, PluginModule, engine};
 
 #[test]
@@ -237,14 +238,10 @@ fn shutdown_runs_the_roots_on_done_then_on_delete_as_envoy_does() {
     let [callout] = &outbox.callouts[..] else {
         panic!("one flush callout expected: {:?}", outbox.callouts);
     };
-    assert!(
-        callout
-            .headers
-            .contains(&(String::from(":path"), b"/flush".to_vec()))
-    );
+    assert_eq!(callout.headers.get(b":path"), Some(&b"/flush"[..]));
     assert!(!logs(&vm).contains(&String::from("root delete")));
     let answer = barbacane::proxywasm::CallResponse {
-        headers: vec![(String::from(":status"), b"204".to_vec())],
+        headers: Pairs::from([(":status", "204")]),
         ..Default::default()
     };
     vm.on_http_call_response(callout.token, Ok(answer)).unwrap();

@@ -10,6 +10,7 @@
 
 mod support;
 
+use barbacane::proxywasm::http::Pairs;
 use barbacane::proxywasm::properties::StreamInfo;
 use barbacane::proxywasm::{
     Direction, MapType, ModuleError, PluginModule, StreamCallback, StreamCallbacks, Vm, engine,
@@ -29,18 +30,18 @@ fn only_the_declared_callbacks_are_called() {
         "undeclared body callbacks: bodies stream past the plugin"
     );
     let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
-    vm.set_map(context, MapType::RequestHeaders, Vec::new());
+    vm.set_map(context, MapType::RequestHeaders, Pairs::new());
     assert_eq!(vm.on_request_headers(context, true).unwrap(), 0);
     assert_eq!(
         vm.take_map(context, MapType::RequestHeaders).unwrap(),
-        vec![(String::from("x-declared"), b"request".to_vec())],
+        Pairs::from([("x-declared", "request")]),
         "the declared callback ran"
     );
-    vm.set_map(context, MapType::ResponseHeaders, Vec::new());
+    vm.set_map(context, MapType::ResponseHeaders, Pairs::new());
     assert_eq!(vm.on_response_headers(context, false).unwrap(), 0);
     assert_eq!(
         vm.take_map(context, MapType::ResponseHeaders).unwrap(),
-        vec![],
+        Pairs::new(),
         "response headers: not declared, not called"
     );
     let size = vm.append_body(context, Direction::Response, b"kept".to_vec());

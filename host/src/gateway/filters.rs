@@ -660,10 +660,7 @@ impl Passage {
             Direction::Response => MapType::ResponseTrailers,
         };
         let mut flushed = Vec::new();
-        let mut pairs: Pairs = trailers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
-            .collect();
+        let mut pairs = Pairs::from_iter(&trailers);
         for index in self.order(direction) {
             let stream = &self.streams[index];
             if !stream.wants_body(direction) {
@@ -677,10 +674,7 @@ impl Passage {
         }
         let mut trailers = HeaderMap::new();
         for (key, value) in &pairs {
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(key.as_bytes()),
-                HeaderValue::from_bytes(value),
-            ) {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(key), HeaderValue::from_bytes(value)) {
                 trailers.append(k, v);
             }
         }
@@ -833,10 +827,9 @@ fn local_response(local: LocalResponse) -> Response<Body> {
     *response.status_mut() =
         StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in &local.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             response.headers_mut().append(name, value);
         }
     }

@@ -119,15 +119,15 @@ impl GrpcTarget {
                 }
                 // GrpcService.initial_metadata: HeaderValue { key = 1, value = 2 }.
                 (5, Some(header)) => {
-                    let (mut key, mut value) = (String::new(), Vec::new());
+                    let (mut key, mut value) = (&[][..], &[][..]);
                     for (field, bytes) in protobuf_fields(header)? {
                         match (field, bytes) {
-                            (1, Some(k)) => key = String::from_utf8_lossy(k).to_lowercase(),
-                            (2, Some(v)) => value = v.to_vec(),
+                            (1, Some(k)) => key = k,
+                            (2, Some(v)) => value = v,
                             _ => {}
                         }
                     }
-                    target.metadata.push((key, value));
+                    target.metadata.push(key, value);
                 }
                 _ => {}
             }
@@ -208,10 +208,7 @@ mod tests {
         let service = grpc_service("auth", "auth.internal", "X-Key", "v");
         let parsed = GrpcTarget::parse(&service, &known).unwrap();
         assert_eq!(parsed.upstream, "auth");
-        assert_eq!(
-            parsed.metadata,
-            vec![(String::from("x-key"), b"v".to_vec())]
-        );
+        assert_eq!(parsed.metadata, Pairs::from([("x-key", "v")]));
 
         // "b" alone would be a truncated protobuf field: it is a known name first.
         assert_eq!(GrpcTarget::parse(b"b", &known).unwrap().upstream, "b");

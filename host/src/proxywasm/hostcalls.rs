@@ -11,7 +11,9 @@ use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
 use super::grpc::{GrpcCall, GrpcHandle, GrpcOutgoing, GrpcTarget, MAX_QUEUED_BYTES};
 use super::http::{Pairs, deserialize, serialize};
-use super::memory::{read, return_bytes, return_state_bytes, with_slice, write_u32, write_u64};
+use super::memory::{
+    read, return_bytes, return_state_bytes, with_slice, with_slices, write_u32, write_u64,
+};
 use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
 use super::shared::{PluginMetrics, SharedData, SharedQueues};
@@ -304,19 +306,6 @@ fn map_ref(state: &HostState, map: i32) -> Result<Option<&Pairs>, Status> {
     })
 }
 
-fn key_of(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<String, Status> {
-    Ok(super::http::header_name(read(caller, ptr, len)?))
-}
-
-/// A key a filter passed, to find in a map (whose keys are lower case) without copying it: any
-/// case matches; bytes that are not UTF-8 are compared as the map stores them (replaced).
-fn wanted_key(wanted: &[u8]) -> std::borrow::Cow<'_, str> {
-    match std::str::from_utf8(wanted) {
-        Ok(wanted) => std::borrow::Cow::Borrowed(wanted),
-        Err(_) => std::borrow::Cow::Owned(super::http::header_name(wanted.to_vec())),
-    }
-}
-
 fn proxy_get_header_map_pairs(
     mut caller: Caller<'_, HostState>,
     map: i32,
@@ -325,7 +314,7 @@ fn proxy_get_header_map_pairs(
 ) -> wasmtime::Result<i32> {
     // An unavailable map reads as empty, as in Envoy.
     let bytes = match map_ref(caller.data(), map) {
-        Ok(pairs) => serialize(pairs.unwrap_or(&Vec::new())),
+        Ok(pairs) => serialize(pairs.unwrap_or(&Pairs::new())),
         Err(status) => return Ok(status as i32),
     };
     Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32)
@@ -335,7 +324,7 @@ fn proxy_get_header_map_pairs(
 /// entries, nor the serialised size); BAD_ARGUMENT when the map is not available.
 fn proxy_get_header_map_size(mut caller: Caller<'_, HostState>, map: i32, size_out: i32) -> i32 {
     let size: usize = match map_ref(caller.data(), map) {
-        Ok(Some(pairs)) => pairs.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        Ok(Some(pairs)) => pairs.byte_size(),
         Ok(None) => return Status::BadArgument as i32,
         Err(status) => return status as i32,
     };
@@ -348,30 +337,23 @@ fn proxy_set_header_map_pairs(
     ptr: i32,
     len: i32,
 ) -> i32 {
-    let bytes = match read(&mut caller, ptr, len) {
-        Ok(b) => b,
-        Err(status) => return status as i32,
-    };
-    let Some(new_pairs) = deserialize(&bytes) else {
-        return Status::BadArgument as i32;
-    };
-    edit_available(&mut caller, map, |pairs| *pairs = new_pairs)
+    // Parsed where it lies in guest memory.
+    let edited = with_slice(&mut caller, ptr, len, |bytes, state| {
+        let new_pairs = deserialize(bytes).ok_or(Status::BadArgument)?;
+        edit_available(state, map, |pairs| *pairs = new_pairs)
+    });
+    status(edited.and_then(|edited| edited))
 }
 
 /// Applies `edit` to map `map`, if that map exists in the callback in progress.
 fn edit_available(
-    caller: &mut Caller<'_, HostState>,
+    state: &mut HostState,
     map: i32,
     edit: impl FnOnce(&mut Pairs),
-) -> i32 {
-    match map_mut(caller.data_mut(), map) {
-        Ok(Some(pairs)) => {
-            edit(pairs);
-            Status::Ok as i32
-        }
-        Ok(None) => Status::BadArgument as i32,
-        Err(status) => status as i32,
-    }
+) -> Result<(), Status> {
+    let pairs = map_mut(state, map)?.ok_or(Status::BadArgument)?;
+    edit(pairs);
+    Ok(())
 }
 
 /// The first value of `key` (Envoy returns only the first of repeated headers).
@@ -386,12 +368,7 @@ fn proxy_get_header_map_value(
     // The key is compared where it lies in guest memory; the value is copied from the map
     // straight into the guest's buffer.
     let found = with_slice(&mut caller, key_ptr, key_len, |key, state| {
-        map_ref(state, map).map(|pairs| {
-            pairs.and_then(|pairs| {
-                let key = wanted_key(key);
-                pairs.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key))
-            })
-        })
+        map_ref(state, map).map(|pairs| pairs.and_then(|pairs| pairs.position(key)))
     });
     let index = match found.and_then(|found| found) {
         Ok(index) => index,
@@ -417,28 +394,22 @@ fn proxy_get_header_map_value(
 
 /// The value at `index` of map `map`.
 fn map_value(state: &HostState, map: i32, index: usize) -> Option<&[u8]> {
-    let pairs = map_ref(state, map).ok()??;
-    pairs.get(index).map(|(_, v)| v.as_slice())
+    map_ref(state, map).ok()??.value(index)
 }
 
-/// The shared shape of add and replace: read the key and value (the map keeps them), then edit
-/// the map.
+/// The shared shape of add and replace: the map copies the key and value straight from guest
+/// memory.
 fn edit_map(
     caller: &mut Caller<'_, HostState>,
     map: i32,
     key: (i32, i32),
     value: (i32, i32),
-    edit: impl FnOnce(&mut Pairs, String, Vec<u8>),
+    edit: impl FnOnce(&mut Pairs, &[u8], &[u8]),
 ) -> i32 {
-    let key = match key_of(caller, key.0, key.1) {
-        Ok(k) => k,
-        Err(status) => return status as i32,
-    };
-    let value = match read(caller, value.0, value.1) {
-        Ok(v) => v,
-        Err(status) => return status as i32,
-    };
-    edit_available(caller, map, |pairs| edit(pairs, key, value))
+    let edited = with_slices(caller, key, value, |key, value, state| {
+        edit_available(state, map, |pairs| edit(pairs, key, value))
+    });
+    status(edited.and_then(|edited| edited))
 }
 
 fn proxy_add_header_map_value(
@@ -449,9 +420,7 @@ fn proxy_add_header_map_value(
     vp: i32,
     vl: i32,
 ) -> i32 {
-    edit_map(&mut caller, map, (kp, kl), (vp, vl), |pairs, key, value| {
-        pairs.push((key, value))
-    })
+    edit_map(&mut caller, map, (kp, kl), (vp, vl), Pairs::push)
 }
 
 fn proxy_replace_header_map_value(
@@ -462,23 +431,7 @@ fn proxy_replace_header_map_value(
     vp: i32,
     vl: i32,
 ) -> i32 {
-    edit_map(
-        &mut caller,
-        map,
-        (kp, kl),
-        (vp, vl),
-        |pairs, key, value| match pairs.iter().position(|(k, _)| *k == key) {
-            Some(first) => {
-                pairs[first].1 = value;
-                let mut index = 0;
-                pairs.retain(|(k, _)| {
-                    index += 1;
-                    index - 1 == first || *k != key
-                });
-            }
-            None => pairs.push((key, value)),
-        },
-    )
+    edit_map(&mut caller, map, (kp, kl), (vp, vl), Pairs::replace)
 }
 
 fn proxy_remove_header_map_value(
@@ -488,15 +441,9 @@ fn proxy_remove_header_map_value(
     kl: i32,
 ) -> i32 {
     let removed = with_slice(&mut caller, kp, kl, |key, state| {
-        let key = wanted_key(key);
-        map_mut(state, map)
-            .map(|pairs| pairs.map(|pairs| pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(&key))))
+        edit_available(state, map, |pairs| pairs.remove(key))
     });
-    match removed.and_then(|removed| removed) {
-        Ok(Some(())) => Status::Ok as i32,
-        Ok(None) => Status::BadArgument as i32,
-        Err(status) => status as i32,
-    }
+    status(removed.and_then(|removed| removed))
 }
 
 /// Leaves `signal` for the effective stream, and wakes it in case it is paused (a signal from
@@ -648,7 +595,10 @@ fn proxy_http_call(
             return Err(Status::BadArgument);
         }
         for required in [":method", ":path", ":authority"] {
-            if !headers.iter().any(|(k, v)| k == required && !v.is_empty()) {
+            if headers
+                .get(required.as_bytes())
+                .is_none_or(<[u8]>::is_empty)
+            {
                 return Err(Status::BadArgument);
             }
         }
@@ -813,7 +763,7 @@ fn open_grpc(
         let _ = sender.send(GrpcOutgoing::Close);
     }
     let mut all_metadata = target.metadata;
-    all_metadata.extend(metadata);
+    all_metadata.extend(&metadata);
     let state = caller.data_mut();
     state.grpc.insert(
         token,

@@ -5,23 +5,235 @@
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-/// A header map as the ABI sees it.
-pub type Pairs = Vec<(String, Vec<u8>)>;
+/// A header map as the ABI sees it: entries in order (repeats are repeats), keys lower case.
+/// Keys and values lie back to back in one buffer, so a map is two allocations however many
+/// entries it holds: a chain builds one per head and edits it in most host calls.
+#[derive(Clone, Default)]
+pub struct Pairs {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// Where an entry's key and value lie in [`Pairs::bytes`], as `(start, end)`.
+#[derive(Clone, Copy)]
+struct Entry {
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+/// The bytes of `span` in `bytes` (empty if out of range, which the map's own spans never are).
+fn slice(bytes: &[u8], (start, end): (usize, usize)) -> &[u8] {
+    bytes.get(start..end).unwrap_or_default()
+}
+
+impl Pairs {
+    /// The empty map.
+    pub fn new() -> Pairs {
+        Pairs::default()
+    }
+
+    fn with_capacity(entries: usize, bytes: usize) -> Pairs {
+        Pairs {
+            bytes: Vec::with_capacity(bytes),
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries in order, as `(key, value)`.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            bytes: &self.bytes,
+            entries: self.entries.iter(),
+        }
+    }
+
+    /// Appends `key: value`; the key is kept lower case.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) {
+        let key = self.append(key);
+        if let Some(stored) = self.bytes.get_mut(key.0..key.1) {
+            stored.make_ascii_lowercase();
+        }
+        let value = self.append(value);
+        self.entries.push(Entry { key, value });
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> (usize, usize) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        (start, self.bytes.len())
+    }
+
+    /// The index of the first entry named `key` (any case).
+    pub fn position(&self, key: &[u8]) -> Option<usize> {
+        self.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))
+    }
+
+    /// The first value of `key` (any case).
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, value)| value)
+    }
+
+    /// The value of the entry at `index`.
+    pub fn value(&self, index: usize) -> Option<&[u8]> {
+        self.entries.get(index).map(|e| slice(&self.bytes, e.value))
+    }
+
+    /// Gives the entry at `index` the value `value`.
+    pub fn set_value(&mut self, index: usize, value: &[u8]) {
+        let Some(&Entry {
+            value: (start, end),
+            ..
+        }) = self.entries.get(index)
+        else {
+            return;
+        };
+        let span = match self.bytes.get_mut(start..start + value.len()) {
+            Some(old) if value.len() <= end - start => {
+                old.copy_from_slice(value);
+                (start, start + value.len())
+            }
+            _ => self.append(value),
+        };
+        self.entries[index].value = span;
+        self.compact_if_sparse();
+    }
+
+    /// Envoy's replace: the first entry named `key` (any case) takes `value` and the others of
+    /// that name go; with none, `key: value` is appended.
+    pub fn replace(&mut self, key: &[u8], value: &[u8]) {
+        let Some(first) = self.position(key) else {
+            return self.push(key, value);
+        };
+        self.set_value(first, value);
+        let mut index = 0;
+        self.retain(|k, _| {
+            index += 1;
+            index - 1 == first || !k.eq_ignore_ascii_case(key)
+        });
+    }
+
+    /// Removes every entry named `key` (any case).
+    pub fn remove(&mut self, key: &[u8]) {
+        self.retain(|k, _| !k.eq_ignore_ascii_case(key));
+    }
+
+    /// Keeps the entries for which `keep(key, value)` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
+        let bytes = &self.bytes;
+        self.entries
+            .retain(|e| keep(slice(bytes, e.key), slice(bytes, e.value)));
+        self.compact_if_sparse();
+    }
+
+    /// Envoy's `HeaderMap::byteSize()`: the bytes of every key and value.
+    pub fn byte_size(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| (e.key.1 - e.key.0) + (e.value.1 - e.value.0))
+            .sum()
+    }
+
+    /// Rewrites the buffer with only what the entries use once edits have left most of it unused
+    /// (a filter replacing a header in a loop must not grow it without bound).
+    fn compact_if_sparse(&mut self) {
+        let live = self.byte_size();
+        if self.bytes.len() <= 2 * live + 1024 {
+            return;
+        }
+        let mut compact = Pairs::with_capacity(self.entries.len(), live);
+        for (key, value) in self.iter() {
+            compact.push(key, value);
+        }
+        *self = compact;
+    }
+}
+
+/// The entries of a [`Pairs`], in order.
+pub struct Iter<'a> {
+    bytes: &'a [u8],
+    entries: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let e = self.entries.next()?;
+        Some((slice(self.bytes, e.key), slice(self.bytes, e.value)))
+    }
+}
+
+impl<'a> IntoIterator for &'a Pairs {
+    type Item = (&'a [u8], &'a [u8]);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl Eq for Pairs {}
+
+impl PartialEq for Pairs {
+    fn eq(&self, other: &Pairs) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Pairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lossy = String::from_utf8_lossy;
+        f.debug_list()
+            .entries(self.iter().map(|(k, v)| (lossy(k), lossy(v))))
+            .finish()
+    }
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> Extend<(K, V)> for Pairs {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, entries: I) {
+        for (key, value) in entries {
+            self.push(key.as_ref(), value.as_ref());
+        }
+    }
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for Pairs {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Pairs {
+        let mut pairs = Pairs::new();
+        pairs.extend(entries);
+        pairs
+    }
+}
+
+impl<K: AsRef<[u8]>, V: AsRef<[u8]>, const N: usize> From<[(K, V); N]> for Pairs {
+    fn from(entries: [(K, V); N]) -> Pairs {
+        entries.into_iter().collect()
+    }
+}
 
 /// Serialises `pairs` in the ABI's map format (Proxy-Wasm 0.2.1 §Header maps).
 pub fn serialize(pairs: &Pairs) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| 8 + k.len() + v.len() + 2)
-        .sum::<usize>();
+    let size = 4 + 10 * pairs.len() + pairs.byte_size();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
+    for (k, v) in pairs.iter() {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
+    for (k, v) in pairs.iter() {
+        out.extend_from_slice(k);
         out.push(0);
         out.extend_from_slice(v);
         out.push(0);
@@ -29,72 +241,68 @@ pub fn serialize(pairs: &Pairs) -> Vec<u8> {
     out
 }
 
-/// Parses the ABI's map format; `None` when the bytes do not hold a well-formed map. An empty
-/// input (or a lone NUL) is the empty map, as Envoy accepts.
+/// Parses the ABI's map format (keys made lower case); `None` when the bytes do not hold a
+/// well-formed map. An empty input (or a lone NUL) is the empty map, as Envoy accepts.
 pub fn deserialize(bytes: &[u8]) -> Option<Pairs> {
     if bytes.len() <= 1 {
-        return Some(Vec::new());
+        return Some(Pairs::new());
     }
     let u32_at = |at: usize| -> Option<usize> {
         let b = bytes.get(at..at + 4)?;
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     let count = u32_at(0)?;
-    let mut sizes = Vec::with_capacity(count.min(1024));
-    for i in 0..count {
-        sizes.push((u32_at(4 + 8 * i)?, u32_at(8 + 8 * i)?));
-    }
     let mut at = 4usize.checked_add(count.checked_mul(8)?)?;
-    let mut pairs = Vec::with_capacity(sizes.len());
-    for (key_len, value_len) in sizes {
+    let mut pairs = Pairs::with_capacity(count.min(1024), bytes.len().saturating_sub(at));
+    for i in 0..count {
+        let (key_len, value_len) = (u32_at(4 + 8 * i)?, u32_at(8 + 8 * i)?);
         let key = bytes.get(at..at.checked_add(key_len)?)?;
         at = at.checked_add(key_len + 1)?;
         let value = bytes.get(at..at.checked_add(value_len)?)?;
         at = at.checked_add(value_len + 1)?;
-        pairs.push((header_name(key.to_vec()), value.to_vec()));
+        pairs.push(key, value);
     }
     Some(pairs)
-}
-
-/// A header name from a filter as the maps hold it: lowercase, as a `String` made without a copy
-/// when it is UTF-8 (it always is in practice), else with the invalid bytes replaced.
-pub fn header_name(mut bytes: Vec<u8>) -> String {
-    bytes.make_ascii_lowercase();
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn push_headers(pairs: &mut Pairs, headers: &HeaderMap) {
     for (name, value) in headers {
         // `Host` is presented as `:authority`.
         if name != http::header::HOST {
-            pairs.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+            pairs.push(name.as_str().as_bytes(), value.as_bytes());
         }
     }
+}
+
+/// The bytes `headers` take in a map.
+fn headers_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
 }
 
 /// The request head as a map: pseudo-headers first, then the headers (`Host` becomes
 /// `:authority`).
 pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
-    let mut pairs = Vec::with_capacity(parts.headers.len() + 4);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = parts
         .uri
         .authority()
-        .map(|a| a.as_str().as_bytes().to_vec())
+        .map(|a| a.as_str().as_bytes())
         .or_else(|| {
             parts
                 .headers
                 .get(http::header::HOST)
-                .map(|h| h.as_bytes().to_vec())
+                .map(HeaderValue::as_bytes)
         })
         .unwrap_or_default();
-    pairs.push((
-        String::from(":method"),
-        parts.method.as_str().as_bytes().to_vec(),
-    ));
-    pairs.push((String::from(":path"), path.as_bytes().to_vec()));
-    pairs.push((String::from(":authority"), authority));
-    pairs.push((String::from(":scheme"), scheme.as_bytes().to_vec()));
+    let size = 64 + path.len() + authority.len() + headers_size(&parts.headers);
+    let mut pairs = Pairs::with_capacity(parts.headers.len() + 4, size);
+    pairs.push(b":method", parts.method.as_str().as_bytes());
+    pairs.push(b":path", path.as_bytes());
+    pairs.push(b":authority", authority);
+    pairs.push(b":scheme", scheme.as_bytes());
     push_headers(&mut pairs, &parts.headers);
     pairs
 }
@@ -109,18 +317,18 @@ fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
 /// Writes a (possibly changed) request map back into the request head. Entries that are not
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
-    for (key, value) in pairs {
-        match key.as_str() {
+    for (key, value) in pairs.iter() {
+        match key {
             // Unchanged values keep what was parsed (re-parsing a URI on every request is not
             // free). Only an origin-form URI (`/path?query`) is exactly its `:path`; any other
             // form is rebuilt from it, as a changed one is.
-            ":method" if value.as_slice() != parts.method.as_str().as_bytes() => {
+            b":method" if value != parts.method.as_str().as_bytes() => {
                 if let Ok(method) = Method::from_bytes(value) {
                     parts.method = method;
                 }
             }
-            ":path" if !is_origin_form(&parts.uri, value) => {
-                if let Ok(uri) = Uri::try_from(value.as_slice()) {
+            b":path" if !is_origin_form(&parts.uri, value) => {
+                if let Ok(uri) = Uri::try_from(value) {
                     parts.uri = uri;
                 }
             }
@@ -138,8 +346,8 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
 fn apply_headers(headers: &mut HeaderMap, pairs: &Pairs, with_host: bool) {
     let mut authorities = pairs
         .iter()
-        .filter(|(key, _)| with_host && key == ":authority")
-        .map(|(_, value)| value.as_slice());
+        .filter(|(key, _)| with_host && *key == b":authority")
+        .map(|(_, value)| value);
     let authority = authorities.next();
     if authorities.next().is_none() && edit_in_place(headers, pairs) {
         if with_host {
@@ -150,15 +358,15 @@ fn apply_headers(headers: &mut HeaderMap, pairs: &Pairs, with_host: bool) {
     let old = std::mem::take(headers);
     let mut unchanged = Unchanged::new(&old);
     headers.reserve(pairs.len());
-    for (key, value) in pairs {
-        if with_host && key == ":authority" {
+    for (key, value) in pairs.iter() {
+        if with_host && key == b":authority" {
             match old.get(http::header::HOST) {
-                Some(host) if host.as_bytes() == value.as_slice() => {
+                Some(host) if host.as_bytes() == value => {
                     headers.append(http::header::HOST, host.clone());
                 }
-                _ => append_parsed(headers, "host", value),
+                _ => append_parsed(headers, b"host", value),
             }
-        } else if !key.starts_with(':') {
+        } else if !key.starts_with(b":") {
             append(headers, &mut unchanged, key, value);
         }
     }
@@ -195,16 +403,16 @@ fn set_host(headers: &mut HeaderMap, authority: Option<&[u8]>) {
 fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
     let mut regular = pairs
         .iter()
-        .filter(|(key, _)| !key.starts_with(':'))
+        .filter(|(key, _)| !key.starts_with(b":"))
         .peekable();
     let mut removed: Vec<HeaderName> = Vec::new();
     for (name, value) in old_entries(headers) {
         let same = regular
             .peek()
-            .is_some_and(|(key, v)| name.as_str() == key && value.as_bytes() == v.as_slice());
+            .is_some_and(|&(key, v)| name.as_str().as_bytes() == key && value.as_bytes() == v);
         if same {
             regular.next();
-        } else if pairs.iter().all(|(key, _)| name.as_str() != key) {
+        } else if pairs.iter().all(|(key, _)| name.as_str().as_bytes() != key) {
             if removed.last() != Some(name) {
                 removed.push(name.clone());
             }
@@ -223,19 +431,17 @@ fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
 
 /// The response head as a map: `:status`, then the headers.
 pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
-    let mut pairs = Vec::with_capacity(parts.headers.len() + 1);
-    pairs.push((
-        String::from(":status"),
-        parts.status.as_str().as_bytes().to_vec(),
-    ));
+    let size = 16 + headers_size(&parts.headers);
+    let mut pairs = Pairs::with_capacity(parts.headers.len() + 1, size);
+    pairs.push(b":status", parts.status.as_str().as_bytes());
     push_headers(&mut pairs, &parts.headers);
     pairs
 }
 
 /// Writes a (possibly changed) response map back into the response head.
 pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
-    for (key, value) in pairs {
-        if key == ":status"
+    for (key, value) in pairs.iter() {
+        if key == b":status"
             && let Some(status) = std::str::from_utf8(value)
                 .ok()
                 .and_then(|s| s.parse::<u16>().ok())
@@ -269,11 +475,11 @@ impl<'a> Unchanged<'a> {
     }
 
     /// The old entry that is exactly `key: value`, at or after the last one found.
-    fn take(&mut self, key: &str, value: &[u8]) -> Option<(&'a HeaderName, &'a HeaderValue)> {
+    fn take(&mut self, key: &[u8], value: &[u8]) -> Option<(&'a HeaderName, &'a HeaderValue)> {
         let rest = self.entries.get(self.next..)?;
         let at = rest
             .iter()
-            .position(|(name, old)| name.as_str() == key && old.as_bytes() == value)?;
+            .position(|(name, old)| name.as_str().as_bytes() == key && old.as_bytes() == value)?;
         self.next += at + 1;
         Some(rest[at])
     }
@@ -281,7 +487,7 @@ impl<'a> Unchanged<'a> {
 
 /// Appends `key: value` to `headers`: the old entry's parsed name and value when it is one of
 /// `unchanged` (no copy), else parsed.
-fn append(headers: &mut HeaderMap, unchanged: &mut Unchanged<'_>, key: &str, value: &[u8]) {
+fn append(headers: &mut HeaderMap, unchanged: &mut Unchanged<'_>, key: &[u8], value: &[u8]) {
     match unchanged.take(key, value) {
         Some((name, old)) => {
             headers.append(name.clone(), old.clone());
@@ -291,11 +497,8 @@ fn append(headers: &mut HeaderMap, unchanged: &mut Unchanged<'_>, key: &str, val
 }
 
 /// Appends `key: value` parsed from the map's bytes; dropped if it is not valid HTTP.
-fn append_parsed(headers: &mut HeaderMap, key: &str, value: &[u8]) {
-    if let (Ok(name), Ok(value)) = (
-        HeaderName::from_bytes(key.as_bytes()),
-        HeaderValue::from_bytes(value),
-    ) {
+fn append_parsed(headers: &mut HeaderMap, key: &[u8], value: &[u8]) {
+    if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key), HeaderValue::from_bytes(value)) {
         headers.append(name, value);
     }
 }
@@ -306,15 +509,12 @@ mod tests {
 
     #[test]
     fn maps_round_trip_in_the_abi_format() {
-        let pairs: Pairs = vec![
-            (":method".into(), b"GET".to_vec()),
-            ("x-id".into(), b"7".to_vec()),
-        ];
+        let pairs = Pairs::from([(":method", "GET"), ("x-id", "7")]);
         let bytes = serialize(&pairs);
         assert_eq!(bytes.len(), 39);
         assert_eq!(&bytes[..12], &[2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0]);
         assert_eq!(deserialize(&bytes), Some(pairs));
-        assert_eq!(deserialize(&[]), Some(Vec::new()));
+        assert_eq!(deserialize(&[]), Some(Pairs::new()));
         assert_eq!(deserialize(&bytes[..30]), None);
         assert_eq!(deserialize(&[255, 255, 255, 255, 1]), None);
     }
@@ -328,10 +528,10 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = request.into_parts();
         let mut pairs = request_pairs(&parts, "http");
-        assert_eq!(pairs[1], (String::from(":path"), b"/pets?x=1".to_vec()));
-        assert_eq!(pairs[2], (String::from(":authority"), b"api.test".to_vec()));
-        pairs[1].1 = b"/v2/pets".to_vec();
-        pairs.push((String::from("x-b"), b"2".to_vec()));
+        assert_eq!(pairs.get(b":path"), Some(&b"/pets?x=1"[..]));
+        assert_eq!(pairs.get(b":authority"), Some(&b"api.test"[..]));
+        pairs.set_value(1, b"/v2/pets");
+        pairs.push(b"x-b", b"2");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.uri.path(), "/v2/pets");
         assert_eq!(parts.headers["host"], "api.test");
@@ -352,12 +552,8 @@ mod tests {
             let (mut parts, ()) = request.body(()).unwrap().into_parts();
             let kept = parts.headers["x-kept"].as_bytes().as_ptr();
             let mut pairs = request_pairs(&parts, "http");
-            pairs.retain(|(key, _)| key != "x-gone");
-            for pair in &mut pairs {
-                if pair.0 == "x-changed" {
-                    pair.1 = b"after".to_vec();
-                }
-            }
+            pairs.remove(b"x-gone");
+            pairs.replace(b"x-changed", b"after");
             apply_request_pairs(&mut parts, &pairs);
             assert_eq!(
                 parts.headers["x-kept"].as_bytes().as_ptr(),
@@ -380,8 +576,8 @@ mod tests {
         let (mut parts, ()) = request.into_parts();
         let kept = parts.headers["x-kept"].as_bytes().as_ptr();
         let mut pairs = request_pairs(&parts, "http");
-        pairs.push((String::from("x-added"), b"1".to_vec()));
-        pairs.push((String::from("x-kept"), b"again".to_vec()));
+        pairs.push(b"x-added", b"1");
+        pairs.push(b"x-kept", b"again");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
         let kept_values: Vec<_> = parts.headers.get_all("x-kept").iter().collect();
@@ -391,11 +587,11 @@ mod tests {
 
         // :authority still decides Host: changed, then removed.
         let mut pairs = request_pairs(&parts, "http");
-        pairs[2].1 = b"other.test".to_vec();
+        pairs.set_value(2, b"other.test");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.headers["host"], "other.test");
         let mut pairs = request_pairs(&parts, "http");
-        pairs.remove(2);
+        pairs.remove(b":authority");
         apply_request_pairs(&mut parts, &pairs);
         assert!(parts.headers.get("host").is_none());
         assert_eq!(parts.headers.get_all("x-kept").iter().count(), 2);
@@ -407,8 +603,8 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = response.into_parts();
         let mut pairs = response_pairs(&parts);
-        pairs[0].1 = b"201".to_vec();
-        pairs.push((String::from("x-conformance"), b"headers".to_vec()));
+        pairs.set_value(0, b"201");
+        pairs.push(b"x-conformance", b"headers");
         apply_response_pairs(&mut parts, &pairs);
         assert_eq!(parts.status, StatusCode::CREATED);
         assert_eq!(parts.headers["content-type"], "text/plain");
@@ -430,8 +626,8 @@ mod tests {
         let mut pairs = request_pairs(&parts, "http");
         // What request-transformer's remove and rename do: every value goes; the new name is
         // added at the end.
-        pairs.retain(|(key, _)| key != "x-gone");
-        pairs.push((String::from("x-renamed"), b"1".to_vec()));
+        pairs.remove(b"x-gone");
+        pairs.push(b"x-renamed", b"1");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.headers["x-kept"].as_bytes().as_ptr(), kept);
         let mut names: Vec<_> = parts.headers.keys().map(|n| n.as_str()).collect();
@@ -442,8 +638,8 @@ mod tests {
 
         // One of two values removed, or a header set anew at the end: rebuilt, and still right.
         let mut pairs = request_pairs(&parts, "http");
-        pairs.retain(|(k, v)| !(k == "x-multi" && v == b"1") && k != "x-kept");
-        pairs.push((String::from("x-kept"), b"new".to_vec()));
+        pairs.retain(|k, v| !(k == b"x-multi" && v == b"1") && k != b"x-kept");
+        pairs.push(b"x-kept", b"new");
         apply_request_pairs(&mut parts, &pairs);
         let multi: Vec<_> = parts.headers.get_all("x-multi").iter().collect();
         assert_eq!(multi, ["2"]);
@@ -458,7 +654,7 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = request.into_parts();
         let mut pairs = request_pairs(&parts, "http");
-        pairs[2].1 = b"other.test".to_vec();
+        pairs.set_value(2, b"other.test");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.uri, "/pets?x=1");
         assert_eq!(parts.headers["host"], "other.test");
@@ -468,5 +664,30 @@ mod tests {
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.uri, "/pets?x=1");
         assert_eq!(parts.method, http::Method::GET);
+    }
+
+    #[test]
+    fn edits_keep_keys_lower_case_and_the_buffer_bounded() {
+        let mut pairs = Pairs::from([("X-One", "1"), ("x-two", "2"), ("x-one", "3")]);
+        assert_eq!(pairs.get(b"x-ONE"), Some(&b"1"[..]));
+        // Replace: the first of the name changes (longer, then shorter), the others go.
+        pairs.replace(b"X-One", b"longer value");
+        pairs.replace(b"x-one", b"s");
+        assert_eq!(pairs, Pairs::from([("x-one", "s"), ("x-two", "2")]));
+        pairs.replace(b"x-three", b"3");
+        assert_eq!(pairs.position(b"x-three"), Some(2));
+        assert_eq!(pairs.byte_size(), 5 + 1 + 5 + 1 + 7 + 1);
+        // A value replaced over and over does not grow the map's buffer without bound.
+        let big = vec![b'v'; 4096];
+        for i in 0..1000 {
+            pairs.replace(b"x-two", &big[..4000 + i % 96]);
+        }
+        assert!(pairs.bytes.len() < 3 * pairs.byte_size() + 1024);
+        pairs.remove(b"X-TWO");
+        assert_eq!(pairs, Pairs::from([("x-one", "s"), ("x-three", "3")]));
+        assert_eq!(
+            format!("{pairs:?}"),
+            r#"[("x-one", "s"), ("x-three", "3")]"#
+        );
     }
 }

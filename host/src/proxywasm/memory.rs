@@ -52,6 +52,24 @@ pub(super) fn with_slice<R>(
     Ok(f(&data[range], state))
 }
 
+/// [`with_slice`] for two ranges at once (a header's key and value).
+pub(super) fn with_slices<R>(
+    caller: &mut Caller<'_, HostState>,
+    (ptr_a, len_a): (i32, i32),
+    (ptr_b, len_b): (i32, i32),
+    f: impl FnOnce(&[u8], &[u8], &mut HostState) -> R,
+) -> Result<R, Status> {
+    let memory = memory(caller)?;
+    let (data, state) = memory.data_and_store_mut(caller);
+    let data = &*data;
+    // An empty range is empty wherever it points, as in `read`.
+    let lent = |ptr: i32, len: i32| match len {
+        0 => Ok(&[][..]),
+        _ => range(ptr, u64::from(len as u32), data.len()).map(|r| &data[r]),
+    };
+    Ok(f(lent(ptr_a, len_a)?, lent(ptr_b, len_b)?, state))
+}
+
 /// Writes `bytes` at `ptr`.
 pub(super) fn write(
     caller: &mut Caller<'_, HostState>,

@@ -3,8 +3,9 @@
 //! trailers (or, from an upstream that does not answer gRPC, mapped from the HTTP status as
 //! Envoy's gRPC client does).
 
-use super::{Endpoint, HttpsClient, Upstreams, header_pairs};
+use super::{Endpoint, HttpsClient, Upstreams};
 use crate::proxywasm::grpc::{GrpcCall, GrpcEvent, GrpcOutgoing, status};
+use crate::proxywasm::http::Pairs;
 use crate::server::BoxError;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Request, header};
@@ -121,7 +122,7 @@ fn request(
         builder = builder.header("grpc-timeout", format!("{}m", timeout.as_millis()));
     }
     for (key, value) in &call.metadata {
-        builder = builder.header(key.as_str(), value.as_slice());
+        builder = builder.header(key, value);
     }
     builder.body(StreamBody::new(messages).boxed_unsync()).ok()
 }
@@ -160,7 +161,9 @@ async fn exchange(
     }
     // A trailers-only answer: the status is in the headers.
     if parts.headers.contains_key("grpc-status") {
-        deliver(GrpcEvent::TrailingMetadata(header_pairs(&parts.headers)));
+        deliver(GrpcEvent::TrailingMetadata(Pairs::from_iter(
+            &parts.headers,
+        )));
         return outcome_of(&parts.headers);
     }
     let grpc_content = parts
@@ -171,7 +174,7 @@ async fn exchange(
         let why = "the upstream did not answer with application/grpc";
         return (status::UNKNOWN, why.to_string());
     }
-    deliver(GrpcEvent::InitialMetadata(header_pairs(&parts.headers)));
+    deliver(GrpcEvent::InitialMetadata(Pairs::from_iter(&parts.headers)));
     let mut buffered = BytesMut::new();
     loop {
         let frame = match body.frame().await {
@@ -191,7 +194,7 @@ async fn exchange(
             Ok(data) => data,
             Err(frame) => {
                 let trailers = frame.into_trailers().unwrap_or_default();
-                deliver(GrpcEvent::TrailingMetadata(header_pairs(&trailers)));
+                deliver(GrpcEvent::TrailingMetadata(Pairs::from_iter(&trailers)));
                 return outcome_of(&trailers);
             }
         };
