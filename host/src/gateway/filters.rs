@@ -127,10 +127,15 @@ pub(super) struct Passage {
 
 impl Drop for Passage {
     fn drop(&mut self) {
-        let heads = Arc::new(std::mem::take(&mut self.heads));
+        // Shared by the plugins that may read them (most declare no `on_done`/`on_log`).
+        let mut heads = None;
         for stream in self.streams.drain(..) {
             let ended = stream.replica.with_generation(stream.generation, |vm| {
-                vm.set_final_heads(stream.context, heads.clone());
+                if vm.reads_final_heads() {
+                    let heads =
+                        heads.get_or_insert_with(|| Arc::new(std::mem::take(&mut self.heads)));
+                    vm.set_final_heads(stream.context, heads.clone());
+                }
                 vm.end_stream(stream.context)
             });
             if let Some(Err(error)) = ended {

@@ -1007,26 +1007,25 @@ fn proxy_get_property(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    let path = match read(&mut caller, path_ptr, path_len) {
-        Ok(p) => properties::split_path(&p),
-        Err(status) => return Ok(status as i32),
-    };
-    let state = caller.data();
-    let stream = state.streams.get(&state.effective);
-    let stream_filter_state = stream.map(|s| s.info.filter_state.lock());
-    let view = PropertyView {
-        plugin: &state.identity,
-        stream: stream.map(|s| &*s.info),
-        request_headers: stream.and_then(|s| s.map(0)),
-        response_headers: stream.and_then(|s| s.map(2)),
-        response_trailers: stream.and_then(|s| s.map(3)),
-        filter_state: stream_filter_state
-            .as_deref()
-            .unwrap_or(&state.root_filter_state),
-    };
-    let found = properties::get(&view, &path);
-    drop(stream_filter_state);
-    match found {
+    // The path is read where it lies in guest memory.
+    let found = with_slice(&mut caller, path_ptr, path_len, |path, state| {
+        let path = String::from_utf8_lossy(path);
+        let path = properties::split_path(&path);
+        let stream = state.streams.get(&state.effective);
+        let stream_filter_state = stream.map(|s| s.info.filter_state.lock());
+        let view = PropertyView {
+            plugin: &state.identity,
+            stream: stream.map(|s| &*s.info),
+            request_headers: stream.and_then(|s| s.map(0)),
+            response_headers: stream.and_then(|s| s.map(2)),
+            response_trailers: stream.and_then(|s| s.map(3)),
+            filter_state: stream_filter_state
+                .as_deref()
+                .unwrap_or(&state.root_filter_state),
+        };
+        properties::get(&view, &path)
+    });
+    match found.and_then(|found| found) {
         Ok(value) => Ok(return_bytes(&mut caller, &value, ptr_out, len_out)? as i32),
         Err(status) => Ok(status as i32),
     }
@@ -1042,11 +1041,10 @@ fn proxy_set_property(
     value_len: i32,
 ) -> i32 {
     let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, Vec<u8>), Status> {
-        let path = properties::split_path(&read(caller, path_ptr, path_len)?);
-        Ok((
-            properties::filter_state_key(&path),
-            read(caller, value_ptr, value_len)?,
-        ))
+        let path = read(caller, path_ptr, path_len)?;
+        let key =
+            properties::filter_state_key(&properties::split_path(&String::from_utf8_lossy(&path)));
+        Ok((key, read(caller, value_ptr, value_len)?))
     };
     let (key, value) = match read_all(&mut caller) {
         Ok(kv) => kv,

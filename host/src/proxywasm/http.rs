@@ -75,14 +75,15 @@ impl Pairs {
 
     /// The index of the first entry named `key` (any case).
     pub fn position(&self, key: &[u8]) -> Option<usize> {
-        self.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))
+        // Lengths first: most keys of a map differ from the one looked for in length.
+        self.entries.iter().position(|e| {
+            e.key.1 - e.key.0 == key.len() && slice(&self.bytes, e.key).eq_ignore_ascii_case(key)
+        })
     }
 
     /// The first value of `key` (any case).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, value)| value)
+        self.value(self.position(key)?)
     }
 
     /// The value of the entry at `index`.
@@ -148,8 +149,12 @@ impl Pairs {
     /// Rewrites the buffer with only what the entries use once edits have left most of it unused
     /// (a filter replacing a header in a loop must not grow it without bound).
     fn compact_if_sparse(&mut self) {
+        const SMALL: usize = 4096;
+        if self.bytes.len() <= SMALL {
+            return;
+        }
         let live = self.byte_size();
-        if self.bytes.len() <= 2 * live + 1024 {
+        if self.bytes.len() <= 2 * live + SMALL {
             return;
         }
         let mut compact = Pairs::with_capacity(self.entries.len(), live);
@@ -161,6 +166,7 @@ impl Pairs {
 }
 
 /// The entries of a [`Pairs`], in order.
+#[derive(Clone)]
 pub struct Iter<'a> {
     bytes: &'a [u8],
     entries: std::slice::Iter<'a, Entry>,
@@ -274,6 +280,10 @@ fn push_headers(pairs: &mut Pairs, headers: &HeaderMap) {
     }
 }
 
+/// Room for what a chain typically adds to a head (entries, bytes), so that its host calls do
+/// not grow the map again and again.
+const ADDED: (usize, usize) = (16, 512);
+
 /// The bytes `headers` take in a map.
 fn headers_size(headers: &HeaderMap) -> usize {
     headers
@@ -298,7 +308,7 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
         })
         .unwrap_or_default();
     let size = 64 + path.len() + authority.len() + headers_size(&parts.headers);
-    let mut pairs = Pairs::with_capacity(parts.headers.len() + 4, size);
+    let mut pairs = Pairs::with_capacity(parts.headers.len() + 4 + ADDED.0, size + ADDED.1);
     pairs.push(b":method", parts.method.as_str().as_bytes());
     pairs.push(b":path", path.as_bytes());
     pairs.push(b":authority", authority);
@@ -423,6 +433,7 @@ fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
     for name in removed {
         headers.remove(name);
     }
+    headers.reserve(regular.clone().count());
     for (key, value) in regular {
         append_parsed(headers, key, value);
     }
@@ -432,7 +443,7 @@ fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
 /// The response head as a map: `:status`, then the headers.
 pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
     let size = 16 + headers_size(&parts.headers);
-    let mut pairs = Pairs::with_capacity(parts.headers.len() + 1, size);
+    let mut pairs = Pairs::with_capacity(parts.headers.len() + 1 + ADDED.0, size + ADDED.1);
     pairs.push(b":status", parts.status.as_str().as_bytes());
     push_headers(&mut pairs, &parts.headers);
     pairs
@@ -498,10 +509,33 @@ fn append(headers: &mut HeaderMap, unchanged: &mut Unchanged<'_>, key: &[u8], va
 
 /// Appends `key: value` parsed from the map's bytes; dropped if it is not valid HTTP.
 fn append_parsed(headers: &mut HeaderMap, key: &[u8], value: &[u8]) {
-    if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(key), HeaderValue::from_bytes(value)) {
+    if let (Some(name), Ok(value)) = (parsed_name(key), HeaderValue::from_bytes(value)) {
         headers.append(name, value);
     }
 }
+
+/// `key` as a header name, parsed once per worker thread: a name that is not one of the
+/// standard ones is checked and copied each time it is parsed, and filters add the same few
+/// names (`x-request-id`, `ratelimit`, …) to every request. At most [`PARSED_NAMES`] are kept.
+fn parsed_name(key: &[u8]) -> Option<HeaderName> {
+    thread_local! {
+        static NAMES: std::cell::RefCell<rustc_hash::FxHashMap<Box<[u8]>, HeaderName>> =
+            Default::default();
+    }
+    NAMES.with_borrow_mut(|names| {
+        if let Some(name) = names.get(key) {
+            return Some(name.clone());
+        }
+        let name = HeaderName::from_bytes(key).ok()?;
+        if names.len() < PARSED_NAMES {
+            names.insert(key.into(), name.clone());
+        }
+        Some(name)
+    })
+}
+
+/// How many header names a worker thread keeps parsed (see [`parsed_name`]).
+const PARSED_NAMES: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -682,7 +716,7 @@ mod tests {
         for i in 0..1000 {
             pairs.replace(b"x-two", &big[..4000 + i % 96]);
         }
-        assert!(pairs.bytes.len() < 3 * pairs.byte_size() + 1024);
+        assert!(pairs.bytes.len() < 2 * pairs.byte_size() + 2 * 4096);
         pairs.remove(b"X-TWO");
         assert_eq!(pairs, Pairs::from([("x-one", "s"), ("x-three", "3")]));
         assert_eq!(

@@ -120,16 +120,13 @@ pub struct PropertyView<'a> {
 }
 
 /// Splits a property path as the ABI sends it (segments joined by NUL, trailing NUL tolerated).
-/// Bytes that are not UTF-8 are replaced, so such a segment matches no attribute name.
-pub fn split_path(bytes: &[u8]) -> Vec<String> {
-    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    if bytes.is_empty() {
+/// The caller replaces bytes that are not UTF-8, so such a segment matches no attribute name.
+pub fn split_path(text: &str) -> Vec<&str> {
+    let text = text.strip_suffix('\0').unwrap_or(text);
+    if text.is_empty() {
         return Vec::new();
     }
-    bytes
-        .split(|b| *b == 0)
-        .map(|segment| String::from_utf8_lossy(segment).into_owned())
-        .collect()
+    text.split('\0').collect()
 }
 
 /// The value of the property at `path` in Envoy's encoding, or the status to answer
@@ -139,7 +136,7 @@ pub fn split_path(bytes: &[u8]) -> Vec<String> {
 /// (`"request.headers.x-a"`); such a segment is split on its first two dots (the rest stays one
 /// segment, as header names may hold dots) only when the path as given matches nothing, so a
 /// filter-state entry stored under that dotted name wins.
-pub fn get(view: &PropertyView<'_>, path: &[String]) -> Result<Vec<u8>, Status> {
+pub fn get(view: &PropertyView<'_>, path: &[&str]) -> Result<Vec<u8>, Status> {
     match lookup(view, path) {
         Lookup::Found(value) => return Ok(value),
         Lookup::Unavailable => return Err(Status::NotFound),
@@ -148,7 +145,7 @@ pub fn get(view: &PropertyView<'_>, path: &[String]) -> Result<Vec<u8>, Status> 
     if let [single] = path
         && single.contains('.')
     {
-        let split: Vec<String> = single.splitn(3, '.').map(String::from).collect();
+        let split: Vec<&str> = single.splitn(3, '.').collect();
         if let Lookup::Found(value) = lookup(view, &split) {
             return Ok(value);
         }
@@ -157,7 +154,7 @@ pub fn get(view: &PropertyView<'_>, path: &[String]) -> Result<Vec<u8>, Status> 
 }
 
 /// The key under which `proxy_set_property` stores a value (segments joined by '.').
-pub fn filter_state_key(path: &[String]) -> String {
+pub fn filter_state_key(path: &[&str]) -> String {
     path.join(".")
 }
 
@@ -182,13 +179,12 @@ fn known(value: Option<Vec<u8>>) -> Lookup {
 }
 
 /// Envoy's order (`context.cc findValue`): attributes, then Wasm tokens, then filter state.
-fn lookup(view: &PropertyView<'_>, path: &[String]) -> Lookup {
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-    match attribute(view, &segments) {
+fn lookup(view: &PropertyView<'_>, path: &[&str]) -> Lookup {
+    match attribute(view, path) {
         Lookup::Unknown => {}
         answer => return answer,
     }
-    match wasm_token(view, &segments) {
+    match wasm_token(view, path) {
         Lookup::Unknown => {}
         answer => return answer,
     }
@@ -419,8 +415,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn path(segments: &[&str]) -> Vec<String> {
-        segments.iter().map(|s| s.to_string()).collect()
+    fn path<'a>(segments: &[&'a str]) -> Vec<&'a str> {
+        segments.to_vec()
     }
 
     fn plugin() -> PluginIdentity {
@@ -492,16 +488,16 @@ mod tests {
     #[test]
     fn split_path_splits_on_nul_and_tolerates_a_trailing_one() {
         assert_eq!(
-            split_path(b"request\0headers\0x-id"),
+            split_path("request\0headers\0x-id"),
             path(&["request", "headers", "x-id"])
         );
         assert_eq!(
-            split_path(b"request\0headers\0x-id\0"),
+            split_path("request\0headers\0x-id\0"),
             path(&["request", "headers", "x-id"])
         );
-        assert_eq!(split_path(b"plugin_name"), path(&["plugin_name"]));
-        assert_eq!(split_path(b""), Vec::<String>::new());
-        assert_eq!(split_path(b"\0"), Vec::<String>::new());
+        assert_eq!(split_path("plugin_name"), path(&["plugin_name"]));
+        assert_eq!(split_path(""), Vec::<&str>::new());
+        assert_eq!(split_path("\0"), Vec::<&str>::new());
     }
 
     #[test]

@@ -619,6 +619,12 @@ impl Vm {
         }
     }
 
+    /// Whether the plugin has stream callbacks after the request's phases (`on_done`, `on_log`)
+    /// that may read its final headers.
+    pub fn reads_final_heads(&self) -> bool {
+        self.exports.stream_done.is_some() || self.exports.log.is_some()
+    }
+
     /// Leaves the final request and response headers readable for `on_log`.
     pub fn set_final_heads(&mut self, context: u32, heads: Arc<[Pairs; 2]>) {
         if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
