@@ -26,7 +26,7 @@ pub use module::{
 };
 pub use vm::{
     CallResponse, Callout, Direction, LocalResponse, MapType, Outbox, PluginConfig, Signal, Vm,
-    VmError,
+    VmError, Wants,
 };
 
 /// How often the engine's epoch advances; callback deadlines are counted in these ticks.

@@ -24,10 +24,16 @@ fn only_the_declared_callbacks_are_called() {
     let engine = engine().unwrap();
     let module = PluginModule::compile(&engine, &support::conformance_filter("declared")).unwrap();
     let mut vm = Vm::start(&engine, &module, support::plugin_config("declared", "")).unwrap();
+    let wants = vm.wants();
     assert_eq!(
-        vm.wants_bodies(),
+        wants.bodies,
         (false, false),
         "undeclared body callbacks: bodies stream past the plugin"
+    );
+    assert_eq!(
+        wants.headers,
+        (true, false),
+        "response headers undeclared: the response phase passes the plugin by"
     );
     let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
     vm.set_map(context, MapType::RequestHeaders, Pairs::new());

@@ -22,7 +22,7 @@ use crate::proxywasm::http::{
 };
 use crate::proxywasm::properties::StreamInfo;
 use crate::proxywasm::{
-    self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, VmError,
+    self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, VmError, Wants,
 };
 use crate::server::{Body, BoxError};
 use crate::upstream::Upstreams;
@@ -44,8 +44,8 @@ const PAUSE_LIMIT: Duration = Duration::from_secs(30);
 /// The plugins of a loaded API: one blueprint per distinct instance, each operation's chain.
 pub(super) struct FilterSet {
     blueprints: Vec<Arc<Blueprint>>,
-    /// Per instance: whether it has request / response body (or trailer) callbacks.
-    wants_bodies: Vec<(bool, bool)>,
+    /// Per instance: the stream callbacks it has.
+    wants: Vec<Wants>,
     /// Operation index → instance indices, in chain order.
     chains: Vec<Vec<usize>>,
     /// Operation index → its route name (`operationId`) and upstream, as properties report them
@@ -73,14 +73,21 @@ struct OpenStream {
     /// trap) the stream is gone and calls for it do nothing.
     generation: u64,
     context: u32,
-    wants_bodies: (bool, bool),
+    wants: Wants,
 }
 
 impl OpenStream {
+    fn wants_headers(&self, direction: Direction) -> bool {
+        match direction {
+            Direction::Request => self.wants.headers.0,
+            Direction::Response => self.wants.headers.1,
+        }
+    }
+
     fn wants_body(&self, direction: Direction) -> bool {
         match direction {
-            Direction::Request => self.wants_bodies.0,
-            Direction::Response => self.wants_bodies.1,
+            Direction::Request => self.wants.bodies.0,
+            Direction::Response => self.wants.bodies.1,
         }
     }
 
@@ -221,7 +228,7 @@ impl FilterSet {
         let upstreams: Arc<[String]> = api.upstreams.keys().cloned().collect();
         let mut instances = Vec::new();
         let mut blueprints = Vec::new();
-        let mut wants_bodies = Vec::new();
+        let mut wants = Vec::new();
         let mut chains = Vec::with_capacity(api.operations.len());
         for op in &api.operations {
             let mut chain = Vec::with_capacity(op.middlewares.len());
@@ -245,7 +252,7 @@ impl FilterSet {
                     failures: Default::default(),
                 };
                 let vm = blueprint.start().map_err(|e| e.to_string())?;
-                wants_bodies.push(vm.wants_bodies());
+                wants.push(vm.wants());
                 blueprints.push(Arc::new(blueprint));
                 instances.push(middleware.clone());
                 chain.push(instances.len() - 1);
@@ -265,7 +272,7 @@ impl FilterSet {
             .collect();
         Ok(FilterSet {
             blueprints,
-            wants_bodies,
+            wants,
             chains,
             route_names,
             body_limit,
@@ -336,7 +343,7 @@ impl FilterSet {
                     replica: replica.clone(),
                     generation,
                     context,
-                    wants_bodies: self.wants_bodies[index],
+                    wants: self.wants[index],
                 },
                 Err(error) => {
                     replica.failed(&error);
@@ -350,7 +357,13 @@ impl FilterSet {
                     return Err(Early::Respond(problem.into_response()));
                 }
             };
-            let flow = map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await;
+            // A plugin without the callback continues, as it would with the SDK's default one.
+            let flow = match stream.wants_headers(Direction::Request) {
+                true => {
+                    map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await
+                }
+                false => Ok(()),
+            };
             passage.streams.push(stream);
             // The rarer paths' futures (a stop here, a request body, a pause in `map_phase`) are
             // boxed: inline, they would make this one, boxed and moved on every request, three
@@ -397,7 +410,8 @@ impl FilterSet {
         let (mut parts, body) = response.into_parts();
         let mut body = Counted::boxed(body, &passage.info, Direction::Response);
         let mut pairs = response_pairs(&parts);
-        for stream in passage.streams.iter().rev() {
+        let phase = passage.streams.iter().rev();
+        for stream in phase.filter(|s| s.wants_headers(Direction::Response)) {
             let end_of_stream = http_body::Body::is_end_stream(&body);
             match map_phase(stream, MapType::ResponseHeaders, &mut pairs, end_of_stream).await {
                 Ok(()) => {}

@@ -497,14 +497,18 @@ impl Vm {
         self.store.data().used
     }
 
-    /// Whether the plugin has body (or trailer) callbacks for requests and for responses; when
-    /// it has none the host streams bodies past it.
-    pub fn wants_bodies(&self) -> (bool, bool) {
+    /// The stream callbacks the plugin has: the host skips the phases it has none for (and
+    /// streams bodies past it).
+    pub fn wants(&self) -> Wants {
         let e = &self.exports;
-        (
-            e.request_body.is_some() || e.request_trailers.is_some(),
-            e.response_body.is_some() || e.response_trailers.is_some(),
-        )
+        let has = |headers: &HeadersCallback| !matches!(headers, HeadersCallback::Absent);
+        Wants {
+            headers: (has(&e.request_headers), has(&e.response_headers)),
+            bodies: (
+                e.request_body.is_some() || e.request_trailers.is_some(),
+                e.response_body.is_some() || e.response_trailers.is_some(),
+            ),
+        }
     }
 
     /// Creates an HTTP stream context under the root context and returns its id.
@@ -996,6 +1000,16 @@ fn lookup<P: WasmParams, R: WasmResults>(
             plugin: store.data().plugin.clone(),
             message: format!("export {name} has an unexpected type: {e}"),
         })
+}
+
+/// The stream callbacks a plugin has, per direction (request, response): those its module
+/// exports, less those it declares it does not implement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Wants {
+    /// Request / response headers.
+    pub headers: (bool, bool),
+    /// Request / response body or trailers.
+    pub bodies: (bool, bool),
 }
 
 /// A headers callback in the shape the module exports it.
