@@ -358,11 +358,10 @@ impl FilterSet {
                 }
             };
             // A plugin without the callback continues, as it would with the SDK's default one.
-            let flow = match stream.wants_headers(Direction::Request) {
-                true => {
-                    map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await
-                }
-                false => Ok(()),
+            let flow = if stream.wants_headers(Direction::Request) {
+                map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await
+            } else {
+                Ok(())
             };
             passage.streams.push(stream);
             // The rarer paths' futures (a stop here, a request body, a pause in `map_phase`) are
