@@ -87,9 +87,10 @@ impl Lists {
     /// (an empty region, not asked for again).
     fn take_region(&mut self) {
         let region = unsafe { System.alloc(Layout::from_size_align_unchecked(REGION, ALIGN)) };
-        let (start, len) = match region.is_null() {
-            true => (std::ptr::dangling_mut(), 0),
-            false => (region, REGION),
+        let (start, len) = if region.is_null() {
+            (std::ptr::dangling_mut(), 0)
+        } else {
+            (region, REGION)
         };
         (self.start, self.next, self.end) = (start, start, start.wrapping_add(len));
     }

@@ -415,10 +415,6 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn path<'a>(segments: &[&'a str]) -> Vec<&'a str> {
-        segments.to_vec()
-    }
-
     fn plugin() -> PluginIdentity {
         PluginIdentity {
             name: String::from("rate-limit"),
@@ -489,28 +485,28 @@ mod tests {
     fn split_path_splits_on_nul_and_tolerates_a_trailing_one() {
         assert_eq!(
             split_path("request\0headers\0x-id"),
-            path(&["request", "headers", "x-id"])
+            vec!["request", "headers", "x-id"]
         );
         assert_eq!(
             split_path("request\0headers\0x-id\0"),
-            path(&["request", "headers", "x-id"])
+            vec!["request", "headers", "x-id"]
         );
-        assert_eq!(split_path("plugin_name"), path(&["plugin_name"]));
+        assert_eq!(split_path("plugin_name"), vec!["plugin_name"]);
         assert_eq!(split_path(""), Vec::<&str>::new());
         assert_eq!(split_path("\0"), Vec::<&str>::new());
     }
 
     #[test]
     fn filter_state_key_joins_with_dots() {
-        assert_eq!(filter_state_key(&path(&["my", "key"])), "my.key");
-        assert_eq!(filter_state_key(&path(&["single"])), "single");
+        assert_eq!(filter_state_key(&["my", "key"]), "my.key");
+        assert_eq!(filter_state_key(&["single"]), "single");
     }
 
     #[test]
     fn request_attributes_are_strings() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let v = view(&plugin, Some(&stream), None, &state);
-        let get_str = |p: &[&str]| String::from_utf8(get(&v, &path(p)).unwrap()).unwrap();
+        let get_str = |p: &[&str]| String::from_utf8(get(&v, p).unwrap()).unwrap();
         assert_eq!(get_str(&["request", "path"]), "/pets/1?a=1&b=2");
         assert_eq!(get_str(&["request", "url_path"]), "/pets/1");
         assert_eq!(get_str(&["request", "query"]), "a=1&b=2");
@@ -529,11 +525,8 @@ mod tests {
             ..stream()
         };
         let v = view(&plugin, Some(&stream), None, &state);
-        assert_eq!(get(&v, &path(&["request", "query"])), Ok(Vec::new()));
-        assert_eq!(
-            get(&v, &path(&["request", "url_path"])),
-            Ok(b"/pets".to_vec())
-        );
+        assert_eq!(get(&v, &["request", "query"]), Ok(Vec::new()));
+        assert_eq!(get(&v, &["request", "url_path"]), Ok(b"/pets".to_vec()));
     }
 
     #[test]
@@ -543,14 +536,14 @@ mod tests {
         headers.set_value(1, b"/v2/pets/1?c=3");
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
         assert_eq!(
-            get(&v, &path(&["request", "path"])),
+            get(&v, &["request", "path"]),
             Ok(b"/v2/pets/1?c=3".to_vec())
         );
         assert_eq!(
-            get(&v, &path(&["request", "url_path"])),
+            get(&v, &["request", "url_path"]),
             Ok(b"/v2/pets/1".to_vec())
         );
-        assert_eq!(get(&v, &path(&["request", "query"])), Ok(b"c=3".to_vec()));
+        assert_eq!(get(&v, &["request", "query"]), Ok(b"c=3".to_vec()));
     }
 
     #[test]
@@ -560,10 +553,10 @@ mod tests {
         stream.body_sizes.add(Direction::Request, 7);
         let headers = request_headers();
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
-        let time = as_i64(get(&v, &path(&["request", "time"])).unwrap());
+        let time = as_i64(get(&v, &["request", "time"]).unwrap());
         assert_eq!(time, 1_700_000_000_123_456_789);
-        assert_eq!(as_i64(get(&v, &path(&["request", "size"])).unwrap()), 12);
-        let total = as_i64(get(&v, &path(&["request", "total_size"])).unwrap());
+        assert_eq!(as_i64(get(&v, &["request", "size"]).unwrap()), 12);
+        let total = as_i64(get(&v, &["request", "total_size"]).unwrap());
         assert_eq!(total, 12 + headers_bytes(&headers) as i64);
     }
 
@@ -572,52 +565,34 @@ mod tests {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let headers = request_headers();
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        assert_eq!(get(&v, &["request", "headers"]), Ok(serialize(&headers)));
+        assert_eq!(get(&v, &["request", "headers", "x-a"]), Ok(b"1,2".to_vec()));
+        assert_eq!(get(&v, &["request", "headers", "X-A"]), Ok(b"1,2".to_vec()));
         assert_eq!(
-            get(&v, &path(&["request", "headers"])),
-            Ok(serialize(&headers))
-        );
-        assert_eq!(
-            get(&v, &path(&["request", "headers", "x-a"])),
-            Ok(b"1,2".to_vec())
-        );
-        assert_eq!(
-            get(&v, &path(&["request", "headers", "X-A"])),
-            Ok(b"1,2".to_vec())
-        );
-        assert_eq!(
-            get(&v, &path(&["request", "headers", ":method"])),
+            get(&v, &["request", "headers", ":method"]),
             Ok(b"GET".to_vec())
         );
         assert_eq!(
-            get(&v, &path(&["request", "headers", "x-missing"])),
+            get(&v, &["request", "headers", "x-missing"]),
             Err(Status::NotFound)
         );
         assert_eq!(
-            get(&v, &path(&["request", "referer"])),
+            get(&v, &["request", "referer"]),
             Ok(b"https://ref.example/".to_vec())
         );
-        assert_eq!(
-            get(&v, &path(&["request", "useragent"])),
-            Ok(b"curl/8".to_vec())
-        );
+        assert_eq!(get(&v, &["request", "useragent"]), Ok(b"curl/8".to_vec()));
     }
 
     #[test]
     fn request_headers_are_not_found_when_not_available() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(get(&v, &["request", "headers"]), Err(Status::NotFound));
         assert_eq!(
-            get(&v, &path(&["request", "headers"])),
+            get(&v, &["request", "headers", "x-a"]),
             Err(Status::NotFound)
         );
-        assert_eq!(
-            get(&v, &path(&["request", "headers", "x-a"])),
-            Err(Status::NotFound)
-        );
-        assert_eq!(
-            get(&v, &path(&["request", "useragent"])),
-            Err(Status::NotFound)
-        );
+        assert_eq!(get(&v, &["request", "useragent"]), Err(Status::NotFound));
     }
 
     #[test]
@@ -636,22 +611,16 @@ mod tests {
             response_trailers: Some(&trailers),
             ..view(&plugin, Some(&stream), None, &state)
         };
-        assert_eq!(as_i64(get(&v, &path(&["response", "code"])).unwrap()), 201);
-        assert_eq!(as_i64(get(&v, &path(&["response", "size"])).unwrap()), 99);
+        assert_eq!(as_i64(get(&v, &["response", "code"]).unwrap()), 201);
+        assert_eq!(as_i64(get(&v, &["response", "size"]).unwrap()), 99);
+        assert_eq!(get(&v, &["response", "headers"]), Ok(serialize(&headers)));
         assert_eq!(
-            get(&v, &path(&["response", "headers"])),
-            Ok(serialize(&headers))
-        );
-        assert_eq!(
-            get(&v, &path(&["response", "headers", "set-cookie"])),
+            get(&v, &["response", "headers", "set-cookie"]),
             Ok(b"a=1,b=2".to_vec())
         );
+        assert_eq!(get(&v, &["response", "trailers"]), Ok(serialize(&trailers)));
         assert_eq!(
-            get(&v, &path(&["response", "trailers"])),
-            Ok(serialize(&trailers))
-        );
-        assert_eq!(
-            get(&v, &path(&["response", "trailers", "grpc-status"])),
+            get(&v, &["response", "trailers", "grpc-status"]),
             Ok(b"0".to_vec())
         );
     }
@@ -660,15 +629,9 @@ mod tests {
     fn response_code_is_not_found_before_the_response() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let v = view(&plugin, Some(&stream), None, &state);
-        assert_eq!(get(&v, &path(&["response", "code"])), Err(Status::NotFound));
-        assert_eq!(
-            get(&v, &path(&["response", "headers"])),
-            Err(Status::NotFound)
-        );
-        assert_eq!(
-            get(&v, &path(&["response", "trailers"])),
-            Err(Status::NotFound)
-        );
+        assert_eq!(get(&v, &["response", "code"]), Err(Status::NotFound));
+        assert_eq!(get(&v, &["response", "headers"]), Err(Status::NotFound));
+        assert_eq!(get(&v, &["response", "trailers"]), Err(Status::NotFound));
     }
 
     #[test]
@@ -679,7 +642,7 @@ mod tests {
             response_headers: Some(&headers),
             ..view(&plugin, Some(&stream), None, &state)
         };
-        assert_eq!(as_i64(get(&v, &path(&["response", "code"])).unwrap()), 404);
+        assert_eq!(as_i64(get(&v, &["response", "code"]).unwrap()), 404);
     }
 
     #[test]
@@ -687,40 +650,34 @@ mod tests {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(
-            get(&v, &path(&["source", "address"])),
+            get(&v, &["source", "address"]),
             Ok(b"10.0.0.5:54321".to_vec())
         );
-        assert_eq!(as_i64(get(&v, &path(&["source", "port"])).unwrap()), 54321);
+        assert_eq!(as_i64(get(&v, &["source", "port"]).unwrap()), 54321);
         assert_eq!(
-            get(&v, &path(&["destination", "address"])),
+            get(&v, &["destination", "address"]),
             Ok(b"[::1]:8443".to_vec())
         );
-        assert_eq!(
-            as_i64(get(&v, &path(&["destination", "port"])).unwrap()),
-            8443
-        );
+        assert_eq!(as_i64(get(&v, &["destination", "port"]).unwrap()), 8443);
 
         let unknown_peer = StreamInfo {
             source: None,
             ..self::stream()
         };
         let v = view(&plugin, Some(&unknown_peer), None, &state);
-        assert_eq!(
-            get(&v, &path(&["source", "address"])),
-            Err(Status::NotFound)
-        );
-        assert_eq!(get(&v, &path(&["source", "port"])), Err(Status::NotFound));
+        assert_eq!(get(&v, &["source", "address"]), Err(Status::NotFound));
+        assert_eq!(get(&v, &["source", "port"]), Err(Status::NotFound));
     }
 
     #[test]
     fn connection_attributes() {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let v = view(&plugin, Some(&stream), None, &state);
-        assert_eq!(as_u64(get(&v, &path(&["connection", "id"])).unwrap()), 42);
-        assert_eq!(as_u64(get(&v, &path(&["connection_id"])).unwrap()), 42);
-        assert_eq!(get(&v, &path(&["connection", "mtls"])), Ok(vec![0]));
+        assert_eq!(as_u64(get(&v, &["connection", "id"]).unwrap()), 42);
+        assert_eq!(as_u64(get(&v, &["connection_id"]).unwrap()), 42);
+        assert_eq!(get(&v, &["connection", "mtls"]), Ok(vec![0]));
         assert_eq!(
-            get(&v, &path(&["connection", "tls_version"])),
+            get(&v, &["connection", "tls_version"]),
             Ok(b"TLSv1.3".to_vec())
         );
 
@@ -730,7 +687,7 @@ mod tests {
         };
         let v = view(&plugin, Some(&plain), None, &state);
         assert_eq!(
-            get(&v, &path(&["connection", "tls_version"])),
+            get(&v, &["connection", "tls_version"]),
             Err(Status::NotFound)
         );
     }
@@ -739,10 +696,10 @@ mod tests {
     fn plugin_tokens_answer_without_a_stream() {
         let (plugin, state) = (plugin(), HashMap::new());
         let v = view(&plugin, None, None, &state);
-        assert_eq!(get(&v, &path(&["plugin_name"])), Ok(b"rate-limit".to_vec()));
-        assert_eq!(get(&v, &path(&["plugin_root_id"])), Ok(b"root".to_vec()));
+        assert_eq!(get(&v, &["plugin_name"]), Ok(b"rate-limit".to_vec()));
+        assert_eq!(get(&v, &["plugin_root_id"]), Ok(b"root".to_vec()));
         assert_eq!(
-            get(&v, &path(&["plugin_vm_id"])),
+            get(&v, &["plugin_vm_id"]),
             Ok(b"rate-limit@sha256:ab".to_vec())
         );
     }
@@ -761,7 +718,7 @@ mod tests {
             &["xds", "route_name"],
             &["cluster_name"],
         ] {
-            assert_eq!(get(&v, &path(p)), Err(Status::NotFound), "{p:?}");
+            assert_eq!(get(&v, p), Err(Status::NotFound), "{p:?}");
         }
     }
 
@@ -770,22 +727,13 @@ mod tests {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(
-            get(&v, &path(&["xds", "cluster_name"])),
+            get(&v, &["xds", "cluster_name"]),
             Ok(b"pets-backend".to_vec())
         );
-        assert_eq!(
-            get(&v, &path(&["cluster_name"])),
-            Ok(b"pets-backend".to_vec())
-        );
-        assert_eq!(
-            get(&v, &path(&["xds", "route_name"])),
-            Ok(b"getPet".to_vec())
-        );
-        assert_eq!(get(&v, &path(&["route_name"])), Ok(b"getPet".to_vec()));
-        assert_eq!(
-            get(&v, &path(&["request_protocol"])),
-            Ok(b"HTTP/1.1".to_vec())
-        );
+        assert_eq!(get(&v, &["cluster_name"]), Ok(b"pets-backend".to_vec()));
+        assert_eq!(get(&v, &["xds", "route_name"]), Ok(b"getPet".to_vec()));
+        assert_eq!(get(&v, &["route_name"]), Ok(b"getPet".to_vec()));
+        assert_eq!(get(&v, &["request_protocol"]), Ok(b"HTTP/1.1".to_vec()));
 
         let undispatched = StreamInfo {
             cluster_name: None,
@@ -793,11 +741,8 @@ mod tests {
             ..self::stream()
         };
         let v = view(&plugin, Some(&undispatched), None, &state);
-        assert_eq!(
-            get(&v, &path(&["xds", "cluster_name"])),
-            Err(Status::NotFound)
-        );
-        assert_eq!(get(&v, &path(&["route_name"])), Err(Status::NotFound));
+        assert_eq!(get(&v, &["xds", "cluster_name"]), Err(Status::NotFound));
+        assert_eq!(get(&v, &["route_name"]), Err(Status::NotFound));
     }
 
     #[test]
@@ -813,7 +758,7 @@ mod tests {
             &["xds", "node"],
             &["upstream", "address"],
         ] {
-            assert_eq!(get(&v, &path(p)), Err(Status::NotFound), "{p:?}");
+            assert_eq!(get(&v, p), Err(Status::NotFound), "{p:?}");
         }
     }
 
@@ -827,12 +772,12 @@ mod tests {
         state.insert(String::from("request.method"), b"SHADOW".to_vec());
         state.insert(String::from("plugin_name"), b"SHADOW".to_vec());
         let v = view(&plugin, Some(&stream), None, &state);
-        assert_eq!(get(&v, &path(&["my", "key"])), Ok(b"v1".to_vec()));
-        assert_eq!(get(&v, &path(&["my.key"])), Ok(b"v1".to_vec()));
-        assert_eq!(get(&v, &path(&["single"])), Ok(b"v2".to_vec()));
-        assert_eq!(get(&v, &path(&["request", "method"])), Ok(b"GET".to_vec()));
-        assert_eq!(get(&v, &path(&["plugin_name"])), Ok(b"rate-limit".to_vec()));
-        assert_eq!(get(&v, &path(&["other"])), Err(Status::NotFound));
+        assert_eq!(get(&v, &["my", "key"]), Ok(b"v1".to_vec()));
+        assert_eq!(get(&v, &["my.key"]), Ok(b"v1".to_vec()));
+        assert_eq!(get(&v, &["single"]), Ok(b"v2".to_vec()));
+        assert_eq!(get(&v, &["request", "method"]), Ok(b"GET".to_vec()));
+        assert_eq!(get(&v, &["plugin_name"]), Ok(b"rate-limit".to_vec()));
+        assert_eq!(get(&v, &["other"]), Err(Status::NotFound));
     }
 
     #[test]
@@ -841,7 +786,7 @@ mod tests {
         let mut state = HashMap::new();
         state.insert(String::from("counter"), b"3".to_vec());
         let v = view(&plugin, None, None, &state);
-        assert_eq!(get(&v, &path(&["counter"])), Ok(b"3".to_vec()));
+        assert_eq!(get(&v, &["counter"]), Ok(b"3".to_vec()));
     }
 
     #[test]
@@ -849,18 +794,18 @@ mod tests {
         let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
         let headers: Pairs = Pairs::from([("x.dotted.name", "d")]);
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
-        assert_eq!(get(&v, &path(&["xds.route_name"])), Ok(b"getPet".to_vec()));
-        assert_eq!(as_i64(get(&v, &path(&["source.port"])).unwrap()), 54321);
+        assert_eq!(get(&v, &["xds.route_name"]), Ok(b"getPet".to_vec()));
+        assert_eq!(as_i64(get(&v, &["source.port"]).unwrap()), 54321);
         assert_eq!(
-            get(&v, &path(&["request.headers.x.dotted.name"])),
+            get(&v, &["request.headers.x.dotted.name"]),
             Ok(b"d".to_vec())
         );
-        assert_eq!(get(&v, &path(&["request.nope"])), Err(Status::NotFound));
+        assert_eq!(get(&v, &["request.nope"]), Err(Status::NotFound));
 
         let mut state = HashMap::new();
         state.insert(String::from("xds.route_name"), b"stored".to_vec());
         let v = view(&plugin, Some(&stream), None, &state);
-        assert_eq!(get(&v, &path(&["xds.route_name"])), Ok(b"stored".to_vec()));
+        assert_eq!(get(&v, &["xds.route_name"]), Ok(b"stored".to_vec()));
     }
 
     #[test]
