@@ -150,6 +150,8 @@ impl Pairs {
     /// (a filter replacing a header in a loop must not grow it without bound).
     fn compact_if_sparse(&mut self) {
         const SMALL: usize = 4096;
+        // Implied by the test below, but most maps stay this small: they skip counting what is
+        // live on every edit.
         if self.bytes.len() <= SMALL {
             return;
         }
