@@ -300,7 +300,7 @@ fn every_builtin_does_only_what_its_manifest_declares() {
             // gateway test below counts those), so errors end the stream.
             let _ = vm.on_request_headers(context, false);
             let body = random.body();
-            let size = vm.append_body(context, Direction::Request, body.clone());
+            let size = vm.append_body(context, Direction::Request, body.into());
             let _ = vm.on_body(context, Direction::Request, size, true);
             vm.set_map(
                 context,
@@ -308,7 +308,8 @@ fn every_builtin_does_only_what_its_manifest_declares() {
                 Pairs::from([(":status", "200"), ("content-type", "application/json")]),
             );
             let _ = vm.on_response_headers(context, false);
-            let size = vm.append_body(context, Direction::Response, br#"{"ok":true}"#.to_vec());
+            let body = bytes::Bytes::from_static(br#"{"ok":true}"#);
+            let size = vm.append_body(context, Direction::Response, body);
             let _ = vm.on_body(context, Direction::Response, size, true);
             let _ = vm.end_stream(context);
         }

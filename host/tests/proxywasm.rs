@@ -1,6 +1,7 @@
 //! The Proxy-Wasm host so far: loading modules and starting VMs. A filter compiled from source with
 //! the upstream `proxy-wasm` crate is recognised and configured; modules that are not Proxy-Wasm
 //! plugins, or that fail during start-up, are refused with errors that name the plugin and say why.
+//! A body buffer is lent to a filter and copied only if it changes it.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -249,4 +250,36 @@ fn shutdown_runs_the_roots_on_done_then_on_delete_as_envoy_does() {
     assert_eq!(logs(&vm).last().unwrap(), "root flushed 204");
     vm.delete_root().unwrap();
     assert_eq!(logs(&vm).last().unwrap(), "root delete");
+}
+
+#[test]
+fn a_body_a_filter_leaves_as_it_is_passes_without_a_copy() {
+    use barbacane::proxywasm::Direction;
+    let chunk = bytes::Bytes::from(vec![b'x'; 4096]);
+    let body_after = |config: &str| {
+        let mut vm = start(
+            &support::conformance_filter("body"),
+            support::plugin_config("body", config),
+        )
+        .unwrap();
+        let context = vm.create_stream(Default::default()).unwrap();
+        let size = vm.append_body(context, Direction::Response, chunk.clone());
+        assert_eq!(
+            vm.on_body(context, Direction::Response, size, true)
+                .unwrap(),
+            0
+        );
+        let body = vm.take_body(context, Direction::Response);
+        vm.end_stream(context).unwrap();
+        body
+    };
+    // Read (its size recorded) but not changed: the very bytes that were lent come back.
+    let passed = body_after(r#"{"response": "none"}"#);
+    assert_eq!(passed.as_ptr(), chunk.as_ptr());
+    // Changed: a copy, with the change.
+    let appended = body_after(r#"{"response": "append", "value": "!", "pause": false}"#);
+    assert_ne!(appended.as_ptr(), chunk.as_ptr());
+    assert_eq!(appended.len(), 4097);
+    assert_eq!(appended.last(), Some(&b'!'));
+    assert_eq!(chunk, vec![b'x'; 4096], "the lent chunk is left as it was");
 }

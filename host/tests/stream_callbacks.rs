@@ -50,13 +50,17 @@ fn only_the_declared_callbacks_are_called() {
         Pairs::new(),
         "response headers: not declared, not called"
     );
-    let size = vm.append_body(context, Direction::Response, b"kept".to_vec());
+    let size = vm.append_body(
+        context,
+        Direction::Response,
+        bytes::Bytes::from_static(b"kept"),
+    );
     assert_eq!(
         vm.on_body(context, Direction::Response, size, true)
             .unwrap(),
         0
     );
-    assert_eq!(vm.take_body(context, Direction::Response), b"kept");
+    assert_eq!(vm.take_body(context, Direction::Response), &b"kept"[..]);
     vm.end_stream(context).unwrap();
     assert!(!vm.has_stream(context), "on_delete still ends the stream");
     assert!(

@@ -597,8 +597,9 @@ impl Passage {
         chunk: Bytes,
         end_of_stream: bool,
     ) -> Result<Option<Bytes>, Stop> {
-        // The chunk goes from filter to filter as one buffer, lent to each (not copied).
-        let mut data = Vec::from(chunk);
+        // The chunk goes from filter to filter as one buffer, lent to each: copied only by a
+        // filter that changes it.
+        let mut data = chunk;
         for index in self.order(direction) {
             let stream = &self.streams[index];
             if !stream.wants_body(direction) {
@@ -648,7 +649,7 @@ impl Passage {
                 Err(_) => {}
             }
         }
-        Ok(Some(Bytes::from(data)))
+        Ok(Some(data))
     }
 
     fn too_large(&self, direction: Direction, stream: &OpenStream) -> Stop {
@@ -687,7 +688,7 @@ impl Passage {
             let buffered = stream.replica.with_generation(stream.generation, |vm| {
                 vm.take_body(stream.context, direction)
             });
-            flushed.extend(buffered.unwrap_or_default());
+            flushed.extend_from_slice(&buffered.unwrap_or_default());
             map_phase(stream, map, &mut pairs, true).await?;
         }
         let mut trailers = HeaderMap::new();

@@ -17,7 +17,7 @@ use super::memory::{
 use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
 use super::shared::{PluginMetrics, SharedData, SharedQueues};
-use super::vm::{Callout, Direction, HostState, LocalResponse, Signal};
+use super::vm::{BodyBuffer, Callout, Direction, HostState, LocalResponse, Signal};
 use wasmtime::{Caller, Linker};
 
 /// The most callouts one VM may have in flight; more answer INTERNAL_FAILURE (which the SDKs
@@ -165,15 +165,17 @@ fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, HostState>, period:
 }
 
 /// The buffer `buffer_type` names, if it exists in the callback in progress.
-fn buffer_of(state: &mut HostState, buffer_type: i32) -> Result<Option<&mut Vec<u8>>, Status> {
+fn buffer_of(state: &HostState, buffer_type: i32) -> Result<Option<&[u8]>, Status> {
     Ok(match buffer_type {
         buffer::HTTP_REQUEST_BODY | buffer::HTTP_RESPONSE_BODY => state
-            .stream()
-            .and_then(|s| s.bodies[buffer_type as usize].as_mut()),
-        buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_mut().map(|c| &mut c.body),
-        buffer::GRPC_CALL_MESSAGE => state.grpc_message.as_mut(),
-        buffer::VM_CONFIGURATION => Some(&mut state.vm_config),
-        buffer::PLUGIN_CONFIGURATION => Some(&mut state.plugin_config),
+            .streams
+            .get(&state.effective)
+            .and_then(|s| s.bodies[buffer_type as usize].as_ref())
+            .map(BodyBuffer::as_slice),
+        buffer::HTTP_CALL_RESPONSE_BODY => state.call_response.as_ref().map(|c| &c.body[..]),
+        buffer::GRPC_CALL_MESSAGE => state.grpc_message.as_deref(),
+        buffer::VM_CONFIGURATION => Some(&state.vm_config),
+        buffer::PLUGIN_CONFIGURATION => Some(&state.plugin_config),
         // TCP data and foreign-function arguments never exist here.
         0..=8 => None,
         _ => return Err(Status::BadArgument),
@@ -192,16 +194,30 @@ fn proxy_get_buffer_bytes(
     if start.checked_add(max).is_none() {
         return Ok(Status::BadArgument as i32);
     }
-    let bytes = match buffer_of(caller.data_mut(), buffer_type) {
-        // Reading past the end returns nothing, as in Envoy.
-        Ok(Some(buffer)) => {
-            let slice = buffer.get(start..).unwrap_or_default();
-            slice[..slice.len().min(max)].to_vec()
+    // The bytes are copied from the buffer straight into the guest's.
+    match buffer_of(caller.data(), buffer_type) {
+        Ok(Some(_)) => {
+            let returned = return_state_bytes(
+                &mut caller,
+                |state| buffer_part(state, buffer_type, start, max),
+                ptr_out,
+                len_out,
+            );
+            Ok(returned? as i32)
         }
-        Ok(None) => return Ok(Status::NotFound as i32),
-        Err(status) => return Ok(status as i32),
-    };
-    Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32)
+        Ok(None) => Ok(Status::NotFound as i32),
+        Err(status) => Ok(status as i32),
+    }
+}
+
+/// At most `max` bytes of buffer `buffer_type` from `start`; reading past the end returns
+/// nothing, as in Envoy.
+fn buffer_part(state: &HostState, buffer_type: i32, start: usize, max: usize) -> Option<&[u8]> {
+    let slice = buffer_of(state, buffer_type)
+        .ok()??
+        .get(start..)
+        .unwrap_or_default();
+    Some(&slice[..slice.len().min(max)])
 }
 
 /// Envoy's semantics: `start == 0` drains `size` bytes and prepends the data (so `0, len`
@@ -225,8 +241,12 @@ fn proxy_set_buffer_bytes(
         return Status::BadArgument as i32;
     }
     let (start, size) = (start as u32 as usize, size as u32 as usize);
-    match buffer_of(caller.data_mut(), buffer_type) {
-        Ok(Some(buffer)) => {
+    let body = caller
+        .data_mut()
+        .stream()
+        .and_then(|s| s.bodies[buffer_type as usize].as_mut());
+    match body.map(BodyBuffer::to_mut) {
+        Some(buffer) => {
             if start == 0 {
                 buffer.drain(..size.min(buffer.len()));
                 buffer.splice(0..0, data);
@@ -237,8 +257,7 @@ fn proxy_set_buffer_bytes(
             }
             Status::Ok as i32
         }
-        Ok(None) => Status::NotFound as i32,
-        Err(status) => status as i32,
+        None => Status::NotFound as i32,
     }
 }
 
@@ -248,7 +267,7 @@ fn proxy_get_buffer_status(
     len_out: i32,
     flags_out: i32,
 ) -> i32 {
-    let len = match buffer_of(caller.data_mut(), buffer_type) {
+    let len = match buffer_of(caller.data(), buffer_type) {
         Ok(Some(buffer)) => buffer.len() as u32,
         Ok(None) => return Status::NotFound as i32,
         Err(status) => return status as i32,

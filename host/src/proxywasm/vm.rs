@@ -121,12 +121,46 @@ pub struct Outbox {
     pub root_finished: bool,
 }
 
+/// A body buffer as a stream holds it: the chunk the gateway lent, copied only once a plugin
+/// changes it or buffers more (most filters that have a body callback let the body pass as it
+/// is, and a chunk read from a connection is a view of its read buffer).
+pub(super) struct BodyBuffer {
+    lent: bytes::Bytes,
+    /// The buffer once it has been changed.
+    owned: Option<Vec<u8>>,
+}
+
+impl BodyBuffer {
+    fn lent(chunk: bytes::Bytes) -> BodyBuffer {
+        BodyBuffer {
+            lent: chunk,
+            owned: None,
+        }
+    }
+
+    /// The bytes as they are now.
+    pub(super) fn as_slice(&self) -> &[u8] {
+        self.owned.as_deref().unwrap_or(&self.lent)
+    }
+
+    /// The bytes, to change: copied out of the lent chunk the first time.
+    pub(super) fn to_mut(&mut self) -> &mut Vec<u8> {
+        let lent = &mut self.lent;
+        self.owned
+            .get_or_insert_with(|| Vec::from(std::mem::take(lent)))
+    }
+
+    fn into_bytes(self) -> bytes::Bytes {
+        self.owned.map_or(self.lent, bytes::Bytes::from)
+    }
+}
+
 /// One HTTP stream as the VM holds it: its maps and body buffers while a callback (or a pause)
 /// has them, the signals the plugin left for it, and what properties report about it.
 pub(super) struct StreamState {
     pub(super) maps: [Option<Pairs>; 4],
     /// Request and response body buffers (buffers 0 and 1).
-    pub(super) bodies: [Option<Vec<u8>>; 2],
+    pub(super) bodies: [Option<BodyBuffer>; 2],
     pub(super) signals: Vec<Signal>,
     /// Woken when a signal arrives from a callback of another context (callout, tick, queue).
     /// Made when a task first waits on the stream: most streams never pause, and a signal left
@@ -568,29 +602,36 @@ impl Vm {
     }
 
     /// Appends `chunk` to the body buffer of `direction` and returns its length. With no buffer
-    /// yet (the plugin is not buffering), `chunk` becomes the buffer: a chunk passes a chain
-    /// without a copy per filter.
-    pub fn append_body(&mut self, context: u32, direction: Direction, chunk: Vec<u8>) -> usize {
+    /// yet (the plugin is not buffering), `chunk` becomes the buffer, lent rather than copied:
+    /// a chunk passes a chain that leaves it as it is without a copy.
+    pub fn append_body(
+        &mut self,
+        context: u32,
+        direction: Direction,
+        chunk: bytes::Bytes,
+    ) -> usize {
         let Some(stream) = self.store.data_mut().streams.get_mut(&context) else {
             return 0;
         };
         let buffer = &mut stream.bodies[direction as usize];
         match buffer {
             Some(buffer) => {
+                let buffer = buffer.to_mut();
                 buffer.extend_from_slice(&chunk);
                 buffer.len()
             }
-            None => buffer.insert(chunk).len(),
+            None => buffer.insert(BodyBuffer::lent(chunk)).as_slice().len(),
         }
     }
 
     /// Takes the body buffer of `direction` back.
-    pub fn take_body(&mut self, context: u32, direction: Direction) -> Vec<u8> {
+    pub fn take_body(&mut self, context: u32, direction: Direction) -> bytes::Bytes {
         self.store
             .data_mut()
             .streams
             .get_mut(&context)
             .and_then(|s| s.bodies[direction as usize].take())
+            .map(BodyBuffer::into_bytes)
             .unwrap_or_default()
     }
 
