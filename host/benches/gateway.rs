@@ -6,7 +6,8 @@
 //!
 //! Scenarios: no plugin; 1 and 5 headers-only filters (the conformance `headers` filter, each
 //! adding one header); the 5 built-ins of `bench/run`'s `chain5`, configured as there, together
-//! and each alone.
+//! and each alone; a 64 KiB response body with no plugin and through one headers filter (which,
+//! declaring no callbacks, is lent the body).
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark code: a failed unwrap is a failed run"
@@ -48,7 +49,21 @@ paths:
           headers:
             content-type: application/json
           body: '{"message":"hello, world","service":"bench","ok":true,"n":1}'
+  /big:
+    get:
+      operationId: big
+      responses:
+        "200":
+          description: A large text body.
+      x-barbacane-dispatch:
+        name: mock
+        config:
+          status: 200
+          body: BIG_BODY
 "#;
+
+/// The size of `/big`'s body.
+const BIG_BODY: usize = 64 * 1024;
 
 const CHAIN5: &str = r#"
 x-barbacane-middlewares:
@@ -100,8 +115,10 @@ fn jwt() -> String {
 /// A worker for the spec made of `middlewares` and the bench operation.
 fn worker(middlewares: &str) -> Worker {
     let dir = tempfile::tempdir().unwrap();
-    let spec =
-        format!("openapi: 3.1.0\ninfo: {{title: bench, version: 1.0.0}}\n{middlewares}{OPERATION}");
+    let operations = OPERATION.replace("BIG_BODY", &"x".repeat(BIG_BODY));
+    let spec = format!(
+        "openapi: 3.1.0\ninfo: {{title: bench, version: 1.0.0}}\n{middlewares}{operations}"
+    );
     std::fs::write(dir.path().join("api.yaml"), spec).unwrap();
     let headers = dir.path().join("headers.wasm");
     std::fs::write(&headers, filters::conformance_filter("headers")).unwrap();
@@ -128,10 +145,32 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let token = format!("Bearer {}", jwt());
     let mut scenarios = vec![
-        (String::from("no plugin"), String::new()),
-        (String::from("1 headers filter"), header_filters(1)),
-        (String::from("5 headers filters"), header_filters(5)),
-        (String::from("chain5 (built-ins)"), CHAIN5.to_string()),
+        (String::from("no plugin"), String::new(), "/hello"),
+        (
+            String::from("1 headers filter"),
+            header_filters(1),
+            "/hello",
+        ),
+        (
+            String::from("5 headers filters"),
+            header_filters(5),
+            "/hello",
+        ),
+        (
+            String::from("chain5 (built-ins)"),
+            CHAIN5.to_string(),
+            "/hello",
+        ),
+        (
+            String::from("no plugin, 64 KiB body"),
+            String::new(),
+            "/big",
+        ),
+        (
+            String::from("1 headers filter, 64 KiB body"),
+            header_filters(1),
+            "/big",
+        ),
     ];
     // Each plugin of chain5 alone, configured as there: where the chain's cost goes.
     for entry in CHAIN5.lines().filter(|line| line.starts_with("  - ")) {
@@ -143,9 +182,9 @@ fn bench(c: &mut Criterion) {
             .next()
             .unwrap();
         let middlewares = format!("x-barbacane-middlewares:\n{entry}\n");
-        scenarios.push((format!("chain5: {plugin} alone"), middlewares));
+        scenarios.push((format!("chain5: {plugin} alone"), middlewares, "/hello"));
     }
-    for (name, middlewares) in scenarios {
+    for (name, middlewares, path) in scenarios {
         // The worker's replicas belong to the runtime it is made on.
         let worker = runtime.block_on(async { Arc::new(worker(&middlewares)) });
         let mut client = runtime.block_on(async {
@@ -171,7 +210,7 @@ fn bench(c: &mut Criterion) {
             client
         });
         let request = || {
-            hyper::Request::get("/hello")
+            hyper::Request::get(path)
                 .header("host", "127.0.0.1")
                 .header("authorization", &token)
                 .header("origin", "http://localhost:3000")
@@ -185,7 +224,11 @@ fn bench(c: &mut Criterion) {
                 runtime.block_on(async {
                     let response = client.send_request(request()).await.unwrap();
                     assert_eq!(response.status(), 200);
-                    response.into_body().collect().await.unwrap()
+                    let body = response.into_body().collect().await.unwrap().to_bytes();
+                    if path == "/big" {
+                        assert_eq!(body.len(), BIG_BODY);
+                    }
+                    body
                 })
             });
         });
