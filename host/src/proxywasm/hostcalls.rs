@@ -194,20 +194,18 @@ fn proxy_get_buffer_bytes(
     if start.checked_add(max).is_none() {
         return Ok(Status::BadArgument as i32);
     }
-    // The bytes are copied from the buffer straight into the guest's.
-    match buffer_of(caller.data(), buffer_type) {
-        Ok(Some(_)) => {
-            let returned = return_state_bytes(
-                &mut caller,
-                |state| buffer_part(state, buffer_type, start, max),
-                ptr_out,
-                len_out,
-            );
-            Ok(returned? as i32)
-        }
-        Ok(None) => Ok(Status::NotFound as i32),
-        Err(status) => Ok(status as i32),
+    if let Err(status) = buffer_of(caller.data(), buffer_type) {
+        return Ok(status as i32);
     }
+    // Copied from the buffer straight into the guest's; a buffer this callback does not have is
+    // NOT_FOUND.
+    let returned = return_state_bytes(
+        &mut caller,
+        |state| buffer_part(state, buffer_type, start, max),
+        ptr_out,
+        len_out,
+    );
+    Ok(returned? as i32)
 }
 
 /// At most `max` bytes of buffer `buffer_type` from `start`; reading past the end returns
