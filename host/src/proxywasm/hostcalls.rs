@@ -197,6 +197,12 @@ fn proxy_get_buffer_bytes(
     if let Err(status) = buffer_of(caller.data(), buffer_type) {
         return Ok(status as i32);
     }
+    // Nothing to read (an empty buffer, a slice past its end, `max_size` 0) is OK with the
+    // out-pointers left untouched, as in Envoy: the AssemblyScript SDK passes the size it was
+    // given as `len_out` and then reads its own buffer reference.
+    if buffer_part(caller.data(), buffer_type, start, max).is_some_and(<[u8]>::is_empty) {
+        return Ok(Status::Ok as i32);
+    }
     // Copied from the buffer straight into the guest's; a buffer this callback does not have is
     // NOT_FOUND.
     let returned = return_state_bytes(

@@ -97,3 +97,18 @@ fn read_built(
     let path = target.as_ref().unwrap_or_else(|e| panic!("{e}")).join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// The bytes of third-party filter `name` built from `sdk` (`proxy-wasm-<version>`: an example of
+/// the official Rust SDK's published crate; `proxy-runtime-<version>`: the AssemblyScript SDK's
+/// README example), fetched and built unchanged by `conformance/third-party/build`, once per
+/// test binary.
+#[allow(
+    dead_code,
+    reason = "the benchmarks include this file but build only the Rust filters"
+)]
+pub fn third_party_filter(sdk: &str, name: &str) -> Vec<u8> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let hint = "cargo with the wasm32-wasip1 target, npm, python3, and crates.io and npm's \
+                registry (or their caches)";
+    read_built(&BUILT, "third-party", hint, &format!("{sdk}/{name}.wasm"))
+}

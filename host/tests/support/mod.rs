@@ -375,7 +375,7 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 
 mod filters;
 #[allow(unused_imports, reason = "not every test binary builds filters")]
-pub use filters::{conformance_filter, cpp_filter, go_filter};
+pub use filters::{conformance_filter, cpp_filter, go_filter, third_party_filter};
 
 mod grpc;
 #[allow(
