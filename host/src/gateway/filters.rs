@@ -30,7 +30,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body::Frame;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -330,7 +330,12 @@ impl FilterSet {
             heads: Default::default(),
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
-        let body = Counted::boxed(body, &passage.info, Direction::Request);
+        // No data will pass a body that has already ended (most requests): nothing to count.
+        let body = if end_of_stream {
+            body
+        } else {
+            Counted::boxed(body, &passage.info, Direction::Request)
+        };
         let mut pairs = request_pairs(parts, info.scheme);
         for &index in chain {
             let replica = &replicas.0[index];
@@ -447,10 +452,11 @@ impl FilterSet {
             let filtered = passage.body_chunk(Direction::Response, data, true).await;
             return match filtered {
                 Ok(data) => {
-                    // The filters may have changed the body; hyper sends the new length.
+                    // The filters may have changed the body; hyper sends the new length. Held
+                    // inline, not boxed on its own: most responses take this path.
                     parts.headers.remove(http::header::CONTENT_LENGTH);
                     let body = EndsStreams {
-                        body: crate::server::full(data.unwrap_or_default()),
+                        body: Full::new(data.unwrap_or_default()).map_err(|e| match e {}),
                         passage: Some(passage),
                     };
                     Ok(Response::from_parts(parts, body.boxed_unsync()))
@@ -856,12 +862,15 @@ fn local_response(local: LocalResponse) -> Response<Body> {
 }
 
 /// A response body that ends the chain's streams once it is over (or dropped).
-struct EndsStreams {
-    body: Body,
+struct EndsStreams<B = Body> {
+    body: B,
     passage: Option<Passage>,
 }
 
-impl http_body::Body for EndsStreams {
+impl<B> http_body::Body for EndsStreams<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 

@@ -12,6 +12,10 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 pub struct Pairs {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
+    /// `Some(n)` while the first `n` entries are a head's own, as [`request_pairs`] or
+    /// [`response_pairs`] put them, untouched since: only what was pushed after them can differ
+    /// from the head, which lets the head be updated without comparing it entry by entry.
+    head: Option<usize>,
 }
 
 /// Where an entry's key and value lie in [`Pairs::bytes`], as `(start, end)`.
@@ -36,6 +40,7 @@ impl Pairs {
         Pairs {
             bytes: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(entries),
+            head: None,
         }
     }
 
@@ -108,6 +113,7 @@ impl Pairs {
             _ => self.append(value),
         };
         self.entries[index].value = span;
+        self.touched(index);
         self.compact_if_sparse();
     }
 
@@ -133,9 +139,37 @@ impl Pairs {
     /// Keeps the entries for which `keep(key, value)` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
         let bytes = &self.bytes;
-        self.entries
-            .retain(|e| keep(slice(bytes, e.key), slice(bytes, e.value)));
+        let (mut index, mut first_removed) = (0, None);
+        self.entries.retain(|e| {
+            let kept = keep(slice(bytes, e.key), slice(bytes, e.value));
+            if !kept && first_removed.is_none() {
+                first_removed = Some(index);
+            }
+            index += 1;
+            kept
+        });
+        if let Some(index) = first_removed {
+            self.touched(index);
+        }
         self.compact_if_sparse();
+    }
+
+    /// The entry at `index` changed or went: if it was one of the head's own, the map is no
+    /// longer its head plus additions.
+    fn touched(&mut self, index: usize) {
+        if self.head.is_some_and(|own| index < own) {
+            self.head = None;
+        }
+    }
+
+    /// The entries pushed after the head's own, when the head's own are untouched (see
+    /// [`Pairs::head`]).
+    fn added_to_head(&self) -> Option<Iter<'_>> {
+        let own = self.head?;
+        Some(Iter {
+            bytes: &self.bytes,
+            entries: self.entries.get(own..)?.iter(),
+        })
     }
 
     /// Envoy's `HeaderMap::byteSize()`: the bytes of every key and value.
@@ -181,7 +215,13 @@ impl<'a> Iterator for Iter<'a> {
         let e = self.entries.next()?;
         Some((slice(self.bytes, e.key), slice(self.bytes, e.value)))
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
 }
+
+impl ExactSizeIterator for Iter<'_> {}
 
 impl<'a> IntoIterator for &'a Pairs {
     type Item = (&'a [u8], &'a [u8]);
@@ -316,6 +356,7 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
     pairs.push(b":authority", authority);
     pairs.push(b":scheme", scheme.as_bytes());
     push_headers(&mut pairs, &parts.headers);
+    pairs.head = Some(pairs.len());
     pairs
 }
 
@@ -329,6 +370,9 @@ fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
 /// Writes a (possibly changed) request map back into the request head. Entries that are not
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
+    if append_added(&mut parts.headers, pairs) {
+        return;
+    }
     for (key, value) in pairs.iter() {
         match key {
             // Unchanged values keep what was parsed (re-parsing a URI on every request is not
@@ -403,6 +447,23 @@ fn set_host(headers: &mut HeaderMap, authority: Option<&[u8]>) {
     }
 }
 
+/// The commonest chain, handled without comparing the head with the map: the filters only
+/// added headers (`pairs` is still its head plus entries pushed after it, none a pseudo-header),
+/// so those are appended to `headers`. Returns `false`, with `headers` untouched, otherwise.
+fn append_added(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
+    let Some(added) = pairs.added_to_head() else {
+        return false;
+    };
+    if added.clone().any(|(key, _)| key.starts_with(b":")) {
+        return false;
+    }
+    headers.reserve(added.len());
+    for (key, value) in added {
+        append_parsed(headers, key, value);
+    }
+    true
+}
+
 /// Edits `headers` in place into what `pairs` holds, when the filters only removed headers
 /// (every value of a name) and added others after the head's own — what most chains do: the
 /// head's remaining headers are then, in order, the start of `pairs`, and the rest of `pairs` is
@@ -448,11 +509,15 @@ pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
     let mut pairs = Pairs::with_capacity(parts.headers.len() + 1 + ADDED.0, size + ADDED.1);
     pairs.push(b":status", parts.status.as_str().as_bytes());
     push_headers(&mut pairs, &parts.headers);
+    pairs.head = Some(pairs.len());
     pairs
 }
 
 /// Writes a (possibly changed) response map back into the response head.
 pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
+    if append_added(&mut parts.headers, pairs) {
+        return;
+    }
     for (key, value) in pairs.iter() {
         if key == b":status"
             && let Some(status) = std::str::from_utf8(value)
@@ -645,6 +710,59 @@ mod tests {
         assert_eq!(parts.status, StatusCode::CREATED);
         assert_eq!(parts.headers["content-type"], "text/plain");
         assert_eq!(parts.headers["x-conformance"], "headers");
+    }
+
+    #[test]
+    fn a_map_knows_whether_its_head_is_untouched() {
+        let request = http::Request::get("/a")
+            .header("host", "api.test")
+            .header("x-a", "1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        fn added(pairs: &Pairs) -> Option<Vec<(&[u8], &[u8])>> {
+            Some(pairs.added_to_head()?.collect())
+        }
+
+        let mut pairs = request_pairs(&parts, "http");
+        assert_eq!(added(&pairs), Some(vec![]));
+        pairs.push(b"X-B", b"2");
+        pairs.replace(b"x-b", b"3");
+        assert_eq!(added(&pairs), Some(vec![(&b"x-b"[..], &b"3"[..])]));
+        pairs.remove(b"x-b");
+        assert_eq!(added(&pairs), Some(vec![]), "an added entry went");
+
+        // Any edit of the head's own entries, or a map not built from a head: not known.
+        let edits: [fn(&mut Pairs); 4] = [
+            |p| p.set_value(0, b"POST"),
+            |p| p.replace(b"x-a", b"1"),
+            |p| p.remove(b":authority"),
+            |p| p.retain(|key, _| key != b"x-a"),
+        ];
+        for edit in edits {
+            let mut pairs = request_pairs(&parts, "http");
+            edit(&mut pairs);
+            assert_eq!(added(&pairs), None);
+        }
+        assert_eq!(added(&Pairs::from([("x-a", "1")])), None);
+    }
+
+    #[test]
+    fn an_added_pseudo_header_still_goes_through_the_whole_head() {
+        let request = http::Request::get("/a")
+            .header("host", "api.test")
+            .body(())
+            .unwrap();
+        let (mut parts, ()) = request.into_parts();
+        let mut pairs = request_pairs(&parts, "http");
+        pairs.push(b":path", b"/b");
+        pairs.push(b"x-b", b"2");
+        apply_request_pairs(&mut parts, &pairs);
+        // The later `:path` is the one applied, and it is not a header.
+        assert_eq!(parts.uri.path(), "/b");
+        assert_eq!(parts.headers.len(), 2, "{:?}", parts.headers);
+        assert_eq!(parts.headers["x-b"], "2");
+        assert_eq!(parts.headers["host"], "api.test");
     }
 
     #[test]
