@@ -72,6 +72,14 @@ impl Pairs {
         self.entries.push(Entry { key, value });
     }
 
+    /// [`Pairs::push`] of a key that is lower case already (a parsed header name, a
+    /// pseudo-header): a head's every entry is pushed on every request.
+    fn push_lowercase(&mut self, key: &[u8], value: &[u8]) {
+        let key = self.append(key);
+        let value = self.append(value);
+        self.entries.push(Entry { key, value });
+    }
+
     fn append(&mut self, bytes: &[u8]) -> (usize, usize) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
@@ -195,7 +203,7 @@ impl Pairs {
         }
         let mut compact = Pairs::with_capacity(self.entries.len(), live);
         for (key, value) in self.iter() {
-            compact.push(key, value);
+            compact.push_lowercase(key, value);
         }
         *self = compact;
     }
@@ -317,7 +325,7 @@ fn push_headers(pairs: &mut Pairs, headers: &HeaderMap) {
     for (name, value) in headers {
         // `Host` is presented as `:authority`.
         if name != http::header::HOST {
-            pairs.push(name.as_str().as_bytes(), value.as_bytes());
+            pairs.push_lowercase(name.as_str().as_bytes(), value.as_bytes());
         }
     }
 }
@@ -351,10 +359,10 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
         .unwrap_or_default();
     let size = 64 + path.len() + authority.len() + headers_size(&parts.headers);
     let mut pairs = Pairs::with_capacity(parts.headers.len() + 4 + ADDED.0, size + ADDED.1);
-    pairs.push(b":method", parts.method.as_str().as_bytes());
-    pairs.push(b":path", path.as_bytes());
-    pairs.push(b":authority", authority);
-    pairs.push(b":scheme", scheme.as_bytes());
+    pairs.push_lowercase(b":method", parts.method.as_str().as_bytes());
+    pairs.push_lowercase(b":path", path.as_bytes());
+    pairs.push_lowercase(b":authority", authority);
+    pairs.push_lowercase(b":scheme", scheme.as_bytes());
     push_headers(&mut pairs, &parts.headers);
     pairs.head = Some(pairs.len());
     pairs
@@ -507,7 +515,7 @@ fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
 pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
     let size = 16 + headers_size(&parts.headers);
     let mut pairs = Pairs::with_capacity(parts.headers.len() + 1 + ADDED.0, size + ADDED.1);
-    pairs.push(b":status", parts.status.as_str().as_bytes());
+    pairs.push_lowercase(b":status", parts.status.as_str().as_bytes());
     push_headers(&mut pairs, &parts.headers);
     pairs.head = Some(pairs.len());
     pairs
