@@ -1,8 +1,8 @@
 //! Third-party filters, loaded unchanged: the examples that the official Rust SDK's maintainers
 //! ship in the `proxy-wasm` crates on crates.io — 0.2.0 (ABI 0.2.1 marker) and 0.1.4 (ABI 0.1.0,
-//! an exported `_start`) — fetched and built as published by `conformance/third-party/build`.
-//! Each test checks what the example's source says it does in Envoy, through the real gateway
-//! against real upstreams. `conformance/run` maps these tests to `conformance/cases.tsv` rows of
+//! an exported `_start`) — and the README example of the AssemblyScript SDK on npm (ABI 0.2.0),
+//! fetched and built as published by `conformance/third-party/build`. Each test checks what the
+//! filter's authors say it does in Envoy, through the real gateway against real upstreams. `conformance/run` maps these tests to `conformance/cases.tsv` rows of
 //! family `Third-party`.
 #![allow(
     clippy::unwrap_used,
@@ -16,11 +16,11 @@ use barbacane::proxywasm::http::Pairs;
 use barbacane::proxywasm::properties::StreamInfo;
 use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, MapType, PluginModule, Vm, engine};
 use barbacane::server::{Config, full};
-use http::{Method, Response};
+use http::Response;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{echo_upstream, get, send};
+use support::{echo_upstream, get};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The published SDK versions whose examples are built, with the ABI each declares.
@@ -394,7 +394,7 @@ async fn http_config_adds_its_plugin_configuration_as_a_response_header() {
     for (sdk, _) in SDKS {
         let dir = project(sdk, "http_config", "config: from the spec", Ports::echo(1));
         let gw = support::gateway_in(dir, Config::default()).await;
-        let reply = send(Method::GET, &gw.url("/mock"), &[], b"").await;
+        let reply = get(&gw.url("/mock")).await;
         assert_eq!(reply.status, 200, "{sdk}: {reply:?}");
         assert_eq!(reply.header("custom-header"), "from the spec");
         assert_eq!(reply.body.as_ref(), b"mocked");
