@@ -530,16 +530,21 @@ fn watch_and_reload(
     config: Config,
     gateways: tokio::sync::watch::Sender<Arc<Gateway>>,
 ) {
-    let mut seen = crate::watch::Snapshot::take(&files);
-    loop {
-        std::thread::sleep(crate::watch::POLL_INTERVAL);
-        // Specs and the manifest are watched even when the last edit broke them.
-        let watched: Vec<PathBuf> = files
+    // Specs and the manifest are watched even when the last edit broke them.
+    let watched = |files: &[PathBuf]| -> Vec<PathBuf> {
+        files
             .iter()
             .chain(&args.specs)
             .chain(&args.manifest)
             .cloned()
-            .collect();
+            .collect()
+    };
+    // Of the same list as every poll: a snapshot of `files` alone differed from the first poll's
+    // and made `dev` reload once at start with nothing changed.
+    let mut seen = crate::watch::Snapshot::take(&watched(&files));
+    loop {
+        std::thread::sleep(crate::watch::POLL_INTERVAL);
+        let watched = watched(&files);
         let now = crate::watch::Snapshot::take(&watched);
         if now == seen {
             continue;

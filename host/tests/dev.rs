@@ -254,8 +254,8 @@ fn dev_needs_specs() {
     assert!(stderr.contains("--spec"), "{stderr}");
 }
 
-/// `init` makes a project that `dev` serves at once, with its plugin; a second `init` in the same
-/// place writes nothing.
+/// `init` makes a project that `dev` serves at once, with its plugin, and does not reload while
+/// nothing changes; a second `init` in the same place writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_makes_a_project_that_dev_serves_at_once() {
     let parent = project(&[]);
@@ -285,6 +285,10 @@ async fn init_makes_a_project_that_dev_serves_at_once() {
     let long = "a".repeat(41);
     let refused = support::get(&format!("http://{}/hello?name={long}", dev.addr)).await;
     refused.problem(400, "validation");
+    // Nothing changed: however many polls pass, nothing is reloaded.
+    tokio::time::sleep(barbacane::watch::POLL_INTERVAL * 4 + barbacane::watch::SETTLE).await;
+    let stdout = dev.stdout.lock().unwrap().clone();
+    assert!(!stdout.contains("reloaded"), "{stdout}");
     drop(dev);
 
     let before = std::fs::read_to_string(dir.join("api.yaml")).unwrap();
