@@ -531,7 +531,7 @@ fn watch_and_reload(
     gateways: tokio::sync::watch::Sender<Arc<Gateway>>,
 ) {
     // Specs and the manifest are watched even when the last edit broke them.
-    let watched = |files: &[PathBuf]| -> Vec<PathBuf> {
+    let watch_list = |files: &[PathBuf]| -> Vec<PathBuf> {
         files
             .iter()
             .chain(&args.specs)
@@ -541,10 +541,10 @@ fn watch_and_reload(
     };
     // Of the same list as every poll: a snapshot of `files` alone differed from the first poll's
     // and made `dev` reload once at start with nothing changed.
-    let mut seen = crate::watch::Snapshot::take(&watched(&files));
+    let mut seen = crate::watch::Snapshot::take(&watch_list(&files));
     loop {
         std::thread::sleep(crate::watch::POLL_INTERVAL);
-        let watched = watched(&files);
+        let watched = watch_list(&files);
         let now = crate::watch::Snapshot::take(&watched);
         if now == seen {
             continue;

@@ -194,34 +194,38 @@ fn proxy_get_buffer_bytes(
     if start.checked_add(max).is_none() {
         return Ok(Status::BadArgument as i32);
     }
-    if let Err(status) = buffer_of(caller.data(), buffer_type) {
-        return Ok(status as i32);
-    }
+    let len = match buffer_of(caller.data(), buffer_type) {
+        Ok(Some(buffer)) => buffer_part(buffer, start, max).len(),
+        Ok(None) => return Ok(Status::NotFound as i32),
+        Err(status) => return Ok(status as i32),
+    };
     // Nothing to read (an empty buffer, a slice past its end, `max_size` 0) is OK with the
     // out-pointers left untouched, as in Envoy: the AssemblyScript SDK passes the size it was
     // given as `len_out` and then reads its own buffer reference.
-    if buffer_part(caller.data(), buffer_type, start, max).is_some_and(<[u8]>::is_empty) {
+    if len == 0 {
         return Ok(Status::Ok as i32);
     }
-    // Copied from the buffer straight into the guest's; a buffer this callback does not have is
-    // NOT_FOUND.
+    // Copied from the buffer straight into the guest's.
     let returned = return_state_bytes(
         &mut caller,
-        |state| buffer_part(state, buffer_type, start, max),
+        |state| {
+            Some(buffer_part(
+                buffer_of(state, buffer_type).ok()??,
+                start,
+                max,
+            ))
+        },
         ptr_out,
         len_out,
     );
     Ok(returned? as i32)
 }
 
-/// At most `max` bytes of buffer `buffer_type` from `start`; reading past the end returns
-/// nothing, as in Envoy.
-fn buffer_part(state: &HostState, buffer_type: i32, start: usize, max: usize) -> Option<&[u8]> {
-    let slice = buffer_of(state, buffer_type)
-        .ok()??
-        .get(start..)
-        .unwrap_or_default();
-    Some(&slice[..slice.len().min(max)])
+/// At most `max` bytes of `buffer` from `start`; reading past the end returns nothing, as in
+/// Envoy.
+fn buffer_part(buffer: &[u8], start: usize, max: usize) -> &[u8] {
+    let slice = buffer.get(start..).unwrap_or_default();
+    &slice[..slice.len().min(max)]
 }
 
 /// Envoy's semantics: `start == 0` drains `size` bytes and prepends the data (so `0, len`
