@@ -350,8 +350,11 @@ impl HttpContext for Stream {
         let method = http::request_header(self, ":method").unwrap_or_default();
         // An empty `Origin` names no origin; treating it as absent keeps it out of responses.
         let origin = http::request_header(self, "origin").filter(|o| !o.is_empty());
-        let request_method = http::request_header(self, "access-control-request-method");
-        let request_headers = http::request_header(self, "access-control-request-headers");
+        // Only a preflight (`OPTIONS`) reads what it asks for: two host calls fewer on the rest.
+        let preflight = method == "OPTIONS";
+        let asked = |name| preflight.then(|| http::request_header(self, name)).flatten();
+        let request_method = asked("access-control-request-method");
+        let request_headers = asked("access-control-request-headers");
         match self.policy.decide(
             &method,
             origin.as_deref(),
