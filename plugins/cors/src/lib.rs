@@ -351,10 +351,14 @@ impl HttpContext for Stream {
         // An empty `Origin` names no origin; treating it as absent keeps it out of responses.
         let origin = http::request_header(self, "origin").filter(|o| !o.is_empty());
         // Only a preflight (`OPTIONS`) reads what it asks for: two host calls fewer on the rest.
-        let preflight = method == "OPTIONS";
-        let asked = |name| preflight.then(|| http::request_header(self, name)).flatten();
-        let request_method = asked("access-control-request-method");
-        let request_headers = asked("access-control-request-headers");
+        let (request_method, request_headers) = if method == "OPTIONS" {
+            (
+                http::request_header(self, "access-control-request-method"),
+                http::request_header(self, "access-control-request-headers"),
+            )
+        } else {
+            (None, None)
+        };
         match self.policy.decide(
             &method,
             origin.as_deref(),
