@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod capability;
+mod foreign;
 pub mod grpc;
 mod hostcalls;
 pub mod http;

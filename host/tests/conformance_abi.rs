@@ -162,7 +162,8 @@ async fn buffer_status_and_body_reads_see_the_buffered_body() {
 }
 
 #[tokio::test]
-async fn grpc_calls_on_unknown_tokens_and_foreign_functions_answer_errors_the_sdk_returns() {
+async fn grpc_calls_on_unknown_tokens_and_unknown_foreign_functions_answer_errors_the_sdk_returns()
+{
     let reply = hostcalls_get().await;
     assert_reported(
         &reply,
@@ -172,10 +173,32 @@ async fn grpc_calls_on_unknown_tokens_and_foreign_functions_answer_errors_the_sd
             ("grpc-send", "NotFound"),
             ("grpc-cancel", "NotFound"),
             ("grpc-close", "NotFound"),
-            ("foreign-compress", "NotFound"),
             ("foreign-unknown", "NotFound"),
         ],
     );
+}
+
+#[tokio::test]
+async fn envoys_compress_and_uncompress_foreign_functions_are_zlib() {
+    let reply = hostcalls_get().await;
+    assert_reported(
+        &reply,
+        &[
+            ("foreign-compress", "Ok"),
+            ("foreign-round-trip", "hello"),
+            ("foreign-uncompress-garbage", "SerializationFailure"),
+        ],
+    );
+    // What the plugin got is a zlib stream (RFC 1950) any decoder reads, as Envoy's.
+    let hex = reply.header("x-hc-foreign-compressed");
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::ZlibDecoder::new(&bytes[..]), &mut text)
+        .unwrap();
+    assert_eq!(text, "hello");
 }
 
 #[tokio::test]

@@ -622,6 +622,11 @@ async fn go_sdk_ticks_shared_data_queues_and_metrics_work_across_callbacks() {
         "proxy-wasm status 1 (not found)",
         "CallForeignFunction of an unknown name is ErrNotFound"
     );
+    assert_eq!(
+        reply.header("x-foreign-round-trip"),
+        "hello",
+        "CallForeignFunction: compress, then uncompress"
+    );
     assert_eq!(reply.header("x-postponed"), "");
     let metrics = get(&gw.url("/__barbacane/metrics")).await;
     let text = String::from_utf8_lossy(&metrics.body).into_owned();

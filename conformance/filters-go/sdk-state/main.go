@@ -14,8 +14,9 @@
 //     request's count), `x-ticks`, `x-dequeued`, `x-requests-metric` (the counter's value),
 //     `x-done` (the shared counter `go-done`, which OnHttpStreamDone increments), `x-resolved`
 //     (`same` when ResolveSharedQueue("", queue) finds the registered id), `x-clock`
-//     (`plausible` when GetCurrentTimeNanoseconds is after 2024) and `x-foreign` (the error of
-//     CallForeignFunction("no_such_function")).
+//     (`plausible` when GetCurrentTimeNanoseconds is after 2024), `x-foreign` (the error of
+//     CallForeignFunction("no_such_function")) and `x-foreign-round-trip` ("hello" through
+//     Envoy's foreign functions "compress" then "uncompress", or the error).
 //   - With "postpone": true, request headers are paused and the next OnTick resumes every
 //     paused request through SetEffectiveContext + ResumeHttpRequest; such responses carry
 //     `x-postponed: resumed-on-tick`.
@@ -213,6 +214,15 @@ func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {
 		foreign = err.Error()
 	}
 	_ = proxywasm.AddHttpResponseHeader("x-foreign", foreign)
+	roundTrip := "ok"
+	if compressed, err := proxywasm.CallForeignFunction("compress", []byte("hello")); err != nil {
+		roundTrip = "compress: " + err.Error()
+	} else if plain, err := proxywasm.CallForeignFunction("uncompress", compressed); err != nil {
+		roundTrip = "uncompress: " + err.Error()
+	} else {
+		roundTrip = string(plain)
+	}
+	_ = proxywasm.AddHttpResponseHeader("x-foreign-round-trip", roundTrip)
 	if s.resumed {
 		_ = proxywasm.AddHttpResponseHeader("x-postponed", "resumed-on-tick")
 	}

@@ -9,6 +9,7 @@
 
 use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
+use super::foreign;
 use super::grpc::{GrpcCall, GrpcHandle, GrpcOutgoing, GrpcTarget, MAX_QUEUED_BYTES};
 use super::http::{Pairs, deserialize, serialize};
 use super::memory::{
@@ -1086,17 +1087,25 @@ fn proxy_set_property(
     Status::Ok as i32
 }
 
-/// No foreign functions are offered (Envoy's are zlib and CEL helpers): NOT_FOUND, which the SDKs
-/// return to the filter as an error.
+/// Envoy's foreign functions `compress` and `uncompress` (see [`foreign`]); any other name is
+/// NOT_FOUND, which the SDKs return to the filter as an error.
 fn proxy_call_foreign_function(
     mut caller: Caller<'_, HostState>,
-    _name: i32,
-    _name_len: i32,
-    _args: i32,
-    _args_len: i32,
-    _ptr_out: i32,
-    _len_out: i32,
-) -> i32 {
+    name: i32,
+    name_len: i32,
+    args: i32,
+    args_len: i32,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<i32> {
     caller.data_mut().used.insert(Capability::ForeignFunctions);
-    Status::NotFound as i32
+    let result = read(&mut caller, name, name_len).and_then(|name| {
+        with_slice(&mut caller, args, args_len, |args, _| {
+            foreign::call(&name, args)
+        })?
+    });
+    match result {
+        Ok(bytes) => Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32),
+        Err(status) => Ok(status as i32),
+    }
 }

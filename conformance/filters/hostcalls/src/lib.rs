@@ -37,10 +37,11 @@
 //! * `x-hc-grpc-call` (`dispatch_grpc_call` to the upstream) and `x-hc-grpc-stream`
 //!   (`open_grpc_stream`): `Ok` (both are cancelled at once); on a token that is neither,
 //!   `x-hc-grpc-send` (`hostcalls::send_grpc_stream_message`), `x-hc-grpc-cancel`
-//!   (`cancel_grpc_call`), `x-hc-grpc-close` (`close_grpc_stream`): `NotFound`. Calls the host does
-//!   not serve: `x-hc-foreign-compress`
-//!   (`call_foreign_function("compress", "hello")`, one of Envoy's) and `x-hc-foreign-unknown`
-//!   (`"hc_no_such_function"`): `NotFound`.
+//!   (`cancel_grpc_call`), `x-hc-grpc-close` (`close_grpc_stream`): `NotFound`. Envoy's foreign
+//!   functions: `x-hc-foreign-compress` (`call_foreign_function("compress", "hello")`) = the
+//!   outcome, `x-hc-foreign-compressed` = its bytes in hex, `x-hc-foreign-round-trip` = those bytes
+//!   through `"uncompress"` (text, or the status), `x-hc-foreign-uncompress-garbage` =
+//!   `"uncompress"` of `not zlib`; `x-hc-foreign-unknown` = `"hc_no_such_function"`.
 //! * `x-hc-http-call-no-authority`: `dispatch_http_call(upstream, [:method GET, :path /])`, no
 //!   `:authority` → `BadArgument`.
 //! * `x-hc-effective-context-unknown`: `set_effective_context(999999)` → `BadArgument`;
@@ -462,9 +463,24 @@ impl Stream {
         for token in [call, stream].into_iter().flatten() {
             self.cancel_grpc_call(token);
         }
+        let compressed = self.call_foreign_function("compress", Some(b"hello"));
+        let round_trip = match &compressed {
+            Ok(Some(bytes)) => match self.call_foreign_function("uncompress", Some(bytes)) {
+                Ok(value) => text(value),
+                Err(status) => format!("{status:?}"),
+            },
+            other => format!("{other:?}"),
+        };
+        let hex: String = match &compressed {
+            Ok(Some(bytes)) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            _ => String::new(),
+        };
+        self.report("foreign-compress", outcome(compressed));
+        self.report("foreign-compressed", hex);
+        self.report("foreign-round-trip", round_trip);
         self.report(
-            "foreign-compress",
-            outcome(self.call_foreign_function("compress", Some(b"hello"))),
+            "foreign-uncompress-garbage",
+            outcome(self.call_foreign_function("uncompress", Some(b"not zlib"))),
         );
         self.report(
             "foreign-unknown",
