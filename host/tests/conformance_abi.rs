@@ -162,8 +162,7 @@ async fn buffer_status_and_body_reads_see_the_buffered_body() {
 }
 
 #[tokio::test]
-async fn grpc_calls_on_unknown_tokens_and_unknown_foreign_functions_answer_errors_the_sdk_returns()
-{
+async fn unknown_grpc_tokens_and_foreign_function_names_answer_errors_the_sdk_returns() {
     let reply = hostcalls_get().await;
     assert_reported(
         &reply,

@@ -214,7 +214,7 @@ func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {
 		foreign = err.Error()
 	}
 	_ = proxywasm.AddHttpResponseHeader("x-foreign", foreign)
-	roundTrip := "ok"
+	var roundTrip string
 	if compressed, err := proxywasm.CallForeignFunction("compress", []byte("hello")); err != nil {
 		roundTrip = "compress: " + err.Error()
 	} else if plain, err := proxywasm.CallForeignFunction("uncompress", compressed); err != nil {

@@ -11,7 +11,7 @@ use std::io::Write;
 /// The most either function takes or gives. Host code runs outside the callback deadline, so a
 /// plugin must not be able to keep a worker busy in it for long (1 MiB is Envoy's bound on a
 /// header map, `limits.h`).
-pub const MAX_BYTES: usize = 1 << 20;
+const MAX_BYTES: usize = 1 << 20;
 
 /// Runs the foreign function `name` on `arguments`.
 pub(super) fn call(name: &[u8], arguments: &[u8]) -> Result<Vec<u8>, Status> {
@@ -41,7 +41,6 @@ fn compress(data: &[u8]) -> Result<Vec<u8>, Status> {
 fn uncompress(data: &[u8]) -> Result<Vec<u8>, Status> {
     let mut inflate = Decompress::new(true);
     let mut out = Vec::new();
-    // `None`, not `Finish`: miniz's `Finish` wants all the output to fit in the first call.
     loop {
         out.reserve(out.len().max(1024));
         let (read, written) = (inflate.total_in(), inflate.total_out());
@@ -49,6 +48,7 @@ fn uncompress(data: &[u8]) -> Result<Vec<u8>, Status> {
             .ok()
             .and_then(|read| data.get(read..))
             .unwrap_or_default();
+        // `None`, not `Finish`: miniz's `Finish` wants all the output to fit in the first call.
         let status = inflate
             .decompress_vec(rest, &mut out, FlushDecompress::None)
             .map_err(|_| Status::SerializationFailure)?;
@@ -112,9 +112,9 @@ mod tests {
         trailing.extend_from_slice(b"after the end");
         assert_eq!(call(b"uncompress", &trailing).unwrap(), b"hello");
         assert_eq!(call(b"expr_create", b"1 + 1"), Err(Status::NotFound));
-        // A small stream that inflates past the limit (a zip bomb) is refused, as is data over it.
-        let bomb = call(b"compress", &vec![0; MAX_BYTES + 1]);
-        assert_eq!(bomb, Err(Status::BadArgument));
+        // Data over the limit is refused, as is a small stream that inflates past it (a zip bomb).
+        let too_big = call(b"compress", &vec![0; MAX_BYTES + 1]);
+        assert_eq!(too_big, Err(Status::BadArgument));
         let mut encoder = ZlibEncoder::new(Vec::new(), Compression::best());
         encoder.write_all(&vec![0; MAX_BYTES + 1]).unwrap();
         let bomb = encoder.finish().unwrap();

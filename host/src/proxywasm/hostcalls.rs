@@ -1099,12 +1099,13 @@ fn proxy_call_foreign_function(
     len_out: i32,
 ) -> wasmtime::Result<i32> {
     caller.data_mut().used.insert(Capability::ForeignFunctions);
-    let result = read(&mut caller, name, name_len).and_then(|name| {
-        with_slice(&mut caller, args, args_len, |args, _| {
-            foreign::call(&name, args)
-        })?
-    });
-    match result {
+    let result = with_slices(
+        &mut caller,
+        (name, name_len),
+        (args, args_len),
+        |name, args, _| foreign::call(name, args),
+    );
+    match result.and_then(|called| called) {
         Ok(bytes) => Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32),
         Err(status) => Ok(status as i32),
     }
