@@ -2,8 +2,8 @@
 //! ship in the `proxy-wasm` crates on crates.io — 0.2.0 (ABI 0.2.1 marker) and 0.1.4 (ABI 0.1.0,
 //! an exported `_start`) — and the README example of the AssemblyScript SDK on npm (ABI 0.2.0),
 //! fetched and built as published by `conformance/third-party/build`. Each test checks what the
-//! filter's authors say it does in Envoy, through the real gateway against real upstreams. `conformance/run` maps these tests to `conformance/cases.tsv` rows of
-//! family `Third-party`.
+//! filter's authors say it does in Envoy, through the real gateway against real upstreams.
+//! `conformance/run` maps these tests to `conformance/cases.tsv` rows of family `Third-party`.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"

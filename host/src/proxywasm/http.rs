@@ -64,12 +64,11 @@ impl Pairs {
 
     /// Appends `key: value`; the key is kept lower case.
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        let key = self.append(key);
-        if let Some(stored) = self.bytes.get_mut(key.0..key.1) {
+        let start = self.bytes.len();
+        self.push_lowercase(key, value);
+        if let Some(stored) = self.bytes.get_mut(start..start + key.len()) {
             stored.make_ascii_lowercase();
         }
-        let value = self.append(value);
-        self.entries.push(Entry { key, value });
     }
 
     /// [`Pairs::push`] of a key that is lower case already (a parsed header name, a

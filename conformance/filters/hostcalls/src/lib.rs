@@ -464,16 +464,15 @@ impl Stream {
             self.cancel_grpc_call(token);
         }
         let compressed = self.call_foreign_function("compress", Some(b"hello"));
-        let round_trip = match &compressed {
-            Ok(Some(bytes)) => match self.call_foreign_function("uncompress", Some(bytes)) {
-                Ok(value) => text(value),
-                Err(status) => format!("{status:?}"),
-            },
-            other => format!("{other:?}"),
-        };
-        let hex: String = match &compressed {
-            Ok(Some(bytes)) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            _ => String::new(),
+        let (round_trip, hex) = match &compressed {
+            Ok(Some(bytes)) => (
+                match self.call_foreign_function("uncompress", Some(bytes)) {
+                    Ok(value) => text(value),
+                    Err(status) => format!("{status:?}"),
+                },
+                bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            ),
+            other => (format!("{other:?}"), String::new()),
         };
         self.report("foreign-compress", outcome(compressed));
         self.report("foreign-compressed", hex);
