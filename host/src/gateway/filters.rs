@@ -134,17 +134,12 @@ pub(super) struct Passage {
 
 impl Drop for Passage {
     fn drop(&mut self) {
-        // Shared by the plugins that may read them (most declare no `on_done`/`on_log`).
-        let mut heads = None;
+        // The one place they are set: it cannot fail.
+        let _ = self.info.final_heads.set(std::mem::take(&mut self.heads));
         for stream in self.streams.drain(..) {
-            let ended = stream.replica.with_generation(stream.generation, |vm| {
-                if vm.reads_final_heads() {
-                    let heads =
-                        heads.get_or_insert_with(|| Arc::new(std::mem::take(&mut self.heads)));
-                    vm.set_final_heads(stream.context, heads.clone());
-                }
-                vm.end_stream(stream.context)
-            });
+            let ended = stream
+                .replica
+                .with_generation(stream.generation, |vm| vm.end_stream(stream.context));
             if let Some(Err(error)) = ended {
                 stream.replica.failed(&error);
             }
@@ -587,13 +582,13 @@ impl Passage {
         self.streams.iter().any(|s| s.wants_body(direction))
     }
 
-    /// The streams in the order `direction` flows through them.
-    fn order(&self, direction: Direction) -> Vec<usize> {
-        let all = 0..self.streams.len();
-        match direction {
-            Direction::Request => all.collect(),
-            Direction::Response => all.rev().collect(),
-        }
+    /// The indices of the streams in the order `direction` flows through them.
+    fn order(&self, direction: Direction) -> impl Iterator<Item = usize> + use<> {
+        let count = self.streams.len();
+        (0..count).map(move |i| match direction {
+            Direction::Request => i,
+            Direction::Response => count - 1 - i,
+        })
     }
 
     /// Runs one body chunk through the filters; `None` when a filter keeps it (buffering).

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::abi::Status;
@@ -53,6 +53,9 @@ pub struct StreamInfo {
     pub body_sizes: BodySizes,
     /// What the filters stored with `proxy_set_property` during this request.
     pub filter_state: FilterState,
+    /// The request and response headers as they finally were, set once the phases are over:
+    /// readable (not writable) in `on_done` and `on_log`, as in Envoy's access-log phase.
+    pub final_heads: OnceLock<[Pairs; 2]>,
 }
 
 /// A request's body sizes, counted by the gateway as the bodies flow (through the request's
@@ -440,6 +443,7 @@ mod tests {
             cluster_name: Some(Arc::from("pets-backend")),
             body_sizes: BodySizes::default(),
             filter_state: FilterState::default(),
+            final_heads: OnceLock::new(),
         }
     }
 

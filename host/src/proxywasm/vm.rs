@@ -167,9 +167,6 @@ pub(super) struct StreamState {
     /// before is in `signals`, which the task reads (under the VM's lock) before it waits.
     pub(super) wake: Option<Arc<Notify>>,
     pub(super) info: Arc<StreamInfo>,
-    /// The request and response headers as they finally were, readable (not writable) once the
-    /// phases are over, in `on_log` as in Envoy's access-log phase.
-    pub(super) final_heads: Option<Arc<[Pairs; 2]>>,
     /// `on_done` returned false: `on_log`/`on_delete` wait for `proxy_done`.
     pub(super) done_pending: bool,
 }
@@ -330,7 +327,7 @@ impl StreamState {
     /// final one once the phases are over.
     pub(super) fn map(&self, map: usize) -> Option<&Pairs> {
         self.maps.get(map)?.as_ref().or_else(|| {
-            let heads = self.final_heads.as_deref()?;
+            let heads = self.info.final_heads.get()?;
             match map {
                 0 => Some(&heads[0]),
                 2 => Some(&heads[1]),
@@ -558,7 +555,6 @@ impl Vm {
                 signals: Vec::new(),
                 wake: None,
                 info,
-                final_heads: None,
                 done_pending: false,
             },
         );
@@ -661,19 +657,6 @@ impl Vm {
             .filter_map(|s| s.wake.as_ref())
         {
             wake.notify_one();
-        }
-    }
-
-    /// Whether the plugin has stream callbacks after the request's phases (`on_done`, `on_log`)
-    /// that may read its final headers.
-    pub fn reads_final_heads(&self) -> bool {
-        self.exports.stream_done.is_some() || self.exports.log.is_some()
-    }
-
-    /// Leaves the final request and response headers readable for `on_log`.
-    pub fn set_final_heads(&mut self, context: u32, heads: Arc<[Pairs; 2]>) {
-        if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
-            stream.final_heads = Some(heads);
         }
     }
 
