@@ -1105,7 +1105,7 @@ fn proxy_call_foreign_function(
         (args, args_len),
         |name, args, _| foreign::call(name, args),
     );
-    match result.and_then(|called| called) {
+    match result.flatten() {
         Ok(bytes) => Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32),
         Err(status) => Ok(status as i32),
     }
