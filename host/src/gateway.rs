@@ -525,7 +525,9 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
     {
         return v.clone();
     }
-    HeaderValue::from_bytes(&uuid_v4(fastrand::u128(..)))
+    // Owned, not copied into a `Vec`: the id is cloned for the upstream and the plugins' stream
+    // info, and a clone of `Vec`-backed bytes allocates (once) to share them.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(uuid_v4(fastrand::u128(..))))
         .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 

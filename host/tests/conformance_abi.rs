@@ -366,6 +366,36 @@ async fn on_log_still_reads_the_request_and_response_headers() {
     );
 }
 
+/// `response.size` counts a body that streams in several chunks, which the filters see one by
+/// one (the gateway pumps it through them), as it counts a body read whole.
+#[tokio::test]
+async fn on_log_counts_a_response_body_that_streams_in_chunks() {
+    const CHUNKS: [&str; 3] = ["first chunk, ", "second chunk, ", "last"];
+    let streaming = support::upstream(|_| async {
+        let frames = futures_util::stream::unfold(0, |sent| async move {
+            let chunk = CHUNKS.get(sent)?;
+            // Apart in time, so that the gateway reads them as separate frames.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let frame = Ok::<_, barbacane::server::BoxError>(http_body::Frame::data(
+                bytes::Bytes::from_static(chunk.as_bytes()),
+            ));
+            Some((frame, sent + 1))
+        });
+        http::Response::new(barbacane::server::Body::new(
+            http_body_util::StreamBody::new(frames),
+        ))
+    })
+    .await;
+    let gw = hostcalls_gateway(streaming.addr.port()).await;
+    let sent = get(&gw.url("/echo?streamed")).await;
+    assert_eq!(sent.body, CHUNKS.concat().as_bytes());
+    let reply = ended(&gw, "/echo?streamed").await;
+    assert_eq!(
+        reply.header("x-hc-logged"),
+        format!("GET 200 0 {}", CHUNKS.concat().len())
+    );
+}
+
 /// The value of header `name` in a raw HTTP/1.1 response text (first match, head or trailers).
 fn raw_header(raw: &str, name: &str) -> String {
     raw.lines()

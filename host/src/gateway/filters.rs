@@ -406,8 +406,9 @@ impl FilterSet {
         mut passage: Passage,
         response: Response<Body>,
     ) -> Result<Response<Body>, StreamReset> {
-        let (mut parts, body) = response.into_parts();
-        let mut body = Counted::boxed(body, &passage.info, Direction::Response);
+        // The body is counted (`response.size`) where its frames are read: by the body filters
+        // below, else by a `Counted` wrapper as it streams to the client.
+        let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
         let phase = passage.streams.iter().rev();
         for stream in phase.filter(|s| s.wants_headers(Direction::Response)) {
@@ -418,7 +419,7 @@ impl FilterSet {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
                     let (local_parts, local_body) = local_response(local).into_parts();
                     parts = local_parts;
-                    body = Counted::boxed(local_body, &passage.info, Direction::Response);
+                    body = local_body;
                     pairs = response_pairs(&parts);
                 }
                 Err(Stop::Close) => return Err(StreamReset),
@@ -429,7 +430,7 @@ impl FilterSet {
         passage.heads[1] = pairs;
         if http_body::Body::is_end_stream(&body) || !passage.wants_body(Direction::Response) {
             let body = EndsStreams {
-                body,
+                body: Counted::boxed(body, &passage.info, Direction::Response),
                 passage: Some(passage),
             };
             return Ok(Response::from_parts(parts, body.boxed_unsync()));
@@ -437,43 +438,26 @@ impl FilterSet {
         // The head waits for the first chunk either way (see `response_body`). A body that is
         // complete after it (a mock's, most small upstream answers) passes the filters here,
         // with no pump task, and keeps a known length.
-        let first = body.frame().await;
-        let complete = match &first {
-            None => Some(Bytes::new()),
-            Some(Ok(frame)) if http_body::Body::is_end_stream(&body) => frame.data_ref().cloned(),
-            _ => None,
+        let data = match body.frame().await {
+            None => Bytes::new(),
+            Some(Ok(frame)) if frame.is_data() && http_body::Body::is_end_stream(&body) => {
+                frame.into_data().unwrap_or_default()
+            }
+            first => return Box::pin(passage.pump_response(parts, first, body)).await,
         };
-        if let Some(data) = complete {
-            let filtered = passage.body_chunk(Direction::Response, data, true).await;
-            return match filtered {
-                Ok(data) => {
-                    // The filters may have changed the body; hyper sends the new length. Held
-                    // inline, not boxed on its own: most responses take this path.
-                    parts.headers.remove(http::header::CONTENT_LENGTH);
-                    let body = EndsStreams {
-                        body: Full::new(data.unwrap_or_default()).map_err(|e| match e {}),
-                        passage: Some(passage),
-                    };
-                    Ok(Response::from_parts(parts, body.boxed_unsync()))
-                }
-                Err(stop) => stopped(stop),
-            };
-        }
-        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
-        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(passage.response_body(Some(first), body, head_tx, frames_tx));
-        match head_rx.await {
-            Ok(Ok(())) => {
-                // The filters may have changed the body: its length is no longer known.
+        passage.info.body_sizes.add(Direction::Response, data.len());
+        match passage.body_chunk(Direction::Response, data, true).await {
+            Ok(data) => {
+                // The filters may have changed the body; hyper sends the new length. Held
+                // inline, not boxed on its own: most responses take this path.
                 parts.headers.remove(http::header::CONTENT_LENGTH);
-                let body = ChannelBody(frames_rx);
+                let body = EndsStreams {
+                    body: Full::new(data.unwrap_or_default()).map_err(|e| match e {}),
+                    passage: Some(passage),
+                };
                 Ok(Response::from_parts(parts, body.boxed_unsync()))
             }
-            Ok(Err(stop)) => stopped(stop),
-            Err(_) => Ok(
-                Problem::new(Kind::PluginFailed, "the response body filters stopped")
-                    .into_response(),
-            ),
+            Err(stop) => stopped(stop),
         }
     }
 }
@@ -750,6 +734,33 @@ impl Passage {
         Ok(FramesBody(frames).boxed_unsync())
     }
 
+    /// A response body that streams on after its first frame (`first`) goes through the filters
+    /// in a task of its own (`response_body`); the head is sent once the first chunk has passed
+    /// them.
+    async fn pump_response(
+        self,
+        mut parts: http::response::Parts,
+        first: Option<Result<Frame<Bytes>, BoxError>>,
+        body: Body,
+    ) -> Result<Response<Body>, StreamReset> {
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(self.response_body(Some(first), body, head_tx, frames_tx));
+        match head_rx.await {
+            Ok(Ok(())) => {
+                // The filters may have changed the body: its length is no longer known.
+                parts.headers.remove(http::header::CONTENT_LENGTH);
+                let body = ChannelBody(frames_rx);
+                Ok(Response::from_parts(parts, body.boxed_unsync()))
+            }
+            Ok(Err(stop)) => stopped(stop),
+            Err(_) => Ok(
+                Problem::new(Kind::PluginFailed, "the response body filters stopped")
+                    .into_response(),
+            ),
+        }
+    }
+
     /// Pumps the response body (`first`, the frame already read, then the rest of `body`)
     /// through the filters into `frames`. The response head waits on
     /// `head` until the first chunk has passed all filters, so a plugin that buffers the body
@@ -786,7 +797,10 @@ impl Passage {
                     return;
                 }
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => (data, http_body::Body::is_end_stream(&body)),
+                    Ok(data) => {
+                        self.info.body_sizes.add(Direction::Response, data.len());
+                        (data, http_body::Body::is_end_stream(&body))
+                    }
                     Err(frame) => {
                         let Ok(trailers) = frame.into_trailers() else {
                             continue;
