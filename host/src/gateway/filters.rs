@@ -406,8 +406,8 @@ impl FilterSet {
         mut passage: Passage,
         response: Response<Body>,
     ) -> Result<Response<Body>, StreamReset> {
-        // The body is counted (`response.size`) where its frames are read: by the body filters
-        // below, else by a `Counted` wrapper as it streams to the client.
+        // The body is counted (`response.size`) where its frames are read for the body filters
+        // (below, or in the pump), else by a `Counted` wrapper as it streams to the client.
         let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
         let phase = passage.streams.iter().rev();
@@ -745,7 +745,7 @@ impl Passage {
     ) -> Result<Response<Body>, StreamReset> {
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(self.response_body(Some(first), body, head_tx, frames_tx));
+        tokio::spawn(self.response_body(first, body, head_tx, frames_tx));
         match head_rx.await {
             Ok(Ok(())) => {
                 // The filters may have changed the body: its length is no longer known.
@@ -768,12 +768,12 @@ impl Passage {
     /// failure can only reset the stream.
     async fn response_body(
         self,
-        mut first: Option<Option<Result<Frame<Bytes>, BoxError>>>,
+        first: Option<Result<Frame<Bytes>, BoxError>>,
         mut body: Body,
         head: tokio::sync::oneshot::Sender<Result<(), Stop>>,
         frames: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
     ) {
-        let mut head = Some(head);
+        let (mut head, mut first) = (Some(head), Some(first));
         let fail = |head: &mut Option<tokio::sync::oneshot::Sender<Result<(), Stop>>>,
                     stop: Stop|
          -> Option<Result<Frame<Bytes>, BoxError>> {
