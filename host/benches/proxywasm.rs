@@ -63,12 +63,13 @@ fn bench(c: &mut Criterion) {
     });
 
     // The `body` filter with nothing to do returns Continue at once: the cost of crossing into
-    // the guest and back through the SDK's dispatcher.
+    // the guest and back through the SDK's dispatcher (and the map lent to it and taken back).
     let mut vm = Vm::start(&engine, &body_module, config("body", "")).unwrap();
     let context = vm.create_stream(info.clone()).unwrap();
-    vm.set_map(context, MapType::RequestHeaders, request_headers());
+    let mut pairs = request_headers();
+    let request = MapType::RequestHeaders;
     c.bench_function("empty callback round trip", |b| {
-        b.iter(|| black_box(vm.on_request_headers(context, true).unwrap()))
+        b.iter(|| black_box(vm.map_callback(context, request, &mut pairs, true).unwrap()))
     });
 
     let mut vm = Vm::start(&engine, &headers_module, config("headers", "x-a: 1")).unwrap();
@@ -80,12 +81,11 @@ fn bench(c: &mut Criterion) {
     c.bench_function("headers-only filter, one request", |b| {
         b.iter(|| {
             let context = vm.create_stream(info.clone()).unwrap();
-            vm.set_map(context, MapType::RequestHeaders, request_headers());
-            black_box(vm.on_request_headers(context, true).unwrap());
-            black_box(vm.take_map(context, MapType::RequestHeaders));
-            vm.set_map(context, MapType::ResponseHeaders, response.clone());
-            black_box(vm.on_response_headers(context, false).unwrap());
-            black_box(vm.take_map(context, MapType::ResponseHeaders));
+            let mut pairs = request_headers();
+            black_box(vm.map_callback(context, request, &mut pairs, true).unwrap());
+            let mut pairs = response.clone();
+            let map = MapType::ResponseHeaders;
+            black_box(vm.map_callback(context, map, &mut pairs, false).unwrap());
             vm.end_stream(context).unwrap();
         })
     });

@@ -295,19 +295,15 @@ fn every_builtin_does_only_what_its_manifest_declares() {
                 (":scheme", String::from("http")),
             ]);
             request.extend(random.headers());
-            vm.set_map(context, MapType::RequestHeaders, request);
             // Results are the plugin's to choose; a trap is what this test is not about (the
             // gateway test below counts those), so errors end the stream.
-            let _ = vm.on_request_headers(context, false);
+            let _ = vm.map_callback(context, MapType::RequestHeaders, &mut request, false);
             let body = random.body();
             let size = vm.append_body(context, Direction::Request, body.into());
             let _ = vm.on_body(context, Direction::Request, size, true);
-            vm.set_map(
-                context,
-                MapType::ResponseHeaders,
-                Pairs::from([(":status", "200"), ("content-type", "application/json")]),
-            );
-            let _ = vm.on_response_headers(context, false);
+            let mut response =
+                Pairs::from([(":status", "200"), ("content-type", "application/json")]);
+            let _ = vm.map_callback(context, MapType::ResponseHeaders, &mut response, false);
             let body = bytes::Bytes::from_static(br#"{"ok":true}"#);
             let size = vm.append_body(context, Direction::Response, body);
             let _ = vm.on_body(context, Direction::Response, size, true);

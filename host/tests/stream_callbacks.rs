@@ -36,17 +36,23 @@ fn only_the_declared_callbacks_are_called() {
         "response headers undeclared: the response phase passes the plugin by"
     );
     let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
-    vm.set_map(context, MapType::RequestHeaders, Pairs::new());
-    assert_eq!(vm.on_request_headers(context, true).unwrap(), 0);
+    let mut request = Pairs::new();
+    let (result, _) = vm
+        .map_callback(context, MapType::RequestHeaders, &mut request, true)
+        .unwrap();
+    assert_eq!(result, 0);
     assert_eq!(
-        vm.take_map(context, MapType::RequestHeaders).unwrap(),
+        request,
         Pairs::from([("x-declared", "request")]),
         "the declared callback ran"
     );
-    vm.set_map(context, MapType::ResponseHeaders, Pairs::new());
-    assert_eq!(vm.on_response_headers(context, false).unwrap(), 0);
+    let mut response = Pairs::new();
+    let (result, _) = vm
+        .map_callback(context, MapType::ResponseHeaders, &mut response, false)
+        .unwrap();
+    assert_eq!(result, 0);
     assert_eq!(
-        vm.take_map(context, MapType::ResponseHeaders).unwrap(),
+        response,
         Pairs::new(),
         "response headers: not declared, not called"
     );

@@ -179,18 +179,16 @@ fn http_headers_logs_every_header_at_trace_and_its_completion_on_log() {
                 .unwrap();
         let mut vm = Vm::start(&engine, &module, support::plugin_config("headers", "")).unwrap();
         let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
-        vm.set_map(
-            context,
-            MapType::RequestHeaders,
-            Pairs::from([(":path", "/other"), ("x-one", "1")]),
-        );
-        assert_eq!(vm.on_request_headers(context, true).unwrap(), 0);
-        vm.set_map(
-            context,
-            MapType::ResponseHeaders,
-            Pairs::from([(":status", "200")]),
-        );
-        assert_eq!(vm.on_response_headers(context, true).unwrap(), 0);
+        let mut request = Pairs::from([(":path", "/other"), ("x-one", "1")]);
+        let (result, _) = vm
+            .map_callback(context, MapType::RequestHeaders, &mut request, true)
+            .unwrap();
+        assert_eq!(result, 0);
+        let mut response = Pairs::from([(":status", "200")]);
+        let (result, _) = vm
+            .map_callback(context, MapType::ResponseHeaders, &mut response, true)
+            .unwrap();
+        assert_eq!(result, 0);
         vm.end_stream(context).unwrap();
         let logs: Vec<_> = vm.recent_logs().cloned().collect();
         for expected in [

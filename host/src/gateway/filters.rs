@@ -22,7 +22,7 @@ use crate::proxywasm::http::{
 };
 use crate::proxywasm::properties::StreamInfo;
 use crate::proxywasm::{
-    self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, VmError, Wants,
+    self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, Vm, VmError, Wants,
 };
 use crate::server::{Body, BoxError};
 use crate::upstream::Upstreams;
@@ -96,6 +96,7 @@ impl OpenStream {
     }
 
     /// What the plugin's failure policy makes of its failure: skip it, or fail the request.
+    #[cold]
     fn on_failure(&self) -> Result<(), Stop> {
         match self.replica.failure_policy() {
             FailurePolicy::Open => Ok(()),
@@ -108,6 +109,7 @@ impl OpenStream {
 
     /// The stream's VM was replaced (another stream made it fail): a request can no longer be
     /// vouched for by the plugin, so its failure policy applies; a response goes on without it.
+    #[cold]
     fn lost(&self, direction: Direction) -> Result<(), Stop> {
         match direction {
             Direction::Request => self.on_failure(),
@@ -115,6 +117,7 @@ impl OpenStream {
         }
     }
 
+    #[cold]
     fn failed(&self, error: &VmError) -> Result<(), Stop> {
         self.replica.failed(error);
         self.on_failure()
@@ -332,41 +335,45 @@ impl FilterSet {
             Counted::boxed(body, &passage.info, Direction::Request)
         };
         let mut pairs = request_pairs(parts, info.scheme);
+        let headers = MapType::RequestHeaders;
         for &index in chain {
             let replica = &replicas.0[index];
+            let wants = self.wants[index];
+            // The stream is opened and (when the plugin has the callback) its request headers
+            // run in one call into the replica.
             let opened = replica.with(|vm| {
-                vm.create_stream(info.clone())
-                    .map(|context| (context, vm.generation()))
+                let context = vm.create_stream(info.clone())?;
+                let verdict = wants
+                    .headers
+                    .0
+                    .then(|| map_callback(vm, context, headers, &mut pairs, end_of_stream));
+                Ok((context, vm.generation(), verdict))
             });
-            let stream = match opened {
-                Ok((context, generation)) => OpenStream {
-                    replica: replica.clone(),
-                    generation,
-                    context,
-                    wants: self.wants[index],
-                },
-                Err(error) => {
-                    replica.failed(&error);
-                    if replica.failure_policy() == FailurePolicy::Open {
-                        continue;
-                    }
-                    let problem = Problem::new(
-                        Kind::PluginFailed,
-                        format!("plugin '{}' failed", replica.blueprint.plugin()),
-                    );
-                    return Err(Early::Respond(problem.into_response()));
+            let (stream, verdict) = match opened {
+                Ok((context, generation, verdict)) => {
+                    let replica = replica.clone();
+                    let stream = OpenStream {
+                        replica,
+                        generation,
+                        context,
+                        wants,
+                    };
+                    (stream, verdict)
                 }
+                Err(error) => match not_opened(replica, &error) {
+                    None => continue,
+                    Some(early) => return Err(early),
+                },
             };
             // A plugin without the callback continues, as it would with the SDK's default one.
-            let flow = if stream.wants_headers(Direction::Request) {
-                map_phase(&stream, MapType::RequestHeaders, &mut pairs, end_of_stream).await
-            } else {
-                Ok(())
+            let flow = match verdict {
+                None | Some(Ok(Verdict::Continue)) => Ok(()),
+                Some(verdict) => Box::pin(settle_map(&stream, headers, &mut pairs, verdict)).await,
             };
             passage.streams.push(stream);
-            // The rarer paths' futures (a stop here, a request body, a pause in `map_phase`) are
-            // boxed: inline, they would make this one, boxed and moved on every request, three
-            // times larger.
+            // The rarer paths' futures (a callback that did not continue, a stop here, a request
+            // body) are boxed: inline, they would make this one, boxed and moved on every
+            // request, three times larger.
             if let Err(stop) = flow {
                 return Err(Box::pin(self.stop_request(passage, stop)).await);
             }
@@ -417,9 +424,7 @@ impl FilterSet {
                 Ok(()) => {}
                 Err(Stop::Respond(local)) => {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
-                    let (local_parts, local_body) = local_response(local).into_parts();
-                    parts = local_parts;
-                    body = local_body;
+                    (parts, body) = local_response(local).into_parts();
                     pairs = response_pairs(&parts);
                 }
                 Err(Stop::Close) => return Err(StreamReset),
@@ -463,6 +468,8 @@ impl FilterSet {
 }
 
 /// What a response whose body filters stopped it becomes.
+#[cold]
+#[inline(never)]
 fn stopped(stop: Stop) -> Result<Response<Body>, StreamReset> {
     match stop {
         Stop::Respond(local) => Ok(local_response(local)),
@@ -480,39 +487,59 @@ async fn map_phase(
     pairs: &mut Pairs,
     end_of_stream: bool,
 ) -> Result<(), Stop> {
-    let direction = match map {
-        MapType::RequestHeaders | MapType::RequestTrailers => Direction::Request,
-        MapType::ResponseHeaders | MapType::ResponseTrailers => Direction::Response,
-    };
     let context = stream.context;
     let step = stream.replica.with_generation(stream.generation, |vm| {
-        vm.set_map(context, map, std::mem::take(pairs));
-        let result = match map {
-            MapType::RequestHeaders => vm.on_request_headers(context, end_of_stream),
-            MapType::ResponseHeaders => vm.on_response_headers(context, end_of_stream),
-            MapType::RequestTrailers | MapType::ResponseTrailers => {
-                vm.on_trailers(context, direction)
-            }
-        };
-        let verdict = result.map(|r| decide(r, vm.take_signals(context), direction));
-        // While paused the plugin keeps the map; a copy survives a VM lost meanwhile.
-        match verdict {
-            Ok(Verdict::Pause) => *pairs = vm.map_copy(context, map),
-            _ => *pairs = vm.take_map(context, map).unwrap_or_default(),
-        }
-        verdict
+        map_callback(vm, context, map, pairs, end_of_stream)
     });
-    let verdict = match step {
-        None => return stream.lost(direction),
-        Some(Err(error)) => return stream.failed(&error),
-        Some(Ok(verdict)) => verdict,
-    };
+    match step {
+        Some(Ok(Verdict::Continue)) => Ok(()),
+        Some(verdict) => Box::pin(settle_map(stream, map, pairs, verdict)).await,
+        None => stream.lost(map_direction(map)),
+    }
+}
+
+/// Which way the headers or trailers of `map` flow.
+fn map_direction(map: MapType) -> Direction {
+    match map {
+        MapType::RequestHeaders | MapType::RequestTrailers => Direction::Request,
+        MapType::ResponseHeaders | MapType::ResponseTrailers => Direction::Response,
+    }
+}
+
+/// The part of [`map_phase`] that runs on the locked VM: the callback, and what it decided.
+/// While paused the plugin keeps the map; `pairs` keeps a copy, which survives a VM lost
+/// meanwhile.
+fn map_callback(
+    vm: &mut Vm,
+    context: u32,
+    map: MapType,
+    pairs: &mut Pairs,
+    end_of_stream: bool,
+) -> Result<Verdict, VmError> {
+    let (result, signals) = vm.map_callback(context, map, pairs, end_of_stream)?;
+    let verdict = decide(result, signals, map_direction(map));
+    if let Verdict::Pause = verdict {
+        vm.set_map(context, map, pairs.clone());
+    }
+    Ok(verdict)
+}
+
+/// The part of [`map_phase`] after a callback that did not simply continue (boxed by callers:
+/// their futures, held by every request, stay small): stop, or wait for the plugin to resume
+/// the stream and take its map back.
+async fn settle_map(
+    stream: &OpenStream,
+    map: MapType,
+    pairs: &mut Pairs,
+    verdict: Result<Verdict, VmError>,
+) -> Result<(), Stop> {
     match verdict {
-        Verdict::Continue => Ok(()),
-        Verdict::Respond(local) => Err(Stop::Respond(local)),
-        Verdict::Close => Err(Stop::Close),
-        Verdict::Pause => {
-            Box::pin(wait(stream, direction)).await?;
+        Ok(Verdict::Continue) => Ok(()),
+        Ok(Verdict::Respond(local)) => Err(Stop::Respond(local)),
+        Ok(Verdict::Close) => Err(Stop::Close),
+        Ok(Verdict::Pause) => {
+            wait(stream, map_direction(map)).await?;
+            let context = stream.context;
             if let Some(Some(changed)) = stream
                 .replica
                 .with_generation(stream.generation, |vm| vm.take_map(context, map))
@@ -521,7 +548,24 @@ async fn map_phase(
             }
             Ok(())
         }
+        Err(error) => stream.failed(&error),
     }
+}
+
+/// A stream that could not be opened on `replica` (its VM failed): skip the plugin (`None`), or
+/// answer with a problem, as its failure policy says.
+#[cold]
+#[inline(never)]
+fn not_opened(replica: &Replica, error: &VmError) -> Option<Early> {
+    replica.failed(error);
+    if replica.failure_policy() == FailurePolicy::Open {
+        return None;
+    }
+    let problem = Problem::new(
+        Kind::PluginFailed,
+        format!("plugin '{}' failed", replica.blueprint.plugin()),
+    );
+    Some(Early::Respond(problem.into_response()))
 }
 
 /// Waits until the plugin resumes `direction` of a paused stream; a local response, a reset, a
@@ -637,6 +681,8 @@ impl Passage {
         Ok(Some(data))
     }
 
+    #[cold]
+    #[inline(never)]
     fn too_large(&self, direction: Direction, stream: &OpenStream) -> Stop {
         let (kind, what) = match direction {
             Direction::Request => (Kind::PayloadTooLarge, "request"),
@@ -856,6 +902,8 @@ impl Passage {
 }
 
 /// The response a plugin asked for with `proxy_send_local_response`, verbatim.
+#[cold]
+#[inline(never)]
 fn local_response(local: LocalResponse) -> Response<Body> {
     let mut response = Response::new(crate::server::full(local.body));
     *response.status_mut() =

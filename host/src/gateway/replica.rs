@@ -118,7 +118,18 @@ impl Replica {
         Some(result)
     }
 
+    /// Carries out what the plugin started during the last calls: most calls start nothing,
+    /// so this check is inlined and the work itself kept out of the callers' code.
+    #[inline]
     fn after_call(&self, vm: &mut Vm) {
+        if vm.has_outbox() {
+            self.carry_out(vm);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn carry_out(&self, vm: &mut Vm) {
         while vm.has_outbox() {
             let outbox = vm.take_outbox();
             let generation = vm.generation();
@@ -205,6 +216,7 @@ impl Replica {
 
     /// Handles a failed callback: logs and counts it, wakes the streams waiting on the VM (they
     /// cannot be resumed any more) and starts a fresh VM in its place.
+    #[cold]
     pub(super) fn failed(&self, error: &VmError) {
         let mut vm = self.lock();
         self.replace(&mut vm, error);
@@ -212,6 +224,7 @@ impl Replica {
 
     /// [`Replica::failed`] for a VM the caller has locked; does nothing when the VM has already
     /// been replaced since `generation`.
+    #[cold]
     fn replace(&self, vm: &mut Vm, error: &VmError) {
         let plugin = self.blueprint.plugin();
         self.blueprint.failures.fetch_add(1, Ordering::Relaxed);

@@ -574,27 +574,45 @@ impl Vm {
         self.store.data().streams.contains_key(&context)
     }
 
-    /// Installs map `map` of stream `context` (the plugin may read and change it until taken).
+    /// Installs map `map` of stream `context` (the plugin may read and change it until taken):
+    /// a paused stream's plugin keeps its map.
     pub fn set_map(&mut self, context: u32, map: MapType, pairs: Pairs) {
         if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
             stream.maps[map as usize] = Some(pairs);
         }
     }
 
-    /// A copy of map `map` of stream `context`, left installed.
-    pub fn map_copy(&self, context: u32, map: MapType) -> Pairs {
-        self.store
-            .data()
-            .streams
-            .get(&context)
-            .and_then(|s| s.maps[map as usize].clone())
-            .unwrap_or_default()
-    }
-
     /// Takes map `map` of stream `context` back.
     pub fn take_map(&mut self, context: u32, map: MapType) -> Option<Pairs> {
         let stream = self.store.data_mut().streams.get_mut(&context)?;
         stream.maps[map as usize].take()
+    }
+
+    /// Runs the callback of map `map` of stream `context` (`proxy_on_request_headers`,
+    /// `proxy_on_response_trailers`, …) with `pairs` installed as that map for the call, then
+    /// takes the map, as the plugin left it, back into `pairs` (also when the callback failed).
+    /// Returns the raw result (0 = continue, anything else holds the stream) and the signals
+    /// the plugin left.
+    pub fn map_callback(
+        &mut self,
+        context: u32,
+        map: MapType,
+        pairs: &mut Pairs,
+        end_of_stream: bool,
+    ) -> Result<(i32, Vec<Signal>), VmError> {
+        let count = pairs.len() as i32;
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
+            stream.maps[map as usize] = Some(std::mem::take(pairs));
+        }
+        let result = self.call_map_callback(context, map, count, end_of_stream);
+        let mut signals = Vec::new();
+        if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
+            if let Some(changed) = stream.maps[map as usize].take() {
+                *pairs = changed;
+            }
+            signals = std::mem::take(&mut stream.signals);
+        }
+        Ok((result?.unwrap_or(0), signals))
     }
 
     /// Appends `chunk` to the body buffer of `direction` and returns its length. With no buffer
@@ -661,6 +679,7 @@ impl Vm {
     }
 
     /// Whether the plugin started work during the last calls (most calls start none).
+    #[inline]
     pub fn has_outbox(&self) -> bool {
         let outbox = &self.store.data().outbox;
         !(outbox.callouts.is_empty()
@@ -673,25 +692,6 @@ impl Vm {
     /// Work the plugin started during the last calls.
     pub fn take_outbox(&mut self) -> Outbox {
         std::mem::take(&mut self.store.data_mut().outbox)
-    }
-
-    /// `proxy_on_request_headers` over the installed request headers; returns the raw result
-    /// (0 = continue, anything else holds the stream).
-    pub fn on_request_headers(
-        &mut self,
-        context: u32,
-        end_of_stream: bool,
-    ) -> Result<i32, VmError> {
-        self.headers_callback(context, MapType::RequestHeaders, end_of_stream)
-    }
-
-    /// `proxy_on_response_headers` over the installed response headers.
-    pub fn on_response_headers(
-        &mut self,
-        context: u32,
-        end_of_stream: bool,
-    ) -> Result<i32, VmError> {
-        self.headers_callback(context, MapType::ResponseHeaders, end_of_stream)
     }
 
     /// `proxy_on_request_body` / `proxy_on_response_body` over the body buffer (`size` is its
@@ -708,26 +708,6 @@ impl Vm {
             Direction::Response => (&self.exports.response_body, "proxy_on_response_body"),
         };
         let params = (context as i32, size as i32, i32::from(end_of_stream));
-        Ok(invoke(&mut self.store, context, callback.as_ref(), params, during)?.unwrap_or(0))
-    }
-
-    /// `proxy_on_request_trailers` / `proxy_on_response_trailers` over the installed trailers.
-    pub fn on_trailers(&mut self, context: u32, direction: Direction) -> Result<i32, VmError> {
-        let count = self.map_len(
-            context,
-            match direction {
-                Direction::Request => MapType::RequestTrailers,
-                Direction::Response => MapType::ResponseTrailers,
-            },
-        );
-        let (callback, during) = match direction {
-            Direction::Request => (&self.exports.request_trailers, "proxy_on_request_trailers"),
-            Direction::Response => (
-                &self.exports.response_trailers,
-                "proxy_on_response_trailers",
-            ),
-        };
-        let params = (context as i32, count);
         Ok(invoke(&mut self.store, context, callback.as_ref(), params, during)?.unwrap_or(0))
     }
 
@@ -930,41 +910,52 @@ impl Vm {
         self.store.data().recent_logs.iter()
     }
 
-    fn map_len(&self, context: u32, map: MapType) -> i32 {
-        self.store
-            .data()
-            .streams
-            .get(&context)
-            .and_then(|s| s.maps[map as usize].as_ref())
-            .map_or(0, |m| m.len() as i32)
-    }
-
-    fn headers_callback(
+    /// The callback of `map` over a map of `count` entries.
+    fn call_map_callback(
         &mut self,
         context: u32,
         map: MapType,
+        count: i32,
         end_of_stream: bool,
-    ) -> Result<i32, VmError> {
-        let count = self.map_len(context, map);
-        let (callback, during) = match map {
-            MapType::RequestHeaders => (&self.exports.request_headers, "proxy_on_request_headers"),
-            _ => (&self.exports.response_headers, "proxy_on_response_headers"),
-        };
+    ) -> Result<Option<i32>, VmError> {
         let store = &mut self.store;
-        let result = match callback {
-            HeadersCallback::Absent => None,
-            HeadersCallback::WithEndOfStream(f) => invoke(
-                store,
-                context,
-                Some(f),
-                (context as i32, count, i32::from(end_of_stream)),
-                during,
-            )?,
-            HeadersCallback::WithoutEndOfStream(f) => {
-                invoke(store, context, Some(f), (context as i32, count), during)?
+        let exports = &self.exports;
+        let (headers, during) = match map {
+            MapType::RequestHeaders => (&exports.request_headers, "proxy_on_request_headers"),
+            MapType::ResponseHeaders => (&exports.response_headers, "proxy_on_response_headers"),
+            MapType::RequestTrailers => {
+                let callback = exports.request_trailers.as_ref();
+                let params = (context as i32, count);
+                return invoke(
+                    store,
+                    context,
+                    callback,
+                    params,
+                    "proxy_on_request_trailers",
+                );
+            }
+            MapType::ResponseTrailers => {
+                let callback = exports.response_trailers.as_ref();
+                let params = (context as i32, count);
+                return invoke(
+                    store,
+                    context,
+                    callback,
+                    params,
+                    "proxy_on_response_trailers",
+                );
             }
         };
-        Ok(result.unwrap_or(0))
+        match headers {
+            HeadersCallback::Absent => Ok(None),
+            HeadersCallback::WithEndOfStream(f) => {
+                let params = (context as i32, count, i32::from(end_of_stream));
+                invoke(store, context, Some(f), params, during)
+            }
+            HeadersCallback::WithoutEndOfStream(f) => {
+                invoke(store, context, Some(f), (context as i32, count), during)
+            }
+        }
     }
 
     /// Calls export `name` if the module has it (every callback is optional); `Ok(None)` when
@@ -1002,11 +993,18 @@ fn invoke<P: WasmParams, R: WasmResults>(
     let state = store.data_mut();
     state.effective = state.root_context;
     state.current = state.root_context;
-    result.map(Some).map_err(|e| VmError::Trap {
+    result.map(Some).map_err(|e| trapped(store, during, e))
+}
+
+/// The error of a callback that trapped (kept out of [`invoke`], which runs for every callback).
+#[cold]
+#[inline(never)]
+fn trapped(store: &Store<HostState>, during: &'static str, error: wasmtime::Error) -> VmError {
+    VmError::Trap {
         plugin: store.data().plugin.clone(),
         during,
-        message: format!("{e:#}{}", store.data().explain()),
-    })
+        message: format!("{error:#}{}", store.data().explain()),
+    }
 }
 
 /// Export `name` as a typed function, `None` when the module does not export it.
