@@ -87,10 +87,17 @@ impl Pairs {
 
     /// The index of the first entry named `key` (any case).
     pub fn position(&self, key: &[u8]) -> Option<usize> {
+        self.position_from(0, key)
+    }
+
+    /// The index of the first entry from `start` on named `key` (any case).
+    fn position_from(&self, start: usize, key: &[u8]) -> Option<usize> {
+        let entries = self.entries.get(start..)?;
         // Lengths first: most keys of a map differ from the one looked for in length.
-        self.entries.iter().position(|e| {
+        let found = entries.iter().position(|e| {
             e.key.1 - e.key.0 == key.len() && slice(&self.bytes, e.key).eq_ignore_ascii_case(key)
-        })
+        })?;
+        Some(start + found)
     }
 
     /// The first value of `key` (any case).
@@ -131,11 +138,14 @@ impl Pairs {
             return self.push(key, value);
         };
         self.set_value(first, value);
-        let mut index = 0;
-        self.retain(|k, _| {
-            index += 1;
-            index - 1 == first || !k.eq_ignore_ascii_case(key)
-        });
+        // Most names occur once: the map is only rewritten when there are others to remove.
+        if self.position_from(first + 1, key).is_some() {
+            let mut index = 0;
+            self.retain(|k, _| {
+                index += 1;
+                index - 1 == first || !k.eq_ignore_ascii_case(key)
+            });
+        }
     }
 
     /// Removes every entry named `key` (any case).

@@ -731,14 +731,20 @@ impl Vm {
             }
             return Ok(());
         }
-        self.finish_stream(context)
+        self.log_and_delete(context)
     }
 
-    /// `proxy_on_log` and `proxy_on_delete`, then forgets the stream.
+    /// `proxy_on_log` and `proxy_on_delete` for a stream whose `on_done` returned false and
+    /// that has since called `proxy_done`, then forgets the stream.
     pub fn finish_stream(&mut self, context: u32) -> Result<(), VmError> {
         if !self.has_stream(context) {
             return Ok(());
         }
+        self.log_and_delete(context)
+    }
+
+    /// `proxy_on_log` and `proxy_on_delete` for open stream `context`, then forgets it.
+    fn log_and_delete(&mut self, context: u32) -> Result<(), VmError> {
         let (log, delete) = (self.exports.log.as_ref(), self.exports.delete.as_ref());
         let id = context as i32;
         let store = &mut self.store;
