@@ -127,6 +127,8 @@ impl Replica {
         }
     }
 
+    /// Sends the callouts, (re)starts the tick timer and finishes the streams the plugin
+    /// started or ended during the last calls, until it starts nothing more.
     #[cold]
     #[inline(never)]
     fn carry_out(&self, vm: &mut Vm) {

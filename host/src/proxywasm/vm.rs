@@ -929,27 +929,14 @@ impl Vm {
         let (headers, during) = match map {
             MapType::RequestHeaders => (&exports.request_headers, "proxy_on_request_headers"),
             MapType::ResponseHeaders => (&exports.response_headers, "proxy_on_response_headers"),
-            MapType::RequestTrailers => {
-                let callback = exports.request_trailers.as_ref();
+            MapType::RequestTrailers | MapType::ResponseTrailers => {
+                let (trailers, during) = if map == MapType::RequestTrailers {
+                    (&exports.request_trailers, "proxy_on_request_trailers")
+                } else {
+                    (&exports.response_trailers, "proxy_on_response_trailers")
+                };
                 let params = (context as i32, count);
-                return invoke(
-                    store,
-                    context,
-                    callback,
-                    params,
-                    "proxy_on_request_trailers",
-                );
-            }
-            MapType::ResponseTrailers => {
-                let callback = exports.response_trailers.as_ref();
-                let params = (context as i32, count);
-                return invoke(
-                    store,
-                    context,
-                    callback,
-                    params,
-                    "proxy_on_response_trailers",
-                );
+                return invoke(store, context, trailers.as_ref(), params, during);
             }
         };
         match headers {
