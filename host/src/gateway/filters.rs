@@ -334,7 +334,8 @@ impl FilterSet {
         } else {
             Counted::boxed(body, &passage.info, Direction::Request)
         };
-        let mut pairs = request_pairs(parts, info.scheme);
+        let authority = info.host.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
+        let mut pairs = request_pairs(parts, info.scheme, authority);
         let headers = MapType::RequestHeaders;
         for &index in chain {
             let replica = &replicas.0[index];
@@ -450,14 +451,18 @@ impl FilterSet {
             }
             first => return Box::pin(passage.pump_response(parts, first, body)).await,
         };
-        passage.info.body_sizes.add(Direction::Response, data.len());
+        let length = data.len();
+        passage.info.body_sizes.add(Direction::Response, length);
         match passage.body_chunk(Direction::Response, data, true).await {
             Ok(data) => {
-                // The filters may have changed the body; hyper sends the new length. Held
-                // inline, not boxed on its own: most responses take this path.
-                parts.headers.remove(http::header::CONTENT_LENGTH);
+                // The filters may have changed the body's length; hyper then sends the new one.
+                // Held inline, not boxed on its own: most responses take this path.
+                let data = data.unwrap_or_default();
+                if data.len() != length {
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                }
                 let body = EndsStreams {
-                    body: Full::new(data.unwrap_or_default()).map_err(|e| match e {}),
+                    body: Full::new(data).map_err(|e| match e {}),
                     passage: Some(passage),
                 };
                 Ok(Response::from_parts(parts, body.boxed_unsync()))

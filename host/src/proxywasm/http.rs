@@ -343,29 +343,17 @@ fn push_headers(pairs: &mut Pairs, headers: &HeaderMap) {
 /// not grow the map again and again.
 const ADDED: (usize, usize) = (16, 512);
 
-/// The bytes `headers` take in a map.
+/// Room for the bytes of `headers` in a map: an estimate (most headers are shorter, a map with
+/// longer ones grows), since summing their sizes costs a walk through them on every request.
 fn headers_size(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum()
+    headers.len() * 64
 }
 
 /// The request head as a map: pseudo-headers first, then the headers (`Host` becomes
-/// `:authority`).
-pub fn request_pairs(parts: &http::request::Parts, scheme: &str) -> Pairs {
+/// `:authority`, given as the request's [`StreamInfo`](super::properties::StreamInfo) has it, so
+/// that it is looked up once per request).
+pub fn request_pairs(parts: &http::request::Parts, scheme: &str, authority: &[u8]) -> Pairs {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().as_bytes())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .map(HeaderValue::as_bytes)
-        })
-        .unwrap_or_default();
     let size = 64 + path.len() + authority.len() + headers_size(&parts.headers);
     let mut pairs = Pairs::with_capacity(parts.headers.len() + 4 + ADDED.0, size + ADDED.1);
     pairs.push_lowercase(b":method", parts.method.as_str().as_bytes());
@@ -593,37 +581,88 @@ fn append(headers: &mut HeaderMap, unchanged: &mut Unchanged<'_>, key: &[u8], va
 
 /// Appends `key: value` parsed from the map's bytes; dropped if it is not valid HTTP.
 fn append_parsed(headers: &mut HeaderMap, key: &[u8], value: &[u8]) {
-    if let (Some(name), Ok(value)) = (parsed_name(key), HeaderValue::from_bytes(value)) {
+    if let Some((name, value)) = parsed(key, value) {
         headers.append(name, value);
     }
 }
 
-/// `key` as a header name, parsed once per worker thread: a name that is not one of the
-/// standard ones is checked and copied each time it is parsed, and filters add the same few
-/// names (`x-request-id`, `ratelimit`, …) to every request. At most [`PARSED_NAMES`] are kept.
-fn parsed_name(key: &[u8]) -> Option<HeaderName> {
+/// A header name parsed once per worker thread, with the value last added under it.
+struct Parsed {
+    name: HeaderName,
+    /// The last value seen under the name, as bytes, until it repeats...
+    last: Vec<u8>,
+    /// ...then parsed, and shared (not copied) by every head that gets it again.
+    repeated: Option<HeaderValue>,
+}
+
+impl Parsed {
+    /// The name with `value`, reused when it is the one that repeated.
+    fn with(&mut self, value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+        if let Some(repeated) = &self.repeated
+            && repeated.as_bytes() == value
+        {
+            return Some((self.name.clone(), repeated.clone()));
+        }
+        let parsed = header_value(value)?;
+        if self.last == value {
+            self.repeated = Some(parsed.clone());
+        } else if value.len() <= REPEATED_VALUE {
+            self.last.clear();
+            self.last.extend_from_slice(value);
+        }
+        Some((self.name.clone(), parsed))
+    }
+}
+
+/// `key: value` as a parsed header, or `None` when it is not valid HTTP. Filters add the same few
+/// names (`x-request-id`, `ratelimit`, …) to every request, and often the same value (a
+/// configured header, a policy): a name that is not one of the standard ones is checked and
+/// copied each time it is parsed, and a value is checked and copied into an allocation of its
+/// own. So each worker thread keeps the names it parsed (at most [`PARSED_NAMES`]), and per name
+/// the last value once it came twice in a row (up to [`REPEATED_VALUE`] bytes).
+fn parsed(key: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
     thread_local! {
-        static NAMES: std::cell::RefCell<rustc_hash::FxHashMap<Box<[u8]>, HeaderName>> =
+        static PARSED: std::cell::RefCell<rustc_hash::FxHashMap<Box<[u8]>, Parsed>> =
             Default::default();
     }
-    NAMES.with_borrow_mut(|names| {
-        if let Some(name) = names.get(key) {
-            return Some(name.clone());
+    PARSED.with_borrow_mut(|parsed| {
+        if let Some(entry) = parsed.get_mut(key) {
+            return entry.with(value);
         }
-        let name = HeaderName::from_bytes(key).ok()?;
-        if names.len() < PARSED_NAMES {
-            names.insert(key.into(), name.clone());
+        let mut entry = Parsed {
+            name: HeaderName::from_bytes(key).ok()?,
+            last: Vec::new(),
+            repeated: None,
+        };
+        let header = entry.with(value);
+        if parsed.len() < PARSED_NAMES {
+            parsed.insert(key.into(), entry);
         }
-        Some(name)
+        header
     })
 }
 
-/// How many header names a worker thread keeps parsed (see [`parsed_name`]).
+fn header_value(value: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(value).ok()
+}
+
+/// How many header names a worker thread keeps parsed (see [`parsed`]).
 const PARSED_NAMES: usize = 256;
+
+/// The longest value [`parsed`] keeps for reuse.
+const REPEATED_VALUE: usize = 256;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request's `:authority`, as the gateway's `StreamInfo` has it.
+    fn host(parts: &http::request::Parts) -> &[u8] {
+        match parts.uri.authority() {
+            Some(authority) => authority.as_str().as_bytes(),
+            None => parts.headers.get("host").map_or(b"", |h| h.as_bytes()),
+        }
+    }
 
     #[test]
     fn maps_round_trip_in_the_abi_format() {
@@ -645,7 +684,7 @@ mod tests {
             .body(())
             .unwrap();
         let (mut parts, ()) = request.into_parts();
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         assert_eq!(pairs.get(b":path"), Some(&b"/pets?x=1"[..]));
         assert_eq!(pairs.get(b":authority"), Some(&b"api.test"[..]));
         pairs.set_value(1, b"/v2/pets");
@@ -669,7 +708,7 @@ mod tests {
             }
             let (mut parts, ()) = request.body(()).unwrap().into_parts();
             let kept = parts.headers["x-kept"].as_bytes().as_ptr();
-            let mut pairs = request_pairs(&parts, "http");
+            let mut pairs = request_pairs(&parts, "http", host(&parts));
             pairs.remove(b"x-gone");
             pairs.replace(b"x-changed", b"after");
             apply_request_pairs(&mut parts, &pairs);
@@ -693,7 +732,7 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = request.into_parts();
         let kept = parts.headers["x-kept"].as_bytes().as_ptr();
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         pairs.push(b"x-added", b"1");
         pairs.push(b"x-kept", b"again");
         apply_request_pairs(&mut parts, &pairs);
@@ -704,11 +743,11 @@ mod tests {
         assert_eq!(parts.headers["host"], "api.test");
 
         // :authority still decides Host: changed, then removed.
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         pairs.set_value(2, b"other.test");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.headers["host"], "other.test");
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         pairs.remove(b":authority");
         apply_request_pairs(&mut parts, &pairs);
         assert!(parts.headers.get("host").is_none());
@@ -741,7 +780,7 @@ mod tests {
             Some(pairs.added_to_head()?.collect())
         }
 
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         assert_eq!(added(&pairs), Some(vec![]));
         pairs.push(b"X-B", b"2");
         pairs.replace(b"x-b", b"3");
@@ -757,7 +796,7 @@ mod tests {
             |p| p.retain(|key, _| key != b"x-a"),
         ];
         for edit in edits {
-            let mut pairs = request_pairs(&parts, "http");
+            let mut pairs = request_pairs(&parts, "http", host(&parts));
             edit(&mut pairs);
             assert_eq!(added(&pairs), None);
         }
@@ -771,7 +810,7 @@ mod tests {
             .body(())
             .unwrap();
         let (mut parts, ()) = request.into_parts();
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         pairs.push(b":path", b"/b");
         pairs.push(b"x-b", b"2");
         apply_request_pairs(&mut parts, &pairs);
@@ -794,7 +833,7 @@ mod tests {
             .unwrap();
         let (mut parts, ()) = request.into_parts();
         let kept = parts.headers["x-kept"].as_bytes().as_ptr();
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         // What request-transformer's remove and rename do: every value goes; the new name is
         // added at the end.
         pairs.remove(b"x-gone");
@@ -808,7 +847,7 @@ mod tests {
         assert_eq!(multi, ["1", "2"]);
 
         // One of two values removed, or a header set anew at the end: rebuilt, and still right.
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         pairs.retain(|k, v| !(k == b"x-multi" && v == b"1") && k != b"x-kept");
         pairs.push(b"x-kept", b"new");
         apply_request_pairs(&mut parts, &pairs);
@@ -824,14 +863,14 @@ mod tests {
             .body(())
             .unwrap();
         let (mut parts, ()) = request.into_parts();
-        let mut pairs = request_pairs(&parts, "http");
+        let mut pairs = request_pairs(&parts, "http", host(&parts));
         pairs.set_value(2, b"other.test");
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.uri, "/pets?x=1");
         assert_eq!(parts.headers["host"], "other.test");
 
         // Origin form and unchanged: kept as parsed.
-        let pairs = request_pairs(&parts, "http");
+        let pairs = request_pairs(&parts, "http", host(&parts));
         apply_request_pairs(&mut parts, &pairs);
         assert_eq!(parts.uri, "/pets?x=1");
         assert_eq!(parts.method, http::Method::GET);
@@ -860,5 +899,25 @@ mod tests {
             format!("{pairs:?}"),
             r#"[("x-one", "s"), ("x-three", "3")]"#
         );
+    }
+
+    #[test]
+    fn a_value_added_again_and_again_is_parsed_once_it_repeats_and_then_shared() {
+        let ptr = |(_, value): (HeaderName, HeaderValue)| value.as_bytes().as_ptr();
+        let first = parsed(b"x-repeat-test", b"on").unwrap();
+        assert_eq!(first.0.as_str(), "x-repeat-test");
+        assert_eq!(first.1.as_bytes(), b"on");
+        // The second time it is parsed and kept; from the third on, that one is shared.
+        let kept = ptr(parsed(b"x-repeat-test", b"on").unwrap());
+        assert_ne!(ptr(first), kept);
+        assert_eq!(ptr(parsed(b"x-repeat-test", b"on").unwrap()), kept);
+        // Another value is parsed as it comes, and does not displace the one that repeated.
+        let other = parsed(b"x-repeat-test", b"off").unwrap();
+        assert_eq!(other.1.as_bytes(), b"off");
+        assert_eq!(ptr(parsed(b"x-repeat-test", b"on").unwrap()), kept);
+        // Whatever is not valid HTTP is not a header, kept or not.
+        assert!(parsed(b"x-repeat-test", b"bad\nvalue").is_none());
+        assert!(parsed(b"bad name", b"on").is_none());
+        assert!(parsed(b"bad name", b"on").is_none());
     }
 }
