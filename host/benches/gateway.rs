@@ -17,7 +17,7 @@
 
 /// As in the `barbacane` binary, so allocation costs are the ones it pays.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: barbacane_allocator::Allocator = barbacane_allocator::Allocator;
 
 #[path = "../tests/support/filters.rs"]
 mod filters;
