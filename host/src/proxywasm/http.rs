@@ -603,7 +603,7 @@ impl Parsed {
         {
             return Some((self.name.clone(), repeated.clone()));
         }
-        let parsed = header_value(value)?;
+        let parsed = HeaderValue::from_bytes(value).ok()?;
         if self.last == value {
             self.repeated = Some(parsed.clone());
         } else if value.len() <= REPEATED_VALUE {
@@ -640,10 +640,6 @@ fn parsed(key: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
         }
         header
     })
-}
-
-fn header_value(value: &[u8]) -> Option<HeaderValue> {
-    HeaderValue::from_bytes(value).ok()
 }
 
 /// How many header names a worker thread keeps parsed (see [`parsed`]).
