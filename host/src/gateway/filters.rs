@@ -100,10 +100,7 @@ impl OpenStream {
     fn on_failure(&self) -> Result<(), Stop> {
         match self.replica.failure_policy() {
             FailurePolicy::Open => Ok(()),
-            FailurePolicy::Closed => Err(Stop::Fail(Problem::new(
-                Kind::PluginFailed,
-                format!("plugin '{}' failed", self.plugin()),
-            ))),
+            FailurePolicy::Closed => Err(Stop::Fail(plugin_failed(self.plugin()))),
         }
     }
 
@@ -566,11 +563,13 @@ fn not_opened(replica: &Replica, error: &VmError) -> Option<Early> {
     if replica.failure_policy() == FailurePolicy::Open {
         return None;
     }
-    let problem = Problem::new(
-        Kind::PluginFailed,
-        format!("plugin '{}' failed", replica.blueprint.plugin()),
-    );
+    let problem = plugin_failed(replica.blueprint.plugin());
     Some(Early::Respond(problem.into_response()))
+}
+
+/// The problem a request gets when a plugin whose failure policy is `closed` failed.
+fn plugin_failed(plugin: &str) -> Problem {
+    Problem::new(Kind::PluginFailed, format!("plugin '{plugin}' failed"))
 }
 
 /// Waits until the plugin resumes `direction` of a paused stream; a local response, a reset, a

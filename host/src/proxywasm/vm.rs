@@ -601,9 +601,7 @@ impl Vm {
         end_of_stream: bool,
     ) -> Result<(i32, Vec<Signal>), VmError> {
         let count = pairs.len() as i32;
-        if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
-            stream.maps[map as usize] = Some(std::mem::take(pairs));
-        }
+        self.set_map(context, map, std::mem::take(pairs));
         let result = self.call_map_callback(context, map, count, end_of_stream);
         let mut signals = Vec::new();
         if let Some(stream) = self.store.data_mut().streams.get_mut(&context) {
