@@ -887,16 +887,16 @@ fn proxy_set_shared_data(
     cas: i32,
 ) -> i32 {
     caller.data_mut().used.insert(Capability::SharedData);
-    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, Vec<u8>), Status> {
-        let key = String::from_utf8_lossy(&read(caller, key_ptr, key_len)?).into_owned();
-        Ok((key, read(caller, value_ptr, value_len)?))
-    };
-    let (key, value) = match read_all(&mut caller) {
-        Ok(kv) => kv,
-        Err(status) => return status as i32,
-    };
-    let vm_id = &caller.data().identity.vm_id;
-    status(SharedData::global().set(vm_id, &key, value, cas as u32))
+    // The key is read where it lies in guest memory (a rate limiter writes on every request).
+    let written = with_slices(
+        &mut caller,
+        (key_ptr, key_len),
+        (value_ptr, value_len),
+        |key, value, state| {
+            SharedData::global().set(&state.identity.vm_id, key, value.to_vec(), cas as u32)
+        },
+    );
+    status(written.and_then(|written| written))
 }
 
 fn proxy_get_shared_data(
@@ -908,13 +908,13 @@ fn proxy_get_shared_data(
     cas_out: i32,
 ) -> wasmtime::Result<i32> {
     caller.data_mut().used.insert(Capability::SharedData);
-    let key = match read(&mut caller, key_ptr, key_len) {
-        Ok(k) => String::from_utf8_lossy(&k).into_owned(),
+    let found = with_slice(&mut caller, key_ptr, key_len, |key, state| {
+        SharedData::global().get(&state.identity.vm_id, key)
+    });
+    let (value, cas) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(Status::NotFound as i32),
         Err(status) => return Ok(status as i32),
-    };
-    let vm_id = &caller.data().identity.vm_id;
-    let Some((value, cas)) = SharedData::global().get(vm_id, &key) else {
-        return Ok(Status::NotFound as i32);
     };
     if let Err(status) = write_u32(&mut caller, cas_out, cas) {
         return Ok(status as i32);

@@ -51,8 +51,8 @@ type KeyedBy<V> = hashbrown::HashMap<String, V>;
 
 #[derive(Default)]
 struct VmData {
-    /// Value and CAS by key.
-    entries: KeyedBy<(Vec<u8>, u32)>,
+    /// Value and CAS by key. Keys are bytes, as Envoy's (any bytes, compared as they are).
+    entries: hashbrown::HashMap<Vec<u8>, (Vec<u8>, u32)>,
     /// Bytes of keys plus values held.
     bytes: usize,
     /// Whether the cap warning was logged for this vm_id.
@@ -85,7 +85,7 @@ impl SharedData {
     }
 
     /// The value of `key` for `vm_id` and its current CAS; None for a missing key.
-    pub fn get(&self, vm_id: &str, key: &str) -> Option<(Vec<u8>, u32)> {
+    pub fn get(&self, vm_id: &str, key: &[u8]) -> Option<(Vec<u8>, u32)> {
         let inner = lock(&self.inner);
         inner.vms.get(vm_id)?.entries.get(key).cloned()
     }
@@ -93,7 +93,7 @@ impl SharedData {
     /// Stores `value` under `key` for `vm_id` with a fresh CAS. `cas` 0 always writes; a non-zero
     /// `cas` that differs from an existing key's is a [`Status::CasMismatch`]; a missing key is
     /// created whatever `cas`. Over the cap, [`Status::CasMismatch`] (see [`SharedData`]).
-    pub fn set(&self, vm_id: &str, key: &str, value: Vec<u8>, cas: u32) -> Result<(), Status> {
+    pub fn set(&self, vm_id: &str, key: &[u8], value: Vec<u8>, cas: u32) -> Result<(), Status> {
         let mut inner = lock(&self.inner);
         let SharedDataInner { last_cas, vms } = &mut *inner;
         let vm = vms.entry_ref(vm_id).or_default();
@@ -561,17 +561,17 @@ mod tests {
     #[test]
     fn shared_data_get_of_a_missing_key_is_none() {
         let data = SharedData::global();
-        assert_eq!(data.get("test-sd-missing", "k"), None);
-        data.set("test-sd-missing", "other", b"v".to_vec(), 0)
+        assert_eq!(data.get("test-sd-missing", b"k"), None);
+        data.set("test-sd-missing", b"other", b"v".to_vec(), 0)
             .unwrap();
-        assert_eq!(data.get("test-sd-missing", "k"), None);
+        assert_eq!(data.get("test-sd-missing", b"k"), None);
     }
 
     #[test]
     fn shared_data_set_then_get_returns_the_value_and_a_nonzero_cas() {
         let data = SharedData::global();
-        data.set("test-sd-basic", "k", b"v1".to_vec(), 0).unwrap();
-        let (value, cas) = data.get("test-sd-basic", "k").unwrap();
+        data.set("test-sd-basic", b"k", b"v1".to_vec(), 0).unwrap();
+        let (value, cas) = data.get("test-sd-basic", b"k").unwrap();
         assert_eq!(value, b"v1");
         assert_ne!(cas, 0);
     }
@@ -579,11 +579,11 @@ mod tests {
     #[test]
     fn shared_data_each_set_gets_a_fresh_cas() {
         let data = SharedData::global();
-        data.set("test-sd-fresh", "k", b"1".to_vec(), 0).unwrap();
-        let (_, first) = data.get("test-sd-fresh", "k").unwrap();
-        data.set("test-sd-fresh", "k", b"2".to_vec(), first)
+        data.set("test-sd-fresh", b"k", b"1".to_vec(), 0).unwrap();
+        let (_, first) = data.get("test-sd-fresh", b"k").unwrap();
+        data.set("test-sd-fresh", b"k", b"2".to_vec(), first)
             .unwrap();
-        let (value, second) = data.get("test-sd-fresh", "k").unwrap();
+        let (value, second) = data.get("test-sd-fresh", b"k").unwrap();
         assert_eq!(value, b"2");
         assert_ne!(second, 0);
         assert_ne!(second, first);
@@ -592,39 +592,39 @@ mod tests {
     #[test]
     fn shared_data_stale_cas_is_a_mismatch_and_leaves_the_value() {
         let data = SharedData::global();
-        data.set("test-sd-cas", "k", b"1".to_vec(), 0).unwrap();
-        let (_, stale) = data.get("test-sd-cas", "k").unwrap();
-        data.set("test-sd-cas", "k", b"2".to_vec(), stale).unwrap();
+        data.set("test-sd-cas", b"k", b"1".to_vec(), 0).unwrap();
+        let (_, stale) = data.get("test-sd-cas", b"k").unwrap();
+        data.set("test-sd-cas", b"k", b"2".to_vec(), stale).unwrap();
         assert_eq!(
-            data.set("test-sd-cas", "k", b"3".to_vec(), stale),
+            data.set("test-sd-cas", b"k", b"3".to_vec(), stale),
             Err(Status::CasMismatch)
         );
-        assert_eq!(data.get("test-sd-cas", "k").unwrap().0, b"2");
+        assert_eq!(data.get("test-sd-cas", b"k").unwrap().0, b"2");
     }
 
     #[test]
     fn shared_data_cas_zero_always_overwrites() {
         let data = SharedData::global();
-        data.set("test-sd-zero", "k", b"1".to_vec(), 0).unwrap();
-        data.set("test-sd-zero", "k", b"2".to_vec(), 0).unwrap();
-        assert_eq!(data.get("test-sd-zero", "k").unwrap().0, b"2");
+        data.set("test-sd-zero", b"k", b"1".to_vec(), 0).unwrap();
+        data.set("test-sd-zero", b"k", b"2".to_vec(), 0).unwrap();
+        assert_eq!(data.get("test-sd-zero", b"k").unwrap().0, b"2");
     }
 
     #[test]
     fn shared_data_missing_key_is_created_whatever_the_cas() {
         let data = SharedData::global();
-        data.set("test-sd-create", "k", b"v".to_vec(), 12345)
+        data.set("test-sd-create", b"k", b"v".to_vec(), 12345)
             .unwrap();
-        assert_eq!(data.get("test-sd-create", "k").unwrap().0, b"v");
+        assert_eq!(data.get("test-sd-create", b"k").unwrap().0, b"v");
     }
 
     #[test]
     fn shared_data_is_partitioned_by_vm_id() {
         let data = SharedData::global();
-        data.set("test-sd-vm-a", "k", b"a".to_vec(), 0).unwrap();
-        data.set("test-sd-vm-b", "k", b"b".to_vec(), 0).unwrap();
-        assert_eq!(data.get("test-sd-vm-a", "k").unwrap().0, b"a");
-        assert_eq!(data.get("test-sd-vm-b", "k").unwrap().0, b"b");
+        data.set("test-sd-vm-a", b"k", b"a".to_vec(), 0).unwrap();
+        data.set("test-sd-vm-b", b"k", b"b".to_vec(), 0).unwrap();
+        assert_eq!(data.get("test-sd-vm-a", b"k").unwrap().0, b"a");
+        assert_eq!(data.get("test-sd-vm-b", b"k").unwrap().0, b"b");
     }
 
     #[test]
@@ -632,28 +632,29 @@ mod tests {
         let data = SharedData::global();
         let vm = "test-sd-cap";
         let big = vec![0u8; SHARED_DATA_LIMIT_BYTES - 10];
-        data.set(vm, "big", big, 0).unwrap();
+        data.set(vm, b"big", big, 0).unwrap();
         // "big" + 7 bytes = limit: exactly at the cap is allowed.
-        data.set(vm, "small", vec![1; 2], 0).unwrap();
+        data.set(vm, b"small", vec![1; 2], 0).unwrap();
         assert_eq!(
-            data.set(vm, "more", vec![1; 1], 0),
+            data.set(vm, b"more", vec![1; 1], 0),
             Err(Status::CasMismatch)
         );
         assert_eq!(
-            data.set(vm, "more", vec![1; 1], 99),
+            data.set(vm, b"more", vec![1; 1], 99),
             Err(Status::CasMismatch)
         );
-        assert_eq!(data.get(vm, "more"), None);
+        assert_eq!(data.get(vm, b"more"), None);
         // Growing an existing key is refused too; shrinking one is allowed and frees room.
-        let (_, cas) = data.get(vm, "small").unwrap();
+        let (_, cas) = data.get(vm, b"small").unwrap();
         assert_eq!(
-            data.set(vm, "small", vec![1; 3], cas),
+            data.set(vm, b"small", vec![1; 3], cas),
             Err(Status::CasMismatch)
         );
-        data.set(vm, "big", vec![0u8; 10], 0).unwrap();
-        data.set(vm, "more", vec![1; 1], 0).unwrap();
+        data.set(vm, b"big", vec![0u8; 10], 0).unwrap();
+        data.set(vm, b"more", vec![1; 1], 0).unwrap();
         // Other vm_ids are not affected.
-        data.set("test-sd-cap-other", "k", vec![1; 100], 0).unwrap();
+        data.set("test-sd-cap-other", b"k", vec![1; 100], 0)
+            .unwrap();
     }
 
     // ----- shared queues -----
