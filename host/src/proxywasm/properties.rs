@@ -324,18 +324,19 @@ fn address_text(address: SocketAddr) -> Vec<u8> {
 
 /// Appends `value` in decimal.
 fn push_decimal(out: &mut Vec<u8>, value: u32) {
-    let mut digits = [0u8; 10];
-    let mut start = digits.len();
+    let start = out.len();
     let mut rest = value;
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
+    loop {
+        // Lowest digit first, turned around below.
+        out.push(b'0' + (rest % 10) as u8);
         rest /= 10;
-        start -= 1;
         if rest == 0 {
             break;
         }
     }
-    out.extend_from_slice(digits.get(start..).unwrap_or_default());
+    if let Some(digits) = out.get_mut(start..) {
+        digits.reverse();
+    }
 }
 
 /// `connection.*`.
