@@ -37,17 +37,16 @@ pub struct SharedData {
     inner: Mutex<SharedDataInner>,
 }
 
+/// Both maps are looked up on every shared-data call (a rate limiter makes a read and a write
+/// per request), so they are hashbrown's: its hasher (foldhash, seeded per process) is several
+/// times faster than std's SipHash on short keys, and `entry_ref` finds or creates an entry in
+/// one lookup, copying the key only when it is new.
 struct SharedDataInner {
     /// The last CAS handed out; versions are global, as in cpp-host.
     last_cas: u32,
-    vms: KeyedBy<VmData>,
+    /// Each vm_id's data.
+    vms: hashbrown::HashMap<String, VmData>,
 }
-
-/// A map by name, looked up on every shared-data call (a rate limiter makes a read and a write
-/// per request). hashbrown's: its hasher (foldhash, seeded per process) is several times faster
-/// than std's SipHash on short keys, and `entry_ref` finds or creates an entry in one lookup,
-/// copying the name only when it is new.
-type KeyedBy<V> = hashbrown::HashMap<String, V>;
 
 #[derive(Default)]
 struct VmData {
@@ -73,7 +72,7 @@ impl SharedData {
         SharedData {
             inner: Mutex::new(SharedDataInner {
                 last_cas: 0,
-                vms: KeyedBy::default(),
+                vms: hashbrown::HashMap::default(),
             }),
         }
     }
