@@ -7,10 +7,13 @@
 //! current stream through a `proxy_wasm` context.
 
 mod cidr;
+mod map;
 
 pub use cidr::{Cidr, CidrError};
+pub use map::map_values;
 
 use proxy_wasm::traits::HttpContext;
+use proxy_wasm::types::MapType;
 use std::net::{IpAddr, SocketAddr};
 
 /// Splits a request target (`:path`) into the path and the query (without `?`; a `#fragment`,
@@ -76,12 +79,8 @@ pub fn request_header<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Option<St
 
 /// Every value of request header `name` (any case), as the bytes the client sent: for plugins
 /// that judge the raw value (credentials, forwarded addresses) and must not trap on non-UTF-8.
-pub fn request_header_bytes<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Vec<Vec<u8>> {
-    ctx.get_http_request_headers_bytes()
-        .into_iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
-        .collect()
+pub fn request_header_bytes<C: HttpContext + ?Sized>(_ctx: &C, name: &str) -> Vec<Vec<u8>> {
+    map_values(MapType::HttpRequestHeaders, name)
 }
 
 /// Every request header of the current stream, as [`request_header`] reads them (lossily).
@@ -158,12 +157,12 @@ pub fn client_ip<C: HttpContext + ?Sized>(ctx: &C, trusted_proxies: &[Cidr]) -> 
     if trusted_proxies.is_empty() {
         return Some(peer);
     }
-    let headers = request_headers(ctx);
-    Some(resolve_client_ip(
-        peer,
-        &header_values(&headers, "x-forwarded-for"),
-        trusted_proxies,
-    ))
+    let forwarded: Vec<String> = request_header_bytes(ctx, "x-forwarded-for")
+        .into_iter()
+        .map(lossy)
+        .collect();
+    let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
+    Some(resolve_client_ip(peer, &forwarded, trusted_proxies))
 }
 
 /// RFC 9110 `token`: what a header name may be (which also rules out pseudo-headers such as

@@ -8,7 +8,8 @@
 //! with `response-transformer`.
 //!
 //! * Headers and the query string (a rewritten `:path`) change in `on_http_request_headers`,
-//!   each edit a host call on the stream's map (the whole map is read only for templates).
+//!   each edit a host call on the stream's map (the whole map is read only for templates, and
+//!   to move every value of a header being renamed).
 //! * The body is buffered only when there are body rules and the request says it is JSON: the
 //!   body callbacks pause until the end of the stream (the gateway hands the cumulative body to
 //!   the last one), the document is edited and put back with `set_http_request_body`.

@@ -47,8 +47,12 @@ async fn headers_query_and_json_body_reach_the_upstream_transformed() {
                 JSON,
                 ("x-internal", "secret"),
                 ("x-old", "o"),
+                ("x-new", "stale"),
                 ("x-version", "1"),
+                ("x-forced", "client-1"),
                 ("x-list", "a"),
+                ("x-forced", "client-2"),
+                ("x-old", "p"),
             ],
             body.to_string().as_bytes(),
         )
@@ -58,9 +62,10 @@ async fn headers_query_and_json_body_reach_the_upstream_transformed() {
     let headers = &echo["headers"];
     assert!(headers.get("x-internal").is_none(), "{headers}");
     assert!(headers.get("x-old").is_none());
-    assert_eq!(headers["x-new"], "o");
+    // Every value moves, and replaces what the new name had.
+    assert_eq!(headers["x-new"], "o, p");
     assert_eq!(headers["x-version"], "2");
-    assert_eq!(headers["x-forced"], "yes");
+    assert_eq!(headers["x-forced"], "yes", "set leaves one value");
     assert_eq!(headers["x-added"], "1");
     assert_eq!(headers["x-list"], "a, b");
     assert_eq!(

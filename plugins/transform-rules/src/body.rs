@@ -12,6 +12,7 @@
 use crate::config::{Action, BodyRule};
 use crate::template::{RequestData, Template};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// A dotted path into a JSON object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +58,10 @@ impl JsonTemplate {
                 if template.is_literal() {
                     // `\$(` escapes are resolved even in a literal.
                     JsonTemplate::Literal(Value::String(
-                        template.render(&RequestData::default()).unwrap_or_default(),
+                        template
+                            .render(&RequestData::default())
+                            .map(Cow::into_owned)
+                            .unwrap_or_default(),
                     ))
                 } else {
                     JsonTemplate::String(template)
@@ -133,7 +137,7 @@ impl JsonTemplate {
     pub fn render(&self, request: &RequestData) -> Option<Value> {
         Some(match self {
             JsonTemplate::Literal(value) => value.clone(),
-            JsonTemplate::String(t) => Value::String(t.render(request)?),
+            JsonTemplate::String(t) => Value::String(t.render(request)?.into_owned()),
             JsonTemplate::Array(items) => Value::Array(
                 items
                     .iter()

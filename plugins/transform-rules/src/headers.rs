@@ -9,6 +9,7 @@
 use crate::config::{Action, HeaderRule};
 use crate::names::is_header_value;
 use crate::template::{RequestData, Template};
+use std::borrow::Cow;
 
 /// A header list as the Proxy-Wasm map holds it.
 pub type Headers = Vec<(String, Vec<u8>)>;
@@ -25,7 +26,13 @@ pub trait HeaderList {
     /// Removes every value of `name`.
     fn remove(&mut self, name: &str);
     /// Adds `name: value` at the end.
-    fn push(&mut self, name: &str, value: Vec<u8>);
+    fn push(&mut self, name: &str, value: &[u8]);
+    /// Makes `value` the only value of `name` (added at the end when absent; where a present
+    /// one stays is the list's choice).
+    fn set(&mut self, name: &str, value: &[u8]) {
+        self.remove(name);
+        self.push(name, value);
+    }
 }
 
 impl HeaderList for Headers {
@@ -44,8 +51,8 @@ impl HeaderList for Headers {
         self.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
-    fn push(&mut self, name: &str, value: Vec<u8>) {
-        Vec::push(self, (name.to_string(), value));
+    fn push(&mut self, name: &str, value: &[u8]) {
+        Vec::push(self, (name.to_string(), value.to_vec()));
     }
 }
 
@@ -66,10 +73,7 @@ fn apply_rule(headers: &mut impl HeaderList, rule: &HeaderRule, request: &Reques
             }
             let values = headers.values(name);
             headers.remove(name);
-            headers.remove(to);
-            for value in values {
-                headers.push(to, value);
-            }
+            put(headers, to, &values);
         }
         Action::Replace(values) => {
             if headers.contains(name) {
@@ -87,32 +91,39 @@ fn apply_rule(headers: &mut impl HeaderList, rule: &HeaderRule, request: &Reques
 }
 
 /// The rendered values, or `None` when one has no value or is not valid header text.
-fn render(values: &[Template], request: &RequestData) -> Option<Vec<Vec<u8>>> {
+fn render<'a>(values: &'a [Template], request: &RequestData) -> Option<Vec<Cow<'a, [u8]>>> {
     values
         .iter()
         .map(|t| {
-            let value = t.render(request)?.into_bytes();
+            let value = match t.render(request)? {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
             is_header_value(&value).then_some(value)
         })
         .collect()
 }
 
-fn replace(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
-    let Some(values) = render(values, request) else {
-        return;
-    };
+/// Makes `values` the values of `name`, in order: a single value (the usual case) in one edit.
+fn put(headers: &mut impl HeaderList, name: &str, values: &[impl AsRef<[u8]>]) {
+    if let [value] = values {
+        return headers.set(name, value.as_ref());
+    }
     headers.remove(name);
     for value in values {
-        headers.push(name, value);
+        headers.push(name, value.as_ref());
+    }
+}
+
+fn replace(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
+    if let Some(values) = render(values, request) {
+        put(headers, name, &values);
     }
 }
 
 fn append(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
-    let Some(values) = render(values, request) else {
-        return;
-    };
-    for value in values {
-        headers.push(name, value);
+    for value in render(values, request).unwrap_or_default() {
+        headers.push(name, &value);
     }
 }
 

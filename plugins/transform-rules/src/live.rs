@@ -15,20 +15,19 @@ impl HeaderList for StreamHeaders {
     }
 
     fn values(&self, name: &str) -> Vec<Vec<u8>> {
-        // The ABI reads one value per name: every value takes the whole map.
-        hostcalls::get_map_bytes(self.0)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
-            .collect()
+        barbacane_sdk::http::map_values(self.0, name)
     }
 
     fn remove(&mut self, name: &str) {
         let _ = hostcalls::remove_map_value(self.0, name);
     }
 
-    fn push(&mut self, name: &str, value: Vec<u8>) {
-        let _ = hostcalls::add_map_value_bytes(self.0, name, &value);
+    fn push(&mut self, name: &str, value: &[u8]) {
+        let _ = hostcalls::add_map_value_bytes(self.0, name, value);
+    }
+
+    fn set(&mut self, name: &str, value: &[u8]) {
+        // The host replaces the first value in place and drops the others.
+        let _ = hostcalls::set_map_value_bytes(self.0, name, Some(value));
     }
 }

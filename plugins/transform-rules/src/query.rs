@@ -9,6 +9,7 @@
 
 use crate::config::{Action, QueryRule};
 use crate::template::{RequestData, Template};
+use std::borrow::Cow;
 
 /// One parameter of a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +127,10 @@ fn apply_rule(params: &mut Vec<Param>, rule: &QueryRule, request: &RequestData) 
 }
 
 fn render(values: &[Template], request: &RequestData) -> Option<Vec<String>> {
-    values.iter().map(|t| t.render(request)).collect()
+    values
+        .iter()
+        .map(|t| t.render(request).map(Cow::into_owned))
+        .collect()
 }
 
 /// The values in place of the first occurrence (at the end when there is none).

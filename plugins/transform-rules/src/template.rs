@@ -9,6 +9,7 @@
 //! `$(`.
 
 use barbacane_sdk::consumer::Consumer;
+use std::borrow::Cow;
 
 /// What a template may read: the request as it reached the plugin.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -102,8 +103,12 @@ impl Template {
         })
     }
 
-    /// The value for `request`; `None` when a variable has no value.
-    pub fn render(&self, request: &RequestData) -> Option<String> {
+    /// The value for `request`; `None` when a variable has no value. A literal is lent, not
+    /// copied: most configured values are, and they are rendered on every request.
+    pub fn render(&self, request: &RequestData) -> Option<Cow<'_, str>> {
+        if let [Part::Text(text)] = self.parts.as_slice() {
+            return Some(Cow::Borrowed(text));
+        }
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -111,7 +116,7 @@ impl Template {
                 Part::Var(var) => out.push_str(&value(var, request)?),
             }
         }
-        Some(out)
+        Some(Cow::Owned(out))
     }
 }
 
@@ -184,7 +189,10 @@ mod tests {
     }
 
     fn render(text: &str, request: &RequestData) -> Option<String> {
-        Template::parse(text).unwrap().render(request)
+        Template::parse(text)
+            .unwrap()
+            .render(request)
+            .map(Cow::into_owned)
     }
 
     #[test]
