@@ -80,6 +80,7 @@ pub fn request_header<C: HttpContext + ?Sized>(ctx: &C, name: &str) -> Option<St
 /// Every value of request header `name` (any case), as the bytes the client sent: for plugins
 /// that judge the raw value (credentials, forwarded addresses) and must not trap on non-UTF-8.
 pub fn request_header_bytes<C: HttpContext + ?Sized>(_ctx: &C, name: &str) -> Vec<Vec<u8>> {
+    // Host calls act on the effective stream: `ctx` only keeps the shape of the other helpers.
     map_values(MapType::HttpRequestHeaders, name)
 }
 

@@ -5,8 +5,9 @@
 //! (`get_map`, `get_map_bytes`) turn every entry into a `String` and a `Vec`: in a profile of
 //! `request-transformer` renaming one header, that took more than half of the plugin's own
 //! instructions. [`map_values`] takes the map as the host serialized it and copies out only the
-//! values asked for. This is the SDK's second use of `unsafe`: the host call itself, and taking
-//! ownership of the block the host filled, exactly as the `proxy_wasm` crate's readers do.
+//! values asked for. Beside the allocator, this is the SDK's one use of `unsafe`: the host call
+//! itself, and taking ownership of the block the host filled, as the `proxy_wasm` crate's readers
+//! do.
 #![allow(unsafe_code)]
 
 use proxy_wasm::types::MapType;
