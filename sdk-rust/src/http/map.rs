@@ -43,46 +43,42 @@ pub fn map_values(map: MapType, name: &str) -> Vec<Vec<u8>> {
 /// each entry's key and value lengths (little-endian `u32`s), then each key and value followed by
 /// a NUL. A truncated or inconsistent map yields the values found before the fault.
 fn values_in(serialized: &[u8], name: &[u8]) -> Vec<Vec<u8>> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let bytes = serialized.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(bytes.try_into().ok()?) as usize)
-    };
     let mut values = Vec::new();
-    let Some(count) = u32_at(0) else {
+    let Some((count, rest)) = serialized.split_first_chunk::<4>() else {
         return values;
     };
-    let Some(mut at) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
+    let count = u32::from_le_bytes(*count) as usize;
+    let Some((lengths, mut data)) = count.checked_mul(8).and_then(|n| rest.split_at_checked(n))
+    else {
         return values;
     };
-    for entry in 0..count {
-        let lengths = 4 + 8 * entry;
-        let (Some(key_len), Some(value_len)) = (u32_at(lengths), u32_at(lengths + 4)) else {
-            break;
-        };
-        let Some((key, value, next)) = entry_at(serialized, at, key_len, value_len) else {
+    for pair in lengths.chunks_exact(8) {
+        let (key_len, value_len) = pair.split_at(4);
+        let Some((key, value, rest)) = entry(data, le_u32(key_len), le_u32(value_len)) else {
             break;
         };
         if key.eq_ignore_ascii_case(name) {
             values.push(value.to_vec());
         }
-        at = next;
+        data = rest;
     }
     values
 }
 
-/// The key and value of `key_len` and `value_len` bytes from `at`, and where the next entry
-/// starts; `None` past the end (lengths come from the host: every sum is checked).
-fn entry_at(
-    serialized: &[u8],
-    at: usize,
-    key_len: usize,
-    value_len: usize,
-) -> Option<(&[u8], &[u8], usize)> {
-    let key_end = at.checked_add(key_len)?;
-    let value_end = key_end.checked_add(1)?.checked_add(value_len)?;
-    let key = serialized.get(at..key_end)?;
-    let value = serialized.get(key_end + 1..value_end)?;
-    Some((key, value, value_end.checked_add(1)?))
+/// A little-endian `u32` of four bytes, as a length.
+fn le_u32(bytes: &[u8]) -> usize {
+    bytes
+        .try_into()
+        .map_or(usize::MAX, |bytes| u32::from_le_bytes(bytes) as usize)
+}
+
+/// The key of `key_len` bytes and the value of `value_len` at the start of `data` (each followed
+/// by a NUL), and what follows them; `None` when they run past its end.
+fn entry(data: &[u8], key_len: usize, value_len: usize) -> Option<(&[u8], &[u8], &[u8])> {
+    let (key, rest) = data.split_at_checked(key_len)?;
+    let (value, rest) = rest.get(1..)?.split_at_checked(value_len)?;
+    // The last value's NUL may be missing: the value is whole without it.
+    Some((key, value, rest.get(1..).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -125,6 +121,8 @@ mod tests {
         let map = serialize(&[("x-a", "1"), ("x-a", "22")]);
         // Cut inside the second value.
         assert_eq!(values_in(&map[..map.len() - 2], b"x-a"), [b"1"]);
+        // Only the last NUL missing: every value is whole.
+        assert_eq!(values_in(&map[..map.len() - 1], b"x-a"), [&b"1"[..], b"22"]);
         // More entries announced than lengths given.
         let mut lying = map.clone();
         lying[0] = 200;
