@@ -17,7 +17,7 @@
 //! The allocator is opt-in (a module has one global allocator, and an author may want another)
 //! and only installed for single-threaded WebAssembly; on native targets, where plugins' unit
 //! tests run, nothing changes. This module uses `unsafe` because an allocator hands out raw
-//! memory (the SDK's only other use is [`crate::http::map_values`]'s host call).
+//! memory (the SDK's only other use is the few host calls it makes itself, in `host`).
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -93,13 +93,15 @@ pub fn encode(consumer: &Consumer) -> Vec<u8> {
 }
 
 /// Stores a consumer [`encode`]d earlier for the rest of the chain.
-pub fn set_encoded<C: Context + ?Sized>(ctx: &C, encoded: &[u8]) {
-    ctx.set_property(vec![PROPERTY], Some(encoded));
+pub fn set_encoded<C: Context + ?Sized>(_ctx: &C, encoded: &[u8]) {
+    // Host calls act on the effective context: `ctx` says where this may be called from.
+    crate::host::set_property(PROPERTY.as_bytes(), encoded);
 }
 
 /// The consumer an earlier plugin of the chain authenticated, if any.
-pub fn get<C: Context + ?Sized>(ctx: &C) -> Option<Consumer> {
-    let bytes = ctx.get_property(vec![PROPERTY])?;
+pub fn get<C: Context + ?Sized>(_ctx: &C) -> Option<Consumer> {
+    // As in `set_encoded`, `ctx` says where this may be called from.
+    let bytes = crate::host::property(PROPERTY.as_bytes())?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -146,8 +146,9 @@ pub fn resolve_client_ip(peer: IpAddr, forwarded_for: &[&str], trusted_proxies: 
 }
 
 /// The address of the connection's peer, from the `source.address` property (`ip:port`).
-pub fn peer_ip<C: HttpContext + ?Sized>(ctx: &C) -> Option<IpAddr> {
-    let address = ctx.get_property(vec!["source", "address"])?;
+pub fn peer_ip<C: HttpContext + ?Sized>(_ctx: &C) -> Option<IpAddr> {
+    // As in `request_header_bytes`, `ctx` only keeps the shape of the other helpers.
+    let address = crate::host::property(b"source\0address")?;
     parse_address(std::str::from_utf8(&address).ok()?)
 }
 

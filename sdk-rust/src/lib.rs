@@ -19,6 +19,7 @@ pub mod allocator;
 pub mod callbacks;
 pub mod config;
 pub mod consumer;
+mod host;
 pub mod http;
 pub mod problem;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]

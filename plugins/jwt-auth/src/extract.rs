@@ -4,42 +4,42 @@
 
 use crate::settings::Source;
 use barbacane_sdk::http;
+use std::borrow::Cow;
 
 /// A token and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     /// The token text.
     pub token: String,
-    /// The source it came from.
-    pub source: Source,
+    /// The index of the source it came from, in the sources searched.
+    pub source: usize,
 }
 
 /// The first token found in `sources`, in order. `headers` are the request headers (any
 /// case), `target` the request's `:path`. A source that holds no token (absent, empty, or a
 /// header with another scheme, such as `Authorization: Basic …`) is skipped.
 pub fn find(sources: &[Source], headers: &[(String, String)], target: &str) -> Option<Found> {
-    sources.iter().find_map(|source| {
-        let token = match source {
+    sources.iter().enumerate().find_map(|(index, source)| {
+        let token: Cow<'_, str> = match source {
             Source::Header { name, prefix } => {
-                http::header(headers, name).and_then(|value| strip_prefix(value, prefix))
+                Cow::Borrowed(strip_prefix(http::header(headers, name)?, prefix)?)
             }
-            Source::Query(name) => http::query_param(target, name),
-            Source::Cookie(name) => cookie(headers, name),
-        }?;
+            Source::Query(name) => Cow::Owned(http::query_param(target, name)?),
+            Source::Cookie(name) => Cow::Owned(cookie(headers, name)?),
+        };
         let token = token.trim();
         (!token.is_empty()).then(|| Found {
             token: token.to_string(),
-            source: source.clone(),
+            source: index,
         })
     })
 }
 
 /// `value` without `prefix` (ASCII case-insensitive: auth schemes are), or `None` when it does
 /// not start with it.
-fn strip_prefix(value: &str, prefix: &str) -> Option<String> {
-    let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| value[prefix.len()..].to_string())
+fn strip_prefix<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let (head, rest) = value.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// The value of cookie `name` in the request's `cookie` headers (RFC 6265 §5.4 syntax; a
@@ -150,7 +150,7 @@ mod tests {
             find(&sources, &h, "/x?access_token=q.q.q").unwrap(),
             Found {
                 token: "q.q.q".into(),
-                source: Source::Query("access_token".into())
+                source: 1
             }
         );
         assert_eq!(find(&sources, &h, "/x").unwrap().token, "c.c.c");

@@ -293,8 +293,10 @@ fn admit<C: Context + ?Sized>(
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref());
     }
     consumer::set_encoded(ctx, &verified.consumer);
-    if settings.strip_token {
-        strip_token(&found.source);
+    if settings.strip_token
+        && let Some(source) = settings.sources.get(found.source)
+    {
+        strip_token(source);
     }
     Action::Continue
 }

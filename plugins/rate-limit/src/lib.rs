@@ -90,7 +90,7 @@ impl RootContext for Root {
             warned: self.warned.clone(),
             fingerprints: self.fingerprints.clone(),
             answered: false,
-            response_headers: Vec::new(),
+            ratelimit: None,
         }))
     }
 
@@ -106,8 +106,9 @@ struct Stream {
     /// The request was refused here: our own local reply passes back through this filter's
     /// response phase, as Envoy's do, and already has its headers.
     answered: bool,
-    /// RateLimit headers for the upstream's response.
-    response_headers: Vec<(&'static str, String)>,
+    /// The `ratelimit` value for the upstream's response (which also gets the policy's
+    /// `ratelimit-policy`), when the policy sends the headers.
+    ratelimit: Option<String>,
 }
 
 impl Context for Stream {}
@@ -175,10 +176,7 @@ impl HttpContext for Stream {
                 remaining, reset, ..
             }) => {
                 if policy.headers {
-                    self.response_headers = vec![
-                        ("ratelimit-policy", policy.policy_field.clone()),
-                        ("ratelimit", fields::ratelimit(&policy, remaining, reset)),
-                    ];
+                    self.ratelimit = Some(fields::ratelimit(&policy, remaining, reset));
                 }
                 Action::Continue
             }
@@ -216,8 +214,9 @@ impl HttpContext for Stream {
         if self.answered {
             return Action::Continue;
         }
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            self.set_http_response_header(name, Some(&value));
+        if let Some(ratelimit) = self.ratelimit.take() {
+            self.set_http_response_header("ratelimit-policy", Some(&self.policy.policy_field));
+            self.set_http_response_header("ratelimit", Some(&ratelimit));
         }
         Action::Continue
     }

@@ -5,6 +5,7 @@
 use crate::config::{Fallback, KeySource, Policy};
 use barbacane_sdk::Problem;
 use barbacane_sdk::consumer::Consumer;
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What the request offers to identify its client (only what the policy needs is read).
@@ -18,10 +19,30 @@ pub struct Request {
     pub consumer: Option<Consumer>,
 }
 
+/// A partition key. A client's address is kept as an address: the text is only needed to
+/// fingerprint a key not seen before (see `table::Fingerprints`), and most keys are addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// The client's address (`None`: the host gave none).
+    Ip(Option<IpAddr>),
+    /// A key from a header, the consumer or a claim, as text.
+    Text(String),
+}
+
+impl Key {
+    /// The key as text, `ip:…`, `header:…`, `consumer:…` or `claim:…`.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            Key::Ip(ip) => Cow::Owned(ip_key(*ip)),
+            Key::Text(text) => Cow::Borrowed(text),
+        }
+    }
+}
+
 /// The partition key of `request`, or the refusal when it has none and the policy says refuse.
-pub fn key(policy: &Policy, request: &Request) -> Result<String, Problem> {
+pub fn key(policy: &Policy, request: &Request) -> Result<Key, Problem> {
     let found = match &policy.key {
-        KeySource::Ip => return Ok(ip_key(request.ip)),
+        KeySource::Ip => return Ok(Key::Ip(request.ip)),
         KeySource::Header(_) => request
             .header
             .as_deref()
@@ -42,8 +63,8 @@ pub fn key(policy: &Policy, request: &Request) -> Result<String, Problem> {
             .map(|values| format!("claim:{}", values.join(" "))),
     };
     match (found, policy.fallback) {
-        (Some(key), _) => Ok(key),
-        (None, Fallback::Ip) => Ok(ip_key(request.ip)),
+        (Some(key), _) => Ok(Key::Text(key)),
+        (None, Fallback::Ip) => Ok(Key::Ip(request.ip)),
         (None, Fallback::Refuse) => Err(refusal(&policy.key)),
     }
 }
@@ -52,18 +73,6 @@ pub fn key(policy: &Policy, request: &Request) -> Result<String, Problem> {
 /// one; this is for hosts that do not).
 fn ip_key(ip: Option<IpAddr>) -> String {
     match ip {
-        // By hand, not `format!`: made on every request (see `fields::ratelimit`).
-        Some(IpAddr::V4(v4)) => {
-            let mut key = String::with_capacity(18);
-            key.push_str("ip:");
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    key.push('.');
-                }
-                key.push_str(itoa::Buffer::new().format(octet));
-            }
-            key
-        }
         Some(ip) => format!("ip:{ip}"),
         None => String::from("ip:unknown"),
     }
@@ -128,7 +137,7 @@ mod tests {
                 json!({"org": {"id": "acme"}, "groups": ["a", "b"]}),
             ),
         };
-        let key = |json: &str| key(&policy(json), &request).unwrap();
+        let key = |json: &str| key(&policy(json), &request).unwrap().text().into_owned();
         assert_eq!(key(r#"{"limit": 1}"#), "ip:203.0.113.7");
         assert_eq!(
             key(r#"{"limit": 1, "limit_by": "header", "header_name": "x-key"}"#),
@@ -147,7 +156,9 @@ mod tests {
             "claim:a b"
         );
         assert_eq!(
-            super::key(&policy(r#"{"limit": 1}"#), &Request::default()).unwrap(),
+            super::key(&policy(r#"{"limit": 1}"#), &Request::default())
+                .unwrap()
+                .text(),
             "ip:unknown"
         );
     }
@@ -165,7 +176,8 @@ mod tests {
             r#""limit_by": "claim", "claim": "org""#,
         ] {
             let fallback = policy(&format!(r#"{{"limit": 1, {source}}}"#));
-            assert_eq!(key(&fallback, &request).unwrap(), "ip:::1");
+            let fell_back = key(&fallback, &request).unwrap();
+            assert_eq!(fell_back.text(), "ip:::1");
             let refuse = policy(&format!(
                 r#"{{"limit": 1, "fallback": "refuse", {source}}}"#
             ));

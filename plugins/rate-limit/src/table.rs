@@ -16,8 +16,11 @@
 //! The store is behind [`Store`] so that this logic is unit-tested natively, races included.
 
 use crate::bucket::{Bucket, Decision};
+use crate::partition::Key;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 
 /// Slots probed from a partition's start slot.
 pub const PROBES: u64 = 4;
@@ -65,26 +68,44 @@ impl Fingerprint {
 }
 
 /// The fingerprints of recent partition keys: a client sends many requests, and hashing its key
-/// is a good part of what counting one costs. Bounded: forgotten all at once when full.
+/// is a good part of what counting one costs. Addresses are remembered as addresses, so that a
+/// known client's key is never written out. Bounded: forgotten all at once when full.
 #[derive(Default)]
-pub struct Fingerprints(HashMap<String, Fingerprint>);
+pub struct Fingerprints {
+    ips: HashMap<Option<IpAddr>, Fingerprint>,
+    texts: HashMap<String, Fingerprint>,
+}
 
-/// Keys remembered by [`Fingerprints`].
+/// Keys remembered by [`Fingerprints`], of each kind.
 const REMEMBERED: usize = 4096;
 
 impl Fingerprints {
     /// The fingerprint of `key`, hashed only when it is not remembered.
-    pub fn of(&mut self, key: String) -> Fingerprint {
-        if let Some(fp) = self.0.get(&key) {
-            return *fp;
+    pub fn of(&mut self, key: Key) -> Fingerprint {
+        match key {
+            Key::Ip(ip) => remembered(&mut self.ips, ip, |ip| {
+                Fingerprint::of(&Key::Ip(*ip).text())
+            }),
+            Key::Text(text) => remembered(&mut self.texts, text, |text| Fingerprint::of(text)),
         }
-        if self.0.len() >= REMEMBERED {
-            self.0.clear();
-        }
-        let fp = Fingerprint::of(&key);
-        self.0.insert(key, fp);
-        fp
     }
+}
+
+/// The fingerprint `map` remembers under `key`, else `fingerprint(&key)`, remembered.
+fn remembered<K: Eq + Hash>(
+    map: &mut HashMap<K, Fingerprint>,
+    key: K,
+    fingerprint: impl FnOnce(&K) -> Fingerprint,
+) -> Fingerprint {
+    if let Some(fp) = map.get(&key) {
+        return *fp;
+    }
+    if map.len() >= REMEMBERED {
+        map.clear();
+    }
+    let fp = fingerprint(&key);
+    map.insert(key, fp);
+    fp
 }
 
 /// What [`take`] decided.
@@ -411,6 +432,22 @@ mod tests {
         assert_eq!(
             take(&store, &table, &bucket, Fingerprint::of("a"), S),
             Outcome::Contended
+        );
+    }
+
+    #[test]
+    fn a_key_has_the_fingerprint_of_its_text_however_it_is_remembered() {
+        let mut remembered = Fingerprints::default();
+        let ip = Key::Ip(Some("203.0.113.7".parse().unwrap()));
+        let text = Key::Text(String::from("header:k"));
+        for _ in 0..2 {
+            assert_eq!(remembered.of(ip.clone()), Fingerprint::of("ip:203.0.113.7"));
+            assert_eq!(remembered.of(text.clone()), Fingerprint::of("header:k"));
+            assert_eq!(remembered.of(Key::Ip(None)), Fingerprint::of("ip:unknown"));
+        }
+        assert_ne!(
+            Fingerprint::of("ip:203.0.113.7"),
+            Fingerprint::of("header:k")
         );
     }
 

@@ -5,38 +5,16 @@
 //! (`get_map`, `get_map_bytes`) turn every entry into a `String` and a `Vec`: in a profile of
 //! `request-transformer` renaming one header, that took more than half of the plugin's own
 //! instructions. [`map_values`] takes the map as the host serialized it and copies out only the
-//! values asked for. Beside the allocator, this is the SDK's one use of `unsafe`: the host call
-//! itself, and taking ownership of the block the host filled, as the `proxy_wasm` crate's readers
-//! do.
-#![allow(unsafe_code)]
+//! values asked for.
 
 use proxy_wasm::types::MapType;
-use std::ptr::null_mut;
-
-#[link(wasm_import_module = "env")]
-unsafe extern "C" {
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> u32;
-}
 
 /// Every value of header `name` (any case) in `map` of the current (effective) stream, in
 /// order, as bytes. Empty when the name is absent or the map is not available.
 pub fn map_values(map: MapType, name: &str) -> Vec<Vec<u8>> {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a pointer and a size into the two locals it is given.
-    let status = unsafe { proxy_get_header_map_pairs(map, &mut data, &mut size) };
-    if status != 0 || data.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: a non-null `data` is a block of `size` bytes the host got from this module's
-    // `proxy_on_memory_allocate` (the `proxy_wasm` crate's: a boxed slice of `size` bytes) and
-    // filled; it is this module's to free, which dropping the vector does.
-    let serialized = unsafe { Vec::from_raw_parts(data, size, size) };
-    values_in(&serialized, name.as_bytes())
+    crate::host::header_map_pairs(map)
+        .map(|serialized| values_in(&serialized, name.as_bytes()))
+        .unwrap_or_default()
 }
 
 /// Every value of `name` (any case) in a map serialized as the ABI does: the number of entries,
