@@ -114,6 +114,9 @@ fn class(layout: Layout) -> Option<usize> {
 // `dealloc` and `realloc` get the layout the block was allocated with (GlobalAlloc's contract),
 // so they find a region block's class.
 unsafe impl GlobalAlloc for Pool {
+    // Inlined into the allocation shims (and their callers): a pooled block takes a handful of
+    // instructions, fewer than a call into it costs in the compiled Wasm.
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(class) = class(layout) else {
             return unsafe { System.alloc(layout) };
@@ -136,6 +139,7 @@ unsafe impl GlobalAlloc for Pool {
         unsafe { System.alloc(layout) }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let lists = unsafe { &mut *self.0.get() };
         match class(layout) {

@@ -19,6 +19,7 @@ use barbacane_sdk::{Problem, config, http};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// The module's entry point (`_initialize`), in a private module so that the exported function
@@ -278,18 +279,18 @@ fn is_token_list(list: &str) -> bool {
 }
 
 /// `vary` with `name` added unless already covered (by itself or by `*`).
-pub fn add_vary(existing: Option<&str>, name: &str) -> String {
+pub fn add_vary<'a>(existing: Option<&'a str>, name: &'a str) -> Cow<'a, str> {
     match existing.map(str::trim).filter(|v| !v.is_empty()) {
-        None => name.to_string(),
+        None => Cow::Borrowed(name),
         Some(vary) => {
             let covered = vary
                 .split(',')
                 .map(str::trim)
                 .any(|v| v == "*" || v.eq_ignore_ascii_case(name));
             if covered {
-                vary.to_string()
+                Cow::Borrowed(vary)
             } else {
-                format!("{vary}, {name}")
+                Cow::Owned(format!("{vary}, {name}"))
             }
         }
     }
