@@ -304,8 +304,8 @@ fn peer(address: Option<SocketAddr>, rest: &[&str]) -> Lookup {
 }
 
 /// `address` as its `Display` writes it (`ip:port`, `[ip]:port` for IPv6). IPv4 is written with
-/// `itoa` (as the rate-limit plugin writes its keys): rate limiters and IP filters read
-/// `source.address` on every request, and the formatting machinery took ten times as long.
+/// `itoa`: rate limiters and IP filters read `source.address` on every request, and the
+/// formatting machinery took ten times as long.
 fn address_text(address: SocketAddr) -> Vec<u8> {
     let SocketAddr::V4(v4) = address else {
         return address.to_string().into_bytes();

@@ -21,7 +21,7 @@ pub struct Request {
 
 /// A partition key. A client's address is kept as an address: the text is only needed to
 /// fingerprint a key not seen before (see `table::Fingerprints`), and most keys are addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Key {
     /// The client's address (`None`: the host gave none).
     Ip(Option<IpAddr>),
