@@ -17,9 +17,11 @@
 
 use crate::bucket::{Bucket, Decision};
 use crate::partition::Key;
+use foldhash::SharedSeed;
+use foldhash::fast::SeedableRandomState;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 
 /// Slots probed from a partition's start slot.
@@ -70,10 +72,28 @@ impl Fingerprint {
 /// The fingerprints of recent partition keys: a client sends many requests, and hashing its key
 /// is a good part of what counting one costs. Addresses are remembered as addresses, so that a
 /// known client's key is never written out. Bounded: forgotten all at once when full.
-#[derive(Default)]
 pub struct Fingerprints {
-    ips: HashMap<Option<IpAddr>, Fingerprint>,
-    texts: HashMap<String, Fingerprint>,
+    ips: Remembered<Option<IpAddr>>,
+    texts: Remembered<String>,
+}
+
+/// Keys and their fingerprints, hashed with foldhash rather than std's SipHash, which cost
+/// several times as much per lookup in the compiled Wasm. Keyed per VM from the host's
+/// randomness (std's `RandomState` draws it through WASI `random_get`), so that a client cannot
+/// choose addresses that collide; the map is bounded in any case ([`REMEMBERED`]).
+type Remembered<K> = HashMap<K, Fingerprint, SeedableRandomState>;
+
+impl Default for Fingerprints {
+    fn default() -> Fingerprints {
+        let keyed = || {
+            let seed = std::hash::RandomState::new().hash_one(0u8);
+            SeedableRandomState::with_seed(seed, SharedSeed::global_random())
+        };
+        Fingerprints {
+            ips: HashMap::with_hasher(keyed()),
+            texts: HashMap::with_hasher(keyed()),
+        }
+    }
 }
 
 /// Keys remembered by [`Fingerprints`], of each kind.
@@ -93,7 +113,7 @@ impl Fingerprints {
 
 /// The fingerprint `map` remembers under `key`, else `fingerprint(&key)`, remembered.
 fn remembered<K: Eq + Hash>(
-    map: &mut HashMap<K, Fingerprint>,
+    map: &mut Remembered<K>,
     key: K,
     fingerprint: impl FnOnce(&K) -> Fingerprint,
 ) -> Fingerprint {

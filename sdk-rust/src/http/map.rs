@@ -20,25 +20,39 @@ pub fn map_values(map: MapType, name: &str) -> Vec<Vec<u8>> {
 /// Every value of `name` (any case) in a map serialized as the ABI does: the number of entries,
 /// each entry's key and value lengths (little-endian `u32`s), then each key and value followed by
 /// a NUL. A truncated or inconsistent map yields the values found before the fault.
+///
+/// Only an entry whose key has the name's length is looked at: the others are skipped by their
+/// lengths alone (a request's map holds a dozen or more headers, and this runs on every request
+/// that renames one).
 fn values_in(serialized: &[u8], name: &[u8]) -> Vec<Vec<u8>> {
     let mut values = Vec::new();
     let Some((count, rest)) = serialized.split_first_chunk::<4>() else {
         return values;
     };
     let count = u32::from_le_bytes(*count) as usize;
-    let Some((lengths, mut data)) = count.checked_mul(8).and_then(|n| rest.split_at_checked(n))
-    else {
+    let Some((lengths, data)) = count.checked_mul(8).and_then(|n| rest.split_at_checked(n)) else {
         return values;
     };
+    // Where the entry's key starts in `data`. Saturating: lengths are untrusted, and once past
+    // the end every later entry is out of range.
+    let mut key_at = 0usize;
     for pair in lengths.chunks_exact(8) {
-        let (key_len, value_len) = pair.split_at(4);
-        let Some((key, value, rest)) = entry(data, le_u32(key_len), le_u32(value_len)) else {
+        let (key_len, value_len) = (le_u32(&pair[..4]), le_u32(&pair[4..]));
+        let value_at = key_at.saturating_add(key_len).saturating_add(1);
+        let value_end = value_at.saturating_add(value_len);
+        if value_end > data.len() {
             break;
-        };
-        if key.eq_ignore_ascii_case(name) {
+        }
+        if key_len == name.len()
+            && let (Some(key), Some(value)) = (
+                data.get(key_at..key_at + key_len),
+                data.get(value_at..value_end),
+            )
+            && key.eq_ignore_ascii_case(name)
+        {
             values.push(value.to_vec());
         }
-        data = rest;
+        key_at = value_end.saturating_add(1);
     }
     values
 }
@@ -48,15 +62,6 @@ fn le_u32(bytes: &[u8]) -> usize {
     bytes
         .try_into()
         .map_or(usize::MAX, |bytes| u32::from_le_bytes(bytes) as usize)
-}
-
-/// The key of `key_len` bytes and the value of `value_len` at the start of `data` (each followed
-/// by a NUL), and what follows them; `None` when they run past its end.
-fn entry(data: &[u8], key_len: usize, value_len: usize) -> Option<(&[u8], &[u8], &[u8])> {
-    let (key, rest) = data.split_at_checked(key_len)?;
-    let (value, rest) = rest.get(1..)?.split_at_checked(value_len)?;
-    // The last value's NUL may be missing: the value is whole without it.
-    Some((key, value, rest.get(1..).unwrap_or_default()))
 }
 
 #[cfg(test)]
