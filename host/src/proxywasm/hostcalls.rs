@@ -11,9 +11,10 @@ use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
 use super::foreign;
 use super::grpc::{GrpcCall, GrpcHandle, GrpcOutgoing, GrpcTarget, MAX_QUEUED_BYTES};
-use super::http::{Pairs, deserialize, serialize};
+use super::http::{Pairs, deserialize, serialize_into, serialized_size};
 use super::memory::{
-    read, return_bytes, return_state_bytes, with_slice, with_slices, write_u32, write_u64,
+    read, return_bytes, return_state_bytes, return_written, with_slice, with_slices, write_u32,
+    write_u64,
 };
 use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
@@ -340,12 +341,18 @@ fn proxy_get_header_map_pairs(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<i32> {
-    // An unavailable map reads as empty, as in Envoy.
-    let bytes = match map_ref(caller.data(), map) {
-        Ok(pairs) => serialize(pairs.unwrap_or(&Pairs::new())),
+    // An unavailable map reads as empty, as in Envoy. Serialized straight into the guest's
+    // buffer: a plugin reading a whole map does so on every request.
+    let empty = Pairs::new();
+    let size = match map_ref(caller.data(), map) {
+        Ok(pairs) => serialized_size(pairs.unwrap_or(&empty)),
         Err(status) => return Ok(status as i32),
     };
-    Ok(return_bytes(&mut caller, &bytes, ptr_out, len_out)? as i32)
+    let write = |state: &HostState, out: &mut [u8]| match map_ref(state, map) {
+        Ok(pairs) => serialize_into(pairs.unwrap_or(&empty), out),
+        Err(_) => false,
+    };
+    Ok(return_written(&mut caller, size, write, ptr_out, len_out)? as i32)
 }
 
 /// Envoy's `HeaderMap::byteSize()`: the sum of key and value lengths (not the number of
@@ -1037,7 +1044,7 @@ fn proxy_get_property(
 ) -> wasmtime::Result<i32> {
     // The path is read where it lies in guest memory.
     let found = with_slice(&mut caller, path_ptr, path_len, |path, state| {
-        let path = String::from_utf8_lossy(path);
+        let path = properties::path_text(path);
         let path = properties::split_path(&path);
         let stream = state.streams.get(&state.effective);
         let stream_filter_state = stream.map(|s| s.info.filter_state.lock());
@@ -1068,22 +1075,23 @@ fn proxy_set_property(
     value_ptr: i32,
     value_len: i32,
 ) -> i32 {
-    let read_all = |caller: &mut Caller<'_, HostState>| -> Result<(String, Vec<u8>), Status> {
-        let path = read(caller, path_ptr, path_len)?;
-        let key =
-            properties::filter_state_key(&properties::split_path(&String::from_utf8_lossy(&path)));
-        Ok((key, read(caller, value_ptr, value_len)?))
-    };
-    let (key, value) = match read_all(&mut caller) {
-        Ok(kv) => kv,
-        Err(status) => return status as i32,
-    };
-    let state = caller.data_mut();
-    let effective = state.effective;
-    match state.streams.get(&effective) {
-        Some(stream) => stream.info.filter_state.lock().insert(key, value),
-        None => state.root_filter_state.insert(key, value),
-    };
+    // Read where they lie in guest memory: the key and the value are the only copies made.
+    let stored = with_slices(
+        &mut caller,
+        (path_ptr, path_len),
+        (value_ptr, value_len),
+        |path, value, state| {
+            let key = properties::filter_state_key(&properties::path_text(path));
+            let value = value.to_vec();
+            match state.streams.get(&state.effective) {
+                Some(stream) => stream.info.filter_state.lock().insert(key, value),
+                None => state.root_filter_state.insert(key, value),
+            };
+        },
+    );
+    if let Err(status) = stored {
+        return status as i32;
+    }
     Status::Ok as i32
 }
 

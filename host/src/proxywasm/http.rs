@@ -290,20 +290,46 @@ impl<K: AsRef<[u8]>, V: AsRef<[u8]>, const N: usize> From<[(K, V); N]> for Pairs
 
 /// Serialises `pairs` in the ABI's map format (Proxy-Wasm 0.2.1 §Header maps).
 pub fn serialize(pairs: &Pairs) -> Vec<u8> {
-    let size = 4 + 10 * pairs.len() + pairs.byte_size();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs.iter() {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs.iter() {
-        out.extend_from_slice(k);
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
+    let mut out = vec![0; serialized_size(pairs)];
+    serialize_into(pairs, &mut out);
     out
+}
+
+/// The length of `pairs` serialized: the count, two lengths per entry, each key and value with
+/// its NUL.
+pub fn serialized_size(pairs: &Pairs) -> usize {
+    4 + 10 * pairs.len() + pairs.byte_size()
+}
+
+/// Serialises `pairs` into `out`, which must be [`serialized_size`] long (the host writes a map
+/// straight into the buffer the guest allocated for it); `false`, with `out` partly written,
+/// when it is not.
+pub fn serialize_into(pairs: &Pairs, out: &mut [u8]) -> bool {
+    if out.len() != serialized_size(pairs) {
+        return false;
+    }
+    let (head, mut data) = out.split_at_mut(4 + 8 * pairs.len());
+    let (count, lengths) = head.split_at_mut(4);
+    count.copy_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for ((key, value), lengths) in pairs.iter().zip(lengths.chunks_exact_mut(8)) {
+        let (key_len, value_len) = lengths.split_at_mut(4);
+        key_len.copy_from_slice(&(key.len() as u32).to_le_bytes());
+        value_len.copy_from_slice(&(value.len() as u32).to_le_bytes());
+        for part in [key, value] {
+            // Never short: `out` has room for every part and its NUL (checked above).
+            let Some((bytes, rest)) = std::mem::take(&mut data).split_at_mut_checked(part.len())
+            else {
+                return false;
+            };
+            let Some((nul, rest)) = rest.split_first_mut() else {
+                return false;
+            };
+            bytes.copy_from_slice(part);
+            *nul = 0;
+            data = rest;
+        }
+    }
+    true
 }
 
 /// Parses the ABI's map format (keys made lower case); `None` when the bytes do not hold a
@@ -665,6 +691,8 @@ mod tests {
         let pairs = Pairs::from([(":method", "GET"), ("x-id", "7")]);
         let bytes = serialize(&pairs);
         assert_eq!(bytes.len(), 39);
+        assert_eq!(serialized_size(&pairs), 39);
+        assert!(!serialize_into(&pairs, &mut [0; 38]));
         assert_eq!(&bytes[..12], &[2, 0, 0, 0, 7, 0, 0, 0, 3, 0, 0, 0]);
         assert_eq!(deserialize(&bytes), Some(pairs));
         assert_eq!(deserialize(&[]), Some(Pairs::new()));

@@ -110,16 +110,11 @@ pub(super) fn return_bytes(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<Status> {
-    if bytes.is_empty() {
-        let status = write_u32(caller, ptr_out, 0).and_then(|()| write_u32(caller, len_out, 0));
-        return Ok(status.err().unwrap_or(Status::Ok));
-    }
-    let Some(ptr) = allocate(caller, bytes.len())? else {
-        return Ok(Status::InvalidMemoryAccess);
+    let copy = |_: &HostState, out: &mut [u8]| {
+        out.copy_from_slice(bytes);
+        true
     };
-    let status = write(caller, ptr, bytes)
-        .and_then(|()| returned(caller, (ptr, bytes.len()), ptr_out, len_out));
-    Ok(status.err().unwrap_or(Status::Ok))
+    return_written(caller, bytes.len(), copy, ptr_out, len_out)
 }
 
 /// [`return_bytes`] for bytes the host state holds (a header value), copied straight from there
@@ -135,8 +130,31 @@ pub(super) fn return_state_bytes(
     let Some(len) = source(caller.data()).map(<[u8]>::len) else {
         return Ok(Status::NotFound);
     };
+    let copy = |state: &HostState, out: &mut [u8]| match source(state) {
+        Some(bytes) if bytes.len() == out.len() => {
+            out.copy_from_slice(bytes);
+            true
+        }
+        _ => false,
+    };
+    return_written(caller, len, copy, ptr_out, len_out)
+}
+
+/// [`return_bytes`] for `len` bytes that `write` puts straight into the guest's buffer from the
+/// host state (a serialized header map: no intermediate copy); the pointer and length go out
+/// through the same borrow of the memory. `write` runs after the guest's allocator; `false` from
+/// it (what it writes changed meanwhile, which only a module whose allocator makes host calls
+/// could cause) is [`Status::NotFound`].
+pub(super) fn return_written(
+    caller: &mut Caller<'_, HostState>,
+    len: usize,
+    write: impl FnOnce(&HostState, &mut [u8]) -> bool,
+    ptr_out: i32,
+    len_out: i32,
+) -> wasmtime::Result<Status> {
     if len == 0 {
-        return return_bytes(caller, &[], ptr_out, len_out);
+        let status = returned(caller, (0, 0), ptr_out, len_out);
+        return Ok(status.err().unwrap_or(Status::Ok));
     }
     let Some(ptr) = allocate(caller, len)? else {
         return Ok(Status::InvalidMemoryAccess);
@@ -145,11 +163,13 @@ pub(super) fn return_state_bytes(
         return Ok(Status::InvalidMemoryAccess);
     };
     let (data, state) = memory.data_and_store_mut(&mut *caller);
-    let Some(bytes) = source(state).filter(|b| b.len() == len) else {
-        return Ok(Status::NotFound);
+    let Ok(range) = range(ptr, len as u64, data.len()) else {
+        return Ok(Status::InvalidMemoryAccess);
     };
-    let copied = range(ptr, len as u64, data.len()).map(|r| data[r].copy_from_slice(bytes));
-    let status = copied.and_then(|()| returned(caller, (ptr, len), ptr_out, len_out));
+    if !write(state, &mut data[range]) {
+        return Ok(Status::NotFound);
+    }
+    let status = put_returned(data, (ptr, len), ptr_out, len_out);
     Ok(status.err().unwrap_or(Status::Ok))
 }
 
@@ -173,9 +193,24 @@ fn allocate(caller: &mut Caller<'_, HostState>, len: usize) -> wasmtime::Result<
 /// Writes the pointer and length of a returned buffer at the out-pointers.
 fn returned(
     caller: &mut Caller<'_, HostState>,
+    buffer: (i32, usize),
+    ptr_out: i32,
+    len_out: i32,
+) -> Result<(), Status> {
+    let memory = memory(caller)?;
+    put_returned(memory.data_mut(&mut *caller), buffer, ptr_out, len_out)
+}
+
+/// [`returned`] into guest memory already borrowed (one lookup of the memory for both).
+fn put_returned(
+    data: &mut [u8],
     (ptr, len): (i32, usize),
     ptr_out: i32,
     len_out: i32,
 ) -> Result<(), Status> {
-    write_u32(caller, ptr_out, ptr as u32).and_then(|()| write_u32(caller, len_out, len as u32))
+    for (at, value) in [(ptr_out, ptr as u32), (len_out, len as u32)] {
+        let range = range(at, 4, data.len())?;
+        data[range].copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@
 //! with `proxy_set_property`, in that order (`shared/reference/proxy-wasm-abi.md` §6.2, §6.3, §8).
 //! Guest memory and the stream state belong to the host calls, which build a [`PropertyView`].
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -82,14 +84,18 @@ impl BodySizes {
 
 /// `proxy_set_property` values of one request, by dotted name. Shared by every filter of the
 /// request's chain (through its `Arc<StreamInfo>`), as Envoy's per-stream filter state is: what
-/// an auth plugin stores (the consumer) the plugins after it can read.
+/// an auth plugin stores (the consumer) the plugins after it can read. Hashed with Fx, not
+/// SipHash: the names are the ones plugins choose (the built-ins' are constants), not a client's.
 #[derive(Debug, Default)]
-pub struct FilterState(Mutex<HashMap<String, Vec<u8>>>);
+pub struct FilterState(Mutex<FilterValues>);
+
+/// Filter-state values by dotted name.
+pub type FilterValues = FxHashMap<String, Vec<u8>>;
 
 impl FilterState {
     /// The values. A request's filters run one at a time, so the lock is never contended; a
     /// panic elsewhere while it was held leaves a map that is still consistent.
-    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
+    pub fn lock(&self) -> MutexGuard<'_, FilterValues> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -119,15 +125,27 @@ pub struct PropertyView<'a> {
     /// The response trailers.
     pub response_trailers: Option<&'a Pairs>,
     /// `proxy_set_property` values of this stream (or of the root context), by dotted name.
-    pub filter_state: &'a HashMap<String, Vec<u8>>,
+    pub filter_state: &'a FilterValues,
 }
 
+/// A property path's text. Paths are ASCII names, checked by `from_utf8`'s fast path; bytes that
+/// are not UTF-8 are replaced, so such a segment matches no attribute name.
+pub fn path_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
+/// A property path's segments, on the stack for the few segments a path has: one is split on
+/// every property call.
+pub type Segments<'a> = SmallVec<[&'a str; 4]>;
+
 /// Splits a property path as the ABI sends it (segments joined by NUL, trailing NUL tolerated).
-/// The caller replaces bytes that are not UTF-8, so such a segment matches no attribute name.
-pub fn split_path(text: &str) -> Vec<&str> {
+pub fn split_path(text: &str) -> Segments<'_> {
     let text = text.strip_suffix('\0').unwrap_or(text);
     if text.is_empty() {
-        return Vec::new();
+        return Segments::new();
     }
     text.split('\0').collect()
 }
@@ -148,7 +166,7 @@ pub fn get(view: &PropertyView<'_>, path: &[&str]) -> Result<Vec<u8>, Status> {
     if let [single] = path
         && single.contains('.')
     {
-        let split: Vec<&str> = single.splitn(3, '.').collect();
+        let split: Segments<'_> = single.splitn(3, '.').collect();
         if let Lookup::Found(value) = lookup(view, &split) {
             return Ok(value);
         }
@@ -156,9 +174,10 @@ pub fn get(view: &PropertyView<'_>, path: &[&str]) -> Result<Vec<u8>, Status> {
     Err(Status::NotFound)
 }
 
-/// The key under which `proxy_set_property` stores a value (segments joined by '.').
-pub fn filter_state_key(path: &[&str]) -> String {
-    path.join(".")
+/// The key under which `proxy_set_property` stores a value: the segments of `path` (as
+/// [`split_path`] reads it) joined by '.'.
+pub fn filter_state_key(path: &str) -> String {
+    path.strip_suffix('\0').unwrap_or(path).replace('\0', ".")
 }
 
 /// What one lookup stage made of a path.
@@ -191,7 +210,7 @@ fn lookup(view: &PropertyView<'_>, path: &[&str]) -> Lookup {
         Lookup::Unknown => {}
         answer => return answer,
     }
-    match view.filter_state.get(&filter_state_key(path)) {
+    match view.filter_state.get(&path.join(".")) {
         Some(value) => Lookup::Found(value.clone()),
         None => Lookup::Unknown,
     }
@@ -485,7 +504,7 @@ mod tests {
         plugin: &'a PluginIdentity,
         stream: Option<&'a StreamInfo>,
         request_headers: Option<&'a Pairs>,
-        filter_state: &'a HashMap<String, Vec<u8>>,
+        filter_state: &'a FilterValues,
     ) -> PropertyView<'a> {
         PropertyView {
             plugin,
@@ -507,28 +526,46 @@ mod tests {
 
     #[test]
     fn split_path_splits_on_nul_and_tolerates_a_trailing_one() {
+        let split = |text| split_path(text).to_vec();
         assert_eq!(
-            split_path("request\0headers\0x-id"),
-            vec!["request", "headers", "x-id"]
+            split("request\0headers\0x-id"),
+            ["request", "headers", "x-id"]
         );
         assert_eq!(
-            split_path("request\0headers\0x-id\0"),
-            vec!["request", "headers", "x-id"]
+            split("request\0headers\0x-id\0"),
+            ["request", "headers", "x-id"]
         );
-        assert_eq!(split_path("plugin_name"), vec!["plugin_name"]);
-        assert_eq!(split_path(""), Vec::<&str>::new());
-        assert_eq!(split_path("\0"), Vec::<&str>::new());
+        assert_eq!(split("a\0b\0c\0d\0e\0f"), ["a", "b", "c", "d", "e", "f"]);
+        assert_eq!(split("plugin_name"), ["plugin_name"]);
+        assert!(split("").is_empty());
+        assert!(split("\0").is_empty());
+        assert_eq!(path_text(b"source\0address"), "source\0address");
+        assert_eq!(path_text(b"bad\xff"), "bad\u{fffd}");
     }
 
     #[test]
-    fn filter_state_key_joins_with_dots() {
-        assert_eq!(filter_state_key(&["my", "key"]), "my.key");
-        assert_eq!(filter_state_key(&["single"]), "single");
+    fn filter_state_key_joins_the_segments_with_dots() {
+        for path in [
+            "my\0key",
+            "my\0key\0",
+            "single",
+            "",
+            "\0",
+            "a\0\0b",
+            "a.b\0c",
+        ] {
+            assert_eq!(
+                filter_state_key(path),
+                split_path(path).join("."),
+                "{path:?}"
+            );
+        }
+        assert_eq!(filter_state_key("my\0key"), "my.key");
     }
 
     #[test]
     fn request_attributes_are_strings() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         let get_str = |p: &[&str]| String::from_utf8(get(&v, p).unwrap()).unwrap();
         assert_eq!(get_str(&["request", "path"]), "/pets/1?a=1&b=2");
@@ -543,7 +580,7 @@ mod tests {
 
     #[test]
     fn request_query_is_empty_without_a_query_string() {
-        let (plugin, state) = (plugin(), HashMap::new());
+        let (plugin, state) = (plugin(), FilterValues::default());
         let stream = StreamInfo {
             path: Some(http::uri::PathAndQuery::from_static("/pets")),
             ..stream()
@@ -555,7 +592,7 @@ mod tests {
 
     #[test]
     fn request_pseudo_attributes_follow_the_live_headers() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let mut headers = request_headers();
         headers.set_value(1, b"/v2/pets/1?c=3");
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
@@ -572,7 +609,7 @@ mod tests {
 
     #[test]
     fn request_time_and_size_are_encoded_as_int64() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         stream.body_sizes.add(Direction::Request, 5);
         stream.body_sizes.add(Direction::Request, 7);
         let headers = request_headers();
@@ -586,7 +623,7 @@ mod tests {
 
     #[test]
     fn request_headers_map_and_joined_values() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let headers = request_headers();
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
         assert_eq!(get(&v, &["request", "headers"]), Ok(serialize(&headers)));
@@ -609,7 +646,7 @@ mod tests {
 
     #[test]
     fn request_headers_are_not_found_when_not_available() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(get(&v, &["request", "headers"]), Err(Status::NotFound));
         assert_eq!(
@@ -621,7 +658,7 @@ mod tests {
 
     #[test]
     fn response_attributes() {
-        let (plugin, state) = (plugin(), HashMap::new());
+        let (plugin, state) = (plugin(), FilterValues::default());
         let stream = stream();
         stream.body_sizes.add(Direction::Response, 99);
         let headers: Pairs = Pairs::from([
@@ -651,7 +688,7 @@ mod tests {
 
     #[test]
     fn response_code_is_not_found_before_the_response() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(get(&v, &["response", "code"]), Err(Status::NotFound));
         assert_eq!(get(&v, &["response", "headers"]), Err(Status::NotFound));
@@ -660,7 +697,7 @@ mod tests {
 
     #[test]
     fn response_code_is_the_live_status() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let headers: Pairs = Pairs::from([(":status", "404")]);
         let v = PropertyView {
             response_headers: Some(&headers),
@@ -687,7 +724,7 @@ mod tests {
 
     #[test]
     fn source_and_destination() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(
             get(&v, &["source", "address"]),
@@ -711,7 +748,7 @@ mod tests {
 
     #[test]
     fn connection_attributes() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(as_u64(get(&v, &["connection", "id"]).unwrap()), 42);
         assert_eq!(as_u64(get(&v, &["connection_id"]).unwrap()), 42);
@@ -734,7 +771,7 @@ mod tests {
 
     #[test]
     fn plugin_tokens_answer_without_a_stream() {
-        let (plugin, state) = (plugin(), HashMap::new());
+        let (plugin, state) = (plugin(), FilterValues::default());
         let v = view(&plugin, None, None, &state);
         assert_eq!(get(&v, &["plugin_name"]), Ok(b"rate-limit".to_vec()));
         assert_eq!(get(&v, &["plugin_root_id"]), Ok(b"root".to_vec()));
@@ -746,7 +783,7 @@ mod tests {
 
     #[test]
     fn stream_properties_are_not_found_without_a_stream() {
-        let (plugin, state) = (plugin(), HashMap::new());
+        let (plugin, state) = (plugin(), FilterValues::default());
         let v = view(&plugin, None, None, &state);
         for p in [
             &["request", "path"][..],
@@ -764,7 +801,7 @@ mod tests {
 
     #[test]
     fn xds_names_and_legacy_aliases() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(
             get(&v, &["xds", "cluster_name"]),
@@ -787,7 +824,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_not_found() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let v = view(&plugin, Some(&stream), None, &state);
         for p in [
             &[][..],
@@ -805,7 +842,7 @@ mod tests {
     #[test]
     fn filter_state_is_found_after_the_attributes() {
         let (plugin, stream) = (plugin(), stream());
-        let mut state = HashMap::new();
+        let mut state = FilterValues::default();
         state.insert(String::from("my.key"), b"v1".to_vec());
         state.insert(String::from("single"), b"v2".to_vec());
         // A stored value under an attribute's name does not shadow the attribute.
@@ -823,7 +860,7 @@ mod tests {
     #[test]
     fn filter_state_answers_in_a_root_context() {
         let plugin = plugin();
-        let mut state = HashMap::new();
+        let mut state = FilterValues::default();
         state.insert(String::from("counter"), b"3".to_vec());
         let v = view(&plugin, None, None, &state);
         assert_eq!(get(&v, &["counter"]), Ok(b"3".to_vec()));
@@ -831,7 +868,7 @@ mod tests {
 
     #[test]
     fn a_dotted_single_segment_is_split_when_it_matches_nothing_as_is() {
-        let (plugin, stream, state) = (plugin(), stream(), HashMap::new());
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let headers: Pairs = Pairs::from([("x.dotted.name", "d")]);
         let v = view(&plugin, Some(&stream), Some(&headers), &state);
         assert_eq!(get(&v, &["xds.route_name"]), Ok(b"getPet".to_vec()));
@@ -842,7 +879,7 @@ mod tests {
         );
         assert_eq!(get(&v, &["request.nope"]), Err(Status::NotFound));
 
-        let mut state = HashMap::new();
+        let mut state = FilterValues::default();
         state.insert(String::from("xds.route_name"), b"stored".to_vec());
         let v = view(&plugin, Some(&stream), None, &state);
         assert_eq!(get(&v, &["xds.route_name"]), Ok(b"stored".to_vec()));

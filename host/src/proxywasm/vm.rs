@@ -8,7 +8,7 @@ use super::capability::Capabilities;
 use super::grpc::{GrpcCall, GrpcEvent, GrpcHandle};
 use super::http::Pairs;
 use super::module::{EntryPoint, PluginModule, StreamCallback, StreamCallbacks};
-use super::properties::{PluginIdentity, StreamInfo};
+use super::properties::{FilterValues, PluginIdentity, StreamInfo};
 use super::shared::QueueListener;
 use super::{hostcalls, wasi};
 use crate::model::Middleware;
@@ -288,7 +288,7 @@ pub(super) struct HostState {
     /// `proxy_get_status`: the outcome of the last failed callout.
     pub(super) last_status: (u32, String),
     /// `proxy_set_property` values set from the root context.
-    pub(super) root_filter_state: HashMap<String, Vec<u8>>,
+    pub(super) root_filter_state: FilterValues,
     pub(super) upstreams: Arc<[String]>,
     /// The root context's `on_done` returned false: the VM is shutting down and waits for its
     /// `proxy_done`.
@@ -438,7 +438,7 @@ impl Vm {
             streams: FxHashMap::default(),
             call_response: None,
             last_status: (0, String::new()),
-            root_filter_state: HashMap::new(),
+            root_filter_state: FilterValues::default(),
             used: Capabilities::default(),
             upstreams: plugin.upstreams,
             root_done_pending: false,
