@@ -142,9 +142,10 @@ pub(super) fn return_state_bytes(
 
 /// [`return_bytes`] for `len` bytes that `write` puts straight into the guest's buffer from the
 /// host state (a serialized header map: no intermediate copy); the pointer and length go out
-/// through the same borrow of the memory. `write` runs after the guest's allocator; `false` from
-/// it (what it writes changed meanwhile, which only a module whose allocator makes host calls
-/// could cause) is [`Status::NotFound`].
+/// through the same borrow of the memory. Nothing to return (`len` 0) allocates nothing and is
+/// written as `(0, 0)`. `write` runs after the guest's allocator; `false` from it (what it writes
+/// changed meanwhile, which only a module whose allocator makes host calls could cause) is
+/// [`Status::NotFound`].
 pub(super) fn return_written(
     caller: &mut Caller<'_, HostState>,
     len: usize,
@@ -152,24 +153,26 @@ pub(super) fn return_written(
     ptr_out: i32,
     len_out: i32,
 ) -> wasmtime::Result<Status> {
-    if len == 0 {
-        let status = returned(caller, (0, 0), ptr_out, len_out);
-        return Ok(status.err().unwrap_or(Status::Ok));
-    }
-    let Some(ptr) = allocate(caller, len)? else {
-        return Ok(Status::InvalidMemoryAccess);
+    let ptr = match len {
+        0 => 0,
+        _ => match allocate(caller, len)? {
+            Some(ptr) => ptr,
+            None => return Ok(Status::InvalidMemoryAccess),
+        },
     };
     let Ok(memory) = memory(caller) else {
         return Ok(Status::InvalidMemoryAccess);
     };
     let (data, state) = memory.data_and_store_mut(&mut *caller);
-    let Ok(range) = range(ptr, len as u64, data.len()) else {
-        return Ok(Status::InvalidMemoryAccess);
-    };
-    if !write(state, &mut data[range]) {
-        return Ok(Status::NotFound);
+    if len > 0 {
+        let Ok(range) = range(ptr, len as u64, data.len()) else {
+            return Ok(Status::InvalidMemoryAccess);
+        };
+        if !write(state, &mut data[range]) {
+            return Ok(Status::NotFound);
+        }
     }
-    let status = put_returned(data, (ptr, len), ptr_out, len_out);
+    let status = returned(data, (ptr, len), ptr_out, len_out);
     Ok(status.err().unwrap_or(Status::Ok))
 }
 
@@ -192,17 +195,6 @@ fn allocate(caller: &mut Caller<'_, HostState>, len: usize) -> wasmtime::Result<
 
 /// Writes the pointer and length of a returned buffer at the out-pointers.
 fn returned(
-    caller: &mut Caller<'_, HostState>,
-    buffer: (i32, usize),
-    ptr_out: i32,
-    len_out: i32,
-) -> Result<(), Status> {
-    let memory = memory(caller)?;
-    put_returned(memory.data_mut(&mut *caller), buffer, ptr_out, len_out)
-}
-
-/// [`returned`] into guest memory already borrowed (one lookup of the memory for both).
-fn put_returned(
     data: &mut [u8],
     (ptr, len): (i32, usize),
     ptr_out: i32,

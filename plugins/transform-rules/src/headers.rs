@@ -9,6 +9,7 @@
 use crate::config::{Action, HeaderRule};
 use crate::names::is_header_value;
 use crate::template::{RequestData, Template};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// A header list as the Proxy-Wasm map holds it.
@@ -90,19 +91,23 @@ fn apply_rule(headers: &mut impl HeaderList, rule: &HeaderRule, request: &Reques
     }
 }
 
-/// The rendered values, or `None` when one has no value or is not valid header text.
-fn render<'a>(values: &'a [Template], request: &RequestData) -> Option<Vec<Cow<'a, [u8]>>> {
-    values.iter().map(|t| render_one(t, request)).collect()
+/// The rendered values, or `None` when one has no value or is not valid header text. Inline for
+/// one value, which nearly every rule has: no allocation per rule and request.
+fn render<'a>(values: &'a [Template], request: &RequestData) -> Option<Rendered<'a>> {
+    values
+        .iter()
+        .map(|t| {
+            let value = match t.render(request)? {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            };
+            is_header_value(&value).then_some(value)
+        })
+        .collect()
 }
 
-/// One rendered value, or `None` when it has no value or is not valid header text.
-fn render_one<'a>(template: &'a Template, request: &RequestData) -> Option<Cow<'a, [u8]>> {
-    let value = match template.render(request)? {
-        Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
-        Cow::Owned(text) => Cow::Owned(text.into_bytes()),
-    };
-    is_header_value(&value).then_some(value)
-}
+/// A rule's rendered values.
+type Rendered<'a> = SmallVec<[Cow<'a, [u8]>; 1]>;
 
 /// Makes `values` the values of `name`, in order: a single value (the usual case) in one edit.
 fn put(headers: &mut impl HeaderList, name: &str, values: &[impl AsRef<[u8]>]) {
@@ -115,29 +120,15 @@ fn put(headers: &mut impl HeaderList, name: &str, values: &[impl AsRef<[u8]>]) {
     }
 }
 
-/// Makes the rendered `values` those of `name`. A rule has one value nearly always: it is
-/// rendered without collecting it into a list (an allocation per rule and request).
 fn replace(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
-    if let [template] = values {
-        if let Some(value) = render_one(template, request) {
-            headers.set(name, &value);
-        }
-    } else if let Some(values) = render(values, request) {
+    if let Some(values) = render(values, request) {
         put(headers, name, &values);
     }
 }
 
-/// Adds the rendered `values` after those of `name` (a single one not collected, as in
-/// [`replace`]).
 fn append(headers: &mut impl HeaderList, name: &str, values: &[Template], request: &RequestData) {
-    if let [template] = values {
-        if let Some(value) = render_one(template, request) {
-            headers.push(name, &value);
-        }
-    } else {
-        for value in render(values, request).unwrap_or_default() {
-            headers.push(name, &value);
-        }
+    for value in render(values, request).unwrap_or_default() {
+        headers.push(name, &value);
     }
 }
 
