@@ -94,8 +94,11 @@ pub struct Policy {
 /// What the plugin does with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Not a preflight: continue, then add these response headers (possibly none).
-    Pass(Vec<(&'static str, String)>),
+    /// Not a preflight: continue.
+    Pass {
+        /// The origin is allowed: the response gets [`Policy::response_headers`].
+        allowed: bool,
+    },
     /// An allowed preflight: answer 204 with these headers.
     Preflight(Vec<(&'static str, String)>),
     /// A refused preflight: answer 403 with this detail.
@@ -174,42 +177,46 @@ impl Policy {
 
     /// `access-control-allow-origin` for an allowed `origin`: `*` only when any origin is
     /// allowed without credentials (browsers refuse `*` with credentials).
-    fn allow_origin_value(&self, origin: &str) -> String {
-        if self.varies_by_origin() {
-            origin.to_string()
-        } else {
-            String::from("*")
-        }
+    fn allow_origin_value<'a>(&self, origin: &'a str) -> &'a str {
+        if self.varies_by_origin() { origin } else { "*" }
     }
 
-    /// Decides a request from its method, `Origin`, `Access-Control-Request-Method` and
-    /// `Access-Control-Request-Headers`.
+    /// The CORS headers of the response to an allowed request from `origin` that is not a
+    /// preflight. Borrowed, not built per request: the stream keeps only the origin it read.
+    pub fn response_headers<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> impl Iterator<Item = (&'static str, &'a str)> {
+        let credentials = ("access-control-allow-credentials", "true");
+        let exposed = (
+            "access-control-expose-headers",
+            self.expose_headers.as_str(),
+        );
+        [
+            Some((
+                "access-control-allow-origin",
+                self.allow_origin_value(origin),
+            )),
+            self.credentials.then_some(credentials),
+            (!self.expose_headers.is_empty()).then_some(exposed),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Decides a request with an `Origin` from its method, the origin,
+    /// `Access-Control-Request-Method` and `Access-Control-Request-Headers` (a request without
+    /// an origin is not a CORS request: it passes untouched).
     pub fn decide(
         &self,
         method: &str,
-        origin: Option<&str>,
+        origin: &str,
         request_method: Option<&str>,
         request_headers: Option<&str>,
     ) -> Decision {
-        let Some(origin) = origin else {
-            return Decision::Pass(Vec::new());
-        };
         let allowed = self.allows_origin(origin);
         let Some(request_method) = request_method.filter(|_| method == "OPTIONS") else {
-            let mut headers = Vec::new();
-            if allowed {
-                headers.push((
-                    "access-control-allow-origin",
-                    self.allow_origin_value(origin),
-                ));
-                if self.credentials {
-                    headers.push(("access-control-allow-credentials", String::from("true")));
-                }
-                if !self.expose_headers.is_empty() {
-                    headers.push(("access-control-expose-headers", self.expose_headers.clone()));
-                }
-            }
-            return Decision::Pass(headers);
+            return Decision::Pass { allowed };
         };
         if !allowed {
             return Decision::Reject(format!("origin '{origin}' is not allowed"));
@@ -221,7 +228,7 @@ impl Policy {
         }
         let mut headers = vec![(
             "access-control-allow-origin",
-            self.allow_origin_value(origin),
+            self.allow_origin_value(origin).to_string(),
         )];
         let mut vary = Vec::new();
         if self.varies_by_origin() {
@@ -323,7 +330,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             policy,
             answered: false,
-            response_headers: Vec::new(),
+            allowed_origin: None,
         }))
     }
 
@@ -337,8 +344,8 @@ struct Stream {
     /// The request was answered here (a preflight): our own local response passes back through
     /// this filter's response phase, as Envoy's do, and must be left alone.
     answered: bool,
-    /// CORS headers for the upstream's response.
-    response_headers: Vec<(&'static str, String)>,
+    /// The request's origin, when it is allowed: the upstream's response gets its CORS headers.
+    allowed_origin: Option<String>,
 }
 
 impl Context for Stream {}
@@ -348,9 +355,12 @@ barbacane_sdk::stream_callbacks!(request_headers, response_headers);
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // An empty `Origin` names no origin; treating it as absent keeps it out of responses. A
+        // request without one (most traffic) is not a CORS request: its method is not read.
+        let Some(origin) = http::request_header(self, "origin").filter(|o| !o.is_empty()) else {
+            return Action::Continue;
+        };
         let method = http::request_header(self, ":method").unwrap_or_default();
-        // An empty `Origin` names no origin; treating it as absent keeps it out of responses.
-        let origin = http::request_header(self, "origin").filter(|o| !o.is_empty());
         // Only a preflight (`OPTIONS`) reads what it asks for: two host calls fewer on the rest.
         let (request_method, request_headers) = if method == "OPTIONS" {
             (
@@ -362,12 +372,13 @@ impl HttpContext for Stream {
         };
         match self.policy.decide(
             &method,
-            origin.as_deref(),
+            &origin,
             request_method.as_deref(),
             request_headers.as_deref(),
         ) {
-            Decision::Pass(headers) => {
-                self.response_headers = headers;
+            Decision::Pass { allowed } => {
+                // Moved, not copied: the response phase borrows it.
+                self.allowed_origin = allowed.then_some(origin);
                 Action::Continue
             }
             Decision::Preflight(headers) => {
@@ -395,8 +406,10 @@ impl HttpContext for Stream {
                 .map(|v| String::from_utf8_lossy(&v).into_owned());
             self.set_http_response_header("vary", Some(&add_vary(vary.as_deref(), "origin")));
         }
-        for (name, value) in std::mem::take(&mut self.response_headers) {
-            self.set_http_response_header(name, Some(&value));
+        if let Some(origin) = self.allowed_origin.take() {
+            for (name, value) in self.policy.response_headers(&origin) {
+                self.set_http_response_header(name, Some(value));
+            }
         }
         Action::Continue
     }
@@ -451,33 +464,38 @@ mod tests {
             r#"{"allow_origins": ["https://App.example"], "expose_headers": ["X-Total"], "allow_credentials": true}"#,
         );
         assert_eq!(
-            p.decide("GET", Some("https://app.example"), None, None),
-            Decision::Pass(vec![
-                ("access-control-allow-origin", "https://app.example".into()),
-                ("access-control-allow-credentials", "true".into()),
-                ("access-control-expose-headers", "x-total".into()),
-            ])
+            p.decide("GET", "https://app.example", None, None),
+            Decision::Pass { allowed: true }
         );
         assert_eq!(
-            p.decide("GET", Some("https://evil.example"), None, None),
-            Decision::Pass(vec![])
+            p.response_headers("https://app.example")
+                .collect::<Vec<_>>(),
+            [
+                ("access-control-allow-origin", "https://app.example"),
+                ("access-control-allow-credentials", "true"),
+                ("access-control-expose-headers", "x-total"),
+            ]
         );
-        assert_eq!(p.decide("GET", None, None, None), Decision::Pass(vec![]));
+        assert_eq!(
+            p.decide("GET", "https://evil.example", None, None),
+            Decision::Pass { allowed: false }
+        );
         // OPTIONS without Access-Control-Request-Method is an ordinary request.
-        assert!(matches!(
-            p.decide("OPTIONS", Some("https://app.example"), None, None),
-            Decision::Pass(h) if h.len() == 3
-        ));
-        assert!(p.varies_by_origin());
-        assert!(!policy(r#"{"allow_origins": ["*"]}"#).varies_by_origin());
         assert_eq!(
-            policy(r#"{"allow_origins": ["*"]}"#).decide(
-                "GET",
-                Some("https://x.example"),
-                None,
-                None
-            ),
-            Decision::Pass(vec![("access-control-allow-origin", "*".into())])
+            p.decide("OPTIONS", "https://app.example", None, None),
+            Decision::Pass { allowed: true }
+        );
+        assert!(p.varies_by_origin());
+        let any = policy(r#"{"allow_origins": ["*"]}"#);
+        assert!(!any.varies_by_origin());
+        assert_eq!(
+            any.decide("GET", "https://x.example", None, None),
+            Decision::Pass { allowed: true }
+        );
+        assert_eq!(
+            any.response_headers("https://x.example")
+                .collect::<Vec<_>>(),
+            [("access-control-allow-origin", "*")]
         );
     }
 
@@ -489,7 +507,7 @@ mod tests {
         assert_eq!(
             p.decide(
                 "OPTIONS",
-                Some("https://app.example"),
+                "https://app.example",
                 Some("PUT"),
                 Some("authorization")
             ),
@@ -506,17 +524,17 @@ mod tests {
         );
         // Safelisted methods need no listing.
         assert!(matches!(
-            p.decide("OPTIONS", Some("https://app.example"), Some("POST"), None),
+            p.decide("OPTIONS", "https://app.example", Some("POST"), None),
             Decision::Preflight(_)
         ));
         assert_eq!(
-            p.decide("OPTIONS", Some("https://app.example"), Some("PATCH"), None),
+            p.decide("OPTIONS", "https://app.example", Some("PATCH"), None),
             Decision::Reject(
                 "method 'PATCH' is not allowed from origin 'https://app.example'".into()
             )
         );
         assert_eq!(
-            p.decide("OPTIONS", Some("https://evil.example"), Some("PUT"), None),
+            p.decide("OPTIONS", "https://evil.example", Some("PUT"), None),
             Decision::Reject("origin 'https://evil.example' is not allowed".into())
         );
 
@@ -526,7 +544,7 @@ mod tests {
         assert_eq!(
             any.decide(
                 "OPTIONS",
-                Some("https://x.example"),
+                "https://x.example",
                 Some("PURGE"),
                 Some("X-A, x-b")
             ),
@@ -543,7 +561,7 @@ mod tests {
         );
         // A malformed header list is not echoed.
         assert!(matches!(
-            any.decide("OPTIONS", Some("https://x.example"), Some("GET"), Some("a\"b")),
+            any.decide("OPTIONS", "https://x.example", Some("GET"), Some("a\"b")),
             Decision::Preflight(h) if !h.iter().any(|(n, _)| *n == "access-control-allow-headers")
         ));
     }
