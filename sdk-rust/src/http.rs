@@ -108,10 +108,16 @@ pub fn lossy(bytes: Vec<u8>) -> String {
 /// Parses an address as hosts and proxies write it: `ip:port`, `[ipv6]:port`, or a bare IP
 /// (IPv6 with or without brackets). Surrounding whitespace is ignored.
 pub fn parse_address(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
-    if let Some(ip) = ipv4_with_port(text.as_bytes()) {
+    address_of(text.trim().as_bytes())
+}
+
+/// [`parse_address`] of bytes: the usual `a.b.c.d:port` is read in one pass, with no UTF-8 check
+/// first; anything else goes to the standard parsers.
+fn address_of(bytes: &[u8]) -> Option<IpAddr> {
+    if let Some(ip) = ipv4_with_port(bytes) {
         return Some(IpAddr::V4(ip));
     }
+    let text = std::str::from_utf8(bytes).ok()?.trim();
     if let Ok(socket) = text.parse::<SocketAddr>() {
         return Some(socket.ip());
     }
@@ -176,12 +182,7 @@ pub fn resolve_client_ip(peer: IpAddr, forwarded_for: &[&str], trusted_proxies: 
 /// The address of the connection's peer, from the `source.address` property (`ip:port`).
 pub fn peer_ip<C: HttpContext + ?Sized>(_ctx: &C) -> Option<IpAddr> {
     // As in `request_header_bytes`, `ctx` only keeps the shape of the other helpers.
-    let address = crate::host::property(b"source\0address")?;
-    // The usual `a.b.c.d:port` needs no UTF-8 check first.
-    match ipv4_with_port(&address) {
-        Some(ip) => Some(IpAddr::V4(ip)),
-        None => parse_address(std::str::from_utf8(&address).ok()?),
-    }
+    address_of(&crate::host::property(b"source\0address")?)
 }
 
 /// The client's address: the peer's, or behind `trusted_proxies` the one they forwarded (see
