@@ -12,10 +12,19 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 pub struct Pairs {
     bytes: Vec<u8>,
     entries: Vec<Entry>,
-    /// `Some(n)` while the first `n` entries are a head's own, as [`request_pairs`] or
-    /// [`response_pairs`] put them, untouched since: only what was pushed after them can differ
-    /// from the head, which lets the head be updated without comparing it entry by entry.
-    head: Option<usize>,
+    /// `Some(n)` while the map is still its head (as [`request_pairs`] or [`response_pairs`]
+    /// put it) less the names in `removed`, plus entries pushed after it: its first `n` entries
+    /// are the head's own, untouched. The head is then updated from those edits, without
+    /// comparing it with the map entry by entry.
+    head: Option<u32>,
+    /// The names (lower case) whose every entry was removed from the head's own, while `head` is
+    /// known. Boxed, like `head` a `u32`: most maps have none, and a map is moved in and out of
+    /// a VM on every callback, which costs more once it outgrows 64 bytes.
+    #[expect(
+        clippy::box_collection,
+        reason = "one word, not three, in a map moved on every callback"
+    )]
+    removed: Option<Box<Vec<Vec<u8>>>>,
 }
 
 /// Where an entry's key and value lie in [`Pairs::bytes`], as `(start, end)`.
@@ -41,6 +50,7 @@ impl Pairs {
             bytes: Vec::with_capacity(bytes),
             entries: Vec::with_capacity(entries),
             head: None,
+            removed: None,
         }
     }
 
@@ -148,45 +158,70 @@ impl Pairs {
         }
     }
 
-    /// Removes every entry named `key` (any case).
+    /// Removes every entry named `key` (any case). A regular header's name removed from the
+    /// head's own is remembered, so the head can drop it without being compared with the map.
     pub fn remove(&mut self, key: &[u8]) {
-        self.retain(|k, _| !k.eq_ignore_ascii_case(key));
-    }
-
-    /// Keeps the entries for which `keep(key, value)` holds.
-    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
-        let bytes = &self.bytes;
-        let (mut index, mut first_removed) = (0, None);
-        self.entries.retain(|e| {
-            let kept = keep(slice(bytes, e.key), slice(bytes, e.value));
-            if !kept && first_removed.is_none() {
-                first_removed = Some(index);
+        let removed_own = self.retain_entries(|k, _| !k.eq_ignore_ascii_case(key));
+        if removed_own > 0 {
+            match self.head {
+                Some(own) if !key.starts_with(b":") => {
+                    // At most `own` entries of the head's own can go.
+                    self.head = Some(own - removed_own);
+                    let removed = self.removed.get_or_insert_default();
+                    removed.push(key.to_ascii_lowercase());
+                }
+                _ => self.forget_head(),
             }
-            index += 1;
-            kept
-        });
-        if let Some(index) = first_removed {
-            self.touched(index);
         }
         self.compact_if_sparse();
     }
 
-    /// The entry at `index` changed or went: if it was one of the head's own, the map is no
-    /// longer its head plus additions.
+    /// Keeps the entries for which `keep(key, value)` holds.
+    pub fn retain(&mut self, keep: impl FnMut(&[u8], &[u8]) -> bool) {
+        if self.retain_entries(keep) > 0 {
+            self.forget_head();
+        }
+        self.compact_if_sparse();
+    }
+
+    /// [`Pairs::retain`]'s walk; returns how many of the head's own entries went.
+    fn retain_entries(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) -> u32 {
+        let own = self.head.unwrap_or(0) as usize;
+        let bytes = &self.bytes;
+        let (mut index, mut removed_own) = (0, 0);
+        self.entries.retain(|e| {
+            let kept = keep(slice(bytes, e.key), slice(bytes, e.value));
+            removed_own += u32::from(!kept && index < own);
+            index += 1;
+            kept
+        });
+        removed_own
+    }
+
+    /// The entry at `index` changed: if it was one of the head's own, the map is no longer
+    /// known to be its head edited by removals and additions.
     fn touched(&mut self, index: usize) {
-        if self.head.is_some_and(|own| index < own) {
-            self.head = None;
+        if self.head.is_some_and(|own| index < own as usize) {
+            self.forget_head();
         }
     }
 
-    /// The entries pushed after the head's own, when the head's own are untouched (see
-    /// [`Pairs::head`]).
-    fn added_to_head(&self) -> Option<Iter<'_>> {
-        let own = self.head?;
-        Some(Iter {
+    /// The map is no longer known to be its head edited by removals and additions.
+    fn forget_head(&mut self) {
+        self.head = None;
+        self.removed = None;
+    }
+
+    /// How the map differs from its head, when that is known (see [`Pairs::head`]): the names
+    /// removed whole from it, and the entries pushed after its own.
+    fn head_edits(&self) -> Option<(&[Vec<u8>], Iter<'_>)> {
+        let own = self.head? as usize;
+        let added = Iter {
             bytes: &self.bytes,
             entries: self.entries.get(own..)?.iter(),
-        })
+        };
+        let removed = self.removed.as_deref().map_or(&[][..], Vec::as_slice);
+        Some((removed, added))
     }
 
     /// Envoy's `HeaderMap::byteSize()`: the bytes of every key and value.
@@ -214,6 +249,9 @@ impl Pairs {
         for (key, value) in self.iter() {
             compact.push_lowercase(key, value);
         }
+        // The same entries in the same order: what is known about the head still holds.
+        compact.head = self.head;
+        compact.removed = self.removed.take();
         *self = compact;
     }
 }
@@ -387,7 +425,8 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str, authority: &[u8
     pairs.push_lowercase(b":authority", authority);
     pairs.push_lowercase(b":scheme", scheme.as_bytes());
     push_headers(&mut pairs, &parts.headers);
-    pairs.head = Some(pairs.len());
+    // (Unknown, and the head rebuilt, past 4 billion entries.)
+    pairs.head = u32::try_from(pairs.len()).ok();
     pairs
 }
 
@@ -401,7 +440,7 @@ fn is_origin_form(uri: &Uri, path: &[u8]) -> bool {
 /// Writes a (possibly changed) request map back into the request head. Entries that are not
 /// valid HTTP are dropped rather than failing the request.
 pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
-    if append_added(&mut parts.headers, pairs) {
+    if edit_head(&mut parts.headers, pairs) {
         return;
     }
     for (key, value) in pairs.iter() {
@@ -425,23 +464,10 @@ pub fn apply_request_pairs(parts: &mut http::request::Parts, pairs: &Pairs) {
     apply_headers(&mut parts.headers, pairs, true);
 }
 
-/// Writes the headers of a (possibly changed) map back into `headers`; with `with_host`,
-/// `:authority` is the `Host` header (a request's). In the common case of a filter chain (some of
-/// the head's own headers removed, the others unchanged and in order, then those the filters
-/// added) `headers` is edited in place; otherwise it is rebuilt, reusing the entries the filters
-/// left as they were.
+/// Writes the headers of a (possibly changed) map back into `headers`, rebuilding them and
+/// reusing the entries the filters left as they were; with `with_host`, `:authority` is the
+/// `Host` header (a request's).
 fn apply_headers(headers: &mut HeaderMap, pairs: &Pairs, with_host: bool) {
-    let mut authorities = pairs
-        .iter()
-        .filter(|(key, _)| with_host && *key == b":authority")
-        .map(|(_, value)| value);
-    let authority = authorities.next();
-    if authorities.next().is_none() && edit_in_place(headers, pairs) {
-        if with_host {
-            set_host(headers, authority);
-        }
-        return;
-    }
     let old = std::mem::take(headers);
     let mut unchanged = Unchanged::new(&old);
     headers.reserve(pairs.len());
@@ -459,76 +485,28 @@ fn apply_headers(headers: &mut HeaderMap, pairs: &Pairs, with_host: bool) {
     }
 }
 
-/// Sets `Host` to `authority` (none, or not valid HTTP: no `Host`), parsed only when it changed.
-fn set_host(headers: &mut HeaderMap, authority: Option<&[u8]>) {
-    let host = http::header::HOST;
-    match authority {
-        Some(value) if headers.get(&host).is_some_and(|h| h.as_bytes() == value) => {}
-        Some(value) => match HeaderValue::from_bytes(value) {
-            Ok(value) => {
-                headers.insert(host, value);
-            }
-            Err(_) => {
-                headers.remove(host);
-            }
-        },
-        None => {
-            headers.remove(host);
-        }
-    }
-}
-
-/// The commonest chain, handled without comparing the head with the map: the filters only
-/// added headers (`pairs` is still its head plus entries pushed after it, none a pseudo-header),
-/// so those are appended to `headers`. Returns `false`, with `headers` untouched, otherwise.
-fn append_added(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
-    let Some(added) = pairs.added_to_head() else {
+/// The commonest chain, handled without comparing the head with the map: the filters removed
+/// some of its headers (every value of a name) and added others (none a pseudo-header), so
+/// `headers` is edited in place. Returns `false`, with `headers` untouched, otherwise.
+///
+/// A removal moves the head's last header into the removed one's place (`HeaderMap` removes by
+/// swapping): headers of different names may leave in another order than they came, which
+/// HTTP leaves without meaning (RFC 9110 §5.3); the values of one name keep theirs.
+fn edit_head(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
+    let Some((removed, added)) = pairs.head_edits() else {
         return false;
     };
     if added.clone().any(|(key, _)| key.starts_with(b":")) {
         return false;
     }
-    headers.reserve(added.len());
-    for (key, value) in added {
-        append_parsed(headers, key, value);
-    }
-    true
-}
-
-/// Edits `headers` in place into what `pairs` holds, when the filters only removed headers
-/// (every value of a name) and added others after the head's own — what most chains do: the
-/// head's remaining headers are then, in order, the start of `pairs`, and the rest of `pairs` is
-/// appended. Returns `false`, with `headers` untouched, for any other edit (a value changed or
-/// moved, one of several values removed): the caller rebuilds the head.
-///
-/// A removal moves the head's last header into the removed one's place (`HeaderMap` removes by
-/// swapping): headers of different names may leave in another order than they came, which
-/// HTTP leaves without meaning (RFC 9110 §5.3); the values of one name keep theirs.
-fn edit_in_place(headers: &mut HeaderMap, pairs: &Pairs) -> bool {
-    let mut regular = pairs
-        .iter()
-        .filter(|(key, _)| !key.starts_with(b":"))
-        .peekable();
-    let mut removed: Vec<HeaderName> = Vec::new();
-    for (name, value) in old_entries(headers) {
-        let same = regular
-            .peek()
-            .is_some_and(|&(key, v)| name.as_str().as_bytes() == key && value.as_bytes() == v);
-        if same {
-            regular.next();
-        } else if pairs.iter().all(|(key, _)| name.as_str().as_bytes() != key) {
-            if removed.last() != Some(name) {
-                removed.push(name.clone());
-            }
-        } else {
-            return false;
+    for name in removed {
+        // The head's names are tokens: always UTF-8.
+        if let Ok(name) = std::str::from_utf8(name) {
+            headers.remove(name);
         }
     }
-    for name in removed {
-        headers.remove(name);
-    }
-    headers.reserve(regular.clone().count());
-    for (key, value) in regular {
+    headers.reserve(added.len());
+    for (key, value) in added {
         append_parsed(headers, key, value);
     }
     true
@@ -540,13 +518,14 @@ pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
     let mut pairs = Pairs::with_capacity(parts.headers.len() + 1 + ADDED.0, size + ADDED.1);
     pairs.push_lowercase(b":status", parts.status.as_str().as_bytes());
     push_headers(&mut pairs, &parts.headers);
-    pairs.head = Some(pairs.len());
+    // (Unknown, and the head rebuilt, past 4 billion entries.)
+    pairs.head = u32::try_from(pairs.len()).ok();
     pairs
 }
 
 /// Writes a (possibly changed) response map back into the response head.
 pub fn apply_response_pairs(parts: &mut http::response::Parts, pairs: &Pairs) {
-    if append_added(&mut parts.headers, pairs) {
+    if edit_head(&mut parts.headers, pairs) {
         return;
     }
     for (key, value) in pairs.iter() {
@@ -793,38 +772,66 @@ mod tests {
     }
 
     #[test]
-    fn a_map_knows_whether_its_head_is_untouched() {
+    fn a_map_knows_how_it_differs_from_its_head() {
         let request = http::Request::get("/a")
             .header("host", "api.test")
             .header("x-a", "1")
+            .header("x-c", "3")
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
-        fn added(pairs: &Pairs) -> Option<Vec<(&[u8], &[u8])>> {
-            Some(pairs.added_to_head()?.collect())
+        type Edits<'a> = (Vec<&'a [u8]>, Vec<(&'a [u8], &'a [u8])>);
+        fn edits(pairs: &Pairs) -> Option<Edits<'_>> {
+            let (removed, added) = pairs.head_edits()?;
+            Some((removed.iter().map(Vec::as_slice).collect(), added.collect()))
         }
 
         let mut pairs = request_pairs(&parts, "http", host(&parts));
-        assert_eq!(added(&pairs), Some(vec![]));
+        assert_eq!(edits(&pairs), Some((vec![], vec![])));
         pairs.push(b"X-B", b"2");
         pairs.replace(b"x-b", b"3");
-        assert_eq!(added(&pairs), Some(vec![(&b"x-b"[..], &b"3"[..])]));
+        assert_eq!(
+            edits(&pairs),
+            Some((vec![], vec![(&b"x-b"[..], &b"3"[..])]))
+        );
         pairs.remove(b"x-b");
-        assert_eq!(added(&pairs), Some(vec![]), "an added entry went");
+        assert_eq!(edits(&pairs), Some((vec![], vec![])), "an added entry went");
+        pairs.push(b"x-b", b"4");
+        pairs.remove(b"X-A");
+        pairs.remove(b"x-absent");
+        assert_eq!(
+            edits(&pairs),
+            Some((vec![&b"x-a"[..]], vec![(&b"x-b"[..], &b"4"[..])])),
+            "a name of the head's own removed whole"
+        );
+        // Values added over and over make the buffer compact itself: the same entries, so the
+        // same edits.
+        let big = vec![b'v'; 4096];
+        for i in 0..100 {
+            pairs.replace(b"x-b", &big[..4000 + i % 96]);
+        }
+        assert!(pairs.bytes.len() < 2 * pairs.byte_size() + 2 * 4096);
+        pairs.replace(b"x-b", b"4");
+        assert_eq!(
+            edits(&pairs),
+            Some((vec![&b"x-a"[..]], vec![(&b"x-b"[..], &b"4"[..])])),
+        );
+        pairs.replace(b"x-c", b"4");
+        assert_eq!(edits(&pairs), None, "an own entry after a removal changed");
 
-        // Any edit of the head's own entries, or a map not built from a head: not known.
-        let edits: [fn(&mut Pairs); 4] = [
+        // Any other edit of the head's own entries, or a map not built from a head: not known.
+        let edits_not_known: [fn(&mut Pairs); 4] = [
             |p| p.set_value(0, b"POST"),
             |p| p.replace(b"x-a", b"1"),
             |p| p.remove(b":authority"),
             |p| p.retain(|key, _| key != b"x-a"),
         ];
-        for edit in edits {
+        for edit in edits_not_known {
             let mut pairs = request_pairs(&parts, "http", host(&parts));
             edit(&mut pairs);
-            assert_eq!(added(&pairs), None);
+            assert_eq!(edits(&pairs), None);
         }
-        assert_eq!(added(&Pairs::from([("x-a", "1")])), None);
+        assert_eq!(edits(&Pairs::from([("x-a", "1")])), None);
     }
 
     #[test]
