@@ -100,7 +100,7 @@ impl OpenStream {
     fn on_failure(&self) -> Result<(), Stop> {
         match self.replica.failure_policy() {
             FailurePolicy::Open => Ok(()),
-            FailurePolicy::Closed => Err(Stop::Fail(plugin_failed(self.plugin()))),
+            FailurePolicy::Closed => Err(Stop::Fail(Box::new(plugin_failed(self.plugin())))),
         }
     }
 
@@ -172,15 +172,17 @@ impl std::error::Error for StreamReset {}
 enum Verdict {
     Continue,
     Pause,
-    Respond(LocalResponse),
+    Respond(Box<LocalResponse>),
     Close,
 }
 
 /// Why a phase stops.
 enum Stop {
-    Respond(LocalResponse),
+    Respond(Box<LocalResponse>),
     Close,
-    Fail(Problem),
+    /// Boxed, like a local response: a phase's result is moved on every callback, and it is
+    /// rarely a stop.
+    Fail(Box<Problem>),
 }
 
 /// Reads a callback's result and the signals it left, in Envoy's order of precedence.
@@ -338,8 +340,8 @@ impl FilterSet {
             let replica = &replicas.0[index];
             let wants = self.wants[index];
             // The stream is opened and (when the plugin has the callback) its request headers
-            // run in one call into the replica.
-            let opened = replica.with(|vm| {
+            // run in one call into the replica. (Errors boxed, as in `map_callback`.)
+            let opened = replica.with(|vm| -> Result<_, Box<VmError>> {
                 let context = vm.create_stream(info.clone())?;
                 let verdict = wants
                     .headers
@@ -393,7 +395,7 @@ impl FilterSet {
         match stop {
             Stop::Respond(local) => {
                 tracing::debug!(status = local.status, details = %local.details, "local response");
-                match self.response(passage, local_response(local)).await {
+                match self.response(passage, local_response(*local)).await {
                     Ok(response) => Early::Respond(response),
                     Err(StreamReset) => Early::Reset,
                 }
@@ -422,7 +424,7 @@ impl FilterSet {
                 Ok(()) => {}
                 Err(Stop::Respond(local)) => {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
-                    (parts, body) = local_response(local).into_parts();
+                    (parts, body) = local_response(*local).into_parts();
                     pairs = response_pairs(&parts);
                 }
                 Err(Stop::Close) => return Err(StreamReset),
@@ -474,7 +476,7 @@ impl FilterSet {
 #[inline(never)]
 fn stopped(stop: Stop) -> Result<Response<Body>, StreamReset> {
     match stop {
-        Stop::Respond(local) => Ok(local_response(local)),
+        Stop::Respond(local) => Ok(local_response(*local)),
         Stop::Close => Err(StreamReset),
         Stop::Fail(problem) => Ok(problem.into_response()),
     }
@@ -510,15 +512,17 @@ fn map_direction(map: MapType) -> Direction {
 
 /// The part of [`map_phase`] that runs on the locked VM: the callback, and what it decided.
 /// While paused the plugin keeps the map; `pairs` keeps a copy, which survives a VM lost
-/// meanwhile.
+/// meanwhile. The error is boxed: this result is moved on every callback, and rarely an error.
 fn map_callback(
     vm: &mut Vm,
     context: u32,
     map: MapType,
     pairs: &mut Pairs,
     end_of_stream: bool,
-) -> Result<Verdict, VmError> {
-    let (result, signals) = vm.map_callback(context, map, pairs, end_of_stream)?;
+) -> Result<Verdict, Box<VmError>> {
+    let (result, signals) = vm
+        .map_callback(context, map, pairs, end_of_stream)
+        .map_err(Box::new)?;
     let verdict = decide(result, signals, map_direction(map));
     if let Verdict::Pause = verdict {
         vm.set_map(context, map, pairs.clone());
@@ -533,7 +537,7 @@ async fn settle_map(
     stream: &OpenStream,
     map: MapType,
     pairs: &mut Pairs,
-    verdict: Result<Verdict, VmError>,
+    verdict: Result<Verdict, Box<VmError>>,
 ) -> Result<(), Stop> {
     match verdict {
         Ok(Verdict::Continue) => Ok(()),
@@ -598,13 +602,13 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
             .await
             .is_err()
         {
-            return Err(Stop::Fail(Problem::new(
+            return Err(Stop::Fail(Box::new(Problem::new(
                 Kind::GatewayTimeout,
                 format!(
                     "plugin '{}' did not resume the stream within {PAUSE_LIMIT:?}",
                     stream.plugin()
                 ),
-            )));
+            ))));
         }
     }
 }
@@ -643,7 +647,8 @@ impl Passage {
                 let size = vm.append_body(context, direction, std::mem::take(&mut data));
                 let verdict = vm
                     .on_body(context, direction, size, end_of_stream)
-                    .map(|r| decide(r, vm.take_signals(context), direction));
+                    .map(|r| decide(r, vm.take_signals(context), direction))
+                    .map_err(Box::new);
                 // What passes on: the (possibly changed) buffer, or, when the plugin failed, the
                 // chunk as it was lent.
                 let passed = match verdict {
@@ -692,14 +697,14 @@ impl Passage {
             Direction::Request => (Kind::PayloadTooLarge, "request"),
             Direction::Response => (Kind::PluginFailed, "response"),
         };
-        Stop::Fail(Problem::new(
+        Stop::Fail(Box::new(Problem::new(
             kind,
             format!(
                 "plugin '{}' buffered more than {} bytes of the {what} body",
                 stream.plugin(),
                 self.body_limit
             ),
-        ))
+        )))
     }
 
     /// Trailers end the body: what filters still buffer goes on unchanged, then the trailers
@@ -743,16 +748,16 @@ impl Passage {
             let (chunk, end_of_stream) = match body.frame().await {
                 None => (Bytes::new(), true),
                 Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(Stop::Fail(Problem::new(
+                    return Err(Stop::Fail(Box::new(Problem::new(
                         Kind::PayloadTooLarge,
                         format!("the request body exceeds {} bytes", self.body_limit),
-                    )));
+                    ))));
                 }
                 Some(Err(e)) => {
-                    return Err(Stop::Fail(Problem::new(
+                    return Err(Stop::Fail(Box::new(Problem::new(
                         Kind::Validation,
                         format!("the request body could not be read: {e}"),
-                    )));
+                    ))));
                 }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => (data, http_body::Body::is_end_stream(&body)),

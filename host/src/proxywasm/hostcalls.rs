@@ -525,7 +525,7 @@ fn proxy_send_local_response(
     };
     match read_all(&mut caller) {
         Ok(response) => {
-            signal_stream(&mut caller, Signal::Respond(response));
+            signal_stream(&mut caller, Signal::Respond(Box::new(response)));
             Status::Ok as i32
         }
         Err(status) => status as i32,

@@ -45,8 +45,9 @@ pub enum Signal {
     Resume(Direction),
     /// `proxy_close_stream`: reset the stream.
     Close(Direction),
-    /// `proxy_send_local_response`: answer with this response instead.
-    Respond(LocalResponse),
+    /// `proxy_send_local_response`: answer with this response instead. Boxed: a signal (and
+    /// the verdicts made from it) is moved on every callback, and most are not this one.
+    Respond(Box<LocalResponse>),
 }
 
 /// A response a plugin made with `proxy_send_local_response`.
