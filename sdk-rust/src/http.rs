@@ -108,11 +108,11 @@ pub fn lossy(bytes: Vec<u8>) -> String {
 /// Parses an address as hosts and proxies write it: `ip:port`, `[ipv6]:port`, or a bare IP
 /// (IPv6 with or without brackets). Surrounding whitespace is ignored.
 pub fn parse_address(text: &str) -> Option<IpAddr> {
-    address_of(text.trim().as_bytes())
+    address_of(text.as_bytes())
 }
 
 /// [`parse_address`] of bytes: the usual `a.b.c.d:port` is read in one pass, with no UTF-8 check
-/// first; anything else goes to the standard parsers.
+/// first; anything else (surrounding whitespace included) goes to the standard parsers.
 fn address_of(bytes: &[u8]) -> Option<IpAddr> {
     if let Some(ip) = ipv4_with_port(bytes) {
         return Some(IpAddr::V4(ip));

@@ -100,7 +100,7 @@ impl OpenStream {
     fn on_failure(&self) -> Result<(), Stop> {
         match self.replica.failure_policy() {
             FailurePolicy::Open => Ok(()),
-            FailurePolicy::Closed => Err(Stop::Fail(Box::new(plugin_failed(self.plugin())))),
+            FailurePolicy::Closed => Err(Stop::fail(plugin_failed(self.plugin()))),
         }
     }
 
@@ -183,6 +183,12 @@ enum Stop {
     /// Boxed, like a local response: a phase's result is moved on every callback, and it is
     /// rarely a stop.
     Fail(Box<Problem>),
+}
+
+impl Stop {
+    fn fail(problem: Problem) -> Stop {
+        Stop::Fail(Box::new(problem))
+    }
 }
 
 /// Reads a callback's result and the signals it left, in Envoy's order of precedence.
@@ -602,13 +608,13 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
             .await
             .is_err()
         {
-            return Err(Stop::Fail(Box::new(Problem::new(
+            return Err(Stop::fail(Problem::new(
                 Kind::GatewayTimeout,
                 format!(
                     "plugin '{}' did not resume the stream within {PAUSE_LIMIT:?}",
                     stream.plugin()
                 ),
-            ))));
+            )));
         }
     }
 }
@@ -697,14 +703,14 @@ impl Passage {
             Direction::Request => (Kind::PayloadTooLarge, "request"),
             Direction::Response => (Kind::PluginFailed, "response"),
         };
-        Stop::Fail(Box::new(Problem::new(
+        Stop::fail(Problem::new(
             kind,
             format!(
                 "plugin '{}' buffered more than {} bytes of the {what} body",
                 stream.plugin(),
                 self.body_limit
             ),
-        )))
+        ))
     }
 
     /// Trailers end the body: what filters still buffer goes on unchanged, then the trailers
@@ -748,16 +754,16 @@ impl Passage {
             let (chunk, end_of_stream) = match body.frame().await {
                 None => (Bytes::new(), true),
                 Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(Stop::Fail(Box::new(Problem::new(
+                    return Err(Stop::fail(Problem::new(
                         Kind::PayloadTooLarge,
                         format!("the request body exceeds {} bytes", self.body_limit),
-                    ))));
+                    )));
                 }
                 Some(Err(e)) => {
-                    return Err(Stop::Fail(Box::new(Problem::new(
+                    return Err(Stop::fail(Problem::new(
                         Kind::Validation,
                         format!("the request body could not be read: {e}"),
-                    ))));
+                    )));
                 }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => (data, http_body::Body::is_end_stream(&body)),

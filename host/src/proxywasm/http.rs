@@ -206,6 +206,13 @@ impl Pairs {
         }
     }
 
+    /// The entries so far are a head's own (see [`Pairs::head`]).
+    fn mark_head(&mut self) {
+        // (Unknown, and the head rebuilt, past 4 billion entries.)
+        self.head = u32::try_from(self.len()).ok();
+        self.removed = None;
+    }
+
     /// The map is no longer known to be its head edited by removals and additions.
     fn forget_head(&mut self) {
         self.head = None;
@@ -425,8 +432,7 @@ pub fn request_pairs(parts: &http::request::Parts, scheme: &str, authority: &[u8
     pairs.push_lowercase(b":authority", authority);
     pairs.push_lowercase(b":scheme", scheme.as_bytes());
     push_headers(&mut pairs, &parts.headers);
-    // (Unknown, and the head rebuilt, past 4 billion entries.)
-    pairs.head = u32::try_from(pairs.len()).ok();
+    pairs.mark_head();
     pairs
 }
 
@@ -518,8 +524,7 @@ pub fn response_pairs(parts: &http::response::Parts) -> Pairs {
     let mut pairs = Pairs::with_capacity(parts.headers.len() + 1 + ADDED.0, size + ADDED.1);
     pairs.push_lowercase(b":status", parts.status.as_str().as_bytes());
     push_headers(&mut pairs, &parts.headers);
-    // (Unknown, and the head rebuilt, past 4 billion entries.)
-    pairs.head = u32::try_from(pairs.len()).ok();
+    pairs.mark_head();
     pairs
 }
 
