@@ -11,7 +11,12 @@
 # embedded in the binary, hence the target in the builder stage.
 
 FROM rust:1.95-bookworm AS builder
-RUN rustup target add wasm32-wasip1
+RUN rustup target add wasm32-wasip1 && rustup component add llvm-tools
+# The binary is built with profile-guided optimisation (scripts/build-pgo), whose training load is
+# bench/run: nginx and wrk serve and drive it, openssl and htpasswd make its credentials.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx wrk openssl apache2-utils \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and target/ between builds; the binary is copied out of the
@@ -19,8 +24,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
     --mount=type=cache,target=/src/target \
-    cargo build --release -p barbacane --locked \
-    && install -D -m 0755 target/release/barbacane /out/barbacane
+    binary=$(scripts/build-pgo) \
+    && install -D -m 0755 "$binary" /out/barbacane
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/barbacane /usr/local/bin/barbacane
