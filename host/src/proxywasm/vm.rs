@@ -282,8 +282,9 @@ pub(super) struct HostState {
     pub(super) current: u32,
     pub(super) effective: u32,
     /// Live HTTP streams by context id.
-    /// (Fx-hashed: looked up on nearly every host call.)
-    pub(super) streams: FxHashMap<u32, StreamState>,
+    /// (Fx-hashed: looked up on nearly every host call. Boxed: a stream is a few hundred bytes,
+    /// which the map would otherwise copy in and out once per stream.)
+    pub(super) streams: FxHashMap<u32, Box<StreamState>>,
     /// The callout result, during `proxy_on_http_call_response`.
     pub(super) call_response: Option<CallResponse>,
     /// `proxy_get_status`: the outcome of the last failed callout.
@@ -341,7 +342,7 @@ impl StreamState {
 impl HostState {
     /// The stream host calls act on now, if the effective context is a stream.
     pub(super) fn stream(&mut self) -> Option<&mut StreamState> {
-        self.streams.get_mut(&self.effective)
+        self.streams.get_mut(&self.effective).map(Box::as_mut)
     }
 
     /// A fresh callout token: never 0, unique among pending HTTP and gRPC calls.
@@ -550,14 +551,14 @@ impl Vm {
         state.next_context += 1;
         state.streams.insert(
             id,
-            StreamState {
+            Box::new(StreamState {
                 maps: Default::default(),
                 bodies: Default::default(),
                 signals: Vec::new(),
                 wake: None,
                 info,
                 done_pending: false,
-            },
+            }),
         );
         let root = state.root_context as i32;
         invoke(
