@@ -27,16 +27,28 @@ pub struct Pairs {
     removed: Option<Box<Vec<Vec<u8>>>>,
 }
 
-/// Where an entry's key and value lie in [`Pairs::bytes`], as `(start, end)`.
+/// Where an entry's key and value lie in [`Pairs::bytes`], as `(start, end)`. 32-bit offsets:
+/// 16 bytes an entry, not 32, for the lookups that walk a map in most host calls (a map's buffer
+/// never grows past [`MAX_MAP_BYTES`]).
 #[derive(Clone, Copy)]
 struct Entry {
-    key: (usize, usize),
-    value: (usize, usize),
+    key: (u32, u32),
+    value: (u32, u32),
 }
 
+/// The most bytes of keys and values a map holds (with what edits left unused): an entry that
+/// would take it past is dropped, as one that is not valid HTTP is, and a value that would is
+/// not set.
+const MAX_MAP_BYTES: usize = u32::MAX as usize;
+
 /// The bytes of `span` in `bytes` (empty if out of range, which the map's own spans never are).
-fn slice(bytes: &[u8], (start, end): (usize, usize)) -> &[u8] {
-    bytes.get(start..end).unwrap_or_default()
+fn slice(bytes: &[u8], (start, end): (u32, u32)) -> &[u8] {
+    bytes.get(start as usize..end as usize).unwrap_or_default()
+}
+
+/// The length of `span`.
+fn span_len((start, end): (u32, u32)) -> usize {
+    (end - start) as usize
 }
 
 impl Pairs {
@@ -75,6 +87,9 @@ impl Pairs {
     /// Appends `key: value`; the key is kept lower case.
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
         let start = self.bytes.len();
+        if start + key.len() + value.len() > MAX_MAP_BYTES {
+            return;
+        }
         self.push_lowercase(key, value);
         if let Some(stored) = self.bytes.get_mut(start..start + key.len()) {
             stored.make_ascii_lowercase();
@@ -82,17 +97,20 @@ impl Pairs {
     }
 
     /// [`Pairs::push`] of a key that is lower case already (a parsed header name, a
-    /// pseudo-header): a head's every entry is pushed on every request.
+    /// pseudo-header): a head's every entry is pushed on every request. Unchecked against
+    /// [`MAX_MAP_BYTES`]: a head parsed by hyper, or a map compacted to what it holds, is far
+    /// below it.
     fn push_lowercase(&mut self, key: &[u8], value: &[u8]) {
         let key = self.append(key);
         let value = self.append(value);
         self.entries.push(Entry { key, value });
     }
 
-    fn append(&mut self, bytes: &[u8]) -> (usize, usize) {
+    /// Appends `bytes` to the buffer (which the callers keep within [`MAX_MAP_BYTES`]).
+    fn append(&mut self, bytes: &[u8]) -> (u32, u32) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
-        (start, self.bytes.len())
+        (start as u32, self.bytes.len() as u32)
     }
 
     /// The index of the first entry named `key` (any case).
@@ -105,7 +123,7 @@ impl Pairs {
         let entries = self.entries.get(start..)?;
         // Lengths first: most keys of a map differ from the one looked for in length.
         let found = entries.iter().position(|e| {
-            e.key.1 - e.key.0 == key.len() && slice(&self.bytes, e.key).eq_ignore_ascii_case(key)
+            span_len(e.key) == key.len() && slice(&self.bytes, e.key).eq_ignore_ascii_case(key)
         })?;
         Some(start + found)
     }
@@ -122,18 +140,16 @@ impl Pairs {
 
     /// Gives the entry at `index` the value `value`.
     pub fn set_value(&mut self, index: usize, value: &[u8]) {
-        let Some(&Entry {
-            value: (start, end),
-            ..
-        }) = self.entries.get(index)
-        else {
+        let Some(&Entry { value: old, .. }) = self.entries.get(index) else {
             return;
         };
+        let (start, used) = (old.0 as usize, self.bytes.len());
         let span = match self.bytes.get_mut(start..start + value.len()) {
-            Some(old) if value.len() <= end - start => {
-                old.copy_from_slice(value);
-                (start, start + value.len())
+            Some(bytes) if value.len() <= span_len(old) => {
+                bytes.copy_from_slice(value);
+                (old.0, old.0 + value.len() as u32)
             }
+            _ if used + value.len() > MAX_MAP_BYTES => return,
             _ => self.append(value),
         };
         self.entries[index].value = span;
@@ -235,7 +251,7 @@ impl Pairs {
     pub fn byte_size(&self) -> usize {
         self.entries
             .iter()
-            .map(|e| (e.key.1 - e.key.0) + (e.value.1 - e.value.0))
+            .map(|e| span_len(e.key) + span_len(e.value))
             .sum()
     }
 
