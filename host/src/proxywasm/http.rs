@@ -86,10 +86,10 @@ impl Pairs {
 
     /// Appends `key: value`; the key is kept lower case.
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        let start = self.bytes.len();
-        if start + key.len() + value.len() > MAX_MAP_BYTES {
+        if !self.has_room(key.len() + value.len()) {
             return;
         }
+        let start = self.bytes.len();
         self.push_lowercase(key, value);
         if let Some(stored) = self.bytes.get_mut(start..start + key.len()) {
             stored.make_ascii_lowercase();
@@ -104,6 +104,11 @@ impl Pairs {
         let key = self.append(key);
         let value = self.append(value);
         self.entries.push(Entry { key, value });
+    }
+
+    /// Whether `more` bytes still fit in the buffer (see [`MAX_MAP_BYTES`]).
+    fn has_room(&self, more: usize) -> bool {
+        self.bytes.len() + more <= MAX_MAP_BYTES
     }
 
     /// Appends `bytes` to the buffer (which the callers keep within [`MAX_MAP_BYTES`]).
@@ -143,13 +148,13 @@ impl Pairs {
         let Some(&Entry { value: old, .. }) = self.entries.get(index) else {
             return;
         };
-        let (start, used) = (old.0 as usize, self.bytes.len());
+        let (start, room) = (old.0 as usize, self.has_room(value.len()));
         let span = match self.bytes.get_mut(start..start + value.len()) {
             Some(bytes) if value.len() <= span_len(old) => {
                 bytes.copy_from_slice(value);
                 (old.0, old.0 + value.len() as u32)
             }
-            _ if used + value.len() > MAX_MAP_BYTES => return,
+            _ if !room => return,
             _ => self.append(value),
         };
         self.entries[index].value = span;
