@@ -5,11 +5,13 @@
 //! gateway's own work show up here that wrk's figures hide in their noise.
 //!
 //! Scenarios: no plugin; 1 and 5 headers-only filters (the conformance `headers` filter, each
-//! adding one header); the 5 built-ins of `bench/run`'s `chain5`, configured as there, together
-//! and each alone; a 64 KiB response body with no plugin and through one headers filter (which,
-//! declaring no callbacks, is lent the body); and the passthrough of `bench/run` — the request
-//! forwarded to an upstream (a hyper server on loopback, in the same thread) — with no plugin and
-//! through one headers filter, the comparison the per-filter budget is stated against.
+//! adding one header), the 5 also as 5 modules (copies that differ by a custom section: the same
+//! work in code of its own per filter, as a chain of different plugins runs it); the 5 built-ins
+//! of `bench/run`'s `chain5`, configured as there, together and each alone; a 64 KiB response
+//! body with no plugin and through one headers filter (which, declaring no callbacks, is lent the
+//! body); and the passthrough of `bench/run` — the request forwarded to an upstream (a hyper
+//! server on loopback, in the same thread) — with no plugin and through one headers filter, the
+//! comparison the per-filter budget is stated against.
 #![allow(
     clippy::unwrap_used,
     reason = "benchmark code: a failed unwrap is a failed run"
@@ -94,16 +96,25 @@ x-barbacane-middlewares:
   - {name: request-transformer, config: {remove: {headers: [x-debug]}, rename: {headers: {x-api-version: x-upstream-version}}, set: {headers: {x-tenant: acme}}, append: {headers: {x-forwarded-by: barbacane}}}}
 "#;
 
-/// `n` headers-only filters, each adding its own header.
-fn header_filters(n: usize) -> String {
+/// `n` headers-only filters, each adding its own header: all the `headers` plugin, or with
+/// `own_modules` each its own copy of it (`headers1`…, see [`worker`]).
+fn header_filters(n: usize, own_modules: bool) -> String {
     let mut chain = String::from("x-barbacane-middlewares:\n");
     for i in 1..=n {
+        let plugin = if own_modules {
+            format!("headers{i}")
+        } else {
+            String::from("headers")
+        };
         chain.push_str(&format!(
-            "  - {{name: headers, config: 'x-filter-{i}: 1'}}\n"
+            "  - {{name: {plugin}, config: 'x-filter-{i}: 1'}}\n"
         ));
     }
     chain
 }
+
+/// How many copies of the `headers` filter [`worker`] declares as plugins of their own.
+const HEADERS_COPIES: u8 = 5;
 
 /// An HS256 JWT for `bench` that expires in 2100, as `bench/run` makes it.
 fn jwt() -> String {
@@ -144,12 +155,27 @@ fn worker(middlewares: &str, upstream: std::net::SocketAddr) -> Worker {
     );
     std::fs::write(dir.path().join("api.yaml"), spec).unwrap();
     let headers = dir.path().join("headers.wasm");
-    std::fs::write(&headers, filters::conformance_filter("headers")).unwrap();
+    let module = filters::conformance_filter("headers");
+    std::fs::write(&headers, &module).unwrap();
     let manifest = dir.path().join("barbacane.yaml");
-    let source = format!(
+    let mut source = format!(
         "plugins:\n  headers: {{source: 'file:{}'}}\n",
         headers.display()
     );
+    // Each copy ends with a custom section of its own (id 0, size, name, a byte): another
+    // module to wasmtime, compiled into code of its own, that runs as the original does.
+    for i in 1..=HEADERS_COPIES {
+        let mut copy = module.clone();
+        copy.extend([0, 6, 4]);
+        copy.extend(b"copy");
+        copy.push(i);
+        let path = dir.path().join(format!("headers{i}.wasm"));
+        std::fs::write(&path, copy).unwrap();
+        source.push_str(&format!(
+            "  headers{i}: {{source: 'file:{}'}}\n",
+            path.display()
+        ));
+    }
     std::fs::write(&manifest, source).unwrap();
     let compiled = compile::compile(
         &[dir.path().join("api.yaml")],
@@ -194,12 +220,17 @@ fn bench(c: &mut Criterion) {
         (String::from("no plugin"), String::new(), "/hello"),
         (
             String::from("1 headers filter"),
-            header_filters(1),
+            header_filters(1, false),
             "/hello",
         ),
         (
             String::from("5 headers filters"),
-            header_filters(5),
+            header_filters(5, false),
+            "/hello",
+        ),
+        (
+            String::from("5 headers filters, 5 modules"),
+            header_filters(usize::from(HEADERS_COPIES), true),
             "/hello",
         ),
         (
@@ -214,13 +245,13 @@ fn bench(c: &mut Criterion) {
         ),
         (
             String::from("1 headers filter, 64 KiB body"),
-            header_filters(1),
+            header_filters(1, false),
             "/big",
         ),
         (String::from("proxy"), String::new(), "/proxied"),
         (
             String::from("proxy, 1 headers filter"),
-            header_filters(1),
+            header_filters(1, false),
             "/proxied",
         ),
     ];
