@@ -403,3 +403,166 @@ fn compiled_modules_are_cached_on_disk_and_reused() {
     compile(cache.path());
     assert_eq!(files(&wasm), first);
 }
+
+/// What a request sent into a storm came back as.
+enum Outcome {
+    /// A response, and the `x-hostile-made` count it carried (0 without one).
+    Answered(u16, u64),
+    /// The connection was reset or closed before a whole response (`proxy_close_stream` does
+    /// that on purpose).
+    Reset,
+}
+
+/// Sends a request on a fresh connection; never waits more than 20 s (a stalled request fails
+/// the test).
+async fn storm_request(url: &str, seed: Option<u64>) -> Outcome {
+    use http_body_util::BodyExt;
+    let mut request = http::Request::post(url);
+    if let Some(seed) = seed {
+        request = request.header("x-hostile-seed", seed.to_string());
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"a body for the request body callbacks",
+        )))
+        .unwrap();
+    let exchange = async {
+        let response = support::client().request(request).await.ok()?;
+        let status = response.status().as_u16();
+        let made = response
+            .headers()
+            .get("x-hostile-made")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        response.into_body().collect().await.ok()?;
+        Some(Outcome::Answered(status, made))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), exchange)
+        .await
+        .unwrap_or_else(|_| panic!("request with seed {seed:?} stalled"))
+        .unwrap_or(Outcome::Reset)
+}
+
+/// The real `barbacane serve` process, so that a panic of the host (which the gateway would
+/// survive as a dropped connection) shows in its stderr, and a crash as its exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_contained() {
+    let up = echo_upstream().await;
+    let spec = format!(
+        r#"openapi: 3.1.0
+info: {{title: hostile, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}
+paths:
+  /storm:
+    post:
+      x-barbacane-middlewares: [{{name: hostile}}]
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /calm:
+    post:
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+"#,
+        up.addr.port()
+    );
+    let dir = project(&[
+        ("api.yaml", &spec),
+        (
+            "barbacane.yaml",
+            "plugins:\n  hostile: {source: 'file:hostile.wasm'}\n",
+        ),
+    ]);
+    support::write_filter(&dir, "hostile.wasm", "hostile");
+    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = std::process::Command::new(support::bin())
+        .args([
+            "serve",
+            "--spec",
+            "api.yaml",
+            "--manifest",
+            "barbacane.yaml",
+        ])
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut addr = None;
+    for _ in 0..600 {
+        let out = std::fs::read_to_string(&stdout).unwrap();
+        addr = out
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on http://").map(String::from));
+        if addr.is_some() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let addr = addr.unwrap_or_else(|| {
+        panic!(
+            "serve did not start: {}",
+            std::fs::read_to_string(&stderr).unwrap()
+        )
+    });
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    const SEEDS: u64 = 300;
+    let (mut answered, mut resets, mut made) = (0, 0, 0);
+    for seed in 0..SEEDS {
+        match storm_request(&url("/storm"), Some(seed)).await {
+            Outcome::Answered(_, calls) => {
+                answered += 1;
+                made += calls;
+            }
+            Outcome::Reset => resets += 1,
+        }
+    }
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    // The default panic hook's line; a plugin's messages are escaped into lines of their own
+    // that start with a timestamp, so none of them can pass for it.
+    let panics: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("thread '") && l.contains("panicked at"))
+        .collect();
+    assert!(
+        panics.is_empty(),
+        "the host panicked:\n{}",
+        panics.join("\n")
+    );
+    // Every line is the gateway's (a timestamp first): the plugin's messages, newlines and
+    // escape sequences included, stayed within their own lines.
+    let forged: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.starts_with(|c: char| c.is_ascii_digit()))
+        .take(5)
+        .collect();
+    assert!(forged.is_empty(), "lines not the gateway's: {forged:?}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the gateway exited:\n{log}"
+    );
+    // The storms ran: most requests got an answer, and those whose headers came back through
+    // the plugin report thousands of calls between them.
+    assert!(answered > SEEDS / 2, "{answered} answered, {resets} reset");
+    assert!(made > SEEDS * 20, "only {made} calls reported");
+    // Still serving, through the plugin and around it.
+    for path in ["/storm", "/calm"] {
+        match storm_request(&url(path), None).await {
+            Outcome::Answered(200, _) => {}
+            Outcome::Answered(status, _) => panic!("{path}: {status}"),
+            Outcome::Reset => panic!("{path}: reset"),
+        }
+    }
+    let metrics = support::get(&url("/__barbacane/metrics")).await;
+    let failures = String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|l| l.strip_prefix("barbacane_plugin_failures_total{plugin=\"hostile\"} "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        failures > 0,
+        "no trap was counted: the storms never hit proc_exit or a bad state"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

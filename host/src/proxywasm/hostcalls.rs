@@ -19,7 +19,7 @@ use super::memory::{
 use super::module::AbiVersion;
 use super::properties::{self, PropertyView};
 use super::shared::{PluginMetrics, SharedData, SharedQueues};
-use super::vm::{BodyBuffer, Callout, Direction, HostState, LocalResponse, Signal};
+use super::vm::{BodyBuffer, Callout, Direction, HostState, LocalResponse, Signal, plugin_text};
 use wasmtime::{Caller, Linker};
 
 /// The most callouts one VM may have in flight; more answer INTERNAL_FAILURE (which the SDKs
@@ -92,14 +92,10 @@ fn proxy_log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) 
     let Some(level) = LogLevel::from_wire(level) else {
         return Status::BadArgument as i32;
     };
-    match read(&mut caller, ptr, len) {
-        Ok(bytes) => {
-            let message = String::from_utf8_lossy(&bytes).into_owned();
-            caller.data_mut().log(level, message);
-            Status::Ok as i32
-        }
-        Err(status) => status as i32,
-    }
+    let logged = with_slice(&mut caller, ptr, len, |bytes, state| {
+        state.log(level, plugin_text(bytes, bytes.len()));
+    });
+    status(logged)
 }
 
 /// The gateway's own log level, so filters can skip formatting messages that would be dropped.

@@ -357,8 +357,10 @@ impl HostState {
         }
     }
 
-    /// Records a log line from the plugin and forwards it to the gateway's log.
+    /// Records a log line from the plugin and forwards it to the gateway's log, as one line
+    /// (see [`one_line`]).
     pub(super) fn log(&mut self, level: LogLevel, message: String) {
+        let message = one_line(message);
         let plugin = self.plugin.as_str();
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
@@ -989,6 +991,38 @@ fn invoke<P: WasmParams, R: WasmResults>(
     result.map(Some).map_err(|e| trapped(store, during, e))
 }
 
+/// The most bytes of one plugin message that are logged (a message may be as large as the
+/// plugin's memory, and the latest are kept for error messages).
+pub(super) const MAX_LOG_BYTES: usize = 64 * 1024;
+
+/// A plugin's message of `len` bytes, of which `kept` holds the first ones: at most
+/// [`MAX_LOG_BYTES`] of them, and a note of the length when there were more.
+pub(super) fn plugin_text(kept: &[u8], len: usize) -> String {
+    let mut text = String::from_utf8_lossy(&kept[..kept.len().min(MAX_LOG_BYTES)]).into_owned();
+    if len > MAX_LOG_BYTES {
+        text.push_str(&format!(" [{len} bytes, the first {MAX_LOG_BYTES} logged]"));
+    }
+    text
+}
+
+/// `message` with its control characters escaped (a newline as `\n`, an escape as `\u{1b}`):
+/// a plugin's message stays one line of the gateway's text log, so that it cannot forge lines
+/// of the gateway's own nor drive the terminal that shows them. Nothing is dropped.
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    let mut line = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
 /// The error of a callback that trapped (kept out of [`invoke`], which runs for every callback).
 #[cold]
 #[inline(never)]
@@ -996,7 +1030,9 @@ fn trapped(store: &Store<HostState>, during: &'static str, error: wasmtime::Erro
     VmError::Trap {
         plugin: store.data().plugin.clone(),
         during,
-        message: format!("{error:#}{}", store.data().explain()),
+        // One line, as a plugin's messages are: the backtrace names the module's functions,
+        // and those names are the module's to choose.
+        message: one_line(format!("{error:#}{}", store.data().explain())),
     }
 }
 
@@ -1156,5 +1192,33 @@ impl Exports {
         if undeclared(C::Log) {
             self.log = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_LOG_BYTES, one_line, plugin_text};
+
+    #[test]
+    fn a_plugin_message_over_the_limit_is_cut_with_a_note_of_its_length() {
+        assert_eq!(plugin_text(b"short", 5), "short");
+        let long = vec![b'a'; MAX_LOG_BYTES + 1];
+        let text = plugin_text(&long, 1 << 30);
+        assert!(text.starts_with(&"a".repeat(MAX_LOG_BYTES)));
+        assert_eq!(
+            &text[MAX_LOG_BYTES..],
+            " [1073741824 bytes, the first 65536 logged]"
+        );
+    }
+
+    #[test]
+    fn a_plugin_message_is_one_line_with_its_control_characters_escaped() {
+        assert_eq!(one_line(String::from("plain é ✓")), "plain é ✓");
+        assert_eq!(
+            one_line(String::from(
+                "a\nthread 'main' panicked at x\r\t\u{1b}[31m\0"
+            )),
+            "a\\nthread 'main' panicked at x\\r\\t\\u{1b}[31m\\u{0}"
+        );
     }
 }

@@ -4,8 +4,8 @@
 //! sleeping guest would block a worker thread; Go's runtime aborts if it fails).
 
 use super::abi::LogLevel;
-use super::memory::{read, write, write_u32, write_u64};
-use super::vm::HostState;
+use super::memory::{read, with_slice, write, write_u32, write_u64};
+use super::vm::{HostState, MAX_LOG_BYTES, plugin_text};
 use std::sync::OnceLock;
 use std::time::Instant;
 use wasmtime::{Caller, Linker};
@@ -136,21 +136,26 @@ fn fd_write(
         return FAULT;
     };
     let mut text = Vec::new();
+    let mut written = 0u32;
     for iov in vectors.chunks_exact(8) {
         let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
         let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-        match read(&mut caller, ptr, len) {
-            Ok(bytes) => text.extend_from_slice(&bytes),
-            Err(_) => return FAULT,
+        // Copied up to what is logged: the vectors may name the whole memory many times over.
+        let room = MAX_LOG_BYTES.saturating_sub(text.len());
+        let kept = with_slice(&mut caller, ptr, len, |bytes, _| {
+            text.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        });
+        if kept.is_err() {
+            return FAULT;
         }
+        written = written.saturating_add(len as u32);
     }
-    let written = text.len() as u32;
     if text.last() == Some(&b'\n') {
         text.pop();
     }
     caller
         .data_mut()
-        .log(level, String::from_utf8_lossy(&text).into_owned());
+        .log(level, plugin_text(&text, written as usize));
     errno(write_u32(&mut caller, written_out, written))
 }
 
