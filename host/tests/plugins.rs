@@ -404,22 +404,36 @@ fn compiled_modules_are_cached_on_disk_and_reused() {
     assert_eq!(files(&wasm), first);
 }
 
-/// What a request sent into a storm came back as.
+/// What a request to the `hostile` filter came back as.
+#[derive(Debug)]
 enum Outcome {
-    /// A response, and the `x-hostile-made` count it carried (0 without one).
-    Answered(u16, u64),
+    /// A response: its status and headers.
+    Answered(u16, http::HeaderMap),
     /// The connection was reset or closed before a whole response (`proxy_close_stream` does
     /// that on purpose).
     Reset,
 }
 
-/// Sends a request on a fresh connection; never waits more than 20 s (a stalled request fails
-/// the test).
-async fn storm_request(url: &str, seed: Option<u64>) -> Outcome {
+impl Outcome {
+    /// The number in response header `name` (0 without one, or without a response).
+    fn count(&self, name: &str) -> u64 {
+        match self {
+            Outcome::Answered(_, headers) => headers
+                .get(name)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0),
+            Outcome::Reset => 0,
+        }
+    }
+}
+
+/// Sends a POST with a body and `headers` on a fresh connection; never waits more than 20 s (a
+/// stalled request fails the test).
+async fn hostile_request(url: &str, headers: &[(&str, &str)]) -> Outcome {
     use http_body_util::BodyExt;
     let mut request = http::Request::post(url);
-    if let Some(seed) = seed {
-        request = request.header("x-hostile-seed", seed.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request
         .body(http_body_util::Full::new(bytes::Bytes::from_static(
@@ -428,31 +442,109 @@ async fn storm_request(url: &str, seed: Option<u64>) -> Outcome {
         .unwrap();
     let exchange = async {
         let response = support::client().request(request).await.ok()?;
-        let status = response.status().as_u16();
-        let made = response
-            .headers()
-            .get("x-hostile-made")
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0);
-        response.into_body().collect().await.ok()?;
-        Some(Outcome::Answered(status, made))
+        let (parts, body) = response.into_parts();
+        body.collect().await.ok()?;
+        Some(Outcome::Answered(parts.status.as_u16(), parts.headers))
     };
     tokio::time::timeout(std::time::Duration::from_secs(20), exchange)
         .await
-        .unwrap_or_else(|_| panic!("request with seed {seed:?} stalled"))
+        .unwrap_or_else(|_| panic!("request with {headers:?} stalled"))
         .unwrap_or(Outcome::Reset)
 }
 
-/// The real `barbacane serve` process, so that a panic of the host (which the gateway would
-/// survive as a dropped connection) shows in its stderr, and a crash as its exit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_contained() {
-    let up = echo_upstream().await;
+/// `barbacane serve` as a process of its own, killed when dropped: a panic of the host (which
+/// the gateway would survive as a dropped connection) shows in its stderr, a crash as its exit,
+/// and its memory in `/proc`.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    /// Keeps the project (and the stdout and stderr files) while the process runs.
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Serves `api.yaml` with `barbacane.yaml` from `dir`.
+    fn start(dir: tempfile::TempDir) -> Served {
+        let file = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+        let mut child = std::process::Command::new(support::bin())
+            .args([
+                "serve",
+                "--spec",
+                "api.yaml",
+                "--manifest",
+                "barbacane.yaml",
+            ])
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .stdout(file("stdout"))
+            .stderr(file("stderr"))
+            .spawn()
+            .unwrap();
+        for _ in 0..600 {
+            let out = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+            if let Some(addr) = out
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on http://"))
+            {
+                let addr = addr.to_string();
+                return Served { child, addr, dir };
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+        panic!("serve did not start: {log}");
+    }
+
+    /// What the process wrote to stderr so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap()
+    }
+
+    fn assert_running(&mut self) {
+        let exited = self.child.try_wait().unwrap();
+        assert!(
+            exited.is_none(),
+            "the gateway exited ({exited:?}):\n{}",
+            self.log()
+        );
+    }
+
+    /// A field of `/proc/PID/status` given in kB (`VmRSS`, `VmHWM`), in MiB.
+    fn memory_mib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+
+    /// Starts counting the peak resident memory (`VmHWM`) afresh, from what is resident now.
+    fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A project with the `hostile` conformance filter on `POST /storm`, and `POST /calm` without
+/// it, both to the upstream `echo` on `port`.
+fn hostile_project(port: u16) -> tempfile::TempDir {
     let spec = format!(
         r#"openapi: 3.1.0
 info: {{title: hostile, version: '1'}}
 x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}
+  echo: {{endpoints: ['http://127.0.0.1:{port}'], allow_plaintext: true}}
 paths:
   /storm:
     post:
@@ -461,63 +553,37 @@ paths:
   /calm:
     post:
       x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-"#,
-        up.addr.port()
+"#
     );
-    let dir = project(&[
-        ("api.yaml", &spec),
-        (
-            "barbacane.yaml",
-            "plugins:\n  hostile: {source: 'file:hostile.wasm'}\n",
-        ),
-    ]);
+    let manifest = "plugins:\n  hostile: {source: 'file:hostile.wasm'}\n";
+    let dir = project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
     support::write_filter(&dir, "hostile.wasm", "hostile");
-    let (stdout, stderr) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = std::process::Command::new(support::bin())
-        .args([
-            "serve",
-            "--spec",
-            "api.yaml",
-            "--manifest",
-            "barbacane.yaml",
-        ])
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let mut addr = None;
-    for _ in 0..600 {
-        let out = std::fs::read_to_string(&stdout).unwrap();
-        addr = out
-            .lines()
-            .find_map(|l| l.strip_prefix("listening on http://").map(String::from));
-        if addr.is_some() || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let addr = addr.unwrap_or_else(|| {
-        panic!(
-            "serve did not start: {}",
-            std::fs::read_to_string(&stderr).unwrap()
-        )
-    });
-    let url = |path: &str| format!("http://{addr}{path}");
+    dir
+}
+
+/// The real `barbacane serve` process, so that a panic of the host (which the gateway would
+/// survive as a dropped connection) shows in its stderr, and a crash as its exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_contained() {
+    let up = echo_upstream().await;
+    let dir = hostile_project(up.addr.port());
+    let mut gateway = Served::start(dir);
+    let addr = gateway.addr.clone();
+    let url = move |path: &str| format!("http://{addr}{path}");
 
     const SEEDS: u64 = 300;
     let (mut answered, mut resets, mut made) = (0, 0, 0);
     for seed in 0..SEEDS {
-        match storm_request(&url("/storm"), Some(seed)).await {
-            Outcome::Answered(_, calls) => {
+        let seed = seed.to_string();
+        match hostile_request(&url("/storm"), &[("x-hostile-seed", &seed)]).await {
+            outcome @ Outcome::Answered(..) => {
                 answered += 1;
-                made += calls;
+                made += outcome.count("x-hostile-made");
             }
             Outcome::Reset => resets += 1,
         }
     }
-    let log = std::fs::read_to_string(&stderr).unwrap();
+    let log = gateway.log();
     // The default panic hook's line; a plugin's messages are escaped into lines of their own
     // that start with a timestamp, so none of them can pass for it.
     let panics: Vec<&str> = log
@@ -537,17 +603,14 @@ paths:
         .take(5)
         .collect();
     assert!(forged.is_empty(), "lines not the gateway's: {forged:?}");
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the gateway exited:\n{log}"
-    );
+    gateway.assert_running();
     // The storms ran: most requests got an answer, and those whose headers came back through
     // the plugin report thousands of calls between them.
     assert!(answered > SEEDS / 2, "{answered} answered, {resets} reset");
     assert!(made > SEEDS * 20, "only {made} calls reported");
     // Still serving, through the plugin and around it.
     for path in ["/storm", "/calm"] {
-        match storm_request(&url(path), None).await {
+        match hostile_request(&url(path), &[]).await {
             Outcome::Answered(200, _) => {}
             Outcome::Answered(status, _) => panic!("{path}: {status}"),
             Outcome::Reset => panic!("{path}: reset"),
@@ -563,6 +626,67 @@ paths:
         failures > 0,
         "no trap was counted: the storms never hit proc_exit or a bad state"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+}
+
+/// A module that hands the host all it can of one kind of thing to hold — 1 GiB in 4 MiB
+/// pieces: request headers, filter state, HTTP callout bodies, gRPC messages, queue items,
+/// queue and metric names, shared data, log lines — is held to the host's limits: each is
+/// refused with a status, dropped past a bound or trapped, the gateway's resident memory never
+/// grows by 256 MiB, and it keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hoarding_plugin_is_held_to_the_hosts_limits() {
+    /// What the host does with the 256 pieces of each kind.
+    enum Held {
+        /// Takes every call (and drops what is past its bound: header entries, queue items,
+        /// log text).
+        Bounded,
+        /// Refuses with a status after some.
+        Refused,
+        /// Traps the plugin, with this in the log.
+        Trapped(&'static str),
+    }
+    let up = echo_upstream().await;
+    let mut gateway = Served::start(hostile_project(up.addr.port()));
+    let url = format!("http://{}/storm", gateway.addr);
+    for (what, held) in [
+        ("headers", Held::Bounded),
+        ("property", Held::Trapped("proxy_set_property refused")),
+        ("callout", Held::Refused),
+        ("grpc", Held::Refused),
+        ("queue", Held::Bounded),
+        ("queue-names", Held::Trapped("a new shared queue refused")),
+        ("metric-names", Held::Trapped("a new metric refused")),
+        ("shared-data", Held::Refused),
+        ("log", Held::Bounded),
+    ] {
+        gateway.reset_peak();
+        let resident = gateway.memory_mib("VmRSS");
+        let outcome = hostile_request(&url, &[("x-hostile-hoard", what)]).await;
+        let peak = gateway.memory_mib("VmHWM");
+        assert!(
+            peak < resident + 256,
+            "{what}: {peak} MiB resident at the peak, from {resident}"
+        );
+        let hoarded = outcome.count("x-hostile-hoarded");
+        match held {
+            Held::Bounded => assert_eq!(hoarded, 256, "{what}: {outcome:?}"),
+            Held::Refused => assert!((1..256).contains(&hoarded), "{what}: {outcome:?}"),
+            Held::Trapped(why) => {
+                assert!(
+                    matches!(outcome, Outcome::Answered(500, _)),
+                    "{what}: {outcome:?}"
+                );
+                assert!(gateway.log().contains(why), "{what}: no '{why}' in the log");
+            }
+        }
+        gateway.assert_running();
+    }
+    let calm = format!("http://{}/calm", gateway.addr);
+    for url in [&url, &calm] {
+        let outcome = hostile_request(url, &[]).await;
+        assert!(
+            matches!(outcome, Outcome::Answered(200, _)),
+            "{url}: {outcome:?}"
+        );
+    }
 }

@@ -17,14 +17,19 @@ use super::memory::{
     write_u64,
 };
 use super::module::AbiVersion;
-use super::properties::{self, PropertyView};
-use super::shared::{PluginMetrics, SharedData, SharedQueues};
+use super::properties::{self, FILTER_STATE_LIMIT_BYTES, PropertyView};
+use super::shared::{MetricKind, PluginMetrics, SharedData, SharedQueues};
 use super::vm::{BodyBuffer, Callout, Direction, HostState, LocalResponse, Signal, plugin_text};
 use wasmtime::{Caller, Linker};
 
 /// The most callouts one VM may have in flight; more answer INTERNAL_FAILURE (which the SDKs
 /// return to the filter as an error), so a runaway plugin cannot flood an upstream.
 const MAX_PENDING_CALLOUTS: usize = 1024;
+
+/// The most bytes one VM's callouts may hold (HTTP bodies and maps until their answer, gRPC
+/// messages until they go out); more answer INTERNAL_FAILURE, so that a plugin cannot make the
+/// host hold gigabytes of callouts.
+const MAX_CALLOUT_BYTES: usize = 64 << 20;
 
 /// The most a header-map blob may hold, as in Envoy's host (`limits.h`).
 const MAX_PAIRS_BYTES: usize = 1 << 20;
@@ -649,12 +654,9 @@ fn proxy_http_call(
         Err(status) => return status as i32,
     };
     let state = caller.data_mut();
-    if state.pending_calls.len() + state.grpc.len() >= MAX_PENDING_CALLOUTS {
-        state.log(
-            LogLevel::Warn,
-            format!("http callout refused: {MAX_PENDING_CALLOUTS} callouts already pending"),
-        );
-        return Status::InternalFailure as i32;
+    let bytes = callout.body.len() + callout.headers.byte_size() + callout.trailers.byte_size();
+    if let Err(status) = callout_room(state, "http", bytes) {
+        return status as i32;
     }
     callout.token = state.next_token();
     let token = callout.token;
@@ -662,9 +664,31 @@ fn proxy_http_call(
         return status as i32;
     }
     let state = caller.data_mut();
-    state.pending_calls.insert(token);
+    state.pending_calls.insert(token, bytes);
     state.outbox.callouts.push(callout);
     Status::Ok as i32
+}
+
+/// The bytes a VM's callouts hold: HTTP callouts' until their answer, gRPC messages' until they
+/// go out.
+fn callout_bytes(state: &HostState) -> usize {
+    let http: usize = state.pending_calls.values().sum();
+    let queued = |h: &GrpcHandle| h.queued.load(std::sync::atomic::Ordering::Relaxed);
+    http + state.grpc.values().map(queued).sum::<usize>()
+}
+
+/// Whether one more callout, holding `bytes`, may open: INTERNAL_FAILURE (logged) when
+/// [`MAX_PENDING_CALLOUTS`] are open or the callouts would hold more than [`MAX_CALLOUT_BYTES`].
+fn callout_room(state: &mut HostState, kind: &str, bytes: usize) -> Result<(), Status> {
+    let why = if state.pending_calls.len() + state.grpc.len() >= MAX_PENDING_CALLOUTS {
+        format!("{MAX_PENDING_CALLOUTS} callouts already pending")
+    } else if callout_bytes(state) + bytes > MAX_CALLOUT_BYTES {
+        format!("the callouts would hold more than {MAX_CALLOUT_BYTES} bytes")
+    } else {
+        return Ok(());
+    };
+    state.log(LogLevel::Warn, format!("{kind} callout refused: {why}"));
+    Err(Status::InternalFailure)
 }
 
 fn read_pairs(caller: &mut Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Pairs, Status> {
@@ -741,7 +765,8 @@ struct GrpcSpans {
 }
 
 /// `proxy_grpc_call` (with its one message) and `proxy_grpc_stream` (`message` `None`). Statuses
-/// as Envoy's: PARSE_FAILURE for an unknown upstream, INTERNAL_FAILURE when too many are open.
+/// as Envoy's: PARSE_FAILURE for an unknown upstream, INTERNAL_FAILURE when too many are open or
+/// they would hold too much (see [`callout_room`]).
 fn open_grpc(
     caller: &mut Caller<'_, HostState>,
     spans: GrpcSpans,
@@ -773,12 +798,8 @@ fn open_grpc(
         );
         return Status::ParseFailure;
     };
-    if state.pending_calls.len() + state.grpc.len() >= MAX_PENDING_CALLOUTS {
-        state.log(
-            LogLevel::Warn,
-            format!("gRPC callout refused: {MAX_PENDING_CALLOUTS} callouts already pending"),
-        );
-        return Status::InternalFailure;
+    if let Err(status) = callout_room(state, "gRPC", message.as_ref().map_or(0, Vec::len)) {
+        return status;
     }
     let token = state.next_token();
     if let Err(status) = write_u32(caller, token_out, token) {
@@ -821,7 +842,8 @@ fn open_grpc(
 
 /// Sends a message on an open stream (BAD_ARGUMENT for a unary call or after the plugin ended
 /// its messages, NOT_FOUND for an unknown token, as Envoy; BAD_ARGUMENT too while more than
-/// [`MAX_QUEUED_BYTES`] wait to go out).
+/// [`MAX_QUEUED_BYTES`] wait to go out on it, or the VM's callouts would hold more than
+/// [`MAX_CALLOUT_BYTES`]).
 fn proxy_grpc_send(
     mut caller: Caller<'_, HostState>,
     token: i32,
@@ -833,16 +855,26 @@ fn proxy_grpc_send(
         Ok(m) => m,
         Err(status) => return status as i32,
     };
-    let Some(handle) = caller.data_mut().grpc.get_mut(&(token as u32)) else {
+    let state = caller.data_mut();
+    let all_queued = callout_bytes(state);
+    let Some(handle) = state.grpc.get_mut(&(token as u32)) else {
         return Status::NotFound as i32;
     };
     if handle.unary || handle.local_closed {
         return Status::BadArgument as i32;
     }
     let queued = handle.queued.load(std::sync::atomic::Ordering::Relaxed);
-    if queued + message.len() > MAX_QUEUED_BYTES {
-        let why = format!("gRPC send refused: {queued} bytes already wait to go out");
-        caller.data_mut().log(LogLevel::Warn, why);
+    let refused = if queued + message.len() > MAX_QUEUED_BYTES {
+        Some(format!("{queued} bytes already wait to go out"))
+    } else if all_queued + message.len() > MAX_CALLOUT_BYTES {
+        Some(format!(
+            "the callouts would hold more than {MAX_CALLOUT_BYTES} bytes"
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        state.log(LogLevel::Warn, format!("gRPC send refused: {why}"));
         return Status::BadArgument as i32;
     }
     handle
@@ -930,16 +962,18 @@ fn proxy_register_shared_queue(
     name_ptr: i32,
     name_len: i32,
     id_out: i32,
-) -> i32 {
+) -> wasmtime::Result<i32> {
     caller.data_mut().used.insert(Capability::SharedQueues);
     let name = match read(&mut caller, name_ptr, name_len) {
         Ok(n) => String::from_utf8_lossy(&n).into_owned(),
-        Err(status) => return status as i32,
+        Err(status) => return Ok(status as i32),
     };
     let state = caller.data();
-    let id =
-        SharedQueues::global().register(&state.identity.vm_id, &name, state.queue_listener.clone());
-    status(write_u32(&mut caller, id_out, id))
+    let listener = state.queue_listener.clone();
+    match SharedQueues::global().register(&state.identity.vm_id, &name, listener) {
+        Ok(id) => Ok(status(write_u32(&mut caller, id_out, id))),
+        Err(over) => Err(over_limit("a new shared queue", over)),
+    }
 }
 
 /// An empty vm_id means the caller's own.
@@ -1002,16 +1036,19 @@ fn proxy_define_metric(
     name_ptr: i32,
     name_len: i32,
     id_out: i32,
-) -> i32 {
+) -> wasmtime::Result<i32> {
     caller.data_mut().used.insert(Capability::Metrics);
     let name = match read(&mut caller, name_ptr, name_len) {
         Ok(n) => String::from_utf8_lossy(&n).into_owned(),
-        Err(status) => return status as i32,
+        Err(status) => return Ok(status as i32),
+    };
+    let Some(kind) = MetricKind::from_wire(kind) else {
+        return Ok(Status::BadArgument as i32);
     };
     let plugin = caller.data().plugin.clone();
     match PluginMetrics::global().define(&plugin, kind, &name) {
-        Ok(id) => status(write_u32(&mut caller, id_out, id)),
-        Err(status) => status as i32,
+        Ok(id) => Ok(status(write_u32(&mut caller, id_out, id))),
+        Err(over) => Err(over_limit("a new metric", over)),
     }
 }
 
@@ -1063,14 +1100,15 @@ fn proxy_get_property(
 }
 
 /// Stores the value in the request's filter state, shared by its whole chain (the VM's root
-/// filter state outside a stream); always OK, as anything else panics a Rust filter.
+/// filter state outside a stream); OK, as anything else panics a Rust filter, or a trap when the
+/// filter state would hold more than [`FILTER_STATE_LIMIT_BYTES`].
 fn proxy_set_property(
     mut caller: Caller<'_, HostState>,
     path_ptr: i32,
     path_len: i32,
     value_ptr: i32,
     value_len: i32,
-) -> i32 {
+) -> wasmtime::Result<i32> {
     // Read where they lie in guest memory: the key and the value are the only copies made.
     let stored = with_slices(
         &mut caller,
@@ -1082,13 +1120,24 @@ fn proxy_set_property(
             match state.streams.get(&state.effective) {
                 Some(stream) => stream.info.filter_state.lock().insert(key, value),
                 None => state.root_filter_state.insert(key, value),
-            };
+            }
         },
     );
-    if let Err(status) = stored {
-        return status as i32;
+    match stored {
+        Ok(true) => Ok(Status::Ok as i32),
+        Ok(false) => Err(over_limit(
+            "proxy_set_property",
+            format_args!("the filter state would hold more than {FILTER_STATE_LIMIT_BYTES} bytes"),
+        )),
+        Err(status) => Ok(status as i32),
     }
-    Status::Ok as i32
+}
+
+/// The trap for a plugin that asks the host to hold more than a limit allows where the call has
+/// no status to refuse with (the Rust SDK panics on any but OK there): its failure policy
+/// handles it as any trap, and the message says which limit.
+fn over_limit(what: &str, why: impl std::fmt::Display) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("{what} refused: {why}"))
 }
 
 /// Envoy's foreign functions `compress` and `uncompress` (see [`foreign`]); any other name is

@@ -38,8 +38,10 @@ struct Entry {
 
 /// The most bytes of keys and values a map holds (with what edits left unused): an entry that
 /// would take it past is dropped, as one that is not valid HTTP is, and a value that would is
-/// not set.
-const MAX_MAP_BYTES: usize = u32::MAX as usize;
+/// not set. 8 MiB, the largest header block Envoy can be configured to accept
+/// (`max_request_headers_kb`): far above any real head, and a plugin adding headers in a loop
+/// cannot make the host hold gigabytes per request.
+const MAX_MAP_BYTES: usize = 8 << 20;
 
 /// The bytes of `span` in `bytes` (empty if out of range, which the map's own spans never are).
 fn slice(bytes: &[u8], (start, end): (u32, u32)) -> &[u8] {
@@ -689,6 +691,28 @@ mod tests {
             Some(authority) => authority.as_str().as_bytes(),
             None => parts.headers.get("host").map_or(b"", |h| h.as_bytes()),
         }
+    }
+
+    #[test]
+    fn a_map_never_holds_more_than_its_limit() {
+        let quarter = vec![b'a'; MAX_MAP_BYTES / 4];
+        let mut pairs = Pairs::new();
+        for i in 0..8 {
+            pairs.push(format!("x-{i}").as_bytes(), &quarter);
+        }
+        assert_eq!(
+            pairs.len(),
+            3,
+            "the fourth quarter and its key would not fit"
+        );
+        pairs.replace(b"x-0", &vec![b'b'; MAX_MAP_BYTES / 2]);
+        assert_eq!(
+            pairs.get(b"x-0"),
+            Some(&quarter[..]),
+            "a value that would not fit"
+        );
+        pairs.replace(b"x-0", b"small");
+        assert_eq!(pairs.get(b"x-0"), Some(&b"small"[..]));
     }
 
     #[test]

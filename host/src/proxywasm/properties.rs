@@ -89,8 +89,36 @@ impl BodySizes {
 #[derive(Debug, Default)]
 pub struct FilterState(Mutex<FilterValues>);
 
-/// Filter-state values by dotted name.
-pub type FilterValues = FxHashMap<String, Vec<u8>>;
+/// The most bytes of names and values one request's filter state (or a VM's root context's)
+/// holds: a plugin setting properties in a loop must not make the host hold gigabytes.
+pub const FILTER_STATE_LIMIT_BYTES: usize = 16 << 20;
+
+/// Filter-state values by dotted name, and the bytes they hold.
+#[derive(Debug, Default)]
+pub struct FilterValues {
+    values: FxHashMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+impl FilterValues {
+    /// The value named `key`.
+    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.values.get(key)
+    }
+
+    /// Sets `key` to `value`; `false`, with nothing changed, when the values would then hold
+    /// more than [`FILTER_STATE_LIMIT_BYTES`].
+    pub fn insert(&mut self, key: String, value: Vec<u8>) -> bool {
+        let old = self.values.get(&key).map_or(0, |v| key.len() + v.len());
+        let bytes = self.bytes - old + key.len() + value.len();
+        if bytes > FILTER_STATE_LIMIT_BYTES {
+            return false;
+        }
+        self.bytes = bytes;
+        self.values.insert(key, value);
+        true
+    }
+}
 
 impl FilterState {
     /// The values. A request's filters run one at a time, so the lock is never contended; a
@@ -837,6 +865,23 @@ mod tests {
         ] {
             assert_eq!(get(&v, p), Err(Status::NotFound), "{p:?}");
         }
+    }
+
+    #[test]
+    fn filter_state_holds_at_most_its_limit() {
+        let mut state = FilterValues::default();
+        let half = vec![0u8; FILTER_STATE_LIMIT_BYTES / 2];
+        assert!(state.insert(String::from("a"), half.clone()));
+        assert!(
+            !state.insert(String::from("b"), half.clone()),
+            "with the names, over it"
+        );
+        assert!(state.get("b").is_none());
+        assert!(
+            state.insert(String::from("a"), b"small".to_vec()),
+            "the old value is gone"
+        );
+        assert!(state.insert(String::from("b"), half));
     }
 
     #[test]

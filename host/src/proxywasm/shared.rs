@@ -130,6 +130,40 @@ impl SharedData {
 /// The most items one queue holds; beyond it an enqueue drops the oldest item.
 pub const QUEUE_LIMIT_ITEMS: usize = 10_000;
 
+/// The most bytes one queue's items hold; beyond it an enqueue drops the oldest items.
+pub const QUEUE_LIMIT_BYTES: usize = 64 << 20;
+
+/// The longest name of a shared queue or a plugin metric, and the most queues (metrics) the
+/// process has: both live as long as the process, so a plugin that makes new ones in a loop
+/// must not grow it without bound. A registration past them is refused.
+pub const NAME_LIMIT_BYTES: usize = 1024;
+/// See [`NAME_LIMIT_BYTES`].
+pub const QUEUES_LIMIT: usize = 10_000;
+/// See [`NAME_LIMIT_BYTES`].
+pub const METRICS_LIMIT: usize = 10_000;
+
+/// A registration refused by [`NAME_LIMIT_BYTES`], [`QUEUES_LIMIT`] or [`METRICS_LIMIT`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverLimit {
+    /// A name of this many bytes.
+    #[error("a name of {0} bytes is over the host's limit of {NAME_LIMIT_BYTES}")]
+    Name(usize),
+    /// The limit on their number, reached.
+    #[error("the host holds its limit of {0} already")]
+    Count(usize),
+}
+
+/// Whether a name of `len` bytes may be registered where `count` are and `limit` may be.
+fn registrable(len: usize, count: usize, limit: usize) -> Result<(), OverLimit> {
+    if len > NAME_LIMIT_BYTES {
+        return Err(OverLimit::Name(len));
+    }
+    if count >= limit {
+        return Err(OverLimit::Count(limit));
+    }
+    Ok(())
+}
+
 /// Who is told that a queue has a new item: the root context that registered it last.
 pub trait QueueListener: Send + Sync {
     /// `queue_id` has one more item. Called once per enqueue, on the enqueuer's thread, with no
@@ -139,10 +173,10 @@ pub trait QueueListener: Send + Sync {
 
 /// FIFO queues shared by every VM, named per vm_id.
 ///
-/// A queue keeps at most [`QUEUE_LIMIT_ITEMS`] items: a consumer that stops dequeuing must not
-/// grow the process without bound, so an enqueue onto a full queue drops the oldest item (the
-/// producer still succeeds, as it would in Envoy) and the first drop per queue is logged as a
-/// warning.
+/// A queue keeps at most [`QUEUE_LIMIT_ITEMS`] items of [`QUEUE_LIMIT_BYTES`] in all: a consumer
+/// that stops dequeuing must not grow the process without bound, so an enqueue onto a full
+/// queue drops the oldest items (the producer still succeeds, as it would in Envoy) and the
+/// first drop per queue is logged as a warning.
 pub struct SharedQueues {
     inner: Mutex<QueuesInner>,
 }
@@ -159,6 +193,8 @@ struct Queue {
     vm_id: String,
     name: String,
     items: VecDeque<Vec<u8>>,
+    /// The bytes of `items`.
+    bytes: usize,
     listener: Arc<dyn QueueListener>,
     /// Whether a dropped item was logged for this queue.
     warned: bool,
@@ -183,16 +219,23 @@ impl SharedQueues {
 
     /// Creates queue `name` of `vm_id`, or reopens it keeping its items, and makes `listener`
     /// the one notified (last registrant wins). The id is non-zero and the same for every
-    /// registration of (vm_id, name).
-    pub fn register(&self, vm_id: &str, name: &str, listener: Arc<dyn QueueListener>) -> u32 {
+    /// registration of (vm_id, name). A new queue past the limits is refused (see
+    /// [`NAME_LIMIT_BYTES`]).
+    pub fn register(
+        &self,
+        vm_id: &str,
+        name: &str,
+        listener: Arc<dyn QueueListener>,
+    ) -> Result<u32, OverLimit> {
         let mut inner = lock(&self.inner);
         let key = (vm_id.to_owned(), name.to_owned());
         if let Some(&id) = inner.ids.get(&key)
             && let Some(queue) = inner.queues.get_mut(&id)
         {
             queue.listener = listener;
-            return id;
+            return Ok(id);
         }
+        registrable(name.len(), inner.queues.len(), QUEUES_LIMIT)?;
         // Ids are not reused; four billion queue names in one process is not a real case.
         let id = next_nonzero(&mut inner.last_id);
         inner.ids.insert(key, id);
@@ -202,11 +245,12 @@ impl SharedQueues {
                 vm_id: vm_id.to_owned(),
                 name: name.to_owned(),
                 items: VecDeque::new(),
+                bytes: 0,
                 listener,
                 warned: false,
             },
         );
-        id
+        Ok(id)
     }
 
     /// The id of queue `name` of `vm_id` (the caller turns an empty vm_id into its own), if
@@ -222,18 +266,23 @@ impl SharedQueues {
         let listener = {
             let mut inner = lock(&self.inner);
             let queue = inner.queues.get_mut(&queue_id).ok_or(Status::NotFound)?;
-            if queue.items.len() >= QUEUE_LIMIT_ITEMS {
-                queue.items.pop_front();
+            while queue.items.len() >= QUEUE_LIMIT_ITEMS
+                || (queue.bytes + value.len() > QUEUE_LIMIT_BYTES && !queue.items.is_empty())
+            {
+                let dropped = queue.items.pop_front().map_or(0, |item| item.len());
+                queue.bytes -= dropped;
                 if !queue.warned {
                     queue.warned = true;
                     tracing::warn!(
                         vm_id = %queue.vm_id,
                         queue = %queue.name,
                         limit_items = QUEUE_LIMIT_ITEMS,
+                        limit_bytes = QUEUE_LIMIT_BYTES,
                         "shared queue is full; dropping its oldest items"
                     );
                 }
             }
+            queue.bytes += value.len();
             queue.items.push_back(value);
             Arc::clone(&queue.listener)
         };
@@ -246,7 +295,9 @@ impl SharedQueues {
     pub fn dequeue(&self, queue_id: u32) -> Result<Vec<u8>, Status> {
         let mut inner = lock(&self.inner);
         let queue = inner.queues.get_mut(&queue_id).ok_or(Status::NotFound)?;
-        queue.items.pop_front().ok_or(Status::Empty)
+        let item = queue.items.pop_front().ok_or(Status::Empty)?;
+        queue.bytes -= item.len();
+        Ok(item)
     }
 }
 
@@ -259,14 +310,18 @@ const HISTOGRAM_BOUNDS: [i64; 9] = [1, 5, 10, 50, 100, 500, 1000, 5000, 10000];
 
 /// `proxy_metric_type_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum MetricKind {
+pub enum MetricKind {
+    /// Only goes up.
     Counter = 0,
+    /// Goes up and down.
     Gauge = 1,
+    /// Samples in buckets.
     Histogram = 2,
 }
 
 impl MetricKind {
-    fn from_wire(kind: i32) -> Option<MetricKind> {
+    /// The type `proxy_define_metric` names; `None` for an unknown one.
+    pub fn from_wire(kind: i32) -> Option<MetricKind> {
         match kind {
             0 => Some(MetricKind::Counter),
             1 => Some(MetricKind::Gauge),
@@ -355,23 +410,19 @@ impl PluginMetrics {
         GLOBAL.get_or_init(PluginMetrics::new)
     }
 
-    /// The id of metric `name` of type `kind` (0 counter, 1 gauge, 2 histogram) for `plugin`,
-    /// defining it on first use; the same (plugin, name, kind) always gets the same id.
-    /// [`Status::BadArgument`] for an unknown type.
-    pub fn define(&self, plugin: &str, kind: i32, name: &str) -> Result<u32, Status> {
-        let kind = MetricKind::from_wire(kind).ok_or(Status::BadArgument)?;
+    /// The id of metric `name` of type `kind` for `plugin`, defining it on first use; the same
+    /// (plugin, name, kind) always gets the same id. A new metric past the limits is refused
+    /// (see [`NAME_LIMIT_BYTES`]).
+    pub fn define(&self, plugin: &str, kind: MetricKind, name: &str) -> Result<u32, OverLimit> {
         let mut inner = lock(&self.inner);
         let key = (plugin.to_owned(), name.to_owned(), kind);
         if let Some(&id) = inner.ids.get(&key) {
             return Ok(id);
         }
-        let index = inner.metrics.len() + 1;
-        // 2^30 series: unreachable in practice, refused rather than wrapped onto another id.
-        let id = u32::try_from(index)
-            .ok()
-            .and_then(|index| index.checked_mul(4))
-            .ok_or(Status::InternalFailure)?
-            | kind as u32;
+        registrable(name.len(), inner.metrics.len(), METRICS_LIMIT)?;
+        // Ids are `index << 2 | type`, index from 1: within u32, as METRICS_LIMIT is far below
+        // 2^30.
+        let id = ((inner.metrics.len() + 1) as u32) << 2 | kind as u32;
         let value = match kind {
             MetricKind::Counter => MetricValue::Counter(0),
             MetricKind::Gauge => MetricValue::Gauge(0),
@@ -674,14 +725,20 @@ mod tests {
     fn queue_ids_are_nonzero_and_stable() {
         let queues = SharedQueues::global();
         let listener = Arc::new(Recorder::default());
-        let a = queues.register("test-q-ids", "a", listener.clone());
-        let b = queues.register("test-q-ids", "b", listener.clone());
-        let a_other_vm = queues.register("test-q-ids-2", "a", listener.clone());
+        let a = queues
+            .register("test-q-ids", "a", listener.clone())
+            .unwrap();
+        let b = queues
+            .register("test-q-ids", "b", listener.clone())
+            .unwrap();
+        let a_other_vm = queues
+            .register("test-q-ids-2", "a", listener.clone())
+            .unwrap();
         assert_ne!(a, 0);
         assert_ne!(b, 0);
         assert_ne!(a, b);
         assert_ne!(a, a_other_vm);
-        assert_eq!(queues.register("test-q-ids", "a", listener), a);
+        assert_eq!(queues.register("test-q-ids", "a", listener), Ok(a));
         assert_eq!(queues.resolve("test-q-ids", "a"), Some(a));
         assert_eq!(queues.resolve("test-q-ids", "b"), Some(b));
         assert_eq!(queues.resolve("test-q-ids", "nope"), None);
@@ -691,7 +748,9 @@ mod tests {
     #[test]
     fn queue_is_fifo_then_empty() {
         let queues = SharedQueues::global();
-        let id = queues.register("test-q-fifo", "q", Arc::new(Recorder::default()));
+        let id = queues
+            .register("test-q-fifo", "q", Arc::new(Recorder::default()))
+            .unwrap();
         assert_eq!(queues.dequeue(id), Err(Status::Empty));
         queues.enqueue(id, b"1".to_vec()).unwrap();
         queues.enqueue(id, b"2".to_vec()).unwrap();
@@ -716,12 +775,17 @@ mod tests {
         let queues = SharedQueues::global();
         let first = Arc::new(Recorder::default());
         let second = Arc::new(Recorder::default());
-        let id = queues.register("test-q-notify", "q", first.clone());
+        let id = queues
+            .register("test-q-notify", "q", first.clone())
+            .unwrap();
         queues.enqueue(id, b"1".to_vec()).unwrap();
         assert_eq!(*first.notified.lock().unwrap(), vec![id]);
 
         // Reopening keeps the item and moves notifications to the new registrant.
-        assert_eq!(queues.register("test-q-notify", "q", second.clone()), id);
+        assert_eq!(
+            queues.register("test-q-notify", "q", second.clone()),
+            Ok(id)
+        );
         queues.enqueue(id, b"2".to_vec()).unwrap();
         queues.enqueue(id, b"3".to_vec()).unwrap();
         assert_eq!(*first.notified.lock().unwrap(), vec![id]);
@@ -751,7 +815,9 @@ mod tests {
             drained: Mutex::new(Vec::new()),
             calls: AtomicUsize::new(0),
         });
-        let id = queues.register("test-q-reentrant", "q", listener.clone());
+        let id = queues
+            .register("test-q-reentrant", "q", listener.clone())
+            .unwrap();
         queues.enqueue(id, b"a".to_vec()).unwrap();
         queues.enqueue(id, b"b".to_vec()).unwrap();
         assert_eq!(listener.calls.load(Ordering::SeqCst), 2);
@@ -765,7 +831,9 @@ mod tests {
     fn queue_over_the_item_limit_drops_the_oldest() {
         let queues = SharedQueues::global();
         let listener = Arc::new(Recorder::default());
-        let id = queues.register("test-q-limit", "q", listener.clone());
+        let id = queues
+            .register("test-q-limit", "q", listener.clone())
+            .unwrap();
         for i in 0..=QUEUE_LIMIT_ITEMS {
             queues.enqueue(id, i.to_string().into_bytes()).unwrap();
         }
@@ -782,40 +850,91 @@ mod tests {
         assert_eq!(left, QUEUE_LIMIT_ITEMS - 1);
     }
 
+    #[test]
+    fn queue_over_the_byte_limit_drops_the_oldest() {
+        let queues = SharedQueues::global();
+        let id = queues
+            .register("test-q-bytes", "q", Arc::new(Recorder::default()))
+            .unwrap();
+        let quarter = QUEUE_LIMIT_BYTES / 4;
+        for i in 0..6u8 {
+            queues.enqueue(id, vec![i; quarter]).unwrap();
+        }
+        // Items 0 and 1 were dropped; 2 to 5 fill the queue.
+        for i in 2..6u8 {
+            assert_eq!(queues.dequeue(id), Ok(vec![i; quarter]));
+        }
+        assert_eq!(queues.dequeue(id), Err(Status::Empty));
+    }
+
     // ----- metrics -----
 
     #[test]
     fn metric_ids_carry_the_type_and_are_stable() {
         let metrics = PluginMetrics::global();
-        let counter = metrics.define("test-m-ids", 0, "requests").unwrap();
-        let gauge = metrics.define("test-m-ids", 1, "in_flight").unwrap();
-        let histogram = metrics.define("test-m-ids", 2, "latency").unwrap();
+        let counter = metrics
+            .define("test-m-ids", MetricKind::Counter, "requests")
+            .unwrap();
+        let gauge = metrics
+            .define("test-m-ids", MetricKind::Gauge, "in_flight")
+            .unwrap();
+        let histogram = metrics
+            .define("test-m-ids", MetricKind::Histogram, "latency")
+            .unwrap();
         assert_ne!(counter, 0);
         assert_eq!(counter & 0b11, 0);
         assert_eq!(gauge & 0b11, 1);
         assert_eq!(histogram & 0b11, 2);
-        assert_eq!(metrics.define("test-m-ids", 0, "requests"), Ok(counter));
+        assert_eq!(
+            metrics.define("test-m-ids", MetricKind::Counter, "requests"),
+            Ok(counter)
+        );
         // Another plugin, or another type under the same name, is another series.
         assert_ne!(
-            metrics.define("test-m-ids-2", 0, "requests").unwrap(),
+            metrics
+                .define("test-m-ids-2", MetricKind::Counter, "requests")
+                .unwrap(),
             counter
         );
         assert_ne!(
-            metrics.define("test-m-ids", 1, "requests").unwrap(),
+            metrics
+                .define("test-m-ids", MetricKind::Gauge, "requests")
+                .unwrap(),
             counter
         );
     }
 
     #[test]
-    fn metric_unknown_type_is_bad_argument() {
+    fn metric_types_are_the_abis_three() {
+        assert_eq!(MetricKind::from_wire(0), Some(MetricKind::Counter));
+        assert_eq!(MetricKind::from_wire(2), Some(MetricKind::Histogram));
+        assert_eq!(MetricKind::from_wire(3), None);
+        assert_eq!(MetricKind::from_wire(-1), None);
+    }
+
+    #[test]
+    fn metrics_and_queues_past_the_limits_are_refused() {
+        let long = "x".repeat(NAME_LIMIT_BYTES + 1);
+        let counter = MetricKind::Counter;
         let metrics = PluginMetrics::global();
+        let refused = metrics.define("test-m-limits", counter, &long);
+        assert_eq!(refused, Err(OverLimit::Name(NAME_LIMIT_BYTES + 1)));
+        let queues = SharedQueues::global();
+        let listener = Arc::new(Recorder::default());
+        let refused = queues.register("test-q-limits", &long, listener.clone());
+        assert_eq!(refused, Err(OverLimit::Name(NAME_LIMIT_BYTES + 1)));
         assert_eq!(
-            metrics.define("test-m-type", 3, "x"),
-            Err(Status::BadArgument)
+            registrable(1, QUEUES_LIMIT, QUEUES_LIMIT),
+            Err(OverLimit::Count(QUEUES_LIMIT))
         );
-        assert_eq!(
-            metrics.define("test-m-type", -1, "x"),
-            Err(Status::BadArgument)
+        // A name at the limit, and one registered before, still are.
+        let at_limit = "x".repeat(NAME_LIMIT_BYTES);
+        let id = metrics.define("test-m-limits", counter, &at_limit).unwrap();
+        assert_eq!(metrics.define("test-m-limits", counter, &at_limit), Ok(id));
+        assert!(
+            queues
+                .register("test-q-limits", &at_limit, listener)
+                .is_ok()
         );
     }
 
@@ -826,14 +945,18 @@ mod tests {
         assert_eq!(metrics.increment(!0b11_u32, 1), Err(Status::NotFound));
         assert_eq!(metrics.record(!0b11_u32, 1), Err(Status::NotFound));
         // A real index with the wrong type bits is unknown too.
-        let counter = metrics.define("test-m-unknown", 0, "c").unwrap();
+        let counter = metrics
+            .define("test-m-unknown", MetricKind::Counter, "c")
+            .unwrap();
         assert_eq!(metrics.get(counter | 1), Err(Status::NotFound));
     }
 
     #[test]
     fn metric_counter_increments_and_rejects_non_positive_deltas() {
         let metrics = PluginMetrics::global();
-        let id = metrics.define("test-m-counter", 0, "c").unwrap();
+        let id = metrics
+            .define("test-m-counter", MetricKind::Counter, "c")
+            .unwrap();
         metrics.increment(id, 3).unwrap();
         metrics.record(id, 2).unwrap();
         assert_eq!(metrics.increment(id, 0), Err(Status::BadArgument));
@@ -845,7 +968,9 @@ mod tests {
     #[test]
     fn metric_gauge_adds_and_sets() {
         let metrics = PluginMetrics::global();
-        let id = metrics.define("test-m-gauge", 1, "g").unwrap();
+        let id = metrics
+            .define("test-m-gauge", MetricKind::Gauge, "g")
+            .unwrap();
         metrics.increment(id, 5).unwrap();
         metrics.increment(id, -2).unwrap();
         assert_eq!(metrics.get(id), Ok(3));
@@ -858,7 +983,9 @@ mod tests {
     #[test]
     fn metric_histogram_records_but_cannot_be_read_or_incremented() {
         let metrics = PluginMetrics::global();
-        let id = metrics.define("test-m-histogram", 2, "h").unwrap();
+        let id = metrics
+            .define("test-m-histogram", MetricKind::Histogram, "h")
+            .unwrap();
         metrics.record(id, 7).unwrap();
         assert_eq!(metrics.get(id), Err(Status::BadArgument));
         assert_eq!(metrics.increment(id, 1), Err(Status::BadArgument));
@@ -869,9 +996,15 @@ mod tests {
         let metrics = PluginMetrics::global();
         let plugin = "test-m-render \"q\"\\\n";
         let label = "plugin=\"test-m-render \\\"q\\\"\\\\\\n\"";
-        let counter = metrics.define(plugin, 0, "render.requests-total").unwrap();
-        let gauge = metrics.define(plugin, 1, "render_in_flight").unwrap();
-        let histogram = metrics.define(plugin, 2, "render_latency").unwrap();
+        let counter = metrics
+            .define(plugin, MetricKind::Counter, "render.requests-total")
+            .unwrap();
+        let gauge = metrics
+            .define(plugin, MetricKind::Gauge, "render_in_flight")
+            .unwrap();
+        let histogram = metrics
+            .define(plugin, MetricKind::Histogram, "render_latency")
+            .unwrap();
         metrics.increment(counter, 4).unwrap();
         metrics.record(gauge, -3).unwrap();
         for sample in [1, 3, 20_000] {
@@ -916,16 +1049,16 @@ mod tests {
     fn metrics_render_one_type_line_per_family_across_plugins() {
         let metrics = PluginMetrics::global();
         let a = metrics
-            .define("test-m-family-a", 0, "family_shared")
+            .define("test-m-family-a", MetricKind::Counter, "family_shared")
             .unwrap();
         let b = metrics
-            .define("test-m-family-b", 0, "family_shared")
+            .define("test-m-family-b", MetricKind::Counter, "family_shared")
             .unwrap();
         metrics.increment(a, 1).unwrap();
         metrics.increment(b, 2).unwrap();
         // The same name as a gauge gets its own family.
         metrics
-            .define("test-m-family-a", 1, "family_shared")
+            .define("test-m-family-a", MetricKind::Gauge, "family_shared")
             .unwrap();
         let mut out = String::new();
         metrics.render_prometheus(&mut out);

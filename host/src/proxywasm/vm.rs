@@ -13,7 +13,7 @@ use super::shared::QueueListener;
 use super::{hostcalls, wasi};
 use crate::model::Middleware;
 use rustc_hash::FxHashMap;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::Notify;
 use wasmtime::{Engine, Instance, InstancePre, Linker, Store, TypedFunc, WasmParams, WasmResults};
@@ -295,8 +295,9 @@ pub(super) struct HostState {
     /// The root context's `on_done` returned false: the VM is shutting down and waits for its
     /// `proxy_done`.
     pub(super) root_done_pending: bool,
-    /// Callout tokens handed out and not yet answered.
-    pub(super) pending_calls: HashSet<u32>,
+    /// Callout tokens handed out and not yet answered, with the bytes each holds (its body,
+    /// headers and trailers).
+    pub(super) pending_calls: HashMap<u32, usize>,
     /// Open gRPC calls and streams by token (tokens are shared with HTTP callouts).
     pub(super) grpc: HashMap<u32, GrpcHandle>,
     /// During a gRPC callback: the message it delivers (buffer 5).
@@ -349,7 +350,7 @@ impl HostState {
     pub(super) fn next_token(&mut self) -> u32 {
         loop {
             self.next_token = self.next_token.wrapping_add(1).max(1);
-            if !self.pending_calls.contains(&self.next_token)
+            if !self.pending_calls.contains_key(&self.next_token)
                 && !self.grpc.contains_key(&self.next_token)
             {
                 return self.next_token;
@@ -446,7 +447,7 @@ impl Vm {
             used: Capabilities::default(),
             upstreams: plugin.upstreams,
             root_done_pending: false,
-            pending_calls: HashSet::new(),
+            pending_calls: HashMap::new(),
             grpc: HashMap::new(),
             grpc_message: None,
             grpc_metadata: None,
@@ -812,7 +813,7 @@ impl Vm {
         token: u32,
         outcome: Result<CallResponse, (u32, String)>,
     ) -> Result<(), VmError> {
-        if !self.store.data_mut().pending_calls.remove(&token) {
+        if self.store.data_mut().pending_calls.remove(&token).is_none() {
             return Ok(());
         }
         let root = self.store.data().root_context;

@@ -11,7 +11,11 @@
 //! response headers and body, and `on_log`; the seed makes a storm repeatable. Storms may set a
 //! tick period (the host function is one of those called); each tick of the root context then
 //! makes a storm of 8 calls. The response carries `x-hostile-made: K`, the calls made before its
-//! headers left, so that a test can tell the storms ran. A request without the header passes
+//! headers left, so that a test can tell the storms ran.
+//!
+//! A request carrying `x-hostile-hoard: WHAT` instead hands the host `x-hostile-times` (default
+//! 256) × 4 MiB of one kind of thing to hold (see [`hoard`]); the response carries
+//! `x-hostile-hoarded: K`, how many of those calls were OK. A request with neither header passes
 //! untouched.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -186,6 +190,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             context: context_id,
             storm: None,
+            hoarded: None,
         }))
     }
 
@@ -198,6 +203,8 @@ struct Stream {
     context: u32,
     /// Set when the request asked for storms.
     storm: Option<Storm>,
+    /// How many hoarding calls were OK, when the request asked for hoarding.
+    hoarded: Option<u32>,
 }
 
 impl Stream {
@@ -219,6 +226,11 @@ impl HttpContext for Stream {
             self.get_http_request_header(name)
                 .and_then(|value| value.trim().parse::<u64>().ok())
         };
+        if let Some(what) = self.get_http_request_header("x-hostile-hoard") {
+            let times = number("x-hostile-times").unwrap_or(256) as u32;
+            self.hoarded = Some(hoard(&what, times));
+            return Action::Continue;
+        }
         let Some(seed) = number("x-hostile-seed") else {
             return Action::Continue;
         };
@@ -238,6 +250,9 @@ impl HttpContext for Stream {
             let made = storm.made.to_string();
             self.set_http_response_header("x-hostile-made", Some(&made));
         }
+        if let Some(hoarded) = self.hoarded {
+            self.set_http_response_header("x-hostile-hoarded", Some(&hoarded.to_string()));
+        }
         action
     }
 
@@ -248,6 +263,91 @@ impl HttpContext for Stream {
     fn on_log(&mut self) {
         self.storm();
     }
+}
+
+/// How much one hoarding call hands the host.
+const HOARD_CHUNK: usize = 4 << 20;
+
+/// Hands the host `times` × 4 MiB of one kind, as a module that hoards would: `headers`
+/// (request headers under new names), `property` (filter state under new names), `callout`
+/// (bodies of HTTP calls to upstream `echo`), `grpc` (messages of gRPC calls to `echo`),
+/// `queue` (items of one shared queue), `queue-names` and `metric-names` (queues and metrics
+/// with 4 MiB names), `shared-data` (values under new keys), `log` (warnings). Stops at the
+/// first call that is not OK and returns how many were.
+fn hoard(what: &str, times: u32) -> u32 {
+    let mut chunk = vec![b'a'; HOARD_CHUNK];
+    let (ptr, len) = (chunk.as_ptr() as i32, chunk.len() as i32);
+    let text = |s: &str| (s.as_ptr() as i32, s.len() as i32);
+    let map = serialized(&[(":method", "POST"), (":path", "/"), (":authority", "echo")]);
+    let mut out = [0u32; 2];
+    let out = out.as_mut_ptr() as i32;
+    let queue = unsafe {
+        let (name, name_len) = text("hoard");
+        raw::proxy_register_shared_queue(name, name_len, out);
+        *(out as *const u32) as i32
+    };
+    for i in 0..times {
+        // A name of its own per call, at the chunk's start.
+        let name = format!("hoard-{i:010}");
+        chunk[..name.len()].copy_from_slice(name.as_bytes());
+        let name = text(&name);
+        let status = unsafe {
+            match what {
+                "headers" => raw::proxy_add_header_map_value(0, name.0, name.1, ptr, len),
+                "property" => raw::proxy_set_property(name.0, name.1, ptr, len),
+                "callout" => {
+                    let (up, up_len) = text("echo");
+                    let (m, m_len) = (map.as_ptr() as i32, map.len() as i32);
+                    raw::proxy_http_call(up, up_len, m, m_len, ptr, len, 0, 0, 60_000, out)
+                }
+                "grpc" => {
+                    let (up, up_len) = text("echo");
+                    let (service, service_len) = text("hoard.Hoard");
+                    let (method, method_len) = text("Hoard");
+                    raw::proxy_grpc_call(
+                        up,
+                        up_len,
+                        service,
+                        service_len,
+                        method,
+                        method_len,
+                        0,
+                        0,
+                        ptr,
+                        len,
+                        60_000,
+                        out,
+                    )
+                }
+                "queue" => raw::proxy_enqueue_shared_queue(queue, ptr, len),
+                "queue-names" => raw::proxy_register_shared_queue(ptr, len, out),
+                "metric-names" => raw::proxy_define_metric(0, ptr, len, out),
+                "shared-data" => raw::proxy_set_shared_data(name.0, name.1, ptr, len, 0),
+                "log" => raw::proxy_log(3, ptr, len),
+                _ => return 0,
+            }
+        };
+        if status != 0 {
+            return i;
+        }
+    }
+    times
+}
+
+/// `pairs` in the ABI's map format.
+fn serialized(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut map = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (key, value) in pairs {
+        map.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        map.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (key, value) in pairs {
+        for text in [key, value] {
+            map.extend_from_slice(text.as_bytes());
+            map.push(0);
+        }
+    }
+    map
 }
 
 /// xorshift64*: small, and the same sequence for the same seed.
@@ -355,21 +455,10 @@ impl Storm {
             let bytes = self.rng.next().to_le_bytes();
             chunk.copy_from_slice(&bytes[..chunk.len()]);
         }
-        let mut map = Vec::new();
         let entries: Vec<(&str, &str)> = (0..self.rng.below(5))
             .map(|_| (self.word(), self.word()))
             .collect();
-        map.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        for (key, value) in &entries {
-            map.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            map.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        }
-        for (key, value) in &entries {
-            for text in [key, value] {
-                map.extend_from_slice(text.as_bytes());
-                map.push(0);
-            }
-        }
+        let map = serialized(&entries);
         self.map_len = map.len();
         self.scratch[MAP_AT..MAP_AT + map.len()].copy_from_slice(&map);
         let mut path = Vec::new();
