@@ -630,7 +630,8 @@ async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_c
 
 /// A module that hands the host all it can of one kind of thing to hold — 1 GiB in 4 MiB
 /// pieces: request headers, filter state, HTTP callout bodies, gRPC messages, queue items,
-/// queue and metric names, shared data, log lines — is held to the host's limits: each is
+/// queue and metric names, shared data, log lines, request body, local responses — is held to
+/// the host's limits: each is
 /// refused with a status, dropped past a bound or trapped, the gateway's resident memory never
 /// grows by 256 MiB, and it keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -658,6 +659,8 @@ async fn a_hoarding_plugin_is_held_to_the_hosts_limits() {
         ("metric-names", Held::Trapped("a new metric refused")),
         ("shared-data", Held::Refused),
         ("log", Held::Bounded),
+        ("body", Held::Trapped("proxy_set_buffer_bytes refused")),
+        ("local-response", Held::Bounded),
     ] {
         gateway.reset_peak();
         let resident = gateway.memory_mib("VmRSS");

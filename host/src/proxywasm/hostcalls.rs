@@ -31,6 +31,11 @@ const MAX_PENDING_CALLOUTS: usize = 1024;
 /// host hold gigabytes of callouts.
 const MAX_CALLOUT_BYTES: usize = 64 << 20;
 
+/// The most bytes a plugin may make a body buffer hold with `proxy_set_buffer_bytes` (as much as
+/// its whole memory): past it, the call traps, so that appending in a loop cannot make the host
+/// hold gigabytes.
+const MAX_BODY_BUFFER_BYTES: usize = super::vm::MEMORY_LIMIT_BYTES;
+
 /// The most a header-map blob may hold, as in Envoy's host (`limits.h`).
 const MAX_PAIRS_BYTES: usize = 1 << 20;
 
@@ -233,6 +238,7 @@ fn buffer_part(buffer: &[u8], start: usize, max: usize) -> &[u8] {
 
 /// Envoy's semantics: `start == 0` drains `size` bytes and prepends the data (so `0, len`
 /// replaces everything and `0, 0` prepends); `start >= len` appends; anything else is refused.
+/// A body that would hold more than [`MAX_BODY_BUFFER_BYTES`] traps the plugin.
 fn proxy_set_buffer_bytes(
     mut caller: Caller<'_, HostState>,
     buffer_type: i32,
@@ -240,36 +246,40 @@ fn proxy_set_buffer_bytes(
     size: i32,
     ptr: i32,
     len: i32,
-) -> i32 {
+) -> wasmtime::Result<i32> {
     let data = match read(&mut caller, ptr, len) {
         Ok(d) => d,
-        Err(status) => return status as i32,
+        Err(status) => return Ok(status as i32),
     };
     if !matches!(
         buffer_type,
         buffer::HTTP_REQUEST_BODY | buffer::HTTP_RESPONSE_BODY
     ) {
-        return Status::BadArgument as i32;
+        return Ok(Status::BadArgument as i32);
     }
     let (start, size) = (start as u32 as usize, size as u32 as usize);
     let body = caller
         .data_mut()
         .stream()
         .and_then(|s| s.bodies[buffer_type as usize].as_mut());
-    match body.map(BodyBuffer::to_mut) {
-        Some(buffer) => {
-            if start == 0 {
-                buffer.drain(..size.min(buffer.len()));
-                buffer.splice(0..0, data);
-            } else if start >= buffer.len() {
-                buffer.extend_from_slice(&data);
-            } else {
-                return Status::BadArgument as i32;
-            }
-            Status::Ok as i32
-        }
-        None => Status::NotFound as i32,
+    let Some(buffer) = body.map(BodyBuffer::to_mut) else {
+        return Ok(Status::NotFound as i32);
+    };
+    let replaced = match start {
+        0 => size.min(buffer.len()),
+        _ if start >= buffer.len() => 0,
+        _ => return Ok(Status::BadArgument as i32),
+    };
+    if buffer.len() - replaced + data.len() > MAX_BODY_BUFFER_BYTES {
+        let why = format!("the body would hold more than {MAX_BODY_BUFFER_BYTES} bytes");
+        return Err(over_limit("proxy_set_buffer_bytes", why));
     }
+    if start == 0 {
+        buffer.splice(..replaced, data);
+    } else {
+        buffer.extend_from_slice(&data);
+    }
+    Ok(Status::Ok as i32)
 }
 
 fn proxy_get_buffer_status(
@@ -487,6 +497,15 @@ fn proxy_remove_header_map_value(
 /// stream there is nothing to act on: Envoy answers OK and does nothing.
 fn signal_stream(caller: &mut Caller<'_, HostState>, signal: Signal) {
     if let Some(stream) = caller.data_mut().stream() {
+        // The host acts on the first signal of each kind; keeping only that one bounds what a
+        // plugin calling in a loop makes the stream hold.
+        if stream
+            .signals
+            .iter()
+            .any(|pending| pending.same_ask(&signal))
+        {
+            return;
+        }
         stream.signals.push(signal);
         if let Some(wake) = &stream.wake {
             wake.notify_one();

@@ -50,6 +50,18 @@ pub enum Signal {
     Respond(Box<LocalResponse>),
 }
 
+impl Signal {
+    /// Whether `self` and `other` ask the same thing, so that the host, acting on the first,
+    /// never looks at the second: resuming the same direction, closing, responding.
+    pub(super) fn same_ask(&self, other: &Signal) -> bool {
+        match (self, other) {
+            (Signal::Resume(a), Signal::Resume(b)) => a == b,
+            (Signal::Close(_), Signal::Close(_)) | (Signal::Respond(_), Signal::Respond(_)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// A response a plugin made with `proxy_send_local_response`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {

@@ -190,6 +190,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             context: context_id,
             storm: None,
+            hoard_body: None,
             hoarded: None,
         }))
     }
@@ -203,6 +204,8 @@ struct Stream {
     context: u32,
     /// Set when the request asked for storms.
     storm: Option<Storm>,
+    /// How many times to hoard in the request body callback.
+    hoard_body: Option<u32>,
     /// How many hoarding calls were OK, when the request asked for hoarding.
     hoarded: Option<u32>,
 }
@@ -228,7 +231,12 @@ impl HttpContext for Stream {
         };
         if let Some(what) = self.get_http_request_header("x-hostile-hoard") {
             let times = number("x-hostile-times").unwrap_or(256) as u32;
-            self.hoarded = Some(hoard(&what, times));
+            if what == "body" {
+                // A body buffer exists in the body callback only.
+                self.hoard_body = Some(times);
+            } else {
+                self.hoarded = Some(hoard(&what, times));
+            }
             return Action::Continue;
         }
         let Some(seed) = number("x-hostile-seed") else {
@@ -241,6 +249,9 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        if let Some(times) = self.hoard_body.take() {
+            self.hoarded = Some(hoard("body", times));
+        }
         self.storm()
     }
 
@@ -272,8 +283,9 @@ const HOARD_CHUNK: usize = 4 << 20;
 /// (request headers under new names), `property` (filter state under new names), `callout`
 /// (bodies of HTTP calls to upstream `echo`), `grpc` (messages of gRPC calls to `echo`),
 /// `queue` (items of one shared queue), `queue-names` and `metric-names` (queues and metrics
-/// with 4 MiB names), `shared-data` (values under new keys), `log` (warnings). Stops at the
-/// first call that is not OK and returns how many were.
+/// with 4 MiB names), `shared-data` (values under new keys), `log` (warnings), `body`
+/// (appended to the request body) and `local-response` (bodies of local responses). Stops at
+/// the first call that is not OK and returns how many were.
 fn hoard(what: &str, times: u32) -> u32 {
     let mut chunk = vec![b'a'; HOARD_CHUNK];
     let (ptr, len) = (chunk.as_ptr() as i32, chunk.len() as i32);
@@ -324,6 +336,9 @@ fn hoard(what: &str, times: u32) -> u32 {
                 "metric-names" => raw::proxy_define_metric(0, ptr, len, out),
                 "shared-data" => raw::proxy_set_shared_data(name.0, name.1, ptr, len, 0),
                 "log" => raw::proxy_log(3, ptr, len),
+                // Appended to the request body (in its callback).
+                "body" => raw::proxy_set_buffer_bytes(0, i32::MAX, 0, ptr, len),
+                "local-response" => raw::proxy_send_local_response(200, 0, 0, ptr, len, 0, 0, -1),
                 _ => return 0,
             }
         };
