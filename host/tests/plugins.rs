@@ -210,7 +210,7 @@ paths:
 }
 
 #[tokio::test]
-async fn runaway_plugins_are_contained_by_the_deadline_and_the_memory_cap() {
+async fn runaway_plugins_are_contained_by_the_deadline_the_memory_cap_and_the_stack() {
     let module = |body: &str| {
         wat::parse_str(format!(
             r#"(module
@@ -226,25 +226,30 @@ async fn runaway_plugins_are_contained_by_the_deadline_and_the_memory_cap() {
     let hog = module(
         "(if (i32.eq (memory.grow (i32.const 2048)) (i32.const -1)) (then unreachable)) i32.const 0",
     );
+    // Calls itself until the stack runs out.
+    let deep = module("(call 2 (local.get 0) (local.get 1) (local.get 2))");
     let spec = r#"openapi: 3.1.0
 info: {title: t, version: '1'}
 paths:
   /spin: {get: {x-barbacane-middlewares: [{name: spin}], x-barbacane-dispatch: {name: mock}}}
   /hog: {get: {x-barbacane-middlewares: [{name: hog}], x-barbacane-dispatch: {name: mock}}}
+  /deep: {get: {x-barbacane-middlewares: [{name: deep}], x-barbacane-dispatch: {name: mock}}}
   /fine: {get: {x-barbacane-dispatch: {name: mock, config: {body: fine}}}}
 "#;
     let dir = project(&[
         ("api.yaml", spec),
         (
             "barbacane.yaml",
-            "plugins:\n  spin: {source: 'file:spin.wasm'}\n  hog: {source: 'file:hog.wasm'}\n",
+            "plugins:\n  spin: {source: 'file:spin.wasm'}\n  hog: {source: 'file:hog.wasm'}\n  deep: {source: 'file:deep.wasm'}\n",
         ),
     ]);
     std::fs::write(dir.path().join("spin.wasm"), spin).unwrap();
     std::fs::write(dir.path().join("hog.wasm"), hog).unwrap();
+    std::fs::write(dir.path().join("deep.wasm"), deep).unwrap();
     let gw = support::gateway_in(dir, Config::default()).await;
     get(&gw.url("/spin")).await.problem(500, "plugin-failed");
     get(&gw.url("/hog")).await.problem(500, "plugin-failed");
+    get(&gw.url("/deep")).await.problem(500, "plugin-failed");
     assert_eq!(get(&gw.url("/fine")).await.body.as_ref(), b"fine");
     // The replaced replicas still answer (and are still contained).
     get(&gw.url("/spin")).await.problem(500, "plugin-failed");

@@ -1,6 +1,7 @@
 //! Randomised robustness on stable Rust (the fuzz targets in `host/fuzz` go deeper on nightly):
 //! mutated specs never panic the compiler and always produce positioned diagnostics; random
-//! request paths never panic normalisation or routing.
+//! request paths never panic normalisation or routing; mutated header maps from a plugin never
+//! panic their parser.
 #![allow(
     clippy::unwrap_used,
     reason = "test code: a failed unwrap is a failed test"
@@ -102,6 +103,42 @@ fn random_paths_never_panic_routing() {
                     .iter()
                     .all(|s| !s.is_empty() && s != ".." && !s.contains('/')),
                 "{raw:?}"
+            );
+        }
+    }
+}
+
+/// Header maps as a plugin hands them over (the ABI's serialized format), mutated — counts and
+/// lengths that promise more or less than the bytes hold, truncated, extended — never panic the
+/// parser, and a map it accepts has lower-case keys and serializes back to itself.
+#[test]
+fn mutated_header_map_blobs_never_panic_their_parser() {
+    use barbacane::proxywasm::http::{Pairs, deserialize, serialize};
+    let valid = serialize(&Pairs::from([(":path", "/a"), ("x-a", "1"), ("X-B", "")]));
+    let mut rng = fastrand::Rng::with_seed(0x0b10_b5ed);
+    for _ in 0..50_000 {
+        let mut blob = valid.clone();
+        for _ in 0..rng.usize(1..4) {
+            match rng.u8(..3) {
+                0 if !blob.is_empty() => {
+                    let at = rng.usize(..blob.len());
+                    blob[at] = rng.u8(..);
+                }
+                1 => blob.truncate(rng.usize(..=blob.len())),
+                _ => blob.extend((0..rng.usize(..8)).map(|_| rng.u8(..))),
+            }
+        }
+        if let Some(pairs) = deserialize(&blob) {
+            assert!(
+                pairs
+                    .iter()
+                    .all(|(k, _)| !k.iter().any(u8::is_ascii_uppercase)),
+                "{blob:?}"
+            );
+            assert_eq!(
+                deserialize(&serialize(&pairs)).as_ref(),
+                Some(&pairs),
+                "{blob:?}"
             );
         }
     }
