@@ -6,6 +6,10 @@
 //! SDK panics on any other. Stream calls act on the *effective* context (the callback's own, or
 //! the one `proxy_set_effective_context` chose); continue, close and local responses are left as
 //! signals the host acts on after the callback returns, callouts and tick changes in the outbox.
+//!
+//! What a plugin hands the host to keep (header entries, callout bodies, filter state, body
+//! buffers, queue and metric names) is bounded: past a limit the call is refused with a status
+//! the SDKs accept where there is one, and traps otherwise ([`over_limit`]).
 
 use super::abi::{LogLevel, Status, buffer};
 use super::capability::Capability;
