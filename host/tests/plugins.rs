@@ -469,7 +469,7 @@ struct Served {
 
 impl Served {
     /// Serves `api.yaml` with `barbacane.yaml` from `dir`.
-    fn start(dir: tempfile::TempDir) -> Served {
+    async fn start(dir: tempfile::TempDir) -> Served {
         let file = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
         let mut child = std::process::Command::new(support::bin())
             .args([
@@ -497,7 +497,7 @@ impl Served {
             if child.try_wait().unwrap().is_some() {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         let _ = child.kill();
         let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
@@ -573,7 +573,7 @@ paths:
 async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_contained() {
     let up = echo_upstream().await;
     let dir = hostile_project(up.addr.port());
-    let mut gateway = Served::start(dir);
+    let mut gateway = Served::start(dir).await;
     let addr = gateway.addr.clone();
     let url = move |path: &str| format!("http://{addr}{path}");
 
@@ -653,7 +653,7 @@ async fn a_hoarding_plugin_is_held_to_the_hosts_limits() {
         Trapped(&'static str),
     }
     let up = echo_upstream().await;
-    let mut gateway = Served::start(hostile_project(up.addr.port()));
+    let mut gateway = Served::start(hostile_project(up.addr.port())).await;
     let url = format!("http://{}/storm", gateway.addr);
     for (what, held) in [
         ("headers", Held::Bounded),
