@@ -1,14 +1,22 @@
-// Conformance filter `cpp-headers`: a C++ filter built as the C++ SDK builds them (classes for
+// Conformance filter `cpp-headers`: a C++ filter written as the C++ SDK writes them (classes for
 // the root and stream contexts, a registry of contexts by id, std containers, the C library's
-// malloc as the allocator), compiled by clang for wasm32-wasi with wasi-libc and libc++.
+// malloc as the allocator). `build` compiles it twice:
+// - with Emscripten, as the C++ SDK builds filters for Envoy (`emcc-headers.wasm`), and with
+//   ALLOCATE_WITH_MALLOC_EXPORT defined, as that SDK's modules: no proxy_on_memory_allocate,
+//   the host allocates with the exported `malloc`;
+// - with clang for wasm32-wasi, wasi-libc and libc++ (`cpp-headers.wasm`), exporting
+//   proxy_on_memory_allocate.
+// Both are ABI 0.2.1, as the C++ SDK's modules are today.
 //
 // Its plugin configuration is `name: value`: that header is added to every request, with
 // `x-cpp-path` (the request's `:path`) and `x-cpp-source` (property `source.address`). A
 // request with `x-cpp-deny` is answered 403 by the filter; one with `x-cpp-abort` makes it call
-// abort() (the guest traps). Responses get `x-cpp-filter: N` (the streams this VM has seen) and
-// `x-cpp-status` (their `:status`); each stream logs its status from `on_log`. A malformed
-// configuration is refused with a log line saying why; an accepted one is announced on stderr
-// (WASI fd_write, as C and C++ filters print).
+// abort() (the guest traps); one with `x-cpp-grow: N` makes it allocate N MiB (its memory
+// grows) and say how it went in response header `x-cpp-memory` (`N MiB in a memory of M MiB`,
+// or `refused` when malloc returned null). Responses get `x-cpp-filter: N` (the streams this VM
+// has seen) and `x-cpp-status` (their `:status`); each stream logs its status from `on_log`. A
+// malformed configuration is refused with a log line saying why; an accepted one is announced
+// on stderr (WASI fd_write, as C and C++ filters print).
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -82,6 +90,20 @@ std::string serialize(const std::vector<std::pair<std::string, std::string>>& pa
   return out;
 }
 
+// Allocates `mib` MiB and writes to each of its pages (volatile: the allocation may not be
+// optimised away), so that the memory really grows; says how that went.
+std::string grow(const std::string& mib_text) {
+  unsigned long mib = std::strtoul(mib_text.c_str(), nullptr, 10);
+  if (mib >= 4096) return "refused";  // past a 32-bit address space
+  size_t size = static_cast<size_t>(mib) << 20;
+  auto* block = static_cast<volatile char*>(std::malloc(size));
+  if (block == nullptr) return "refused";
+  for (size_t i = 0; i < size; i += 4096) block[i] = 1;
+  std::free(const_cast<char*>(block));
+  size_t memory = (__builtin_wasm_memory_size(0) * 65536) >> 20;
+  return std::to_string(mib) + " MiB in a memory of " + std::to_string(memory) + " MiB";
+}
+
 std::string_view trim(std::string_view text) {
   while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
   while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
@@ -104,6 +126,7 @@ class StreamContext : public ContextBase {
 
  private:
   RootContext* root_;
+  std::string memory_;  // what `x-cpp-grow` did, for the response
 };
 
 class RootContext : public ContextBase {
@@ -154,6 +177,8 @@ FilterHeadersStatus StreamContext::onRequestHeaders() {
                               headers.data(), headers.size(), -1);
     return FilterHeadersStatus::StopIteration;
   }
+  std::string mib;
+  if (header(request, "x-cpp-grow", &mib)) memory_ = grow(mib);
   add_header(request, root_->name(), root_->value());
   std::string path;
   if (header(request, ":path", &path)) add_header(request, "x-cpp-path", path);
@@ -166,6 +191,7 @@ FilterHeadersStatus StreamContext::onResponseHeaders() {
   replace_header(response, "x-cpp-filter", std::to_string(root_->streams()));
   std::string status;
   if (header(response, ":status", &status)) replace_header(response, "x-cpp-status", status);
+  if (!memory_.empty()) replace_header(response, "x-cpp-memory", memory_);
   return FilterHeadersStatus::Continue;
 }
 
@@ -188,9 +214,12 @@ StreamContext* stream(uint32_t id) {
 
 EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1() {}
 
+// Without it (the C++ SDK's modules), the host allocates with the `malloc` the linker exports.
+#ifndef ALLOCATE_WITH_MALLOC_EXPORT
 EXPORT(proxy_on_memory_allocate) void* proxy_on_memory_allocate(size_t size) {
   return std::malloc(size);
 }
+#endif
 
 EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
   if (parent == 0) {

@@ -1,5 +1,6 @@
-// The Proxy-Wasm 0.2.1 host functions this filter calls, declared from the ABI specification
-// (shared/reference/proxy-wasm-abi.md in the design notes). Every import is from module `env`.
+// The Proxy-Wasm host functions this filter calls (the same in ABI 0.1.0 and 0.2.1), declared
+// from the ABI specification (shared/reference/proxy-wasm-abi.md in the design notes). Every
+// import is from module `env` (for Emscripten, proxy_wasm_abi.js names them to its linker).
 // Written here because the official C++ SDK (proxy-wasm-cpp-sdk) cannot be fetched on this
 // machine; a filter built with that SDK imports the same functions with the same signatures.
 #pragma once

@@ -1,7 +1,8 @@
-//! A C++ filter, built as C++ Proxy-Wasm filters are (classes for the contexts, a registry of
-//! them by id, std containers, the C library's malloc behind `proxy_on_memory_allocate`, a
-//! reactor module), by clang with wasi-libc and libc++ (`conformance/filters-cpp/build`): the
-//! closest toolchain to Emscripten's that Debian packages. It is loaded unchanged and runs
+//! A C++ filter, written as C++ Proxy-Wasm filters are (classes for the contexts, a registry of
+//! them by id, std containers, the C library's malloc as the allocator), in its two builds
+//! (`conformance/filters-cpp/build`): by Emscripten as the C++ SDK builds filters for Envoy (a
+//! standalone reactor, `malloc` exported as the allocator, memory growth allowed), and by clang
+//! with wasi-libc and libc++ (`proxy_on_memory_allocate`). Each is loaded unchanged and runs
 //! through the real gateway against a real upstream. `conformance/run` maps these tests to
 //! `conformance/cases.tsv` rows of family `C++`.
 #![allow(
@@ -21,9 +22,12 @@ use http::Method;
 use std::sync::Arc;
 use support::{echo_upstream, get, send};
 
-/// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind the C++
-/// filter with `config`.
-fn cpp_project(echo_port: u16, config: &str) -> tempfile::TempDir {
+/// The builds of the C++ filter, as `conformance/filters-cpp/build` names them.
+const BUILDS: [&str; 2] = ["emcc-headers", "cpp-headers"];
+
+/// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind `build`
+/// of the C++ filter with `config`.
+fn cpp_project(build: &str, echo_port: u16, config: &str) -> tempfile::TempDir {
     let spec = format!(
         r#"openapi: 3.1.0
 info: {{title: cpp filter, version: '1'}}
@@ -47,7 +51,7 @@ paths:
     std::fs::create_dir_all(dir.path().join("filters")).unwrap();
     std::fs::write(
         dir.path().join("filters/cpp-headers.wasm"),
-        support::cpp_filter("headers"),
+        support::cpp_filter(build),
     )
     .unwrap();
     dir
@@ -56,131 +60,179 @@ paths:
 #[test]
 fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
     let engine = engine().unwrap();
-    let module = PluginModule::compile(&engine, &support::cpp_filter("headers")).unwrap();
-    let info = &module.info;
-    assert_eq!(info.abi, AbiVersion::V0_2_1);
-    assert_eq!(info.entry, EntryPoint::Initialize { with_main: false });
-    assert_eq!(info.allocator, Allocator::ProxyOnMemoryAllocate);
-    assert!(
-        info.imports
-            .iter()
-            .any(|(module, name)| module == "wasi_snapshot_preview1" && name == "fd_write"),
-        "C++'s stdio reaches WASI: {:?}",
-        info.imports
-    );
-    for (module, name) in &info.imports {
-        assert!(
-            module == "wasi_snapshot_preview1" || (module == "env" && name.starts_with("proxy_")),
-            "unexpected import {module}.{name}"
+    for build in BUILDS {
+        let module = PluginModule::compile(&engine, &support::cpp_filter(build)).unwrap();
+        let info = &module.info;
+        let emscripten = build.starts_with("emcc");
+        assert_eq!(info.abi, AbiVersion::V0_2_1, "{build}");
+        assert_eq!(
+            info.entry,
+            EntryPoint::Initialize { with_main: false },
+            "{build}"
         );
+        let allocator = if emscripten {
+            Allocator::Malloc
+        } else {
+            Allocator::ProxyOnMemoryAllocate
+        };
+        assert_eq!(info.allocator, allocator, "{build}");
+        let imports = |module: &str, name: &str| {
+            info.imports
+                .iter()
+                .any(|(m, n)| (m.as_str(), n.as_str()) == (module, name))
+        };
+        assert!(
+            imports("wasi_snapshot_preview1", "fd_write"),
+            "{build}: C++'s stdio reaches WASI: {:?}",
+            info.imports
+        );
+        assert_eq!(
+            imports("env", "emscripten_notify_memory_growth"),
+            emscripten,
+            "{build}: Emscripten's standalone runtime reports memory growth: {:?}",
+            info.imports
+        );
+        for (module, name) in &info.imports {
+            assert!(
+                module == "wasi_snapshot_preview1"
+                    || (module == "env"
+                        && (name.starts_with("proxy_")
+                            || name == "emscripten_notify_memory_growth")),
+                "{build}: unexpected import {module}.{name}"
+            );
+        }
+
+        let mut vm = Vm::start(
+            &engine,
+            &module,
+            support::plugin_config("cpp-headers", "x-cpp: yes"),
+        )
+        .unwrap();
+        let announced = (LogLevel::Error, String::from("C++ filter adds x-cpp"));
+        assert!(
+            vm.recent_logs().any(|line| *line == announced),
+            "{build}: stderr (fd_write on fd 2) is a log line: {:?}",
+            vm.recent_logs().collect::<Vec<_>>()
+        );
+
+        // on_log reads the final response headers.
+        let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
+        vm.set_map(
+            context,
+            MapType::ResponseHeaders,
+            Pairs::from([(":status", "204")]),
+        );
+        vm.end_stream(context).unwrap();
+        let logged = (
+            LogLevel::Info,
+            String::from("C++ filter logged a 204 response"),
+        );
+        assert!(
+            vm.recent_logs().any(|line| *line == logged),
+            "{build}: {:?}",
+            vm.recent_logs().collect::<Vec<_>>()
+        );
+        assert!(!vm.has_stream(context), "{build}: on_delete ended the stream");
     }
-
-    let mut vm = Vm::start(
-        &engine,
-        &module,
-        support::plugin_config("cpp-headers", "x-cpp: yes"),
-    )
-    .unwrap();
-    let announced = (LogLevel::Error, String::from("C++ filter adds x-cpp"));
-    assert!(
-        vm.recent_logs().any(|line| *line == announced),
-        "stderr (fd_write on fd 2) is a log line: {:?}",
-        vm.recent_logs().collect::<Vec<_>>()
-    );
-
-    // on_log reads the final response headers.
-    let context = vm.create_stream(Arc::new(StreamInfo::default())).unwrap();
-    vm.set_map(
-        context,
-        MapType::ResponseHeaders,
-        Pairs::from([(":status", "204")]),
-    );
-    vm.end_stream(context).unwrap();
-    let logged = (
-        LogLevel::Info,
-        String::from("C++ filter logged a 204 response"),
-    );
-    assert!(
-        vm.recent_logs().any(|line| *line == logged),
-        "{:?}",
-        vm.recent_logs().collect::<Vec<_>>()
-    );
-    assert!(!vm.has_stream(context), "on_delete ended the stream");
 }
 
 #[test]
 fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
-    let dir = cpp_project(1, "no colon here");
-    let diagnostics = compile::compile(
-        &[dir.path().join("api.yaml")],
-        Some(&dir.path().join("barbacane.yaml")),
-        Options { dev: true },
-    )
-    .err()
-    .unwrap();
-    let rejected = diagnostics
-        .iter()
-        .find(|d| d.message.contains("cpp-headers"))
-        .unwrap_or_else(|| panic!("no diagnostic names the plugin: {diagnostics:#?}"));
-    assert_eq!(format!("{:?}", rejected.code), "E1061");
-    assert!(
-        rejected
-            .message
-            .contains("configuration must be 'name: value', got 'no colon here'"),
-        "{}",
-        rejected.message
-    );
+    for build in BUILDS {
+        let dir = cpp_project(build, 1, "no colon here");
+        let diagnostics = compile::compile(
+            &[dir.path().join("api.yaml")],
+            Some(&dir.path().join("barbacane.yaml")),
+            Options { dev: true },
+        )
+        .err()
+        .unwrap();
+        let rejected = diagnostics
+            .iter()
+            .find(|d| d.message.contains("cpp-headers"))
+            .unwrap_or_else(|| panic!("{build}: no diagnostic names the plugin: {diagnostics:#?}"));
+        assert_eq!(format!("{:?}", rejected.code), "E1061", "{build}");
+        assert!(
+            rejected
+                .message
+                .contains("configuration must be 'name: value', got 'no colon here'"),
+            "{build}: {}",
+            rejected.message
+        );
+    }
 }
 
 #[tokio::test]
-async fn a_cpp_filter_edits_answers_and_traps_through_the_gateway() {
+async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
     let echo = echo_upstream().await;
-    let gw = support::gateway_in(
-        cpp_project(echo.addr.port(), "x-cpp: yes"),
-        Config::default(),
-    )
-    .await;
+    for build in BUILDS {
+        let gw = support::gateway_in(
+            cpp_project(build, echo.addr.port(), "x-cpp: yes"),
+            Config::default(),
+        )
+        .await;
 
-    // Request headers added (one read from `:path`, one from a property), response headers
-    // replaced with the VM's stream count and the status.
-    for round in 1..=2 {
-        let reply = get(&gw.url("/echo?q=1")).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        let headers = &reply.json()["headers"];
-        assert_eq!(headers["x-cpp"], "yes", "{headers}");
-        assert_eq!(headers["x-cpp-path"], "/echo?q=1", "{headers}");
-        let source = headers["x-cpp-source"].as_str().unwrap();
-        assert!(source.starts_with("127.0.0.1:"), "{source}");
-        assert_eq!(reply.header("x-cpp-filter"), round.to_string());
-        assert_eq!(reply.header("x-cpp-status"), "200");
+        // Request headers added (one read from `:path`, one from a property), response headers
+        // replaced with the VM's stream count and the status.
+        for round in 1..=2 {
+            let reply = get(&gw.url("/echo?q=1")).await;
+            assert_eq!(reply.status, 200, "{build}: {reply:?}");
+            let headers = &reply.json()["headers"];
+            assert_eq!(headers["x-cpp"], "yes", "{build}: {headers}");
+            assert_eq!(headers["x-cpp-path"], "/echo?q=1", "{build}: {headers}");
+            let source = headers["x-cpp-source"].as_str().unwrap();
+            assert!(source.starts_with("127.0.0.1:"), "{build}: {source}");
+            assert_eq!(reply.header("x-cpp-filter"), round.to_string(), "{build}");
+            assert_eq!(reply.header("x-cpp-status"), "200", "{build}");
+        }
+
+        // A local response from the request phase, in place of the upstream's answer.
+        let denied = send(Method::GET, &gw.url("/echo"), &[("x-cpp-deny", "1")], b"").await;
+        assert_eq!(denied.status, 403, "{build}");
+        assert_eq!(denied.body.as_ref(), b"denied by the C++ filter\n", "{build}");
+        assert_eq!(denied.header("x-denied-by"), "cpp", "{build}");
+        assert_eq!(denied.header("content-type"), "text/plain", "{build}");
+
+        // The C library's malloc grows the memory (Emscripten's calls
+        // emscripten_notify_memory_growth after each growth) up to the VM's 64 MiB cap; past
+        // it, malloc returns null and the filter goes on.
+        let grown = send(Method::GET, &gw.url("/mock"), &[("x-cpp-grow", "32")], b"").await;
+        assert_eq!(grown.status, 200, "{build}");
+        let memory = grown.header("x-cpp-memory");
+        let mib: u32 = memory
+            .strip_prefix("32 MiB in a memory of ")
+            .and_then(|rest| rest.strip_suffix(" MiB"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{build}: x-cpp-memory {memory:?}"));
+        assert!((32..=64).contains(&mib), "{build}: {memory}");
+        let refused = send(Method::GET, &gw.url("/mock"), &[("x-cpp-grow", "80")], b"").await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.header("x-cpp-memory")),
+            (200, "refused"),
+            "{build}"
+        );
+
+        // abort() traps: the default failure policy (closed) answers 500, the failure is
+        // counted, and the replica is rebuilt (a fresh VM: its stream count starts again).
+        let aborted = send(Method::GET, &gw.url("/mock"), &[("x-cpp-abort", "1")], b"").await;
+        let problem = aborted.problem(500, "plugin-failed");
+        assert_eq!(problem["detail"], "plugin 'cpp-headers' failed", "{build}");
+        let after = get(&gw.url("/mock")).await;
+        assert_eq!(
+            (after.status.as_u16(), after.body.as_ref()),
+            (200, b"mocked".as_slice()),
+            "{build}"
+        );
+        assert_eq!(
+            after.header("x-cpp-filter"),
+            "1",
+            "{build}: a new VM serves the next request"
+        );
+        let metrics = get(&gw.url("/__barbacane/metrics")).await;
+        let metrics = String::from_utf8_lossy(&metrics.body);
+        assert!(
+            metrics.contains("barbacane_plugin_failures_total{plugin=\"cpp-headers\"} 1"),
+            "{build}: {metrics}"
+        );
     }
-
-    // A local response from the request phase, in place of the upstream's answer.
-    let denied = send(Method::GET, &gw.url("/echo"), &[("x-cpp-deny", "1")], b"").await;
-    assert_eq!(denied.status, 403);
-    assert_eq!(denied.body.as_ref(), b"denied by the C++ filter\n");
-    assert_eq!(denied.header("x-denied-by"), "cpp");
-    assert_eq!(denied.header("content-type"), "text/plain");
-
-    // abort() traps: the default failure policy (closed) answers 500, the failure is counted,
-    // and the replica is rebuilt (a fresh VM: its stream count starts again).
-    let aborted = send(Method::GET, &gw.url("/mock"), &[("x-cpp-abort", "1")], b"").await;
-    let problem = aborted.problem(500, "plugin-failed");
-    assert_eq!(problem["detail"], "plugin 'cpp-headers' failed");
-    let after = get(&gw.url("/mock")).await;
-    assert_eq!(
-        (after.status.as_u16(), after.body.as_ref()),
-        (200, b"mocked".as_slice())
-    );
-    assert_eq!(
-        after.header("x-cpp-filter"),
-        "1",
-        "a new VM serves the next request"
-    );
-    let metrics = get(&gw.url("/__barbacane/metrics")).await;
-    let metrics = String::from_utf8_lossy(&metrics.body);
-    assert!(
-        metrics.contains("barbacane_plugin_failures_total{plugin=\"cpp-headers\"} 1"),
-        "{metrics}"
-    );
 }

@@ -1,6 +1,6 @@
 //! Builds the conformance filters (`conformance/filters`, Rust `proxy-wasm` for `wasm32-wasip1`;
-//! `conformance/filters-go`, Go for `wasip1`; `conformance/filters-cpp`, C++ for `wasm32-wasi`)
-//! once per test binary. Shared by the tests and the benchmarks.
+//! `conformance/filters-go`, Go for `wasip1`; `conformance/filters-cpp`, C++ by Emscripten and
+//! by clang for `wasm32-wasi`) once per test binary. Shared by the tests and the benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -52,17 +52,18 @@ pub fn go_filter(name: &str) -> Vec<u8> {
     read_built(&BUILT, "filters-go", hint, &format!("{name}.wasm"))
 }
 
-/// The bytes of C++ conformance filter `name` (`conformance/filters-cpp/NAME.cc`), built from
-/// source with clang, wasi-libc and libc++ by `conformance/filters-cpp/build` (which installs
-/// them from Debian when they are missing), once per test binary.
+/// The bytes of a build of a C++ conformance filter (`conformance/filters-cpp/NAME.cc`): `build`
+/// is `emcc-NAME` (Emscripten, as the C++ SDK builds filters) or `cpp-NAME` (clang, wasi-libc
+/// and libc++), both made from source by `conformance/filters-cpp/build` (which installs the
+/// toolchains from Debian when they are missing), once per test binary.
 #[allow(
     dead_code,
     reason = "the benchmarks include this file but build only the Rust filters"
 )]
-pub fn cpp_filter(name: &str) -> Vec<u8> {
+pub fn cpp_filter(build: &str) -> Vec<u8> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let hint = "clang-14 with wasi-libc and libc++ for wasm32, from apt";
-    read_built(&BUILT, "filters-cpp", hint, &format!("cpp-{name}.wasm"))
+    let hint = "Debian's emscripten, and clang-14 with wasi-libc and libc++ for wasm32";
+    read_built(&BUILT, "filters-cpp", hint, &format!("{build}.wasm"))
 }
 
 /// Runs `conformance/DIR/build` (once per `built`) and reads `file` from `conformance/DIR/target`;
