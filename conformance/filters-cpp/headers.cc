@@ -23,72 +23,12 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <utility>
-#include <vector>
 
-#include "proxy_wasm_abi.h"
-
-#define EXPORT(name) extern "C" __attribute__((export_name(#name)))
+#include "filter_support.h"
 
 namespace {
 
-void log(LogLevel level, std::string_view message) {
-  proxy_log(level, message.data(), message.size());
-}
-
-// A blob the host allocated in this module's memory (with proxy_on_memory_allocate): owned by
-// the filter, freed here.
-std::string take_blob(const char* data, size_t size) {
-  std::string value(data == nullptr ? "" : data, size);
-  std::free(const_cast<char*>(data));
-  return value;
-}
-
-bool header(WasmHeaderMapType map, std::string_view key, std::string* value) {
-  const char* data = nullptr;
-  size_t size = 0;
-  if (proxy_get_header_map_value(map, key.data(), key.size(), &data, &size) != WasmResult::Ok) {
-    return false;
-  }
-  *value = take_blob(data, size);
-  return true;
-}
-
-void add_header(WasmHeaderMapType map, std::string_view key, std::string_view value) {
-  proxy_add_header_map_value(map, key.data(), key.size(), value.data(), value.size());
-}
-
-void replace_header(WasmHeaderMapType map, std::string_view key, std::string_view value) {
-  proxy_replace_header_map_value(map, key.data(), key.size(), value.data(), value.size());
-}
-
-std::string property(std::string_view path) {
-  const char* data = nullptr;
-  size_t size = 0;
-  if (proxy_get_property(path.data(), path.size(), &data, &size) != WasmResult::Ok) {
-    return "";
-  }
-  return take_blob(data, size);
-}
-
-// The ABI's header map format: a count, the (key, value) sizes, then each key and value
-// followed by a NUL.
-std::string serialize(const std::vector<std::pair<std::string, std::string>>& pairs) {
-  std::string out;
-  auto put_u32 = [&out](uint32_t n) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  };
-  put_u32(pairs.size());
-  for (const auto& [key, value] : pairs) {
-    put_u32(key.size());
-    put_u32(value.size());
-  }
-  for (const auto& [key, value] : pairs) {
-    out.append(key).push_back('\0');
-    out.append(value).push_back('\0');
-  }
-  return out;
-}
+using namespace filter;
 
 // Allocates `mib` MiB and writes to each of its pages (volatile: the allocation may not be
 // optimised away), so that the memory really grows; says how that went.
@@ -132,10 +72,8 @@ class StreamContext : public ContextBase {
 class RootContext : public ContextBase {
  public:
   bool onConfigure(size_t size) {
-    const char* data = nullptr;
-    size_t length = 0;
-    proxy_get_buffer_bytes(WasmBufferType::PluginConfiguration, 0, size, &data, &length);
-    std::string config = take_blob(data, length);
+    std::string config;
+    buffer(WasmBufferType::PluginConfiguration, size, &config);
     size_t colon = config.find(':');
     std::string_view name = trim(std::string_view(config).substr(0, colon));
     if (colon == std::string::npos || name.empty()) {
@@ -170,11 +108,8 @@ FilterHeadersStatus StreamContext::onRequestHeaders() {
     std::abort();
   }
   if (header(request, "x-cpp-deny", &ignored)) {
-    std::string body = "denied by the C++ filter\n";
-    std::string headers = serialize({{"x-denied-by", "cpp"}, {"content-type", "text/plain"}});
-    std::string_view details = "cpp_denied";
-    proxy_send_local_response(403, details.data(), details.size(), body.data(), body.size(),
-                              headers.data(), headers.size(), -1);
+    send_local_response(403, "cpp_denied", "denied by the C++ filter\n",
+                        {{"x-denied-by", "cpp"}, {"content-type", "text/plain"}});
     return FilterHeadersStatus::StopIteration;
   }
   std::string mib;
@@ -211,15 +146,6 @@ StreamContext* stream(uint32_t id) {
 }
 
 }  // namespace
-
-EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1() {}
-
-// Without it (the C++ SDK's modules), the host allocates with the `malloc` the linker exports.
-#ifndef ALLOCATE_WITH_MALLOC_EXPORT
-EXPORT(proxy_on_memory_allocate) void* proxy_on_memory_allocate(size_t size) {
-  return std::malloc(size);
-}
-#endif
 
 EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
   if (parent == 0) {

@@ -1,5 +1,5 @@
-//! A C++ filter, written as C++ Proxy-Wasm filters are (classes for the contexts, a registry of
-//! them by id, std containers, the C library's malloc as the allocator), in its two builds
+//! C++ filters, written as C++ Proxy-Wasm filters are (classes for the contexts, a registry of
+//! them by id, std containers, the C library's malloc as the allocator), each in its two builds
 //! (`conformance/filters-cpp/build`): by Emscripten as the C++ SDK builds filters for Envoy (a
 //! standalone reactor, `malloc` exported as the allocator, memory growth allowed), and by clang
 //! with wasi-libc and libc++ (`proxy_on_memory_allocate`). Each is loaded unchanged and runs
@@ -22,8 +22,10 @@ use http::Method;
 use std::sync::Arc;
 use support::{echo_upstream, get, send};
 
-/// The builds of the C++ filter, as `conformance/filters-cpp/build` names them.
-const BUILDS: [&str; 2] = ["emcc-headers", "cpp-headers"];
+/// The builds of the C++ filters `headers` and `calls`, as `conformance/filters-cpp/build` names
+/// them: Emscripten's first, then clang's.
+const HEADERS_BUILDS: [&str; 2] = ["emcc-headers", "cpp-headers"];
+const CALLS_BUILDS: [&str; 2] = ["emcc-calls", "cpp-calls"];
 
 /// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind `build`
 /// of the C++ filter with `config`.
@@ -60,7 +62,7 @@ paths:
 #[test]
 fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
     let engine = engine().unwrap();
-    for build in BUILDS {
+    for build in HEADERS_BUILDS {
         let module = PluginModule::compile(&engine, &support::cpp_filter(build)).unwrap();
         let info = &module.info;
         let emscripten = build.starts_with("emcc");
@@ -132,13 +134,16 @@ fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
             "{build}: {:?}",
             vm.recent_logs().collect::<Vec<_>>()
         );
-        assert!(!vm.has_stream(context), "{build}: on_delete ended the stream");
+        assert!(
+            !vm.has_stream(context),
+            "{build}: on_delete ended the stream"
+        );
     }
 }
 
 #[test]
 fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
-    for build in BUILDS {
+    for build in HEADERS_BUILDS {
         let dir = cpp_project(build, 1, "no colon here");
         let diagnostics = compile::compile(
             &[dir.path().join("api.yaml")],
@@ -165,7 +170,7 @@ fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
 #[tokio::test]
 async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
     let echo = echo_upstream().await;
-    for build in BUILDS {
+    for build in HEADERS_BUILDS {
         let gw = support::gateway_in(
             cpp_project(build, echo.addr.port(), "x-cpp: yes"),
             Config::default(),
@@ -189,7 +194,11 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
         // A local response from the request phase, in place of the upstream's answer.
         let denied = send(Method::GET, &gw.url("/echo"), &[("x-cpp-deny", "1")], b"").await;
         assert_eq!(denied.status, 403, "{build}");
-        assert_eq!(denied.body.as_ref(), b"denied by the C++ filter\n", "{build}");
+        assert_eq!(
+            denied.body.as_ref(),
+            b"denied by the C++ filter\n",
+            "{build}"
+        );
         assert_eq!(denied.header("x-denied-by"), "cpp", "{build}");
         assert_eq!(denied.header("content-type"), "text/plain", "{build}");
 
@@ -234,5 +243,133 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
             metrics.contains("barbacane_plugin_failures_total{plugin=\"cpp-headers\"} 1"),
             "{build}: {metrics}"
         );
+    }
+}
+
+/// A project serving `/echo` (GET, POST) to the echo upstream on `echo_port` behind `build` of
+/// the `calls` C++ filter, named after the build (shared data and metrics are keyed by plugin),
+/// ticking every 50 ms; upstream `down` refuses connections.
+fn calls_project(build: &str, echo_port: u16) -> tempfile::TempDir {
+    let spec = format!(
+        r#"openapi: 3.1.0
+info: {{title: cpp calls, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
+  down: {{endpoints: ['http://127.0.0.1:1'], allow_plaintext: true}}
+x-barbacane-middlewares:
+  - {{name: {build}, vm_config: '50'}}
+paths:
+  /echo:
+    get:
+      operationId: echoGet
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+    post:
+      operationId: echoPost
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+"#
+    );
+    let manifest = format!("plugins:\n  {build}: {{source: 'file:filters/{build}.wasm'}}\n");
+    let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", &manifest)]);
+    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
+    std::fs::write(
+        dir.path().join(format!("filters/{build}.wasm")),
+        support::cpp_filter(build),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_cpp_filter_calls_out_ticks_counts_and_rewrites_bodies_through_the_gateway() {
+    let echo = echo_upstream().await;
+    for build in CALLS_BUILDS {
+        let gw =
+            support::gateway_in(calls_project(build, echo.addr.port()), Config::default()).await;
+
+        // A callout from the request phase; its answer, delivered to the root context, resumes
+        // the request with what the filter read from it.
+        let called = send(
+            Method::GET,
+            &gw.url("/echo"),
+            &[("x-cpp-callout", "echo /echo?from=callout")],
+            b"",
+        )
+        .await;
+        assert_eq!(called.status, 200, "{build}: {called:?}");
+        let headers = &called.json()["headers"];
+        assert_eq!(headers["x-cpp-callout-status"], "200", "{build}: {headers}");
+        assert_eq!(
+            headers["x-cpp-callout-uri"], "/echo?from=callout",
+            "{build}: {headers}"
+        );
+
+        // A callout to an upstream that refuses connections is answered as Envoy answers it
+        // (503); one to an upstream the spec does not declare is refused by proxy_http_call.
+        let down = send(
+            Method::GET,
+            &gw.url("/echo"),
+            &[("x-cpp-callout", "down /")],
+            b"",
+        )
+        .await;
+        assert_eq!(down.status, 200, "{build}: {down:?}");
+        assert_eq!(
+            down.json()["headers"]["x-cpp-callout-status"],
+            "503",
+            "{build}"
+        );
+        let refused = send(
+            Method::GET,
+            &gw.url("/echo"),
+            &[("x-cpp-callout", "nowhere /")],
+            b"",
+        )
+        .await;
+        assert_eq!(
+            (refused.status.as_u16(), refused.body.as_ref()),
+            (500, b"callout refused\n".as_slice()),
+            "{build}"
+        );
+
+        // A body in two chunks is buffered to its end, then replaced.
+        let addr = gw.addr;
+        let chunked = "POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n4\r\n c++\r\n0\r\n\r\n";
+        let answer = tokio::task::spawn_blocking(move || support::raw(addr, chunked.as_bytes()))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{build}: {answer}");
+        assert!(
+            answer.contains(r#""body":"HELLO C++""#),
+            "{build}: {answer}"
+        );
+
+        // A request waits for the VM's next tick, which resumes it; every tick has counted
+        // itself in shared data by then.
+        let waited = send(
+            Method::GET,
+            &gw.url("/echo"),
+            &[("x-cpp-wait-tick", "1")],
+            b"",
+        )
+        .await;
+        assert_eq!(waited.status, 200, "{build}");
+        assert_eq!(waited.json()["headers"]["x-cpp-waited"], "tick", "{build}");
+        let ticks: u64 = waited.header("x-cpp-ticks").parse().unwrap();
+        assert!(ticks >= 1, "{build}: {ticks}");
+
+        // The counter, read back by the filter and on the metrics endpoint: five requests.
+        assert_eq!(waited.header("x-cpp-requests"), "5", "{build}");
+        let metrics = get(&gw.url("/__barbacane/metrics")).await;
+        let metrics = String::from_utf8_lossy(&metrics.body);
+        for line in [
+            format!("barbacane_plugin_cpp_requests_total{{plugin=\"{build}\"}} 5"),
+            format!("barbacane_plugin_cpp_body_bytes_count{{plugin=\"{build}\"}} 1"),
+            format!("barbacane_plugin_cpp_body_bytes_sum{{plugin=\"{build}\"}} 9"),
+        ] {
+            assert!(
+                metrics.contains(&line),
+                "{build}: {line} missing from\n{metrics}"
+            );
+        }
     }
 }
