@@ -15,8 +15,9 @@
 // grows) and say how it went in response header `x-cpp-memory` (`N MiB in a memory of M MiB`,
 // or `refused` when malloc returned null). Responses get `x-cpp-filter: N` (the streams this VM
 // has seen) and `x-cpp-status` (their `:status`); each stream logs its status from `on_log`. A
-// malformed configuration is refused with a log line saying why; an accepted one is announced
-// on stderr (WASI fd_write, as C and C++ filters print).
+// malformed configuration is refused with a log line saying why (a header name that is not a
+// token by proxy_validate_configuration, one without a colon by proxy_on_configure); an
+// accepted one is announced on stderr (WASI fd_write, as C and C++ filters print).
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -71,6 +72,23 @@ class StreamContext : public ContextBase {
 
 class RootContext : public ContextBase {
  public:
+  // Called before onConfigure, as the C++ SDK's RootContext::validateConfiguration: a header
+  // name must be an HTTP token (onConfigure alone would take `x y: 1`).
+  bool validateConfiguration(size_t size) {
+    std::string config;
+    buffer(WasmBufferType::PluginConfiguration, size, &config);
+    std::string_view name = trim(std::string_view(config).substr(0, config.find(':')));
+    for (char c : name) {
+      if (c <= ' ' || c == '"' || c == '(' || c == ')' || c == ',' || c == '/' || c == ';' ||
+          c == '<' || c == '=' || c == '>' || c == '?' || c == '@' || c == '[' || c == '\\' ||
+          c == ']' || c == '{' || c == '}' || c >= 0x7f) {
+        log(LogLevel::Error, "header name '" + std::string(name) + "' is not a token");
+        return false;
+      }
+    }
+    return true;
+  }
+
   bool onConfigure(size_t size) {
     std::string config;
     buffer(WasmBufferType::PluginConfiguration, size, &config);
@@ -156,6 +174,12 @@ EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32
 }
 
 EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t, size_t) { return 1; }
+
+EXPORT(proxy_validate_configuration)
+uint32_t proxy_validate_configuration(uint32_t id, size_t size) {
+  auto root = roots.find(id);
+  return root != roots.end() && root->second->validateConfiguration(size) ? 1 : 0;
+}
 
 EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t id, size_t size) {
   auto root = roots.find(id);

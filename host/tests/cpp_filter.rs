@@ -143,27 +143,39 @@ fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
 
 #[test]
 fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
+    // (configuration, what the filter logs): a name that is not a token is refused by
+    // proxy_validate_configuration, before proxy_on_configure (which would announce it on
+    // stderr); a configuration without a colon by proxy_on_configure.
+    let refusals = [
+        ("x y: 1", "header name 'x y' is not a token"),
+        (
+            "nocolon",
+            "configuration must be 'name: value', got 'nocolon'",
+        ),
+    ];
     for build in HEADERS_BUILDS {
-        let dir = cpp_project(build, 1, "no colon here");
-        let diagnostics = compile::compile(
-            &[dir.path().join("api.yaml")],
-            Some(&dir.path().join("barbacane.yaml")),
-            Options { dev: true },
-        )
-        .err()
-        .unwrap();
-        let rejected = diagnostics
-            .iter()
-            .find(|d| d.message.contains("cpp-headers"))
-            .unwrap_or_else(|| panic!("{build}: no diagnostic names the plugin: {diagnostics:#?}"));
-        assert_eq!(format!("{:?}", rejected.code), "E1061", "{build}");
-        assert!(
-            rejected
-                .message
-                .contains("configuration must be 'name: value', got 'no colon here'"),
-            "{build}: {}",
-            rejected.message
-        );
+        for (config, logged) in refusals {
+            let dir = cpp_project(build, 1, config);
+            let diagnostics = compile::compile(
+                &[dir.path().join("api.yaml")],
+                Some(&dir.path().join("barbacane.yaml")),
+                Options { dev: true },
+            )
+            .err()
+            .unwrap();
+            let rejected = diagnostics
+                .iter()
+                .find(|d| d.message.contains("cpp-headers"))
+                .unwrap_or_else(|| {
+                    panic!("{build}: no diagnostic names the plugin: {diagnostics:#?}")
+                });
+            assert_eq!(format!("{:?}", rejected.code), "E1061", "{build}");
+            assert!(
+                rejected.message.contains(logged) && !rejected.message.contains("C++ filter adds"),
+                "{build}, {config:?}: {}",
+                rejected.message
+            );
+        }
     }
 }
 

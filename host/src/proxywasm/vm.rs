@@ -1,5 +1,6 @@
 //! One VM replica of a plugin: a wasmtime store and instance with every ABI import linked, started
-//! the way Envoy starts it (entry point, root context, `proxy_on_vm_start`, `proxy_on_configure`).
+//! the way Envoy starts it (entry point, root context, `proxy_on_vm_start`,
+//! `proxy_validate_configuration`, `proxy_on_configure`).
 //! A plugin that rejects its VM or plugin configuration is refused with its own log lines quoted,
 //! so `compile` and `serve` can say why.
 
@@ -245,7 +246,7 @@ pub enum VmError {
         /// Its last log lines, if any.
         log: String,
     },
-    /// `proxy_on_configure` returned false.
+    /// `proxy_validate_configuration` or `proxy_on_configure` returned false.
     #[error("plugin '{plugin}' rejected its configuration{log}")]
     ConfigureRejected {
         /// The plugin.
@@ -520,7 +521,13 @@ impl Vm {
             });
         }
         let config_len = vm.store.data().plugin_config.len() as i32;
-        if vm.call::<(i32, i32), i32>("proxy_on_configure", (root, config_len))? == Some(0) {
+        // As Envoy's host: a module that exports it (the C++ SDK's do) validates the
+        // configuration before it is configured with it.
+        let validated =
+            vm.call::<(i32, i32), i32>("proxy_validate_configuration", (root, config_len));
+        if validated? == Some(0)
+            || vm.call::<(i32, i32), i32>("proxy_on_configure", (root, config_len))? == Some(0)
+        {
             return Err(VmError::ConfigureRejected {
                 log: vm.store.data().explain(),
                 plugin: vm.store.data().plugin.clone(),
