@@ -1,6 +1,6 @@
 // Conformance filter `cpp-calls`: the C++ SDK's patterns beyond one callback (see headers.cc for
 // how it is built): an HTTP callout whose answer, delivered to the root context, resumes the
-// request it was made for (the SDK's httpCall with a callback); a timer that resumes requests
+// request it was made for (`RootContext::httpCall` with a callback); a timer that resumes requests
 // waiting for it; shared data updated with compare-and-swap; metrics; a buffered request body
 // rewritten.
 //
@@ -17,11 +17,9 @@
 //   `cpp_body_bytes`, and replaced by their upper-case text.
 #include <cctype>
 #include <cstdlib>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -34,9 +32,21 @@ using namespace filter;
 constexpr std::string_view kTicksKey = "cpp-ticks";
 constexpr auto kRequest = WasmHeaderMapType::RequestHeaders;
 
-class Root {
+// The value of `"key":"…"` in a JSON text (enough for the echo upstream's answer).
+std::string json_string(std::string_view json, std::string_view key) {
+  std::string quoted = "\"" + std::string(key) + "\":\"";
+  size_t start = json.find(quoted);
+  if (start == std::string_view::npos) return "";
+  start += quoted.size();
+  size_t end = json.find('"', start);
+  return std::string(json.substr(start, end == std::string_view::npos ? 0 : end - start));
+}
+
+class CallsRoot : public RootContext {
  public:
-  bool onStart(size_t vm_config_size) {
+  using RootContext::RootContext;
+
+  bool onStart(size_t vm_config_size) override {
     std::string period;
     buffer(WasmBufferType::VmConfiguration, vm_config_size, &period);
     uint32_t ms = std::strtoul(period.c_str(), nullptr, 10);
@@ -51,28 +61,28 @@ class Root {
     return true;
   }
 
-  void onTick();
-
-  // As the C++ SDK's RootContext::httpCall: `done` runs with the answer (no headers: failed).
-  using CallDone = std::function<void(uint32_t headers, size_t body_size)>;
-  bool httpCall(std::string_view upstream, const Pairs& headers, uint32_t timeout_ms,
-                CallDone done) {
-    std::string map = serialize(headers);
-    uint32_t token = 0;
-    if (proxy_http_call(upstream.data(), upstream.size(), map.data(), map.size(), nullptr, 0,
-                        nullptr, 0, timeout_ms, &token) != WasmResult::Ok) {
-      return false;
+  void onTick() override {
+    // Every VM (one per worker) ticks: the shared counter is updated with compare-and-swap.
+    for (int attempt = 0; attempt < 16; ++attempt) {
+      const char* data = nullptr;
+      size_t size = 0;
+      uint32_t cas = 0;
+      unsigned long long ticks = 0;
+      if (proxy_get_shared_data(kTicksKey.data(), kTicksKey.size(), &data, &size, &cas) ==
+          WasmResult::Ok) {
+        ticks = std::strtoull(take_blob(data, size).c_str(), nullptr, 10);
+      }
+      std::string next = std::to_string(ticks + 1);
+      if (proxy_set_shared_data(kTicksKey.data(), kTicksKey.size(), next.data(), next.size(),
+                                cas) != WasmResult::CasMismatch) {
+        break;
+      }
     }
-    calls_[token] = std::move(done);
-    return true;
-  }
-
-  void onHttpCallResponse(uint32_t token, uint32_t headers, size_t body_size) {
-    auto call = calls_.find(token);
-    if (call == calls_.end()) return;
-    CallDone done = std::move(call->second);
-    calls_.erase(call);
-    done(headers, body_size);
+    for (uint32_t stream : std::exchange(waiting_, {})) {
+      if (!actOn(stream)) continue;
+      add_header(kRequest, "x-cpp-waited", "tick");
+      proxy_continue_stream(WasmStreamType::Request);
+    }
   }
 
   void waitForTick(uint32_t stream) { waiting_.push_back(stream); }
@@ -80,46 +90,13 @@ class Root {
   uint32_t bodyBytes() const { return body_bytes_; }
 
  private:
-  std::unordered_map<uint32_t, CallDone> calls_;
   std::vector<uint32_t> waiting_;
   uint32_t requests_ = 0;
   uint32_t body_bytes_ = 0;
 };
 
-class Stream {
- public:
-  Stream(uint32_t id, Root* root) : id_(id), root_(root) {}
-  FilterHeadersStatus onRequestHeaders();
-  FilterDataStatus onRequestBody(size_t size, bool end_of_stream);
-  FilterHeadersStatus onResponseHeaders();
-
- private:
-  uint32_t id_;
-  Root* root_;
-};
-
-// Every context by id, as the C++ SDK keeps them.
-std::unordered_map<uint32_t, std::unique_ptr<Root>> roots;
-std::unordered_map<uint32_t, std::unique_ptr<Stream>> streams;
-
-// Makes `stream` the context the next host calls act on, if it still exists (a paused request
-// may have been abandoned meanwhile).
-bool act_on(uint32_t stream) {
-  return streams.count(stream) != 0 && proxy_set_effective_context(stream) == WasmResult::Ok;
-}
-
-// The value of `"key":"…"` in a JSON text (enough for the echo upstream's answer).
-std::string json_string(std::string_view json, std::string_view key) {
-  std::string quoted = "\"" + std::string(key) + "\":\"";
-  size_t start = json.find(quoted);
-  if (start == std::string_view::npos) return "";
-  start += quoted.size();
-  size_t end = json.find('"', start);
-  return std::string(json.substr(start, end == std::string_view::npos ? 0 : end - start));
-}
-
 void resume_after_callout(uint32_t stream, uint32_t headers, size_t body_size) {
-  if (!act_on(stream)) return;
+  if (!actOn(stream)) return;
   if (headers == 0) {
     send_local_response(503, "cpp_callout_failed", "callout failed\n", {});
     return;
@@ -140,147 +117,76 @@ void resume_after_callout(uint32_t stream, uint32_t headers, size_t body_size) {
   proxy_continue_stream(WasmStreamType::Request);
 }
 
-void Root::onTick() {
-  // Every VM (one per worker) ticks: the shared counter is updated with compare-and-swap.
-  for (int attempt = 0; attempt < 16; ++attempt) {
+class CallsStream : public Context {
+ public:
+  CallsStream(uint32_t id, CallsRoot* root) : Context(id, root), root_(root) {}
+
+  FilterHeadersStatus onRequestHeaders() override {
+    proxy_increment_metric(root_->requests(), 1);
+    std::string callout;
+    if (header(kRequest, "x-cpp-callout", &callout)) {
+      size_t space = callout.find(' ');
+      std::string upstream = callout.substr(0, space);
+      std::string path = space == std::string::npos ? "/" : callout.substr(space + 1);
+      uint32_t stream = id();
+      bool sent = root_->httpCall(
+          upstream, {{":method", "GET"}, {":path", path}, {":authority", upstream}}, 5000,
+          [stream](uint32_t headers, size_t body_size) {
+            resume_after_callout(stream, headers, body_size);
+          });
+      if (!sent) {
+        send_local_response(500, "cpp_callout_refused", "callout refused\n", {});
+      }
+      return FilterHeadersStatus::StopIteration;
+    }
+    std::string ignored;
+    if (header(kRequest, "x-cpp-wait-tick", &ignored)) {
+      root_->waitForTick(id());
+      return FilterHeadersStatus::StopIteration;
+    }
+    return FilterHeadersStatus::Continue;
+  }
+
+  FilterDataStatus onRequestBody(size_t size, bool end_of_stream) override {
+    if (!end_of_stream) return FilterDataStatus::StopIterationAndBuffer;
+    std::string body;
+    if (size == 0 || !buffer(WasmBufferType::HttpRequestBody, size, &body)) {
+      return FilterDataStatus::Continue;
+    }
+    proxy_record_metric(root_->bodyBytes(), body.size());
+    for (char& c : body) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    proxy_set_buffer_bytes(WasmBufferType::HttpRequestBody, 0, body.size(), body.data(),
+                           body.size());
+    return FilterDataStatus::Continue;
+  }
+
+  FilterHeadersStatus onResponseHeaders() override {
+    const auto response = WasmHeaderMapType::ResponseHeaders;
     const char* data = nullptr;
     size_t size = 0;
     uint32_t cas = 0;
-    unsigned long long ticks = 0;
+    std::string ticks = "0";
     if (proxy_get_shared_data(kTicksKey.data(), kTicksKey.size(), &data, &size, &cas) ==
         WasmResult::Ok) {
-      ticks = std::strtoull(take_blob(data, size).c_str(), nullptr, 10);
+      ticks = take_blob(data, size);
     }
-    std::string next = std::to_string(ticks + 1);
-    if (proxy_set_shared_data(kTicksKey.data(), kTicksKey.size(), next.data(), next.size(),
-                              cas) != WasmResult::CasMismatch) {
-      break;
-    }
+    replace_header(response, "x-cpp-ticks", ticks);
+    uint64_t requests = 0;
+    proxy_get_metric(root_->requests(), &requests);
+    replace_header(response, "x-cpp-requests", std::to_string(requests));
+    return FilterHeadersStatus::Continue;
   }
-  for (uint32_t stream : std::exchange(waiting_, {})) {
-    if (!act_on(stream)) continue;
-    add_header(kRequest, "x-cpp-waited", "tick");
-    proxy_continue_stream(WasmStreamType::Request);
-  }
-}
 
-FilterHeadersStatus Stream::onRequestHeaders() {
-  proxy_increment_metric(root_->requests(), 1);
-  std::string callout;
-  if (header(kRequest, "x-cpp-callout", &callout)) {
-    size_t space = callout.find(' ');
-    std::string upstream = callout.substr(0, space);
-    std::string path = space == std::string::npos ? "/" : callout.substr(space + 1);
-    uint32_t stream = id_;
-    bool sent = root_->httpCall(
-        upstream, {{":method", "GET"}, {":path", path}, {":authority", upstream}}, 5000,
-        [stream](uint32_t headers, size_t body_size) {
-          resume_after_callout(stream, headers, body_size);
-        });
-    if (!sent) {
-      send_local_response(500, "cpp_callout_refused", "callout refused\n", {});
-    }
-    return FilterHeadersStatus::StopIteration;
-  }
-  std::string ignored;
-  if (header(kRequest, "x-cpp-wait-tick", &ignored)) {
-    root_->waitForTick(id_);
-    return FilterHeadersStatus::StopIteration;
-  }
-  return FilterHeadersStatus::Continue;
-}
-
-FilterDataStatus Stream::onRequestBody(size_t size, bool end_of_stream) {
-  if (!end_of_stream) return FilterDataStatus::StopIterationAndBuffer;
-  std::string body;
-  if (size == 0 || !buffer(WasmBufferType::HttpRequestBody, size, &body)) {
-    return FilterDataStatus::Continue;
-  }
-  proxy_record_metric(root_->bodyBytes(), body.size());
-  for (char& c : body) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  proxy_set_buffer_bytes(WasmBufferType::HttpRequestBody, 0, body.size(), body.data(),
-                         body.size());
-  return FilterDataStatus::Continue;
-}
-
-FilterHeadersStatus Stream::onResponseHeaders() {
-  const auto response = WasmHeaderMapType::ResponseHeaders;
-  const char* data = nullptr;
-  size_t size = 0;
-  uint32_t cas = 0;
-  std::string ticks = "0";
-  if (proxy_get_shared_data(kTicksKey.data(), kTicksKey.size(), &data, &size, &cas) ==
-      WasmResult::Ok) {
-    ticks = take_blob(data, size);
-  }
-  replace_header(response, "x-cpp-ticks", ticks);
-  uint64_t requests = 0;
-  proxy_get_metric(root_->requests(), &requests);
-  replace_header(response, "x-cpp-requests", std::to_string(requests));
-  return FilterHeadersStatus::Continue;
-}
-
-Stream* stream(uint32_t id) {
-  auto found = streams.find(id);
-  return found == streams.end() ? nullptr : found->second.get();
-}
-
-Root* root(uint32_t id) {
-  auto found = roots.find(id);
-  return found == roots.end() ? nullptr : found->second.get();
-}
+ private:
+  CallsRoot* root_;
+};
 
 }  // namespace
 
-EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
-  if (parent == 0) {
-    roots[id] = std::make_unique<Root>();
-  } else if (Root* owner = root(parent)) {
-    streams[id] = std::make_unique<Stream>(id, owner);
-  }
+std::unique_ptr<RootContext> filter::newRootContext(uint32_t id) {
+  return std::make_unique<CallsRoot>(id);
 }
 
-EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t id, size_t size) {
-  Root* context = root(id);
-  return context != nullptr && context->onStart(size) ? 1 : 0;
-}
-
-EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t, size_t) { return 1; }
-
-EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t id) {
-  if (Root* context = root(id)) context->onTick();
-}
-
-EXPORT(proxy_on_http_call_response)
-void proxy_on_http_call_response(uint32_t id, uint32_t token, uint32_t headers, size_t body_size,
-                                 uint32_t) {
-  if (Root* context = root(id)) context->onHttpCallResponse(token, headers, body_size);
-}
-
-EXPORT(proxy_on_request_headers)
-uint32_t proxy_on_request_headers(uint32_t id, uint32_t, uint32_t) {
-  Stream* context = stream(id);
-  return static_cast<uint32_t>(context ? context->onRequestHeaders()
-                                       : FilterHeadersStatus::Continue);
-}
-
-EXPORT(proxy_on_request_body)
-uint32_t proxy_on_request_body(uint32_t id, size_t size, uint32_t end_of_stream) {
-  Stream* context = stream(id);
-  return static_cast<uint32_t>(context ? context->onRequestBody(size, end_of_stream != 0)
-                                       : FilterDataStatus::Continue);
-}
-
-EXPORT(proxy_on_response_headers)
-uint32_t proxy_on_response_headers(uint32_t id, uint32_t, uint32_t) {
-  Stream* context = stream(id);
-  return static_cast<uint32_t>(context ? context->onResponseHeaders()
-                                       : FilterHeadersStatus::Continue);
-}
-
-EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t) { return 1; }
-
-EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t id) {
-  streams.erase(id);
-  roots.erase(id);
+std::unique_ptr<Context> filter::newContext(uint32_t id, RootContext* root) {
+  return std::make_unique<CallsStream>(id, static_cast<CallsRoot*>(root));
 }

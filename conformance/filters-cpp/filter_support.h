@@ -1,26 +1,24 @@
-// What every C++ conformance filter here shares, as the C++ SDK gives its filters: the ABI
-// marker and allocator exports, and thin wrappers over the host functions (blobs the host
-// allocated freed, header maps (de)serialized). Included once per filter: each is its own module.
+// A minimal C++ filter SDK in the C++ SDK's shape, shared by the conformance filters here: a
+// root context class and a stream context class whose virtual callbacks a filter overrides,
+// both made by factories the filter defines, kept by id in a registry; every callback the
+// host may call exported (as SDK modules export them all), with the ABI marker and the
+// allocator; thin wrappers over the host functions (blobs the host allocated freed, header
+// maps (de)serialized, HTTP callouts answered to a callback kept by token). Included by exactly
+// one source file per module.
 #pragma once
 
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "proxy_wasm_abi.h"
 
 #define EXPORT(name) extern "C" __attribute__((export_name(#name)))
-
-EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1() {}
-
-// Without it (the C++ SDK's modules), the host allocates with the `malloc` the linker exports.
-#ifndef ALLOCATE_WITH_MALLOC_EXPORT
-EXPORT(proxy_on_memory_allocate) void* proxy_on_memory_allocate(size_t size) {
-  return std::malloc(size);
-}
-#endif
 
 namespace filter {
 
@@ -30,8 +28,8 @@ inline void log(LogLevel level, std::string_view message) {
   proxy_log(level, message.data(), message.size());
 }
 
-// A blob the host allocated in this module's memory (with the allocator above): owned by the
-// filter, freed here.
+// A blob the host allocated in this module's memory (with the allocator exported below): owned
+// by the filter, freed here.
 inline std::string take_blob(const char* data, size_t size) {
   std::string value(data == nullptr ? "" : data, size);
   std::free(const_cast<char*>(data));
@@ -120,4 +118,174 @@ inline void send_local_response(uint32_t status, std::string_view details, std::
                             map.data(), map.size(), -1);
 }
 
+// The plugin's root context: its start-up, configuration, ticks and callouts.
+class RootContext {
+ public:
+  explicit RootContext(uint32_t id) : id_(id) {}
+  virtual ~RootContext() = default;
+  uint32_t id() const { return id_; }
+
+  virtual bool onStart(size_t /*vm_configuration_size*/) { return true; }
+  virtual bool validateConfiguration(size_t /*configuration_size*/) { return true; }
+  virtual bool onConfigure(size_t /*configuration_size*/) { return true; }
+  virtual void onTick() {}
+
+  // Sends a callout to `upstream`; `done` runs with the answer (no headers: it failed).
+  using CallDone = std::function<void(uint32_t headers, size_t body_size)>;
+  bool httpCall(std::string_view upstream, const Pairs& headers, uint32_t timeout_ms,
+                CallDone done) {
+    std::string map = serialize(headers);
+    uint32_t token = 0;
+    if (proxy_http_call(upstream.data(), upstream.size(), map.data(), map.size(), nullptr, 0,
+                        nullptr, 0, timeout_ms, &token) != WasmResult::Ok) {
+      return false;
+    }
+    calls_[token] = std::move(done);
+    return true;
+  }
+
+  void onHttpCallResponse(uint32_t token, uint32_t headers, size_t body_size) {
+    auto call = calls_.find(token);
+    if (call == calls_.end()) return;
+    CallDone done = std::move(call->second);
+    calls_.erase(call);
+    done(headers, body_size);
+  }
+
+ private:
+  uint32_t id_;
+  std::unordered_map<uint32_t, CallDone> calls_;
+};
+
+// One HTTP stream of a root context.
+class Context {
+ public:
+  Context(uint32_t id, RootContext* root) : id_(id), root_(root) {}
+  virtual ~Context() = default;
+  uint32_t id() const { return id_; }
+  RootContext* root() const { return root_; }
+
+  virtual FilterHeadersStatus onRequestHeaders() { return FilterHeadersStatus::Continue; }
+  virtual FilterDataStatus onRequestBody(size_t /*size*/, bool /*end_of_stream*/) {
+    return FilterDataStatus::Continue;
+  }
+  virtual FilterHeadersStatus onResponseHeaders() { return FilterHeadersStatus::Continue; }
+  virtual FilterDataStatus onResponseBody(size_t /*size*/, bool /*end_of_stream*/) {
+    return FilterDataStatus::Continue;
+  }
+  virtual void onLog() {}
+
+ private:
+  uint32_t id_;
+  RootContext* root_;
+};
+
+// Defined by each filter: its root context, and a stream context of `root`.
+std::unique_ptr<RootContext> newRootContext(uint32_t id);
+std::unique_ptr<Context> newContext(uint32_t id, RootContext* root);
+
+// Every context by id, roots and streams apart.
+inline std::unordered_map<uint32_t, std::unique_ptr<RootContext>> roots;
+inline std::unordered_map<uint32_t, std::unique_ptr<Context>> streams;
+
+inline RootContext* root(uint32_t id) {
+  auto found = roots.find(id);
+  return found == roots.end() ? nullptr : found->second.get();
+}
+
+inline Context* stream(uint32_t id) {
+  auto found = streams.find(id);
+  return found == streams.end() ? nullptr : found->second.get();
+}
+
+// Makes stream `id` the context the next host calls act on, if it still exists (a paused
+// request may have been abandoned meanwhile).
+inline bool actOn(uint32_t id) {
+  return stream(id) != nullptr && proxy_set_effective_context(id) == WasmResult::Ok;
+}
+
 }  // namespace filter
+
+EXPORT(proxy_abi_version_0_2_1) void proxy_abi_version_0_2_1() {}
+
+// Without it (the C++ SDK's modules), the host allocates with the `malloc` the linker exports.
+#ifndef ALLOCATE_WITH_MALLOC_EXPORT
+EXPORT(proxy_on_memory_allocate) void* proxy_on_memory_allocate(size_t size) {
+  return std::malloc(size);
+}
+#endif
+
+EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
+  if (parent == 0) {
+    filter::roots[id] = filter::newRootContext(id);
+  } else if (filter::RootContext* root = filter::root(parent)) {
+    filter::streams[id] = filter::newContext(id, root);
+  }
+}
+
+EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t id, size_t size) {
+  filter::RootContext* root = filter::root(id);
+  return root != nullptr && root->onStart(size) ? 1 : 0;
+}
+
+EXPORT(proxy_validate_configuration)
+uint32_t proxy_validate_configuration(uint32_t id, size_t size) {
+  filter::RootContext* root = filter::root(id);
+  return root != nullptr && root->validateConfiguration(size) ? 1 : 0;
+}
+
+EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t id, size_t size) {
+  filter::RootContext* root = filter::root(id);
+  return root != nullptr && root->onConfigure(size) ? 1 : 0;
+}
+
+EXPORT(proxy_on_tick) void proxy_on_tick(uint32_t id) {
+  if (filter::RootContext* root = filter::root(id)) root->onTick();
+}
+
+EXPORT(proxy_on_http_call_response)
+void proxy_on_http_call_response(uint32_t id, uint32_t token, uint32_t headers, size_t body_size,
+                                 uint32_t) {
+  if (filter::RootContext* root = filter::root(id)) {
+    root->onHttpCallResponse(token, headers, body_size);
+  }
+}
+
+EXPORT(proxy_on_request_headers)
+uint32_t proxy_on_request_headers(uint32_t id, uint32_t, uint32_t) {
+  filter::Context* stream = filter::stream(id);
+  return static_cast<uint32_t>(stream ? stream->onRequestHeaders()
+                                      : FilterHeadersStatus::Continue);
+}
+
+EXPORT(proxy_on_request_body)
+uint32_t proxy_on_request_body(uint32_t id, size_t size, uint32_t end_of_stream) {
+  filter::Context* stream = filter::stream(id);
+  return static_cast<uint32_t>(stream ? stream->onRequestBody(size, end_of_stream != 0)
+                                      : FilterDataStatus::Continue);
+}
+
+EXPORT(proxy_on_response_headers)
+uint32_t proxy_on_response_headers(uint32_t id, uint32_t, uint32_t) {
+  filter::Context* stream = filter::stream(id);
+  return static_cast<uint32_t>(stream ? stream->onResponseHeaders()
+                                      : FilterHeadersStatus::Continue);
+}
+
+EXPORT(proxy_on_response_body)
+uint32_t proxy_on_response_body(uint32_t id, size_t size, uint32_t end_of_stream) {
+  filter::Context* stream = filter::stream(id);
+  return static_cast<uint32_t>(stream ? stream->onResponseBody(size, end_of_stream != 0)
+                                      : FilterDataStatus::Continue);
+}
+
+EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t) { return 1; }
+
+EXPORT(proxy_on_log) void proxy_on_log(uint32_t id) {
+  if (filter::Context* stream = filter::stream(id)) stream->onLog();
+}
+
+EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t id) {
+  filter::streams.erase(id);
+  filter::roots.erase(id);
+}

@@ -23,7 +23,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "filter_support.h"
 
@@ -51,30 +50,13 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-class RootContext;
-
-class ContextBase {
+class HeadersRoot : public RootContext {
  public:
-  virtual ~ContextBase() = default;
-};
+  using RootContext::RootContext;
 
-class StreamContext : public ContextBase {
- public:
-  explicit StreamContext(RootContext* root) : root_(root) {}
-  FilterHeadersStatus onRequestHeaders();
-  FilterHeadersStatus onResponseHeaders();
-  void onLog();
-
- private:
-  RootContext* root_;
-  std::string memory_;  // what `x-cpp-grow` did, for the response
-};
-
-class RootContext : public ContextBase {
- public:
-  // Called before onConfigure, as the C++ SDK's RootContext::validateConfiguration: a header
-  // name must be an HTTP token (onConfigure alone would take `x y: 1`).
-  bool validateConfiguration(size_t size) {
+  // Called before onConfigure (the SDK's validateConfiguration): a header name must be an
+  // HTTP token (onConfigure alone would take `x y: 1`).
+  bool validateConfiguration(size_t size) override {
     std::string config;
     buffer(WasmBufferType::PluginConfiguration, size, &config);
     std::string_view name = trim(std::string_view(config).substr(0, config.find(':')));
@@ -89,7 +71,7 @@ class RootContext : public ContextBase {
     return true;
   }
 
-  bool onConfigure(size_t size) {
+  bool onConfigure(size_t size) override {
     std::string config;
     buffer(WasmBufferType::PluginConfiguration, size, &config);
     size_t colon = config.find(':');
@@ -104,14 +86,10 @@ class RootContext : public ContextBase {
     return true;
   }
 
-  std::unique_ptr<StreamContext> newStream() {
-    ++streams_;
-    return std::make_unique<StreamContext>(this);
-  }
-
   const std::string& name() const { return name_; }
   const std::string& value() const { return value_; }
   uint64_t streams() const { return streams_; }
+  void countStream() { ++streams_; }
 
  private:
   std::string name_;
@@ -119,94 +97,58 @@ class RootContext : public ContextBase {
   uint64_t streams_ = 0;
 };
 
-FilterHeadersStatus StreamContext::onRequestHeaders() {
-  const auto request = WasmHeaderMapType::RequestHeaders;
-  std::string ignored;
-  if (header(request, "x-cpp-abort", &ignored)) {
-    std::abort();
+class HeadersStream : public Context {
+ public:
+  HeadersStream(uint32_t id, HeadersRoot* root) : Context(id, root), root_(root) {}
+
+  FilterHeadersStatus onRequestHeaders() override {
+    const auto request = WasmHeaderMapType::RequestHeaders;
+    std::string ignored;
+    if (header(request, "x-cpp-abort", &ignored)) {
+      std::abort();
+    }
+    if (header(request, "x-cpp-deny", &ignored)) {
+      send_local_response(403, "cpp_denied", "denied by the C++ filter\n",
+                          {{"x-denied-by", "cpp"}, {"content-type", "text/plain"}});
+      return FilterHeadersStatus::StopIteration;
+    }
+    std::string mib;
+    if (header(request, "x-cpp-grow", &mib)) memory_ = grow(mib);
+    add_header(request, root_->name(), root_->value());
+    std::string path;
+    if (header(request, ":path", &path)) add_header(request, "x-cpp-path", path);
+    add_header(request, "x-cpp-source", property(std::string_view("source\0address", 14)));
+    return FilterHeadersStatus::Continue;
   }
-  if (header(request, "x-cpp-deny", &ignored)) {
-    send_local_response(403, "cpp_denied", "denied by the C++ filter\n",
-                        {{"x-denied-by", "cpp"}, {"content-type", "text/plain"}});
-    return FilterHeadersStatus::StopIteration;
+
+  FilterHeadersStatus onResponseHeaders() override {
+    const auto response = WasmHeaderMapType::ResponseHeaders;
+    replace_header(response, "x-cpp-filter", std::to_string(root_->streams()));
+    std::string status;
+    if (header(response, ":status", &status)) replace_header(response, "x-cpp-status", status);
+    if (!memory_.empty()) replace_header(response, "x-cpp-memory", memory_);
+    return FilterHeadersStatus::Continue;
   }
-  std::string mib;
-  if (header(request, "x-cpp-grow", &mib)) memory_ = grow(mib);
-  add_header(request, root_->name(), root_->value());
-  std::string path;
-  if (header(request, ":path", &path)) add_header(request, "x-cpp-path", path);
-  add_header(request, "x-cpp-source", property(std::string_view("source\0address", 14)));
-  return FilterHeadersStatus::Continue;
-}
 
-FilterHeadersStatus StreamContext::onResponseHeaders() {
-  const auto response = WasmHeaderMapType::ResponseHeaders;
-  replace_header(response, "x-cpp-filter", std::to_string(root_->streams()));
-  std::string status;
-  if (header(response, ":status", &status)) replace_header(response, "x-cpp-status", status);
-  if (!memory_.empty()) replace_header(response, "x-cpp-memory", memory_);
-  return FilterHeadersStatus::Continue;
-}
+  void onLog() override {
+    std::string status;
+    header(WasmHeaderMapType::ResponseHeaders, ":status", &status);
+    log(LogLevel::Info, "C++ filter logged a " + status + " response");
+  }
 
-void StreamContext::onLog() {
-  std::string status;
-  header(WasmHeaderMapType::ResponseHeaders, ":status", &status);
-  log(LogLevel::Info, "C++ filter logged a " + status + " response");
-}
-
-// Every context by id, as the C++ SDK keeps them: roots and streams.
-std::unordered_map<uint32_t, std::unique_ptr<RootContext>> roots;
-std::unordered_map<uint32_t, std::unique_ptr<StreamContext>> streams;
-
-StreamContext* stream(uint32_t id) {
-  auto found = streams.find(id);
-  return found == streams.end() ? nullptr : found->second.get();
-}
+ private:
+  HeadersRoot* root_;
+  std::string memory_;  // what `x-cpp-grow` did, for the response
+};
 
 }  // namespace
 
-EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
-  if (parent == 0) {
-    roots[id] = std::make_unique<RootContext>();
-  } else if (auto root = roots.find(parent); root != roots.end()) {
-    streams[id] = root->second->newStream();
-  }
+std::unique_ptr<RootContext> filter::newRootContext(uint32_t id) {
+  return std::make_unique<HeadersRoot>(id);
 }
 
-EXPORT(proxy_on_vm_start) uint32_t proxy_on_vm_start(uint32_t, size_t) { return 1; }
-
-EXPORT(proxy_validate_configuration)
-uint32_t proxy_validate_configuration(uint32_t id, size_t size) {
-  auto root = roots.find(id);
-  return root != roots.end() && root->second->validateConfiguration(size) ? 1 : 0;
-}
-
-EXPORT(proxy_on_configure) uint32_t proxy_on_configure(uint32_t id, size_t size) {
-  auto root = roots.find(id);
-  return root != roots.end() && root->second->onConfigure(size) ? 1 : 0;
-}
-
-EXPORT(proxy_on_request_headers)
-uint32_t proxy_on_request_headers(uint32_t id, uint32_t, uint32_t) {
-  StreamContext* context = stream(id);
-  return static_cast<uint32_t>(context ? context->onRequestHeaders()
-                                       : FilterHeadersStatus::Continue);
-}
-
-EXPORT(proxy_on_response_headers)
-uint32_t proxy_on_response_headers(uint32_t id, uint32_t, uint32_t) {
-  StreamContext* context = stream(id);
-  return static_cast<uint32_t>(context ? context->onResponseHeaders()
-                                       : FilterHeadersStatus::Continue);
-}
-
-EXPORT(proxy_on_done) uint32_t proxy_on_done(uint32_t) { return 1; }
-
-EXPORT(proxy_on_log) void proxy_on_log(uint32_t id) {
-  if (StreamContext* context = stream(id)) context->onLog();
-}
-
-EXPORT(proxy_on_delete) void proxy_on_delete(uint32_t id) {
-  streams.erase(id);
-  roots.erase(id);
+std::unique_ptr<Context> filter::newContext(uint32_t id, RootContext* root) {
+  auto* owner = static_cast<HeadersRoot*>(root);
+  owner->countStream();
+  return std::make_unique<HeadersStream>(id, owner);
 }
