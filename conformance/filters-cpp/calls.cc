@@ -183,8 +183,8 @@ class CallsStream : public Context {
 
 }  // namespace
 
-std::unique_ptr<RootContext> filter::newRootContext(uint32_t id) {
-  return std::make_unique<CallsRoot>(id);
+std::unique_ptr<RootContext> filter::newRootContext(uint32_t id, std::string root_id) {
+  return std::make_unique<CallsRoot>(id, std::move(root_id));
 }
 
 std::unique_ptr<Context> filter::newContext(uint32_t id, RootContext* root) {

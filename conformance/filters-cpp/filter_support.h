@@ -121,9 +121,11 @@ inline void send_local_response(uint32_t status, std::string_view details, std::
 // The plugin's root context: its start-up, configuration, ticks and callouts.
 class RootContext {
  public:
-  explicit RootContext(uint32_t id) : id_(id) {}
+  RootContext(uint32_t id, std::string root_id) : id_(id), root_id_(std::move(root_id)) {}
   virtual ~RootContext() = default;
   uint32_t id() const { return id_; }
+  // The plugin's root_id (its configuration's), read when the root is created.
+  const std::string& rootId() const { return root_id_; }
 
   virtual bool onStart(size_t /*vm_configuration_size*/) { return true; }
   virtual bool validateConfiguration(size_t /*configuration_size*/) { return true; }
@@ -154,6 +156,7 @@ class RootContext {
 
  private:
   uint32_t id_;
+  std::string root_id_;
   std::unordered_map<uint32_t, CallDone> calls_;
 };
 
@@ -181,7 +184,7 @@ class Context {
 };
 
 // Defined by each filter: its root context, and a stream context of `root`.
-std::unique_ptr<RootContext> newRootContext(uint32_t id);
+std::unique_ptr<RootContext> newRootContext(uint32_t id, std::string root_id);
 std::unique_ptr<Context> newContext(uint32_t id, RootContext* root);
 
 // Every context by id, roots and streams apart.
@@ -217,7 +220,8 @@ EXPORT(proxy_on_memory_allocate) void* proxy_on_memory_allocate(size_t size) {
 
 EXPORT(proxy_on_context_create) void proxy_on_context_create(uint32_t id, uint32_t parent) {
   if (parent == 0) {
-    filter::roots[id] = filter::newRootContext(id);
+    // As the C++ SDK does, which picks the root's class by it: the root_id, a property.
+    filter::roots[id] = filter::newRootContext(id, filter::property("plugin_root_id"));
   } else if (filter::RootContext* root = filter::root(parent)) {
     filter::streams[id] = filter::newContext(id, root);
   }

@@ -14,15 +14,18 @@
 // abort() (the guest traps); one with `x-cpp-grow: N` makes it allocate N MiB (its memory
 // grows) and say how it went in response header `x-cpp-memory` (`N MiB in a memory of M MiB`,
 // or `refused` when malloc returned null). Responses get `x-cpp-filter: N` (the streams this VM
-// has seen) and `x-cpp-status` (their `:status`); each stream logs its status from `on_log`. A
-// malformed configuration is refused with a log line saying why (a header name that is not a
-// token by proxy_validate_configuration, one without a colon by proxy_on_configure); an
-// accepted one is announced on stderr (WASI fd_write, as C and C++ filters print).
+// has seen), `x-cpp-root-id` (the plugin's root_id, read as the root context was created, as the
+// C++ SDK reads it) and `x-cpp-status` (their `:status`); each stream logs its status from
+// `on_log`. A malformed configuration is refused with a log line saying why (a header name
+// that is not a token by proxy_validate_configuration, one without a colon by
+// proxy_on_configure); an accepted one is announced on stderr (WASI fd_write, as C and C++
+// filters print).
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "filter_support.h"
 
@@ -124,6 +127,7 @@ class HeadersStream : public Context {
   FilterHeadersStatus onResponseHeaders() override {
     const auto response = WasmHeaderMapType::ResponseHeaders;
     replace_header(response, "x-cpp-filter", std::to_string(root_->streams()));
+    replace_header(response, "x-cpp-root-id", root_->rootId());
     std::string status;
     if (header(response, ":status", &status)) replace_header(response, "x-cpp-status", status);
     if (!memory_.empty()) replace_header(response, "x-cpp-memory", memory_);
@@ -143,8 +147,8 @@ class HeadersStream : public Context {
 
 }  // namespace
 
-std::unique_ptr<RootContext> filter::newRootContext(uint32_t id) {
-  return std::make_unique<HeadersRoot>(id);
+std::unique_ptr<RootContext> filter::newRootContext(uint32_t id, std::string root_id) {
+  return std::make_unique<HeadersRoot>(id, std::move(root_id));
 }
 
 std::unique_ptr<Context> filter::newContext(uint32_t id, RootContext* root) {

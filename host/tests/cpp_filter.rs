@@ -28,7 +28,7 @@ const HEADERS_BUILDS: [&str; 2] = ["emcc-headers", "cpp-headers"];
 const CALLS_BUILDS: [&str; 2] = ["emcc-calls", "cpp-calls"];
 
 /// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind `build`
-/// of the C++ filter with `config`.
+/// of the C++ filter with `config` and root_id `headers_root`.
 fn cpp_project(build: &str, echo_port: u16, config: &str) -> tempfile::TempDir {
     let spec = format!(
         r#"openapi: 3.1.0
@@ -36,7 +36,7 @@ info: {{title: cpp filter, version: '1'}}
 x-barbacane-upstreams:
   echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
 x-barbacane-middlewares:
-  - {{name: cpp-headers, config: '{config}'}}
+  - {{name: cpp-headers, root_id: headers_root, config: '{config}'}}
 paths:
   /echo:
     get:
@@ -201,6 +201,7 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
             assert!(source.starts_with("127.0.0.1:"), "{build}: {source}");
             assert_eq!(reply.header("x-cpp-filter"), round.to_string(), "{build}");
             assert_eq!(reply.header("x-cpp-status"), "200", "{build}");
+            assert_eq!(reply.header("x-cpp-root-id"), "headers_root", "{build}");
         }
 
         // A local response from the request phase, in place of the upstream's answer.
