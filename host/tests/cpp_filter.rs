@@ -179,6 +179,31 @@ fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
     }
 }
 
+#[test]
+fn a_cpp_filter_built_with_wasm_exceptions_is_refused_with_a_hint() {
+    // Emscripten's -fwasm-exceptions emits try/throw instructions, which wasmtime does not run
+    // (Envoy's V8 does): the compile says so and how to build the filter instead.
+    let dir = cpp_project("emcc-eh-headers", 1, "x-cpp: yes");
+    let diagnostics = compile::compile(
+        &[dir.path().join("api.yaml")],
+        Some(&dir.path().join("barbacane.yaml")),
+        Options { dev: true },
+    )
+    .err()
+    .unwrap();
+    let refused = diagnostics
+        .iter()
+        .find(|d| d.message.contains("cpp-headers"))
+        .unwrap_or_else(|| panic!("no diagnostic names the plugin: {diagnostics:#?}"));
+    assert_eq!(format!("{:?}", refused.code), "E1061");
+    assert!(
+        refused.message.contains("uses Wasm exception handling"),
+        "{}",
+        refused.message
+    );
+    assert!(refused.hint.contains("-fno-exceptions"), "{}", refused.hint);
+}
+
 #[tokio::test]
 async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
     let echo = echo_upstream().await;

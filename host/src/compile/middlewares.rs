@@ -333,7 +333,7 @@ impl Compiler {
                     Code::E1061,
                     at,
                     format!("plugin '{name}' ({shown}): {e}"),
-                    "build the plugin as a Proxy-Wasm module (e.g. for wasm32-wasip1 with the proxy-wasm crate)",
+                    e.hint(),
                 );
                 None
             }

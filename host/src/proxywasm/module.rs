@@ -210,6 +210,10 @@ pub enum ModuleError {
     /// Not a valid WebAssembly module (or one wasmtime cannot compile).
     #[error("not a valid WebAssembly module: {0}")]
     Invalid(String),
+    /// It throws and catches with Wasm exception-handling instructions (`try`, `throw`:
+    /// Emscripten's and LLVM's `-fwasm-exceptions`), which wasmtime does not run in that form.
+    #[error("the module uses Wasm exception handling (try/throw), which this host cannot run: {0}")]
+    Exceptions(String),
     /// No `proxy_abi_version_*` export at all.
     #[error("not a Proxy-Wasm module: no proxy_abi_version_0_1_0, _0_2_0 or _0_2_1 export")]
     NoAbiMarker,
@@ -225,6 +229,22 @@ pub enum ModuleError {
     /// Its custom section `barbacane.stream_callbacks` cannot be read.
     #[error("custom section {STREAM_CALLBACKS_SECTION}: {0}")]
     StreamCallbacks(String),
+}
+
+impl ModuleError {
+    /// What to do about it, in one line.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ModuleError::Exceptions(_) => {
+                "build it without Wasm exceptions: -fno-exceptions, or Emscripten's default (a \
+                 throw aborts), as the C++ SDK builds filters"
+            }
+            _ => {
+                "build the plugin as a Proxy-Wasm module (e.g. for wasm32-wasip1 with the \
+                 proxy-wasm crate)"
+            }
+        }
+    }
 }
 
 /// A compiled module, what it declares, and its imports linked once (cheap to clone: all are
@@ -243,8 +263,14 @@ impl PluginModule {
     /// Compiles `bytes` with `engine` (or finds it in the engine's cache), reads its
     /// declarations and links its imports.
     pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<PluginModule, ModuleError> {
-        let module = Module::from_binary(engine, bytes)
-            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let module = Module::from_binary(engine, bytes).map_err(|e| {
+            let message = format!("{e:#}");
+            if message.contains("exceptions proposal not enabled") {
+                ModuleError::Exceptions(message)
+            } else {
+                ModuleError::Invalid(message)
+            }
+        })?;
         let info = ModuleInfo::of(&module, bytes)?;
         let pre = super::vm::instance_pre(engine, &module).map_err(ModuleError::Link)?;
         Ok(PluginModule { module, info, pre })
