@@ -182,7 +182,7 @@ fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
 #[test]
 fn a_cpp_filter_built_with_wasm_exceptions_is_refused_with_a_hint() {
     // Emscripten's -fwasm-exceptions emits try/throw instructions, which wasmtime does not run
-    // (Envoy's V8 does): the compile says so and how to build the filter instead.
+    // (V8, Envoy's default runtime, does): the compile says so and how to build the filter instead.
     let dir = cpp_project("emcc-eh-headers", 1, "x-cpp: yes");
     let diagnostics = compile::compile(
         &[dir.path().join("api.yaml")],
