@@ -27,6 +27,11 @@ use support::{echo_upstream, get, send};
 const HEADERS_BUILDS: [&str; 2] = ["emcc-headers", "cpp-headers"];
 const CALLS_BUILDS: [&str; 2] = ["emcc-calls", "cpp-calls"];
 
+/// A GET of `path` from `gw` with one request header.
+async fn get_with(gw: &support::TestGateway, path: &str, header: (&str, &str)) -> support::Reply {
+    send(Method::GET, &gw.url(path), &[header], b"").await
+}
+
 /// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind `build`
 /// of the C++ filter with `config` and root_id `headers_root`.
 fn cpp_project(build: &str, echo_port: u16, config: &str) -> tempfile::TempDir {
@@ -230,7 +235,7 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
         }
 
         // A local response from the request phase, in place of the upstream's answer.
-        let denied = send(Method::GET, &gw.url("/echo"), &[("x-cpp-deny", "1")], b"").await;
+        let denied = get_with(&gw, "/echo", ("x-cpp-deny", "1")).await;
         assert_eq!(denied.status, 403, "{build}");
         assert_eq!(
             denied.body.as_ref(),
@@ -243,7 +248,7 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
         // The C library's malloc grows the memory (Emscripten's calls
         // emscripten_notify_memory_growth after each growth) up to the VM's 64 MiB cap; past
         // it, malloc returns null and the filter goes on.
-        let grown = send(Method::GET, &gw.url("/mock"), &[("x-cpp-grow", "32")], b"").await;
+        let grown = get_with(&gw, "/mock", ("x-cpp-grow", "32")).await;
         assert_eq!(grown.status, 200, "{build}");
         let memory = grown.header("x-cpp-memory");
         let mib: u32 = memory
@@ -252,7 +257,7 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{build}: x-cpp-memory {memory:?}"));
         assert!((32..=64).contains(&mib), "{build}: {memory}");
-        let refused = send(Method::GET, &gw.url("/mock"), &[("x-cpp-grow", "80")], b"").await;
+        let refused = get_with(&gw, "/mock", ("x-cpp-grow", "80")).await;
         assert_eq!(
             (refused.status.as_u16(), refused.header("x-cpp-memory")),
             (200, "refused"),
@@ -261,7 +266,7 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
 
         // abort() traps: the default failure policy (closed) answers 500, the failure is
         // counted, and the replica is rebuilt (a fresh VM: its stream count starts again).
-        let aborted = send(Method::GET, &gw.url("/mock"), &[("x-cpp-abort", "1")], b"").await;
+        let aborted = get_with(&gw, "/mock", ("x-cpp-abort", "1")).await;
         let problem = aborted.problem(500, "plugin-failed");
         assert_eq!(problem["detail"], "plugin 'cpp-headers' failed", "{build}");
         let after = get(&gw.url("/mock")).await;
@@ -326,13 +331,7 @@ async fn a_cpp_filter_calls_out_ticks_counts_and_rewrites_bodies_through_the_gat
 
         // A callout from the request phase; its answer, delivered to the root context, resumes
         // the request with what the filter read from it.
-        let called = send(
-            Method::GET,
-            &gw.url("/echo"),
-            &[("x-cpp-callout", "echo /echo?from=callout")],
-            b"",
-        )
-        .await;
+        let called = get_with(&gw, "/echo", ("x-cpp-callout", "echo /echo?from=callout")).await;
         assert_eq!(called.status, 200, "{build}: {called:?}");
         let headers = &called.json()["headers"];
         assert_eq!(headers["x-cpp-callout-status"], "200", "{build}: {headers}");
@@ -343,26 +342,14 @@ async fn a_cpp_filter_calls_out_ticks_counts_and_rewrites_bodies_through_the_gat
 
         // A callout to an upstream that refuses connections is answered as Envoy answers it
         // (503); one to an upstream the spec does not declare is refused by proxy_http_call.
-        let down = send(
-            Method::GET,
-            &gw.url("/echo"),
-            &[("x-cpp-callout", "down /")],
-            b"",
-        )
-        .await;
+        let down = get_with(&gw, "/echo", ("x-cpp-callout", "down /")).await;
         assert_eq!(down.status, 200, "{build}: {down:?}");
         assert_eq!(
             down.json()["headers"]["x-cpp-callout-status"],
             "503",
             "{build}"
         );
-        let refused = send(
-            Method::GET,
-            &gw.url("/echo"),
-            &[("x-cpp-callout", "nowhere /")],
-            b"",
-        )
-        .await;
+        let refused = get_with(&gw, "/echo", ("x-cpp-callout", "nowhere /")).await;
         assert_eq!(
             (refused.status.as_u16(), refused.body.as_ref()),
             (500, b"callout refused\n".as_slice()),
@@ -383,13 +370,7 @@ async fn a_cpp_filter_calls_out_ticks_counts_and_rewrites_bodies_through_the_gat
 
         // A request waits for the VM's next tick, which resumes it; every tick has counted
         // itself in shared data by then.
-        let waited = send(
-            Method::GET,
-            &gw.url("/echo"),
-            &[("x-cpp-wait-tick", "1")],
-            b"",
-        )
-        .await;
+        let waited = get_with(&gw, "/echo", ("x-cpp-wait-tick", "1")).await;
         assert_eq!(waited.status, 200, "{build}");
         assert_eq!(waited.json()["headers"]["x-cpp-waited"], "tick", "{build}");
         let ticks: u64 = waited.header("x-cpp-ticks").parse().unwrap();
