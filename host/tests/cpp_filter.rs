@@ -64,6 +64,24 @@ paths:
     dir
 }
 
+/// The diagnostic naming the C++ filter when the project in `dir` fails to compile.
+fn refusal(dir: &tempfile::TempDir) -> barbacane::diag::Diagnostic {
+    let mut diagnostics = compile::compile(
+        &[dir.path().join("api.yaml")],
+        Some(&dir.path().join("barbacane.yaml")),
+        Options { dev: true },
+    )
+    .err()
+    .unwrap();
+    let Some(at) = diagnostics
+        .iter()
+        .position(|d| d.message.contains("cpp-headers"))
+    else {
+        panic!("no diagnostic names the plugin: {diagnostics:#?}");
+    };
+    diagnostics.swap_remove(at)
+}
+
 #[test]
 fn a_cpp_filter_is_read_started_and_logs_as_envoy_would() {
     let engine = engine().unwrap();
@@ -160,20 +178,7 @@ fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
     ];
     for build in HEADERS_BUILDS {
         for (config, logged) in refusals {
-            let dir = cpp_project(build, 1, config);
-            let diagnostics = compile::compile(
-                &[dir.path().join("api.yaml")],
-                Some(&dir.path().join("barbacane.yaml")),
-                Options { dev: true },
-            )
-            .err()
-            .unwrap();
-            let rejected = diagnostics
-                .iter()
-                .find(|d| d.message.contains("cpp-headers"))
-                .unwrap_or_else(|| {
-                    panic!("{build}: no diagnostic names the plugin: {diagnostics:#?}")
-                });
+            let rejected = refusal(&cpp_project(build, 1, config));
             assert_eq!(format!("{:?}", rejected.code), "E1061", "{build}");
             assert!(
                 rejected.message.contains(logged) && !rejected.message.contains("C++ filter adds"),
@@ -188,18 +193,7 @@ fn a_cpp_filter_refusing_its_configuration_fails_the_compile_quoting_its_log() {
 fn a_cpp_filter_built_with_wasm_exceptions_is_refused_with_a_hint() {
     // Emscripten's -fwasm-exceptions emits try/throw instructions, which wasmtime does not run
     // (V8, Envoy's default runtime, does): the compile says so and how to build the filter instead.
-    let dir = cpp_project("emcc-eh-headers", 1, "x-cpp: yes");
-    let diagnostics = compile::compile(
-        &[dir.path().join("api.yaml")],
-        Some(&dir.path().join("barbacane.yaml")),
-        Options { dev: true },
-    )
-    .err()
-    .unwrap();
-    let refused = diagnostics
-        .iter()
-        .find(|d| d.message.contains("cpp-headers"))
-        .unwrap_or_else(|| panic!("no diagnostic names the plugin: {diagnostics:#?}"));
+    let refused = refusal(&cpp_project("emcc-eh-headers", 1, "x-cpp: yes"));
     assert_eq!(format!("{:?}", refused.code), "E1061");
     assert!(
         refused.message.contains("uses Wasm exception handling"),

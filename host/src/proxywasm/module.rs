@@ -265,6 +265,8 @@ impl PluginModule {
     pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<PluginModule, ModuleError> {
         let module = Module::from_binary(engine, bytes).map_err(|e| {
             let message = format!("{e:#}");
+            // wasmparser's words for a feature the engine leaves off; cpp_filter.rs's
+            // `-fwasm-exceptions` test fails if they change.
             if message.contains("exceptions proposal not enabled") {
                 ModuleError::Exceptions(message)
             } else {

@@ -53,8 +53,8 @@ pub fn go_filter(name: &str) -> Vec<u8> {
 }
 
 /// The bytes of a build of a C++ conformance filter (`conformance/filters-cpp/NAME.cc`): `build`
-/// is `emcc-NAME` (Emscripten, as the C++ SDK builds filters) or `cpp-NAME` (clang, wasi-libc
-/// and libc++), both made from source by `conformance/filters-cpp/build` (which installs the
+/// is `emcc-NAME` (Emscripten, as the C++ SDK builds filters), `cpp-NAME` (clang, wasi-libc
+/// and libc++) or `emcc-eh-headers` (Emscripten with Wasm exceptions), all made from source by `conformance/filters-cpp/build` (which installs the
 /// toolchains from Debian when they are missing), once per test binary.
 #[allow(
     dead_code,
