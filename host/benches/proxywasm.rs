@@ -28,6 +28,7 @@ fn config(plugin: &str, config: &str) -> PluginConfig {
         root_id: String::new(),
         vm_config: String::new(),
         failure: Default::default(),
+        backoff: Default::default(),
     };
     PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))
 }

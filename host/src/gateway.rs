@@ -11,6 +11,7 @@
 
 mod filters;
 mod replica;
+mod suspension;
 
 pub use filters::StreamReset;
 
@@ -451,6 +452,7 @@ impl Gateway {
                 "barbacane_plugin_failures_total{{plugin=\"{plugin}\"}} {n}\n"
             ));
         }
+        self.filters.render_suspensions(&mut text);
         crate::proxywasm::shared::PluginMetrics::global().render_prometheus(&mut text);
         text
     }

@@ -62,6 +62,29 @@ pub struct Middleware {
     pub vm_config: String,
     /// What a failing (trapping) plugin does to the request.
     pub failure: FailurePolicy,
+    /// How long the plugin is suspended after a callback runs past its deadline.
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+/// How long a plugin whose callback ran past its deadline is suspended: `base_ms` the first time,
+/// doubling on each overrun that follows the end of a suspension within `max_ms`, up to
+/// `max_ms` (Envoy's `reload_config.backoff`, a `BackoffStrategy`: 1 s base, max 10 × base).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Backoff {
+    /// The first suspension, in milliseconds (> 0).
+    pub base_ms: u64,
+    /// The longest suspension, in milliseconds (≥ `base_ms`).
+    pub max_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_ms: 1000,
+            max_ms: 10_000,
+        }
+    }
 }
 
 /// A plugin's failure policy.

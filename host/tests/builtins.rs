@@ -105,6 +105,7 @@ fn every_builtin_has_a_valid_schema_and_a_module_that_loads_and_starts() {
                 root_id: String::new(),
                 vm_config: String::new(),
                 failure: Default::default(),
+                backoff: Default::default(),
             };
             let config = PluginConfig::for_middleware(&middleware, Arc::from(Vec::new()));
             if let Err(e) = Vm::start(&engine, &module, config) {

@@ -277,6 +277,7 @@ fn every_builtin_does_only_what_its_manifest_declares() {
             root_id: String::new(),
             vm_config: String::new(),
             failure: Default::default(),
+            backoff: Default::default(),
         };
         let upstreams: Arc<[String]> = upstream_names(&config).into();
         let mut vm = Vm::start(

@@ -165,6 +165,41 @@ fn compile_refuses_unknown_plugins_and_rejected_configurations() {
     );
 }
 
+#[test]
+fn compile_points_at_a_backoff_that_is_not_a_pair_of_durations() {
+    for (backoff, column, message) in [
+        (
+            "{base_interval: soon}",
+            30,
+            "invalid base_interval: \"soon\"",
+        ),
+        ("{base_interval: 0s}", 30, "invalid base_interval: \"0s\""),
+        (
+            "{base_interval: 5s, max_interval: 1s}",
+            48,
+            "max_interval (1000 ms) is below base_interval (5000 ms)",
+        ),
+        ("{base: 1s}", 5, "invalid backoff: unknown field `base`"),
+    ] {
+        let spec = spec(1, "x-added: yes").replace(
+            "    config: \"x-added: yes\"\n",
+            &format!("    config: \"x-added: yes\"\n    backoff: {backoff}\n"),
+        );
+        let (code, doc) = validate(&plugin_project(&spec), true);
+        assert_eq!(code, 1, "{backoff}");
+        let d = &doc["diagnostics"][0];
+        assert_eq!(
+            (d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+            (Some("E1005"), Some(8), Some(column)),
+            "{backoff}: {d}"
+        );
+        assert!(
+            d["message"].as_str().unwrap().starts_with(message),
+            "{backoff}: {d}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_trapping_plugin_fails_closed_or_is_skipped_and_the_gateway_keeps_serving() {
     // A hostile module: it traps on every request's headers.
@@ -632,6 +667,162 @@ async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_c
         failures > 0,
         "no trap was counted: the storms never hit proc_exit or a bad state"
     );
+}
+
+/// A project with the `hostile` filter on `POST /closed` (failure closed) and `POST /open`
+/// (failure open), each as the middleware entry `{name: hostile, …}` with `settings`, and
+/// `POST /calm` without it; all to the upstream `echo` on `port`.
+fn suspension_project(port: u16, settings: &str) -> tempfile::TempDir {
+    let spec = format!(
+        r#"openapi: 3.1.0
+info: {{title: suspension, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{port}'], allow_plaintext: true}}
+paths:
+  /closed:
+    post:
+      x-barbacane-middlewares: [{{name: hostile, failure: closed, {settings}}}]
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /open:
+    post:
+      x-barbacane-middlewares: [{{name: hostile, failure: open, {settings}}}]
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /calm:
+    post:
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+"#
+    );
+    let manifest = "plugins:\n  hostile: {source: 'file:hostile.wasm'}\n";
+    let dir = project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
+    support::write_filter(&dir, "hostile.wasm", "hostile");
+    dir
+}
+
+/// The `hostile` plugin's figure in metric family `name` on the gateway at `addr`.
+async fn hostile_metric(addr: &str, name: &str) -> u64 {
+    let metrics = support::get(&format!("http://{addr}/__barbacane/metrics")).await;
+    let prefix = format!("{name}{{plugin=\"hostile\"}} ");
+    let text = String::from_utf8_lossy(&metrics.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+}
+
+/// The status of a POST to `path`, with `headers`.
+async fn status(gateway: &Served, path: &str, headers: &[(&str, &str)]) -> u16 {
+    match hostile_request(&format!("http://{}{path}", gateway.addr), headers).await {
+        Outcome::Answered(status, _) => status,
+        Outcome::Reset => panic!("{path} {headers:?}: reset"),
+    }
+}
+
+const SPIN: [(&str, &str); 1] = [("x-hostile-spin", "1")];
+
+/// A request that makes the plugin loop forever holds its worker for the whole deadline; the
+/// plugin is then suspended for its backoff (here an hour): no request enters its VM, a spinning
+/// one neither, and each gets the failure policy at once; other routes are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_runs_past_its_deadline_is_suspended_and_its_vm_not_entered() {
+    let up = echo_upstream().await;
+    let dir = suspension_project(up.addr.port(), "backoff: {base_interval: 1h}");
+    let gateway = Served::start(dir).await;
+    let metric = |name| hostile_metric(&gateway.addr, name);
+    assert_eq!(status(&gateway, "/closed", &SPIN).await, 500);
+    assert_eq!(metric("barbacane_plugin_failures_total").await, 1);
+    assert_eq!(metric("barbacane_plugin_suspensions_total").await, 1);
+    assert_eq!(metric("barbacane_plugin_suspended").await, 1);
+    for headers in [&[][..], &SPIN, &[]] {
+        assert_eq!(
+            status(&gateway, "/closed", headers).await,
+            500,
+            "{headers:?}"
+        );
+    }
+    assert_eq!(
+        metric("barbacane_plugin_failures_total").await,
+        1,
+        "the VM was not entered"
+    );
+    assert_eq!(metric("barbacane_plugin_suspended_requests_total").await, 3);
+    let log = gateway.log();
+    assert!(
+        log.contains("plugin 'hostile' ran past its 1s deadline in proxy_on_request_headers"),
+        "{log}"
+    );
+    assert!(log.contains("suspended_for=3600s"), "{log}");
+    // The instance with `failure: open` is another one (its own VM, its own suspension): it
+    // runs, and once suspended it is skipped.
+    assert_eq!(status(&gateway, "/open", &[]).await, 200);
+    assert_eq!(metric("barbacane_plugin_suspended_requests_total").await, 3);
+    assert_eq!(status(&gateway, "/open", &SPIN).await, 200);
+    assert_eq!(status(&gateway, "/open", &SPIN).await, 200);
+    assert_eq!(metric("barbacane_plugin_failures_total").await, 2);
+    assert_eq!(metric("barbacane_plugin_suspensions_total").await, 2);
+    assert_eq!(metric("barbacane_plugin_suspended_requests_total").await, 4);
+    assert_eq!(status(&gateway, "/calm", &[]).await, 200);
+}
+
+/// A suspension ends after its backoff: the VM is entered again, and an overrun soon after
+/// suspends the plugin for twice as long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_ends_after_its_backoff_and_the_next_one_is_twice_as_long() {
+    let up = echo_upstream().await;
+    let dir = suspension_project(
+        up.addr.port(),
+        "backoff: {base_interval: 300ms, max_interval: 1m}",
+    );
+    let gateway = Served::start(dir).await;
+    let metric = |name| hostile_metric(&gateway.addr, name);
+    assert_eq!(status(&gateway, "/open", &SPIN).await, 200);
+    assert_eq!(metric("barbacane_plugin_suspensions_total").await, 1);
+    let mut waited = 0;
+    while metric("barbacane_plugin_suspended").await == 1 {
+        waited += 1;
+        assert!(waited < 400, "still suspended after 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(&gateway, "/open", &[]).await, 200);
+    assert_eq!(
+        metric("barbacane_plugin_suspended_requests_total").await,
+        0,
+        "the request entered the VM"
+    );
+    assert_eq!(status(&gateway, "/open", &SPIN).await, 200);
+    assert_eq!(metric("barbacane_plugin_failures_total").await, 2);
+    assert_eq!(metric("barbacane_plugin_suspensions_total").await, 2);
+    let log = gateway.log();
+    let first = log.find("suspended_for=300ms");
+    let second = log.find("suspended_for=600ms");
+    assert!(first.is_some() && first < second, "{log}");
+}
+
+/// A plugin whose every tick loops forever is suspended at its first overrun, and its ticks are
+/// skipped while it is: no overrun follows (without the suspension, the VMs that replace the
+/// overrun ones would overrun again every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_overrunning_in_its_ticks_is_suspended_and_its_ticks_skipped() {
+    let up = echo_upstream().await;
+    let dir = suspension_project(
+        up.addr.port(),
+        "config: spin-ticks, backoff: {base_interval: 1h}",
+    );
+    let gateway = Served::start(dir).await;
+    let metric = |name| hostile_metric(&gateway.addr, name);
+    // Both instances (`/closed`'s and `/open`'s) tick on every worker.
+    let mut waited = 0;
+    while metric("barbacane_plugin_suspensions_total").await < 2 {
+        waited += 1;
+        assert!(waited < 400, "not both suspended after 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Ticks that were already running when the suspensions began end at their deadline (a
+    // worker may have entered the other instance's tick just before its suspension began).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let failures = metric("barbacane_plugin_failures_total").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(metric("barbacane_plugin_failures_total").await, failures);
+    assert_eq!(metric("barbacane_plugin_suspensions_total").await, 2);
+    assert_eq!(status(&gateway, "/calm", &[]).await, 200);
 }
 
 /// A module that hands the host all it can of one kind of thing to hold — 1 GiB in 4 MiB

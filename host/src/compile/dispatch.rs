@@ -142,8 +142,8 @@ impl Compiler {
     }
 }
 
-/// Parses `500ms`, `5s`, `2m` or a bare number of seconds.
-fn parse_duration_ms(value: &Value) -> Option<u64> {
+/// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds.
+pub(super) fn parse_duration_ms(value: &Value) -> Option<u64> {
     if let Some(secs) = value.as_f64() {
         return (secs >= 0.0).then_some((secs * 1000.0) as u64);
     }
@@ -155,6 +155,7 @@ fn parse_duration_ms(value: &Value) -> Option<u64> {
         "ms" => 1.0,
         "s" => 1000.0,
         "m" => 60_000.0,
+        "h" => 3_600_000.0,
         _ => return None,
     };
     Some((number * factor) as u64)
@@ -170,6 +171,7 @@ mod tests {
         assert_eq!(parse_duration_ms(&json!("500ms")), Some(500));
         assert_eq!(parse_duration_ms(&json!("5s")), Some(5000));
         assert_eq!(parse_duration_ms(&json!("1m")), Some(60_000));
+        assert_eq!(parse_duration_ms(&json!("1h")), Some(3_600_000));
         assert_eq!(parse_duration_ms(&json!(2)), Some(2000));
         assert_eq!(parse_duration_ms(&json!("5 parsecs")), None);
     }

@@ -8,7 +8,7 @@
 
 use super::Compiler;
 use crate::diag::Code;
-use crate::model::{FailurePolicy, Middleware};
+use crate::model::{Backoff, FailurePolicy, Middleware};
 use crate::project::{self, Origin};
 use crate::proxywasm::{self, PluginConfig, PluginModule, Vm};
 use crate::spec::NodeRef;
@@ -81,6 +81,7 @@ impl Compiler {
             vm_config: Option<Value>,
             #[serde(default)]
             failure: FailurePolicy,
+            backoff: Option<Value>,
         }
         let raw: Raw = match serde_json::from_value(entry) {
             Ok(raw) => raw,
@@ -89,10 +90,14 @@ impl Compiler {
                     Code::E1005,
                     at,
                     format!("invalid middleware: {e}"),
-                    "a middleware is {name, config, root_id, vm_config, failure: closed|open}",
+                    "a middleware is {name, config, root_id, vm_config, failure: closed|open, backoff}",
                 );
                 return None;
             }
+        };
+        let backoff = match raw.backoff {
+            None => Backoff::default(),
+            Some(value) => self.backoff(&at.child("backoff"), value)?,
         };
         let loaded = self.load_once(at, &raw.name);
         let unchecked = self.plugins.unchecked.contains(&raw.name);
@@ -104,12 +109,63 @@ impl Compiler {
             vm_config: as_plugin_text(raw.vm_config),
             root_id: raw.root_id.unwrap_or_default(),
             failure: raw.failure,
+            backoff,
             plugin: raw.name,
         };
         if unchecked {
             return Some(middleware);
         }
         self.start_once(at, &middleware).then_some(middleware)
+    }
+
+    /// A middleware's `backoff: {base_interval, max_interval}` (durations; the base defaults to
+    /// 1 s, the max to 10 × the base, as Envoy's `BackoffStrategy`).
+    fn backoff(&mut self, at: &NodeRef, value: Value) -> Option<Backoff> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            base_interval: Option<Value>,
+            max_interval: Option<Value>,
+        }
+        const HINT: &str = "write {base_interval: 1s, max_interval: 10s}: durations such as '500ms', '5s', '1m' or '1h', the max not below the base";
+        let raw: Raw = match serde_json::from_value(value) {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.error(Code::E1005, at, format!("invalid backoff: {e}"), HINT);
+                return None;
+            }
+        };
+        let mut duration = |field: &str, value: Option<Value>| -> Option<Option<u64>> {
+            let Some(value) = value else {
+                return Some(None);
+            };
+            match super::dispatch::parse_duration_ms(&value) {
+                Some(ms) if ms > 0 => Some(Some(ms)),
+                _ => {
+                    self.error(
+                        Code::E1005,
+                        &at.child(field),
+                        format!("invalid {field}: {value}"),
+                        HINT,
+                    );
+                    None
+                }
+            }
+        };
+        let base = duration("base_interval", raw.base_interval);
+        let max = duration("max_interval", raw.max_interval);
+        let base_ms = base?.unwrap_or(Backoff::default().base_ms);
+        let max_ms = max?.unwrap_or(base_ms.saturating_mul(10));
+        if max_ms < base_ms {
+            self.error(
+                Code::E1005,
+                &at.child("max_interval"),
+                format!("max_interval ({max_ms} ms) is below base_interval ({base_ms} ms)"),
+                HINT,
+            );
+            return None;
+        }
+        Some(Backoff { base_ms, max_ms })
     }
 
     /// Loads plugin `name` (once); false when it cannot be used.

@@ -12,9 +12,11 @@
 //!
 //! Each distinct (plugin, configuration) is an *instance*; every worker has one replica per
 //! instance (`replica`). A failing replica is replaced, and the plugin's failure policy decides
-//! the request: `closed` → 500 problem, `open` → skip the plugin.
+//! the request: `closed` → 500 problem, `open` → skip the plugin. A plugin suspended after a
+//! deadline overrun (`suspension`) gets the same for new requests, without its VM being entered.
 
 use super::replica::{Blueprint, Replica};
+use super::suspension::Suspension;
 use crate::model::{Api, FailurePolicy};
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
@@ -253,6 +255,7 @@ impl FilterSet {
                     config: PluginConfig::for_middleware(middleware, upstreams.clone()),
                     failure: middleware.failure,
                     failures: Default::default(),
+                    suspension: Suspension::new(middleware.backoff),
                 };
                 let vm = blueprint.start().map_err(|e| e.to_string())?;
                 wants.push(vm.wants());
@@ -314,6 +317,42 @@ impl FilterSet {
         failures
     }
 
+    /// The suspension metrics per plugin (all its instances), for `/__barbacane/metrics`:
+    /// suspensions started, whether one runs, requests that met one.
+    pub(super) fn render_suspensions(&self, text: &mut String) {
+        let mut per_plugin: BTreeMap<&str, [u64; 3]> = BTreeMap::new();
+        for blueprint in &self.blueprints {
+            let s = &blueprint.suspension;
+            let counts = per_plugin.entry(blueprint.plugin()).or_default();
+            counts[0] += s.started.load(Ordering::Relaxed);
+            counts[1] = counts[1].max(u64::from(s.is_active()));
+            counts[2] += s.requests.load(Ordering::Relaxed);
+        }
+        let families = [
+            (
+                "barbacane_plugin_suspensions_total",
+                "counter",
+                "Suspensions of a plugin whose callback ran past its deadline.",
+            ),
+            (
+                "barbacane_plugin_suspended",
+                "gauge",
+                "1 while the plugin (one of its instances) is suspended.",
+            ),
+            (
+                "barbacane_plugin_suspended_requests_total",
+                "counter",
+                "Requests that got the plugin's failure policy because it was suspended.",
+            ),
+        ];
+        for (i, (name, kind, help)) in families.into_iter().enumerate() {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (plugin, counts) in &per_plugin {
+                text.push_str(&format!("{name}{{plugin=\"{plugin}\"}} {}\n", counts[i]));
+            }
+        }
+    }
+
     /// The request phase: headers through the chain of operation `op`, then the body when a
     /// filter wants it. Returns the open streams (for the response phase) and the body to
     /// forward.
@@ -344,6 +383,12 @@ impl FilterSet {
         let headers = MapType::RequestHeaders;
         for &index in chain {
             let replica = &replicas.0[index];
+            if replica.blueprint.suspension.is_active() {
+                match suspended(replica) {
+                    None => continue,
+                    Some(early) => return Err(early),
+                }
+            }
             let wants = self.wants[index];
             // The stream is opened and (when the plugin has the callback) its request headers
             // run in one call into the replica. (Errors boxed, as in `map_callback`.)
@@ -570,11 +615,28 @@ async fn settle_map(
 #[inline(never)]
 fn not_opened(replica: &Replica, error: &VmError) -> Option<Early> {
     replica.failed(error);
-    if replica.failure_policy() == FailurePolicy::Open {
-        return None;
+    by_failure_policy(replica)
+}
+
+/// A request reaching a suspended plugin (see [`Suspension`]): as [`not_opened`], without
+/// entering its VM.
+#[cold]
+#[inline(never)]
+fn suspended(replica: &Replica) -> Option<Early> {
+    let suspension = &replica.blueprint.suspension;
+    suspension.requests.fetch_add(1, Ordering::Relaxed);
+    by_failure_policy(replica)
+}
+
+/// A request the plugin of `replica` cannot serve: skipped (`None`) or answered with a problem.
+fn by_failure_policy(replica: &Replica) -> Option<Early> {
+    match replica.failure_policy() {
+        FailurePolicy::Open => None,
+        FailurePolicy::Closed => {
+            let problem = plugin_failed(replica.blueprint.plugin());
+            Some(Early::Respond(problem.into_response()))
+        }
     }
-    let problem = plugin_failed(replica.blueprint.plugin());
-    Some(Early::Respond(problem.into_response()))
 }
 
 /// The problem a request gets when a plugin whose failure policy is `closed` failed.

@@ -6,6 +6,7 @@
 //! which then carries out what the plugin started during the call (its outbox): callouts are
 //! sent, the tick timer is (re)started, streams that called `proxy_done` are finished.
 
+use super::suspension::Suspension;
 use crate::model::FailurePolicy;
 use crate::proxywasm::shared::QueueListener;
 use crate::proxywasm::{PluginConfig, PluginModule, Vm, VmError};
@@ -22,6 +23,8 @@ pub(super) struct Blueprint {
     pub(super) failure: FailurePolicy,
     /// Traps and other failures, for `/__barbacane/metrics`.
     pub(super) failures: AtomicU64,
+    /// Whether the plugin is suspended after running past its deadline.
+    pub(super) suspension: Suspension,
 }
 
 impl Blueprint {
@@ -231,6 +234,7 @@ impl Replica {
         let plugin = self.blueprint.plugin();
         self.blueprint.failures.fetch_add(1, Ordering::Relaxed);
         tracing::error!(plugin, %error, "plugin failed; replacing its VM");
+        self.suspend_if_overran(error);
         vm.wake_all();
         self.tick_epoch.fetch_add(1, Ordering::Relaxed);
         match self.blueprint.start_serving(&self.notifier) {
@@ -238,7 +242,28 @@ impl Replica {
                 *vm = fresh;
                 self.after_call(vm);
             }
-            Err(e) => tracing::error!(plugin, error = %e, "cannot restart the plugin"),
+            Err(e) => {
+                tracing::error!(plugin, error = %e, "cannot restart the plugin");
+                self.suspend_if_overran(&e);
+            }
+        }
+    }
+
+    /// Starts a suspension of the plugin when `error` is a callback that ran past its deadline.
+    fn suspend_if_overran(&self, error: &VmError) {
+        if !matches!(error, VmError::Deadline { .. }) {
+            return;
+        }
+        if let Some(length) = self.blueprint.suspension.overran() {
+            let policy = match self.blueprint.failure {
+                FailurePolicy::Closed => "fail (failure: closed)",
+                FailurePolicy::Open => "skip it (failure: open)",
+            };
+            tracing::warn!(
+                plugin = self.blueprint.plugin(),
+                suspended_for = ?length,
+                "plugin suspended: new requests {policy}, its ticks and queue notifications are skipped"
+            );
         }
     }
 
@@ -261,6 +286,9 @@ async fn ticks(replica: Weak<Replica>, epoch: u64, period: Duration) {
         if replica.tick_epoch.load(Ordering::Relaxed) != epoch {
             return;
         }
+        if replica.blueprint.suspension.is_active() {
+            continue;
+        }
         let generation = replica.lock().generation();
         replica.deliver(generation, Vm::on_tick);
     }
@@ -279,6 +307,10 @@ impl QueueListener for QueueNotifier {
         };
         runtime.spawn(async move {
             if let Some(replica) = replica.upgrade() {
+                // The item stays queued: the next notification after the suspension finds it.
+                if replica.blueprint.suspension.is_active() {
+                    return;
+                }
                 let generation = replica.lock().generation();
                 replica.deliver(generation, |vm| vm.on_queue_ready(queue_id));
             }

@@ -238,6 +238,16 @@ pub enum VmError {
         /// The trap, and the plugin's last log lines.
         message: String,
     },
+    /// A callback ran past [`CALLBACK_DEADLINE`] (stopped by the engine's epoch interruption).
+    #[error("plugin '{plugin}' ran past its {CALLBACK_DEADLINE:?} deadline in {during}{log}")]
+    Deadline {
+        /// The plugin.
+        plugin: String,
+        /// The callback that overran.
+        during: &'static str,
+        /// Its last log lines, if any.
+        log: String,
+    },
     /// `proxy_on_vm_start` returned false.
     #[error("plugin '{plugin}' rejected its vm_config{log}")]
     VmStartRejected {
@@ -1047,6 +1057,13 @@ fn one_line(message: String) -> String {
 #[cold]
 #[inline(never)]
 fn trapped(store: &Store<HostState>, during: &'static str, error: wasmtime::Error) -> VmError {
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return VmError::Deadline {
+            plugin: store.data().plugin.clone(),
+            during,
+            log: one_line(store.data().explain()),
+        };
+    }
     VmError::Trap {
         plugin: store.data().plugin.clone(),
         during,

@@ -32,6 +32,7 @@ pub fn plugin_config(name: &str, config: &str) -> barbacane::proxywasm::PluginCo
         root_id: String::new(),
         vm_config: String::new(),
         failure: Default::default(),
+        backoff: Default::default(),
     };
     barbacane::proxywasm::PluginConfig::for_middleware(&middleware, Arc::from(Vec::new()))
 }

@@ -15,8 +15,12 @@
 //!
 //! A request carrying `x-hostile-hoard: WHAT` instead hands the host `x-hostile-times` (default
 //! 256) × 4 MiB of one kind of thing to hold (see [`hoard`]); the response carries
-//! `x-hostile-hoarded: K`, how many of those calls were OK. A request with neither header passes
-//! untouched.
+//! `x-hostile-hoarded: K`, how many of those calls were OK. A request carrying
+//! `x-hostile-spin` (any value) loops forever in its request headers callback. A request with
+//! none of these headers passes untouched.
+//!
+//! With the plugin configuration `spin-ticks`, `on_configure` sets a 10 ms tick period and every
+//! tick loops forever instead of storming.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -24,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { spin_ticks: false }) });
 }}
 
 /// Every import, with the wasm types of the ABI (pointers and sizes are `i32` on wasm32), so
@@ -177,12 +181,32 @@ const IMPORTS: u32 = 63;
 /// The seed of the next tick's storm: the last request's, then counted up.
 static TICK_SEED: AtomicU64 = AtomicU64::new(1);
 
-struct Root;
+struct Root {
+    spin_ticks: bool,
+}
 
 impl Context for Root {}
 
+/// Runs until the host's deadline stops it.
+fn spin() -> ! {
+    loop {
+        std::hint::spin_loop();
+    }
+}
+
 impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        self.spin_ticks = self.get_plugin_configuration().as_deref() == Some(b"spin-ticks");
+        if self.spin_ticks {
+            self.set_tick_period(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+
     fn on_tick(&mut self) {
+        if self.spin_ticks {
+            spin();
+        }
         Storm::new(TICK_SEED.fetch_add(1, Ordering::Relaxed), 8).run();
     }
 
@@ -229,6 +253,9 @@ impl HttpContext for Stream {
             self.get_http_request_header(name)
                 .and_then(|value| value.trim().parse::<u64>().ok())
         };
+        if self.get_http_request_header("x-hostile-spin").is_some() {
+            spin();
+        }
         if let Some(what) = self.get_http_request_header("x-hostile-hoard") {
             let times = number("x-hostile-times").unwrap_or(256) as u32;
             if what == "body" {
