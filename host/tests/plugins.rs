@@ -577,37 +577,13 @@ impl Drop for Served {
     }
 }
 
-/// A project with the `hostile` conformance filter on `POST /storm`, and `POST /calm` without
-/// it, both to the upstream `echo` on `port`.
-fn hostile_project(port: u16) -> tempfile::TempDir {
-    let spec = format!(
-        r#"openapi: 3.1.0
-info: {{title: hostile, version: '1'}}
-x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{port}'], allow_plaintext: true}}
-paths:
-  /storm:
-    post:
-      x-barbacane-middlewares: [{{name: hostile}}]
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-  /calm:
-    post:
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-"#
-    );
-    let manifest = "plugins:\n  hostile: {source: 'file:hostile.wasm'}\n";
-    let dir = project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
-    support::write_filter(&dir, "hostile.wasm", "hostile");
-    dir
-}
-
 /// 300 seeded storms of random calls to every import, from every callback and from `on_tick`
 /// (see the `hostile` filter): the host never panics, no request stalls, every stderr line is
 /// the gateway's, traps are counted, and the plugin's route and others still answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_contained() {
     let up = echo_upstream().await;
-    let dir = hostile_project(up.addr.port());
+    let dir = hostile_project(up.addr.port(), "");
     let mut gateway = Served::start(dir).await;
     let addr = gateway.addr.clone();
     let url = move |path: &str| format!("http://{addr}{path}");
@@ -616,7 +592,7 @@ async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_c
     let (mut answered, mut resets, mut made) = (0, 0, 0);
     for seed in 0..SEEDS {
         let seed = seed.to_string();
-        match hostile_request(&url("/storm"), &[("x-hostile-seed", &seed)]).await {
+        match hostile_request(&url("/closed"), &[("x-hostile-seed", &seed)]).await {
             outcome @ Outcome::Answered(..) => {
                 answered += 1;
                 made += outcome.count("x-hostile-made");
@@ -650,7 +626,7 @@ async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_c
     assert!(answered > SEEDS / 2, "{answered} answered, {resets} reset");
     assert!(made > SEEDS * 20, "only {made} calls reported");
     // Still serving, through the plugin and around it.
-    for path in ["/storm", "/calm"] {
+    for path in ["/closed", "/calm"] {
         match hostile_request(&url(path), &[]).await {
             Outcome::Answered(200, _) => {}
             Outcome::Answered(status, _) => panic!("{path}: {status}"),
@@ -669,23 +645,28 @@ async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_c
     );
 }
 
-/// A project with the `hostile` filter on `POST /closed` (failure closed) and `POST /open`
-/// (failure open), each as the middleware entry `{name: hostile, …}` with `settings`, and
-/// `POST /calm` without it; all to the upstream `echo` on `port`.
-fn suspension_project(port: u16, settings: &str) -> tempfile::TempDir {
+/// A project with the `hostile` conformance filter on `POST /closed` (failure closed) and
+/// `POST /open` (failure open), both entries with the extra `settings` (`key: value, …`, may be
+/// empty), and `POST /calm` without it; all to the upstream `echo` on `port`.
+fn hostile_project(port: u16, settings: &str) -> tempfile::TempDir {
+    let entry = |failure: &str| match settings {
+        "" => format!("{{name: hostile, failure: {failure}}}"),
+        _ => format!("{{name: hostile, failure: {failure}, {settings}}}"),
+    };
+    let (closed, open) = (entry("closed"), entry("open"));
     let spec = format!(
         r#"openapi: 3.1.0
-info: {{title: suspension, version: '1'}}
+info: {{title: hostile, version: '1'}}
 x-barbacane-upstreams:
   echo: {{endpoints: ['http://127.0.0.1:{port}'], allow_plaintext: true}}
 paths:
   /closed:
     post:
-      x-barbacane-middlewares: [{{name: hostile, failure: closed, {settings}}}]
+      x-barbacane-middlewares: [{closed}]
       x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
   /open:
     post:
-      x-barbacane-middlewares: [{{name: hostile, failure: open, {settings}}}]
+      x-barbacane-middlewares: [{open}]
       x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
   /calm:
     post:
@@ -724,7 +705,7 @@ const SPIN: [(&str, &str); 1] = [("x-hostile-spin", "1")];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_runs_past_its_deadline_is_suspended_and_its_vm_not_entered() {
     let up = echo_upstream().await;
-    let dir = suspension_project(up.addr.port(), "backoff: {base_interval: 1h}");
+    let dir = hostile_project(up.addr.port(), "backoff: {base_interval: 1h}");
     let gateway = Served::start(dir).await;
     let metric = |name| hostile_metric(&gateway.addr, name);
     assert_eq!(status(&gateway, "/closed", &SPIN).await, 500);
@@ -767,7 +748,7 @@ async fn a_plugin_that_runs_past_its_deadline_is_suspended_and_its_vm_not_entere
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_ends_after_its_backoff_and_the_next_one_is_twice_as_long() {
     let up = echo_upstream().await;
-    let dir = suspension_project(
+    let dir = hostile_project(
         up.addr.port(),
         "backoff: {base_interval: 300ms, max_interval: 1m}",
     );
@@ -802,7 +783,7 @@ async fn a_suspension_ends_after_its_backoff_and_the_next_one_is_twice_as_long()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_overrunning_in_its_ticks_is_suspended_and_its_ticks_skipped() {
     let up = echo_upstream().await;
-    let dir = suspension_project(
+    let dir = hostile_project(
         up.addr.port(),
         "config: spin-ticks, backoff: {base_interval: 1h}",
     );
@@ -844,8 +825,8 @@ async fn a_hoarding_plugin_is_held_to_the_hosts_limits() {
         Trapped(&'static str),
     }
     let up = echo_upstream().await;
-    let mut gateway = Served::start(hostile_project(up.addr.port())).await;
-    let url = format!("http://{}/storm", gateway.addr);
+    let mut gateway = Served::start(hostile_project(up.addr.port(), "")).await;
+    let url = format!("http://{}/closed", gateway.addr);
     for (what, held) in [
         ("headers", Held::Bounded),
         ("property", Held::Trapped("proxy_set_property refused")),
