@@ -697,6 +697,17 @@ async fn status(gateway: &Served, path: &str, headers: &[(&str, &str)]) -> u16 {
     }
 }
 
+/// Waits (20 s at most) until the `hostile` plugin's figure in metric family `name` is `wanted`.
+async fn await_metric(gateway: &Served, name: &str, wanted: u64) {
+    for _ in 0..400 {
+        if hostile_metric(&gateway.addr, name).await == wanted {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{name} is not {wanted} after 20 s");
+}
+
 const SPIN: [(&str, &str); 1] = [("x-hostile-spin", "1")];
 
 /// A request that makes the plugin loop forever holds its worker for the whole deadline; the
@@ -756,12 +767,7 @@ async fn a_suspension_ends_after_its_backoff_and_the_next_one_is_twice_as_long()
     let metric = |name| hostile_metric(&gateway.addr, name);
     assert_eq!(status(&gateway, "/open", &SPIN).await, 200);
     assert_eq!(metric("barbacane_plugin_suspensions_total").await, 1);
-    let mut waited = 0;
-    while metric("barbacane_plugin_suspended").await == 1 {
-        waited += 1;
-        assert!(waited < 400, "still suspended after 20 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    await_metric(&gateway, "barbacane_plugin_suspended", 0).await;
     assert_eq!(status(&gateway, "/open", &[]).await, 200);
     assert_eq!(
         metric("barbacane_plugin_suspended_requests_total").await,
@@ -790,12 +796,7 @@ async fn a_plugin_overrunning_in_its_ticks_is_suspended_and_its_ticks_skipped() 
     let gateway = Served::start(dir).await;
     let metric = |name| hostile_metric(&gateway.addr, name);
     // Both instances (`/closed`'s and `/open`'s) tick on every worker.
-    let mut waited = 0;
-    while metric("barbacane_plugin_suspensions_total").await < 2 {
-        waited += 1;
-        assert!(waited < 400, "not both suspended after 20 s");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    await_metric(&gateway, "barbacane_plugin_suspensions_total", 2).await;
     // Ticks that were already running when the suspensions began end at their deadline (a
     // worker may have entered the other instance's tick just before its suspension began).
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
