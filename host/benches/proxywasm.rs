@@ -1,6 +1,7 @@
 //! The Proxy-Wasm host's own costs, with filters built from source with the upstream
 //! `proxy-wasm` crate: starting a VM replica (instantiate from the `InstancePre` in the pooling
-//! allocator, then Envoy's start-up callbacks), an empty callback round trip, and the whole
+//! allocator, then Envoy's start-up callbacks; also for a Go and an Emscripten C++ filter of
+//! the conformance suite), an empty callback round trip, and the whole
 //! per-request work of one headers-only filter (stream, request and response headers, end).
 #![allow(
     clippy::unwrap_used,
@@ -61,6 +62,16 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("replica start (headers filter)", |b| {
         b.iter(|| Vm::start(&engine, &headers_module, config("headers", "x-a: 1")).unwrap())
+    });
+    // The other SDKs' starts: Go's runtime initialises itself in `_initialize` (a 4.6 MiB
+    // module), Emscripten's C++ runs its constructors.
+    let go_module = PluginModule::compile(&engine, &filters::go_filter("sdk-headers")).unwrap();
+    c.bench_function("replica start (Go SDK filter)", |b| {
+        b.iter(|| Vm::start(&engine, &go_module, config("go", "{}")).unwrap())
+    });
+    let cpp_module = PluginModule::compile(&engine, &filters::cpp_filter("emcc-headers")).unwrap();
+    c.bench_function("replica start (Emscripten C++ filter)", |b| {
+        b.iter(|| Vm::start(&engine, &cpp_module, config("cpp", "x-a: 1")).unwrap())
     });
 
     // The `body` filter with nothing to do returns Continue at once: the cost of crossing into

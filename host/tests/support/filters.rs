@@ -44,7 +44,7 @@ pub fn conformance_filter(name: &str) -> Vec<u8> {
 /// fresh sources fast).
 #[allow(
     dead_code,
-    reason = "the benchmarks include this file but build only the Rust filters"
+    reason = "each benchmark includes this file and builds only the filters it uses"
 )]
 pub fn go_filter(name: &str) -> Vec<u8> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -58,7 +58,7 @@ pub fn go_filter(name: &str) -> Vec<u8> {
 /// toolchains from Debian when they are missing), once per test binary.
 #[allow(
     dead_code,
-    reason = "the benchmarks include this file but build only the Rust filters"
+    reason = "each benchmark includes this file and builds only the filters it uses"
 )]
 pub fn cpp_filter(build: &str) -> Vec<u8> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -70,7 +70,7 @@ pub fn cpp_filter(build: &str) -> Vec<u8> {
 /// a failed build panics with its output and `needs`.
 #[allow(
     dead_code,
-    reason = "the benchmarks include this file but build only the Rust filters"
+    reason = "each benchmark includes this file and builds only the filters it uses"
 )]
 fn read_built(
     built: &OnceLock<Result<PathBuf, String>>,
@@ -105,7 +105,7 @@ fn read_built(
 /// test binary.
 #[allow(
     dead_code,
-    reason = "the benchmarks include this file but build only the Rust filters"
+    reason = "each benchmark includes this file and builds only the filters it uses"
 )]
 pub fn third_party_filter(sdk: &str, name: &str) -> Vec<u8> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
