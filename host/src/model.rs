@@ -62,9 +62,19 @@ pub struct Middleware {
     pub vm_config: String,
     /// What a failing (trapping) plugin does to the request.
     pub failure: FailurePolicy,
+    /// The most time one of the plugin's callbacks may run, in milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
     /// How long the plugin is suspended after a callback runs past its deadline.
     #[serde(default)]
     pub backoff: Backoff,
+}
+
+/// [`Middleware::deadline_ms`] when the entry sets none (and in artifacts made before it existed):
+/// Envoy sets no deadline, but a loop must not hold a worker thread for good, and a filter that
+/// needs a second per callback is broken.
+pub fn default_deadline_ms() -> u64 {
+    1000
 }
 
 /// How long a plugin whose callback ran past its deadline is suspended: `base_ms` the first time,

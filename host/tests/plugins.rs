@@ -166,36 +166,47 @@ fn compile_refuses_unknown_plugins_and_rejected_configurations() {
 }
 
 #[test]
-fn compile_points_at_a_backoff_that_is_not_a_pair_of_durations() {
-    for (backoff, column, message) in [
+fn compile_points_at_a_deadline_or_backoff_that_is_not_a_duration() {
+    for (setting, column, message) in [
+        ("deadline: 5ms", 15, "invalid deadline: \"5ms\""),
+        ("deadline: 2m", 15, "invalid deadline: \"2m\""),
+        ("deadline: soon", 15, "invalid deadline: \"soon\""),
         (
-            "{base_interval: soon}",
+            "backoff: {base_interval: soon}",
             30,
             "invalid base_interval: \"soon\"",
         ),
-        ("{base_interval: 0s}", 30, "invalid base_interval: \"0s\""),
         (
-            "{base_interval: 5s, max_interval: 1s}",
+            "backoff: {base_interval: 0s}",
+            30,
+            "invalid base_interval: \"0s\"",
+        ),
+        (
+            "backoff: {base_interval: 5s, max_interval: 1s}",
             48,
             "max_interval (1000 ms) is below base_interval (5000 ms)",
         ),
-        ("{base: 1s}", 5, "invalid backoff: unknown field `base`"),
+        (
+            "backoff: {base: 1s}",
+            5,
+            "invalid backoff: unknown field `base`",
+        ),
     ] {
         let spec = spec(1, "x-added: yes").replace(
             "    config: \"x-added: yes\"\n",
-            &format!("    config: \"x-added: yes\"\n    backoff: {backoff}\n"),
+            &format!("    config: \"x-added: yes\"\n    {setting}\n"),
         );
         let (code, doc) = validate(&plugin_project(&spec), true);
-        assert_eq!(code, 1, "{backoff}");
+        assert_eq!(code, 1, "{setting}");
         let d = &doc["diagnostics"][0];
         assert_eq!(
             (d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
             (Some("E1005"), Some(8), Some(column)),
-            "{backoff}: {d}"
+            "{setting}: {d}"
         );
         assert!(
             d["message"].as_str().unwrap().starts_with(message),
-            "{backoff}: {d}"
+            "{setting}: {d}"
         );
     }
 }
@@ -444,6 +455,11 @@ fn compiled_modules_are_cached_on_disk_and_reused() {
     assert_eq!(files(&wasm), first);
 }
 
+/// The tests that keep a gateway process busy for seconds (storms, hoards, plugins spinning
+/// until their deadline) take turns: side by side on a 2-core machine, one's spinning plugin
+/// starves the other's callbacks past their deadline.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// What a request to the `hostile` filter came back as.
 #[derive(Debug)]
 enum Outcome {
@@ -582,6 +598,7 @@ impl Drop for Served {
 /// the gateway's, traps are counted, and the plugin's route and others still answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_contained() {
+    let _turn = HEAVY.lock().await;
     let up = echo_upstream().await;
     let dir = hostile_project(up.addr.port(), "");
     let mut gateway = Served::start(dir).await;
@@ -715,6 +732,7 @@ const SPIN: [(&str, &str); 1] = [("x-hostile-spin", "1")];
 /// one neither, and each gets the failure policy at once; other routes are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_runs_past_its_deadline_is_suspended_and_its_vm_not_entered() {
+    let _turn = HEAVY.lock().await;
     let up = echo_upstream().await;
     let dir = hostile_project(up.addr.port(), "backoff: {base_interval: 1h}");
     let gateway = Served::start(dir).await;
@@ -754,10 +772,41 @@ async fn a_plugin_that_runs_past_its_deadline_is_suspended_and_its_vm_not_entere
     assert_eq!(status(&gateway, "/calm", &[]).await, 200);
 }
 
+/// An entry's `deadline` replaces the default second: a callback busy for 300 ms runs to its end
+/// under a 500 ms deadline and is stopped under a 50 ms one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_sets_its_own_callback_deadline() {
+    let _turn = HEAVY.lock().await;
+    let up = echo_upstream().await;
+    let busy = [("x-hostile-busy", "300")];
+    let dir = hostile_project(up.addr.port(), "deadline: 500ms");
+    let gateway = Served::start(dir).await;
+    assert_eq!(status(&gateway, "/closed", &busy).await, 200);
+    assert_eq!(
+        hostile_metric(&gateway.addr, "barbacane_plugin_failures_total").await,
+        0
+    );
+    drop(gateway);
+
+    let dir = hostile_project(up.addr.port(), "deadline: 50ms");
+    let gateway = Served::start(dir).await;
+    assert_eq!(status(&gateway, "/closed", &busy).await, 500);
+    assert_eq!(
+        hostile_metric(&gateway.addr, "barbacane_plugin_failures_total").await,
+        1
+    );
+    let log = gateway.log();
+    assert!(
+        log.contains("plugin 'hostile' ran past its 50ms deadline in proxy_on_request_headers"),
+        "{log}"
+    );
+}
+
 /// A suspension ends after its backoff: the VM is entered again, and an overrun soon after
 /// suspends the plugin for twice as long.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspension_ends_after_its_backoff_and_the_next_one_is_twice_as_long() {
+    let _turn = HEAVY.lock().await;
     let up = echo_upstream().await;
     let dir = hostile_project(
         up.addr.port(),
@@ -788,6 +837,7 @@ async fn a_suspension_ends_after_its_backoff_and_the_next_one_is_twice_as_long()
 /// overrun ones would overrun again every second).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_overrunning_in_its_ticks_is_suspended_and_its_ticks_skipped() {
+    let _turn = HEAVY.lock().await;
     let up = echo_upstream().await;
     let dir = hostile_project(
         up.addr.port(),
@@ -815,6 +865,7 @@ async fn a_plugin_overrunning_in_its_ticks_is_suspended_and_its_ticks_skipped() 
 /// grows by 256 MiB, and it keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hoarding_plugin_is_held_to_the_hosts_limits() {
+    let _turn = HEAVY.lock().await;
     /// What the host does with the 256 pieces of each kind.
     enum Held {
         /// Takes every call (and drops what is past its bound: header entries, queue items,

@@ -81,6 +81,7 @@ impl Compiler {
             vm_config: Option<Value>,
             #[serde(default)]
             failure: FailurePolicy,
+            deadline: Option<Value>,
             backoff: Option<Value>,
         }
         let raw: Raw = match serde_json::from_value(entry) {
@@ -90,10 +91,14 @@ impl Compiler {
                     Code::E1005,
                     at,
                     format!("invalid middleware: {e}"),
-                    "a middleware is {name, config, root_id, vm_config, failure: closed|open, backoff}",
+                    "a middleware is {name, config, root_id, vm_config, failure: closed|open, deadline, backoff}",
                 );
                 return None;
             }
+        };
+        let deadline_ms = match raw.deadline {
+            None => crate::model::default_deadline_ms(),
+            Some(value) => self.deadline(&at.child("deadline"), value)?,
         };
         let backoff = match raw.backoff {
             None => Backoff::default(),
@@ -109,6 +114,7 @@ impl Compiler {
             vm_config: as_plugin_text(raw.vm_config),
             root_id: raw.root_id.unwrap_or_default(),
             failure: raw.failure,
+            deadline_ms,
             backoff,
             plugin: raw.name,
         };
@@ -116,6 +122,22 @@ impl Compiler {
             return Some(middleware);
         }
         self.start_once(at, &middleware).then_some(middleware)
+    }
+
+    /// A middleware's `deadline`: a duration from 10 ms (the engine's epoch tick) to 1 minute.
+    fn deadline(&mut self, at: &NodeRef, value: Value) -> Option<u64> {
+        match super::dispatch::parse_duration_ms(&value) {
+            Some(ms) if (10..=60_000).contains(&ms) => Some(ms),
+            _ => {
+                self.error(
+                    Code::E1005,
+                    at,
+                    format!("invalid deadline: {value}"),
+                    "write a duration from '10ms' to '1m', such as '50ms' or '2s'",
+                );
+                None
+            }
+        }
     }
 
     /// A middleware's `backoff: {base_interval, max_interval}` (durations; the base defaults to

@@ -22,10 +22,6 @@ use wasmtime::{Engine, Instance, InstancePre, Linker, Store, TypedFunc, WasmPara
 /// How many of a plugin's latest log lines are kept to explain a failure.
 const RECENT_LOG_LINES: usize = 16;
 
-/// The most time one callback may run (Envoy sets none; a filter that needs more than this per
-/// callback is broken, and a loop must not hold a worker thread).
-pub const CALLBACK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The most linear memory one VM may have (a filter's working set is usually a few MiB).
 pub const MEMORY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
@@ -198,6 +194,8 @@ pub struct PluginConfig {
     pub config: Vec<u8>,
     /// The upstreams `proxy_http_call` may name.
     pub upstreams: Arc<[String]>,
+    /// The most time one callback may run.
+    pub deadline: std::time::Duration,
 }
 
 impl PluginConfig {
@@ -213,6 +211,7 @@ impl PluginConfig {
             vm_config: middleware.vm_config.clone().into_bytes(),
             config: middleware.config.clone().into_bytes(),
             upstreams,
+            deadline: std::time::Duration::from_millis(middleware.deadline_ms),
         }
     }
 }
@@ -238,11 +237,13 @@ pub enum VmError {
         /// The trap, and the plugin's last log lines.
         message: String,
     },
-    /// A callback ran past [`CALLBACK_DEADLINE`] (stopped by the engine's epoch interruption).
-    #[error("plugin '{plugin}' ran past its {CALLBACK_DEADLINE:?} deadline in {during}{log}")]
+    /// A callback ran past its deadline (stopped by the engine's epoch interruption).
+    #[error("plugin '{plugin}' ran past its {deadline:?} deadline in {during}{log}")]
     Deadline {
         /// The plugin.
         plugin: String,
+        /// Its deadline.
+        deadline: std::time::Duration,
         /// The callback that overran.
         during: &'static str,
         /// Its last log lines, if any.
@@ -285,6 +286,9 @@ pub(super) fn instance_pre(
 pub(super) struct HostState {
     /// The plugin's name, for logs.
     pub(super) plugin: String,
+    /// The most time one callback may run, and the same in epoch ticks.
+    deadline: std::time::Duration,
+    deadline_ticks: u64,
     /// What the plugin was seen doing beyond its streams.
     pub(super) used: Capabilities,
     pub(super) identity: PluginIdentity,
@@ -415,8 +419,12 @@ impl HostState {
     }
 }
 
-fn deadline_ticks() -> u64 {
-    (CALLBACK_DEADLINE.as_millis() / super::EPOCH_TICK.as_millis()).max(1) as u64
+/// The epoch ticks a callback with `deadline` gets: one more than the deadline spans, since the
+/// first tick may come right after the callback starts (so it runs at least `deadline`, at most
+/// one tick more).
+fn deadline_ticks(deadline: std::time::Duration) -> u64 {
+    let tick = super::EPOCH_TICK.as_millis();
+    u64::try_from(deadline.as_millis().div_ceil(tick)).unwrap_or(u64::MAX / 2) + 1
 }
 
 /// A started plugin VM with its root context.
@@ -454,6 +462,8 @@ impl Vm {
         let root_context = 1;
         let state = HostState {
             plugin: plugin.name,
+            deadline: plugin.deadline,
+            deadline_ticks: deadline_ticks(plugin.deadline),
             identity: plugin.identity,
             allocate: None,
             abi: module.info.abi,
@@ -488,7 +498,7 @@ impl Vm {
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limits);
         // Instantiation runs the start function (if any) under the same deadline as callbacks.
-        store.set_epoch_deadline(deadline_ticks());
+        store.set_epoch_deadline(store.data().deadline_ticks);
         let instance = module
             .pre
             .instantiate(&mut store)
@@ -1013,7 +1023,8 @@ fn invoke<P: WasmParams, R: WasmResults>(
     let state = store.data_mut();
     state.current = context;
     state.effective = context;
-    store.set_epoch_deadline(deadline_ticks());
+    let ticks = state.deadline_ticks;
+    store.set_epoch_deadline(ticks);
     let result = func.call(&mut *store, params);
     let state = store.data_mut();
     state.effective = state.root_context;
@@ -1060,6 +1071,7 @@ fn trapped(store: &Store<HostState>, during: &'static str, error: wasmtime::Erro
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return VmError::Deadline {
             plugin: store.data().plugin.clone(),
+            deadline: store.data().deadline,
             during,
             log: one_line(store.data().explain()),
         };

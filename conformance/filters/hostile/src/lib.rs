@@ -16,8 +16,9 @@
 //! A request carrying `x-hostile-hoard: WHAT` instead hands the host `x-hostile-times` (default
 //! 256) × 4 MiB of one kind of thing to hold (see [`hoard`]); the response carries
 //! `x-hostile-hoarded: K`, how many of those calls were OK. A request carrying
-//! `x-hostile-spin` (any value) loops forever in its request headers callback. A request with
-//! none of these headers passes untouched.
+//! `x-hostile-spin` (any value) loops forever in its request headers callback; one carrying
+//! `x-hostile-busy: MS` keeps it busy for MS milliseconds (by the host's clock), then passes. A
+//! request with none of these headers passes untouched.
 //!
 //! With the plugin configuration `spin-ticks`, `on_configure` sets a 10 ms tick period and every
 //! tick loops forever instead of storming.
@@ -255,6 +256,13 @@ impl HttpContext for Stream {
         };
         if self.get_http_request_header("x-hostile-spin").is_some() {
             spin();
+        }
+        if let Some(ms) = number("x-hostile-busy") {
+            let until = self.get_current_time() + std::time::Duration::from_millis(ms);
+            while self.get_current_time() < until {
+                std::hint::spin_loop();
+            }
+            return Action::Continue;
         }
         if let Some(what) = self.get_http_request_header("x-hostile-hoard") {
             let times = number("x-hostile-times").unwrap_or(256) as u32;
