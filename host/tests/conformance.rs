@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{echo_upstream, get, send};
+use support::{echo_spec, echo_upstream, get, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and the given plugins, each `(name, filter crate)`.
@@ -36,34 +36,6 @@ fn filter_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
         .unwrap();
     }
     dir
-}
-
-/// A spec whose `/echo` goes to the echo upstream and `/mock` to a mock, with `middlewares`
-/// (YAML list items, indented for the top level) as the global chain and `upstreams` extra
-/// upstream entries.
-fn spec(echo_port: u16, upstreams: &str, middlewares: &str) -> String {
-    format!(
-        r#"openapi: 3.1.0
-info: {{title: conformance, version: '1'}}
-x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
-{upstreams}
-x-barbacane-middlewares:
-{middlewares}
-paths:
-  /echo:
-    get:
-      operationId: echoGet
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-    post:
-      operationId: echoPost
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-  /mock:
-    get:
-      operationId: mockGet
-      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
-"#
-    )
 }
 
 /// An authorization service for callouts: 200 with body `alice` when the request carries
@@ -117,7 +89,7 @@ async fn http_callouts_pause_the_request_and_resume_it_from_the_callout_response
         auth.addr.port()
     );
     let dir = filter_project(
-        &spec(echo.addr.port(), &upstreams, &callout_chain("auth", "")),
+        &echo_spec(echo.addr.port(), &upstreams, &callout_chain("auth", "")),
         &[("callout", "callout")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -206,7 +178,7 @@ async fn callout_failures_are_reported_as_envoy_reports_them() {
         ("huge", 502, "x-callout-failed", "11", "reset"),
     ] {
         let dir = filter_project(
-            &spec(echo.addr.port(), &upstreams, &callout_chain(upstream, "")),
+            &echo_spec(echo.addr.port(), &upstreams, &callout_chain(upstream, "")),
             &[("callout", "callout")],
         );
         let gw = support::gateway_in(dir, Config::default()).await;
@@ -233,7 +205,7 @@ async fn close_stream_resets_the_client_stream() {
         auth.addr.port()
     );
     let dir = filter_project(
-        &spec(
+        &echo_spec(
             echo.addr.port(),
             &upstreams,
             &callout_chain("auth", ", \"on_deny\": \"close\""),
@@ -312,7 +284,7 @@ async fn bodies_arrive_chunk_by_chunk_and_pause_buffers_the_cumulative_body() {
         ("replace", "!"),
     ] {
         let dir = filter_project(
-            &spec(echo.addr.port(), "", &body_chain(mode, "append", "!")),
+            &echo_spec(echo.addr.port(), "", &body_chain(mode, "append", "!")),
             &[("body", "body")],
         );
         let gw = support::gateway_in(dir, Config::default()).await;
@@ -339,7 +311,7 @@ async fn bodies_arrive_chunk_by_chunk_and_pause_buffers_the_cumulative_body() {
 async fn a_fixed_length_body_ends_on_its_last_chunk_and_bodyless_requests_skip_body_callbacks() {
     let echo = echo_upstream().await;
     let dir = filter_project(
-        &spec(echo.addr.port(), "", &body_chain("append", "none", "?")),
+        &echo_spec(echo.addr.port(), "", &body_chain("append", "none", "?")),
         &[("body", "body")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -381,7 +353,7 @@ async fn buffering_past_the_body_limit_answers_413_for_requests_and_500_for_resp
         ..Config::default()
     };
     let dir = filter_project(
-        &spec(big.addr.port(), "", &body_chain("append", "none", "!")),
+        &echo_spec(big.addr.port(), "", &body_chain("append", "none", "!")),
         &[("body", "body")],
     );
     let gw = support::gateway_in(dir, config()).await;
@@ -389,7 +361,7 @@ async fn buffering_past_the_body_limit_answers_413_for_requests_and_500_for_resp
     assert_eq!(support::raw_status(&raw), 413, "{raw}");
 
     let dir = filter_project(
-        &spec(big.addr.port(), "", &body_chain("none", "append", "!")),
+        &echo_spec(big.addr.port(), "", &body_chain("none", "append", "!")),
         &[("body", "body")],
     );
     let gw = support::gateway_in(dir, config()).await;
@@ -405,7 +377,7 @@ async fn buffering_past_the_body_limit_answers_413_for_requests_and_500_for_resp
 async fn ticks_shared_data_queues_and_metrics_work_across_callbacks() {
     let echo = echo_upstream().await;
     let dir = filter_project(
-        &spec(
+        &echo_spec(
             echo.addr.port(),
             "",
             "  - name: state\n    config: '{\"tick_ms\": 20, \"queue\": \"events\"}'\n",
@@ -466,7 +438,10 @@ async fn properties_use_envoy_names_and_encodings() {
         "set": {"path": ["my", "key"], "value": "v"},
     });
     let chain = format!("  - name: props\n    config: '{config}'\n");
-    let dir = filter_project(&spec(echo.addr.port(), "", &chain), &[("props", "props")]);
+    let dir = filter_project(
+        &echo_spec(echo.addr.port(), "", &chain),
+        &[("props", "props")],
+    );
     let gw = support::gateway_in(dir, Config::default()).await;
     let reply = send(Method::GET, &gw.url("/echo?q=1"), &[("x-a", "1")], b"").await;
     assert_eq!(reply.status, 200);
@@ -499,7 +474,10 @@ async fn filter_state_is_shared_along_the_chain_and_not_across_requests() {
     let chain = format!(
         "  - name: props\n    config: '{writer}'\n  - name: props\n    config: '{reader}'\n"
     );
-    let dir = filter_project(&spec(echo.addr.port(), "", &chain), &[("props", "props")]);
+    let dir = filter_project(
+        &echo_spec(echo.addr.port(), "", &chain),
+        &[("props", "props")],
+    );
     let gw = support::gateway_in(dir, Config::default()).await;
     for _ in 0..2 {
         let reply = get(&gw.url("/echo")).await;
@@ -508,7 +486,10 @@ async fn filter_state_is_shared_along_the_chain_and_not_across_requests() {
     }
     // Alone, the reader finds nothing: the value lived only as long as its request.
     let chain = format!("  - name: props\n    config: '{reader}'\n");
-    let dir = filter_project(&spec(echo.addr.port(), "", &chain), &[("props", "props")]);
+    let dir = filter_project(
+        &echo_spec(echo.addr.port(), "", &chain),
+        &[("props", "props")],
+    );
     let gw = support::gateway_in(dir, Config::default()).await;
     assert_eq!(
         get(&gw.url("/echo")).await.header("x-prop-my-key"),
@@ -520,7 +501,7 @@ async fn filter_state_is_shared_along_the_chain_and_not_across_requests() {
 async fn a_paused_stream_is_resumed_from_on_tick_through_the_effective_context() {
     let echo = echo_upstream().await;
     let dir = filter_project(
-        &spec(
+        &echo_spec(
             echo.addr.port(),
             "",
             "  - name: lifecycle\n    config: '{\"resume_with\": \"tick\", \"done_false\": true}'\n",
@@ -571,7 +552,7 @@ async fn a_response_body_pump_ends_streams_when_the_client_goes_away() {
     })
     .await;
     let dir = filter_project(
-        &spec(slow.addr.port(), "", &body_chain("none", "append", "!")),
+        &echo_spec(slow.addr.port(), "", &body_chain("none", "append", "!")),
         &[("body", "body")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -615,7 +596,10 @@ async fn grpc_gateway(grpc_port: u16, echo_port: u16) -> support::TestGateway {
         "  grpc: {{endpoints: ['http://127.0.0.1:{grpc_port}'], allow_plaintext: true}}\n  down: {{endpoints: ['http://127.0.0.1:{down_port}'], allow_plaintext: true}}"
     );
     let chain = "  - name: grpc\n    config: '{\"upstream\": \"grpc\", \"timeout_ms\": 5000}'\n";
-    let dir = filter_project(&spec(echo_port, &upstreams, chain), &[("grpc", "grpc")]);
+    let dir = filter_project(
+        &echo_spec(echo_port, &upstreams, chain),
+        &[("grpc", "grpc")],
+    );
     support::gateway_in(dir, Config::default()).await
 }
 
@@ -686,7 +670,7 @@ async fn grpc_calls_reach_a_tls_upstream_over_h2_negotiated_by_alpn() {
     );
     let chain = "  - name: grpc\n    config: '{\"upstream\": \"grpc\"}'\n";
     let dir = filter_project(
-        &spec(echo.addr.port(), &upstreams, chain),
+        &echo_spec(echo.addr.port(), &upstreams, chain),
         &[("grpc", "grpc")],
     );
     std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).unwrap();
@@ -815,7 +799,7 @@ async fn stopping_the_gateway_lets_a_plugin_finish_its_work_before_its_vm_goes()
     );
     let chain = "  - name: lifecycle\n    config: '{\"flush_upstream\": \"flush\"}'\n";
     let dir = filter_project(
-        &spec(echo.addr.port(), &upstreams, chain),
+        &echo_spec(echo.addr.port(), &upstreams, chain),
         &[("lifecycle", "lifecycle")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;

@@ -15,7 +15,7 @@ mod support;
 use barbacane::server::Config;
 use http::Method;
 use std::time::Duration;
-use support::{Reply, TestGateway, echo_upstream, get, send};
+use support::{Reply, TestGateway, echo_spec, echo_upstream, get, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and `plugins`, each `(name, module bytes)` stored as
@@ -35,35 +35,13 @@ fn project(spec: &str, plugins: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
     dir
 }
 
-/// A spec whose `/echo` (GET and POST) goes to upstream `echo` on `port`, with `middlewares`
-/// (YAML list items) as the global chain.
-fn spec(port: u16, middlewares: &str) -> String {
-    format!(
-        r#"openapi: 3.1.0
-info: {{title: conformance-abi, version: '1'}}
-x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{port}'], allow_plaintext: true}}
-x-barbacane-middlewares:
-{middlewares}
-paths:
-  /echo:
-    get:
-      operationId: echoGet
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-    post:
-      operationId: echoPost
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-"#
-    )
-}
-
 /// The `hostcalls` filter with a root id and a VM configuration, calling upstream `echo`.
 const HOSTCALLS: &str = "  - name: hostcalls\n    root_id: hc-root\n    vm_config: vm-conf\n    config: '{\"upstream\": \"echo\"}'\n";
 
 /// A gateway running filter `hostcalls` in front of `upstream_port`.
 async fn hostcalls_gateway(upstream_port: u16) -> TestGateway {
     let dir = project(
-        &spec(upstream_port, HOSTCALLS),
+        &echo_spec(upstream_port, "", HOSTCALLS),
         &[("hostcalls", support::conformance_filter("hostcalls"))],
     );
     support::gateway_in(dir, Config::default()).await
@@ -535,7 +513,7 @@ fn legacy_module() -> Vec<u8> {
 async fn legacy_get() -> (String, Reply) {
     let echo = echo_upstream().await;
     let dir = project(
-        &spec(echo.addr.port(), "  - name: legacy\n    config: abc\n"),
+        &echo_spec(echo.addr.port(), "", "  - name: legacy\n    config: abc\n"),
         &[("legacy", legacy_module())],
     );
     let gw = support::gateway_in(dir, Config::default()).await;

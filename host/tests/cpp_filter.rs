@@ -20,7 +20,7 @@ use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, MapType, PluginMod
 use barbacane::server::Config;
 use http::Method;
 use std::sync::Arc;
-use support::{echo_upstream, get, send};
+use support::{echo_spec, echo_upstream, get, send};
 
 /// The builds of the C++ filters `headers` and `calls`, as `conformance/filters-cpp/build` names
 /// them: Emscripten's first, then clang's.
@@ -32,27 +32,11 @@ async fn get_with(gw: &support::TestGateway, path: &str, header: (&str, &str)) -
     send(Method::GET, &gw.url(path), &[header], b"").await
 }
 
-/// A project serving `/echo` (to the echo upstream on `echo_port`) and `/mock` behind `build`
-/// of the C++ filter with `config` and root_id `headers_root`.
+/// A project serving `echo_spec`'s routes behind `build` of the C++ filter with `config` and
+/// root_id `headers_root`.
 fn cpp_project(build: &str, echo_port: u16, config: &str) -> tempfile::TempDir {
-    let spec = format!(
-        r#"openapi: 3.1.0
-info: {{title: cpp filter, version: '1'}}
-x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
-x-barbacane-middlewares:
-  - {{name: cpp-headers, root_id: headers_root, config: '{config}'}}
-paths:
-  /echo:
-    get:
-      operationId: echo
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-  /mock:
-    get:
-      operationId: mock
-      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
-"#
-    );
+    let chain = format!("  - {{name: cpp-headers, root_id: headers_root, config: '{config}'}}");
+    let spec = echo_spec(echo_port, "", &chain);
     let manifest = "plugins:\n  cpp-headers: {source: 'file:filters/cpp-headers.wasm'}\n";
     let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
     std::fs::create_dir_all(dir.path().join("filters")).unwrap();
@@ -283,28 +267,13 @@ async fn a_cpp_filter_edits_answers_grows_and_traps_through_the_gateway() {
     }
 }
 
-/// A project serving `/echo` (GET, POST) to the echo upstream on `echo_port` behind `build` of
-/// the `calls` C++ filter, named after the build (shared data and metrics are keyed by plugin),
-/// ticking every 50 ms; upstream `down` refuses connections.
+/// A project serving `echo_spec`'s routes behind `build` of the `calls` C++ filter, named after
+/// the build (shared data and metrics are keyed by plugin), ticking every 50 ms; upstream `down`
+/// refuses connections.
 fn calls_project(build: &str, echo_port: u16) -> tempfile::TempDir {
-    let spec = format!(
-        r#"openapi: 3.1.0
-info: {{title: cpp calls, version: '1'}}
-x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
-  down: {{endpoints: ['http://127.0.0.1:1'], allow_plaintext: true}}
-x-barbacane-middlewares:
-  - {{name: {build}, vm_config: '50'}}
-paths:
-  /echo:
-    get:
-      operationId: echoGet
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-    post:
-      operationId: echoPost
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-"#
-    );
+    let down = "  down: {endpoints: ['http://127.0.0.1:1'], allow_plaintext: true}";
+    let chain = format!("  - {{name: {build}, vm_config: '50'}}");
+    let spec = echo_spec(echo_port, down, &chain);
     let manifest = format!("plugins:\n  {build}: {{source: 'file:filters/{build}.wasm'}}\n");
     let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", &manifest)]);
     std::fs::create_dir_all(dir.path().join("filters")).unwrap();

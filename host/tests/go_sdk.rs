@@ -19,7 +19,7 @@ use http::{Method, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::{echo_upstream, get, send};
+use support::{echo_spec, echo_upstream, get, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and the given plugins, each `(name, Go filter)`; a Go filter is a
@@ -41,34 +41,6 @@ fn go_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
         .unwrap();
     }
     dir
-}
-
-/// A spec whose `/echo` (GET, POST) goes to the echo upstream on `echo_port` and `/mock` to a
-/// mock, with `upstreams` extra upstream entries and `middlewares` (YAML list items) as the
-/// global chain.
-fn spec(echo_port: u16, upstreams: &str, middlewares: &str) -> String {
-    format!(
-        r#"openapi: 3.1.0
-info: {{title: go sdk, version: '1'}}
-x-barbacane-upstreams:
-  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
-{upstreams}
-x-barbacane-middlewares:
-{middlewares}
-paths:
-  /echo:
-    get:
-      operationId: echoGet
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-    post:
-      operationId: echoPost
-      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
-  /mock:
-    get:
-      operationId: mockGet
-      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
-"#
-    )
 }
 
 /// One middleware item named `name` with `config` (a JSON value).
@@ -225,7 +197,7 @@ async fn go_sdk_headers_are_added_replaced_and_removed_through_the_gateway() {
         },
     });
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-headers", &config)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-headers", &config)),
         &[("sdk-headers", "sdk-headers")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -267,7 +239,7 @@ async fn go_sdk_headers_are_added_replaced_and_removed_through_the_gateway() {
     let mut churn = config.clone();
     churn["churn"] = serde_json::json!(20);
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-headers", &churn)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-headers", &churn)),
         &[("sdk-headers", "sdk-headers")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -301,7 +273,7 @@ async fn go_sdk_bodies_are_buffered_and_replaced_through_the_gateway() {
     ] {
         let config = serde_json::json!({"request": mode, "response": "append", "value": "!"});
         let dir = go_project(
-            &spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
+            &echo_spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
             &[("sdk-body", "sdk-body")],
         );
         let gw = support::gateway_in(dir, Config::default()).await;
@@ -327,7 +299,7 @@ async fn go_sdk_bodies_are_buffered_and_replaced_through_the_gateway() {
     // The whole response body replaced, and a fixed-length request body in one call.
     let config = serde_json::json!({"request": "none", "response": "replace", "value": "{}"});
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
         &[("sdk-body", "sdk-body")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -372,7 +344,7 @@ async fn go_sdk_request_and_response_trailers_are_read_and_added() {
     let echo = echo_upstream().await;
     let config = serde_json::json!({"request": "none", "response": "none"});
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-body", &config)),
         &[("sdk-body", "sdk-body")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -395,7 +367,7 @@ async fn go_sdk_request_and_response_trailers_are_read_and_added() {
     // shared data and reports it on a later response.
     let upstream = trailers_upstream().await;
     let dir = go_project(
-        &spec(upstream.port(), "", &middleware("sdk-body", &config)),
+        &echo_spec(upstream.port(), "", &middleware("sdk-body", &config)),
         &[("sdk-body", "sdk-body")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -422,7 +394,7 @@ async fn go_sdk_local_replies_from_the_request_and_the_response_phase() {
     let echo = echo_upstream().await;
     let config = serde_json::json!({"deny_header": "x-deny", "replace_status": "200"});
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-reply", &config)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-reply", &config)),
         &[("sdk-reply", "sdk-reply")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -495,7 +467,7 @@ async fn go_sdk_http_callouts_pause_the_request_and_resume_it() {
         )
     };
     let dir = go_project(
-        &spec(echo.addr.port(), &upstreams, &chain("auth")),
+        &echo_spec(echo.addr.port(), &upstreams, &chain("auth")),
         &[("sdk-callout", "sdk-callout")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -548,7 +520,7 @@ async fn go_sdk_http_callouts_pause_the_request_and_resume_it() {
 
     // An unknown upstream: DispatchHttpCall returns ErrBadArgument.
     let dir = go_project(
-        &spec(echo.addr.port(), &upstreams, &chain("nowhere")),
+        &echo_spec(echo.addr.port(), &upstreams, &chain("nowhere")),
         &[("sdk-callout", "sdk-callout")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -563,7 +535,7 @@ async fn go_sdk_http_callouts_pause_the_request_and_resume_it() {
     // A callout response over the buffer limit resets the call, as in Envoy: the callback gets
     // no headers, and GetStatus answers 11 (BrokenConnection) "reset".
     let dir = go_project(
-        &spec(echo.addr.port(), &upstreams, &chain("huge")),
+        &echo_spec(echo.addr.port(), &upstreams, &chain("huge")),
         &[("sdk-callout", "sdk-callout")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -577,7 +549,7 @@ async fn go_sdk_ticks_shared_data_queues_and_metrics_work_across_callbacks() {
     let echo = echo_upstream().await;
     let config = serde_json::json!({"tick_ms": 20, "queue": "go-events"});
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-state", &config)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-state", &config)),
         &[("sdk-state", "sdk-state")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -646,7 +618,7 @@ async fn go_sdk_paused_requests_are_resumed_from_on_tick_through_the_effective_c
     // Its own plugin name, so its shared data (keyed by vm_id) is not the other test's.
     let config = serde_json::json!({"tick_ms": 50, "queue": "go-postponed", "postpone": true});
     let dir = go_project(
-        &spec(echo.addr.port(), "", &middleware("sdk-postpone", &config)),
+        &echo_spec(echo.addr.port(), "", &middleware("sdk-postpone", &config)),
         &[("sdk-postpone", "sdk-state")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -672,7 +644,7 @@ async fn go_sdk_paused_requests_are_resumed_from_on_tick_through_the_effective_c
 async fn go_sdk_properties_and_filter_state() {
     let echo = echo_upstream().await;
     let dir = go_project(
-        &spec(echo.addr.port(), "", "  - name: sdk-props\n"),
+        &echo_spec(echo.addr.port(), "", "  - name: sdk-props\n"),
         &[("sdk-props", "sdk-props")],
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -723,7 +695,7 @@ fn go_sdk_configuration_errors_fail_the_compile_with_the_config_helpers_message(
         ),
     ] {
         let dir = go_project(
-            &spec(
+            &echo_spec(
                 1,
                 "",
                 &format!("  - name: {filter}\n    config: '{config}'\n"),
@@ -772,7 +744,7 @@ async fn go_sdk_examples_run_through_the_gateway() {
         middleware("metrics_tick", &serde_json::json!({"tick_ms": 50})),
     );
     let dir = go_project(
-        &spec(echo.addr.port(), &upstreams, &chain),
+        &echo_spec(echo.addr.port(), &upstreams, &chain),
         &[
             ("http_headers", "examples/http_headers"),
             ("http_auth", "examples/http_auth"),
@@ -826,7 +798,7 @@ async fn sdk_more_gateway(upstream_port: u16) -> support::TestGateway {
     );
     let chain = "  - name: sdk-more\n    vm_config: go-vm-conf\n    config: '{\"upstream\": \"trailers\"}'\n";
     let dir = go_project(
-        &spec(upstream_port, &upstreams, chain),
+        &echo_spec(upstream_port, &upstreams, chain),
         &[("sdk-more", "sdk-more")],
     );
     support::gateway_in(dir, Config::default()).await

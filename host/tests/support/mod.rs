@@ -48,6 +48,35 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A spec whose `/echo` (GET `echoGet`, POST `echoPost`) goes to upstream `echo` on `echo_port`
+/// and `/mock` (GET `mockGet`) to a mock answering `mocked`, with `upstreams` extra upstream
+/// entries (YAML lines under `x-barbacane-upstreams`) and `middlewares` (YAML list items) as the
+/// global chain.
+pub fn echo_spec(echo_port: u16, upstreams: &str, middlewares: &str) -> String {
+    format!(
+        r#"openapi: 3.1.0
+info: {{title: echo, version: '1'}}
+x-barbacane-upstreams:
+  echo: {{endpoints: ['http://127.0.0.1:{echo_port}'], allow_plaintext: true}}
+{upstreams}
+x-barbacane-middlewares:
+{middlewares}
+paths:
+  /echo:
+    get:
+      operationId: echoGet
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+    post:
+      operationId: echoPost
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: echo}}}}
+  /mock:
+    get:
+      operationId: mockGet
+      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
+"#
+    )
+}
+
 /// Writes `files` (name, text) into a new temp dir.
 pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
