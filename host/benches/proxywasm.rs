@@ -30,6 +30,7 @@ fn config(plugin: &str, config: &str) -> PluginConfig {
         vm_config: String::new(),
         failure: Default::default(),
         backoff: Default::default(),
+        allow_on_headers_stop_iteration: false,
         deadline_ms: barbacane::model::default_deadline_ms(),
     };
     PluginConfig::for_middleware(&middleware, std::sync::Arc::from(Vec::new()))

@@ -106,6 +106,7 @@ fn every_builtin_has_a_valid_schema_and_a_module_that_loads_and_starts() {
                 vm_config: String::new(),
                 failure: Default::default(),
                 backoff: Default::default(),
+                allow_on_headers_stop_iteration: false,
                 deadline_ms: barbacane::model::default_deadline_ms(),
             };
             let config = PluginConfig::for_middleware(&middleware, Arc::from(Vec::new()));

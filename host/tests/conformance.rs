@@ -307,6 +307,65 @@ async fn bodies_arrive_chunk_by_chunk_and_pause_buffers_the_cumulative_body() {
     }
 }
 
+/// Envoy's `allow_on_headers_stop_iteration`: the `body` filter (`hold`) pauses on the headers
+/// of a request with a body and decides on the body. Allowed, it gets the body while the headers
+/// wait, edits them from it, and they go on to the next filter and the upstream after it; a body
+/// it refuses never reaches the upstream. By default (as in Envoy) the pause stops the body too,
+/// so that filter waits for a body that never comes.
+#[tokio::test]
+async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they_go_on() {
+    let echo = echo_upstream().await;
+    let chain = |allow: bool| {
+        format!(
+            "  - name: body\n    config: '{{\"hold\": true}}'\n    allow_on_headers_stop_iteration: {allow}\n  - name: headers\n    config: 'x-after: 1'\n"
+        )
+    };
+    let plugins = [("body", "body"), ("headers", "headers")];
+    let dir = filter_project(&echo_spec(echo.addr.port(), "", &chain(true)), &plugins);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let raw = chunked_post(gw.addr, "/echo", &[b"please ", b"deny"]).await;
+    assert_eq!(support::raw_status(&raw), 403, "{raw}");
+    assert!(raw.ends_with("denied by its body"), "{raw}");
+    assert_eq!(
+        echo.connections.load(Ordering::SeqCst),
+        0,
+        "a refused body does not reach the upstream"
+    );
+    let raw = chunked_post(gw.addr, "/echo", &[b"hello", b" world"]).await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    assert_eq!(
+        header_of(&raw, "x-request-body-calls"),
+        "5:false,11:false,11:true",
+        "the filter got each chunk (the last one empty) while its headers waited"
+    );
+    let body = raw.split("\r\n\r\n").nth(1).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_str(&body[body.find('{').unwrap()..=body.rfind('}').unwrap()]).unwrap();
+    assert_eq!(doc["body"], "hello world");
+    assert_eq!(
+        doc["headers"]["x-body-seen"], "11",
+        "the header set from the body went upstream"
+    );
+    assert_eq!(
+        doc["headers"]["x-after"], "1",
+        "the next filter got the headers"
+    );
+    let bodyless = get(&gw.url("/echo")).await;
+    assert_eq!(bodyless.status, 200, "a request without a body is not held");
+
+    let dir = filter_project(&echo_spec(echo.addr.port(), "", &chain(false)), &plugins);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let held = tokio::time::timeout(
+        Duration::from_secs(1),
+        chunked_post(gw.addr, "/echo", &[b"hello"]),
+    )
+    .await;
+    assert!(
+        held.is_err(),
+        "without the option the body waits with the headers: {held:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_fixed_length_body_ends_on_its_last_chunk_and_bodyless_requests_skip_body_callbacks() {
     let echo = echo_upstream().await;

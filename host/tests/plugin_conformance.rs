@@ -278,6 +278,7 @@ fn every_builtin_does_only_what_its_manifest_declares() {
             vm_config: String::new(),
             failure: Default::default(),
             backoff: Default::default(),
+            allow_on_headers_stop_iteration: false,
             deadline_ms: barbacane::model::default_deadline_ms(),
         };
         let upstreams: Arc<[String]> = upstream_names(&config).into();

@@ -166,7 +166,7 @@ fn compile_refuses_unknown_plugins_and_rejected_configurations() {
 }
 
 #[test]
-fn compile_points_at_a_deadline_or_backoff_that_is_not_a_duration() {
+fn compile_points_at_a_deadline_backoff_or_flag_that_is_not_valid() {
     for (setting, column, message) in [
         ("deadline: 5ms", 15, "invalid deadline: \"5ms\""),
         ("deadline: 2m", 15, "invalid deadline: \"2m\""),
@@ -190,6 +190,11 @@ fn compile_points_at_a_deadline_or_backoff_that_is_not_a_duration() {
             "backoff: {base: 1s}",
             5,
             "invalid backoff: unknown field `base`",
+        ),
+        (
+            "allow_on_headers_stop_iteration: maybe",
+            38,
+            "invalid allow_on_headers_stop_iteration: \"maybe\"",
         ),
     ] {
         let spec = spec(1, "x-added: yes").replace(

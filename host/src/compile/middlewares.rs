@@ -83,6 +83,7 @@ impl Compiler {
             failure: FailurePolicy,
             deadline: Option<Value>,
             backoff: Option<Value>,
+            allow_on_headers_stop_iteration: Option<Value>,
         }
         let raw: Raw = match serde_json::from_value(entry) {
             Ok(raw) => raw,
@@ -91,7 +92,7 @@ impl Compiler {
                     Code::E1005,
                     at,
                     format!("invalid middleware: {e}"),
-                    "a middleware is {name, config, root_id, vm_config, failure: closed|open, deadline, backoff}",
+                    "a middleware is {name, config, root_id, vm_config, failure: closed|open, deadline, backoff, allow_on_headers_stop_iteration}",
                 );
                 return None;
             }
@@ -103,6 +104,19 @@ impl Compiler {
         let backoff = match raw.backoff {
             None => Backoff::default(),
             Some(value) => self.backoff(&at.child("backoff"), value)?,
+        };
+        let allow_on_headers_stop_iteration = match raw.allow_on_headers_stop_iteration {
+            None => false,
+            Some(Value::Bool(allow)) => allow,
+            Some(value) => {
+                self.error(
+                    Code::E1005,
+                    &at.child("allow_on_headers_stop_iteration"),
+                    format!("invalid allow_on_headers_stop_iteration: {value}"),
+                    "write true or false",
+                );
+                return None;
+            }
         };
         let loaded = self.load_once(at, &raw.name);
         let unchecked = self.plugins.unchecked.contains(&raw.name);
@@ -116,6 +130,7 @@ impl Compiler {
             failure: raw.failure,
             deadline_ms,
             backoff,
+            allow_on_headers_stop_iteration,
             plugin: raw.name,
         };
         if unchecked {

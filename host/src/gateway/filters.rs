@@ -8,7 +8,9 @@
 //! for), else the stream pauses until a later callback (callout response, tick, queue) resumes,
 //! answers or resets it. While paused, the plugin keeps the map (or body buffer) it paused on.
 //! A body callback that pauses buffers: the next one sees the cumulative body; a buffer over
-//! the body limit answers 413 (request) or 500 (response).
+//! the body limit answers 413 (request) or 500 (response). A pause on request headers holds
+//! the body too (Envoy's default), unless the entry allows stop-iteration: the filter then gets
+//! the body while the headers wait.
 //!
 //! Each distinct (plugin, configuration) is an *instance*; every worker has one replica per
 //! instance (`replica`). A failing replica is replaced, and the plugin's failure policy decides
@@ -132,6 +134,9 @@ pub(super) struct Passage {
     info: Arc<StreamInfo>,
     /// The request and response headers as forwarded and sent, for `on_log`.
     heads: [Pairs; 2],
+    /// The first streams, this many, that the request body has already passed: a filter that
+    /// kept the request headers until it had seen the body (`hold_headers_for_body`).
+    body_passed: usize,
 }
 
 impl Drop for Passage {
@@ -256,6 +261,7 @@ impl FilterSet {
                     failure: middleware.failure,
                     failures: Default::default(),
                     suspension: Suspension::new(middleware.backoff),
+                    allow_on_headers_stop_iteration: middleware.allow_on_headers_stop_iteration,
                 };
                 let vm = blueprint.start().map_err(|e| e.to_string())?;
                 wants.push(vm.wants());
@@ -370,10 +376,11 @@ impl FilterSet {
             body_limit: self.body_limit,
             info: info.clone(),
             heads: Default::default(),
+            body_passed: 0,
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
         // No data will pass a body that has already ended (most requests): nothing to count.
-        let body = if end_of_stream {
+        let mut body = if end_of_stream {
             body
         } else {
             Counted::boxed(body, &passage.info, Direction::Request)
@@ -416,12 +423,25 @@ impl FilterSet {
                     Some(early) => return Err(early),
                 },
             };
+            // Envoy's `allow_on_headers_stop_iteration`: a pause on the headers of a request
+            // with a body waits for the body rather than for a resume.
+            let holds = matches!(verdict, Some(Ok(Verdict::Pause)))
+                && !end_of_stream
+                && stream.wants_body(Direction::Request)
+                && replica.blueprint.allow_on_headers_stop_iteration;
             // A plugin without the callback continues, as it would with the SDK's default one.
             let flow = match verdict {
                 None | Some(Ok(Verdict::Continue)) => Ok(()),
+                Some(_) if holds => Ok(()),
                 Some(verdict) => Box::pin(settle_map(&stream, headers, &mut pairs, verdict)).await,
             };
             passage.streams.push(stream);
+            if holds {
+                body = match Box::pin(passage.hold_headers_for_body(body, &mut pairs)).await {
+                    Ok(body) => body,
+                    Err(stop) => return Err(Box::pin(self.stop_request(passage, stop)).await),
+                };
+            }
             // The rarer paths' futures (a callback that did not continue, a stop here, a request
             // body) are boxed: inline, they would make this one, boxed and moved on every
             // request, three times larger.
@@ -683,16 +703,40 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
 
 impl Passage {
     fn wants_body(&self, direction: Direction) -> bool {
-        self.streams.iter().any(|s| s.wants_body(direction))
+        self.order(direction)
+            .any(|i| self.streams[i].wants_body(direction))
     }
 
-    /// The indices of the streams in the order `direction` flows through them.
+    /// The indices of the streams that `direction`'s body has still to pass, in the order it
+    /// flows through them.
     fn order(&self, direction: Direction) -> impl Iterator<Item = usize> + use<> {
         let count = self.streams.len();
-        (0..count).map(move |i| match direction {
+        let passed = match direction {
+            Direction::Request => self.body_passed,
+            Direction::Response => 0,
+        };
+        (passed..count).map(move |i| match direction {
             Direction::Request => i,
             Direction::Response => count - 1 - i,
         })
+    }
+
+    /// The last stream opened paused on the request headers, and its entry lets it see the body
+    /// first (Envoy's `allow_on_headers_stop_iteration`): the whole body runs through it and
+    /// the filters before it that have not had it yet, and once it has let the body's end pass
+    /// (its body callback continued, or it resumed the stream) the headers go on, with what it
+    /// changed in them meanwhile. Returns the body as it passed, for the filters after it.
+    async fn hold_headers_for_body(&mut self, body: Body, pairs: &mut Pairs) -> Result<Body, Stop> {
+        let body = self.request_body(body).await?;
+        self.body_passed = self.streams.len();
+        if let Some(stream) = self.streams.last()
+            && let Some(Some(changed)) = stream.replica.with_generation(stream.generation, |vm| {
+                vm.take_map(stream.context, MapType::RequestHeaders)
+            })
+        {
+            *pairs = changed;
+        }
+        Ok(body)
     }
 
     /// Runs one body chunk through the filters; `None` when a filter keeps it (buffering).

@@ -33,6 +33,7 @@ pub fn plugin_config(name: &str, config: &str) -> barbacane::proxywasm::PluginCo
         vm_config: String::new(),
         failure: Default::default(),
         backoff: Default::default(),
+        allow_on_headers_stop_iteration: false,
         deadline_ms: barbacane::model::default_deadline_ms(),
     };
     barbacane::proxywasm::PluginConfig::for_middleware(&middleware, Arc::from(Vec::new()))

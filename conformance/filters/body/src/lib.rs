@@ -2,12 +2,17 @@
 //! callbacks it received.
 //!
 //! Configuration (JSON, all optional; absent = `{}`): `{"request": "none", "response": "none",
-//! "value": "", "pause": true}`; `request`/`response` are each one of `none`, `replace`,
-//! `append`, `prepend`. An invalid configuration fails `on_configure` (logged at error).
+//! "value": "", "pause": true, "hold": false}`; `request`/`response` are each one of `none`,
+//! `replace`, `append`, `prepend`. An invalid configuration fails `on_configure` (logged at
+//! error).
 //!
 //! * `on_http_request_headers`: if `request` is not `none`, removes request `content-length`.
-//!   Continue.
-//! * `on_http_request_body(size, eos)`: records `"<size>:<eos>"` (e.g. `5:false`). Mode `none` →
+//!   With `hold`, a request with a body pauses here (the headers wait for the body, which
+//!   reaches this filter only where the host allows it: Envoy's
+//!   `allow_on_headers_stop_iteration`); else Continue.
+//! * `on_http_request_body(size, eos)`: records `"<size>:<eos>"` (e.g. `5:false`). With `hold`:
+//!   Pause until `eos`, then set request header `x-body-seen: <size>` (on the headers it held)
+//!   and, when the body contains `deny`, answer 403 `denied by its body`. Mode `none` →
 //!   Continue. If `pause` and not `eos` → Pause (the host buffers and calls again with the
 //!   cumulative size). Otherwise (at `eos`, or on every chunk when `pause` is false) applies the
 //!   mode with `proxy_set_buffer_bytes` on the request body: `replace` = `(start 0, size <size>,
@@ -52,6 +57,7 @@ struct Config {
     response: Mode,
     value: String,
     pause: bool,
+    hold: bool,
 }
 
 impl Default for Config {
@@ -61,6 +67,7 @@ impl Default for Config {
             response: Mode::None,
             value: String::new(),
             pause: true,
+            hold: false,
         }
     }
 }
@@ -131,9 +138,12 @@ fn edit(mode: Mode, size: usize) -> Option<(usize, usize)> {
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.config.request != Mode::None {
             self.remove_http_request_header("content-length");
+        }
+        if self.config.hold && !end_of_stream {
+            return Action::Pause;
         }
         Action::Continue
     }
@@ -141,6 +151,17 @@ impl HttpContext for Stream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.request_calls
             .push(format!("{body_size}:{end_of_stream}"));
+        if self.config.hold {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            self.set_http_request_header("x-body-seen", Some(&body_size.to_string()));
+            let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+            if body.windows(4).any(|w| w == b"deny") {
+                self.send_http_response(403, vec![], Some(b"denied by its body"));
+                return Action::Pause;
+            }
+        }
         let Some((start, size)) = edit(self.config.request, body_size) else {
             return Action::Continue;
         };
