@@ -68,9 +68,9 @@ pub struct Middleware {
     /// How long the plugin is suspended after a callback runs past its deadline.
     #[serde(default)]
     pub backoff: Backoff,
-    /// Envoy's `allow_on_headers_stop_iteration`: a filter that pauses on the request headers
-    /// of a request with a body gets that body (its body callbacks run) while the headers wait;
-    /// otherwise (the default, as in Envoy) it sees the body only once it resumes the headers.
+    /// Envoy's `allow_on_headers_stop_iteration`: a filter that pauses on headers followed by a
+    /// body gets that body (its body callbacks run) while the headers wait; otherwise (the
+    /// default, as in Envoy) it sees the body only once it resumes the headers.
     #[serde(default)]
     pub allow_on_headers_stop_iteration: bool,
 }

@@ -317,7 +317,7 @@ async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they
     let echo = echo_upstream().await;
     let chain = |allow: bool| {
         format!(
-            "  - name: body\n    config: '{{\"hold\": true}}'\n    allow_on_headers_stop_iteration: {allow}\n  - name: headers\n    config: 'x-after: 1'\n"
+            "  - name: body\n    config: '{{\"hold\": \"end\"}}'\n    allow_on_headers_stop_iteration: {allow}\n  - name: headers\n    config: 'x-after: 1'\n"
         )
     };
     let plugins = [("body", "body"), ("headers", "headers")];
@@ -364,6 +364,75 @@ async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they
         held.is_err(),
         "without the option the body waits with the headers: {held:?}"
     );
+}
+
+/// `allow_on_headers_stop_iteration` on responses: the `body` filter, last in the chain and so
+/// first on the response, holds the response headers for the body. With `hold: first` it sets a
+/// header from the first chunk and lets it through: the headers go on to the filter before it
+/// in the chain, then the chunk, then the rest of a body that is still streaming. With `hold:
+/// end` on a body that ends with trailers (so no body call has the end), the trailers release
+/// the headers.
+#[tokio::test]
+async fn a_filter_allowed_to_stop_iteration_on_response_headers_gets_the_body_before_they_go_on() {
+    let streaming = support::upstream(|_| async {
+        let frames = futures_util::stream::unfold(0, |sent| async move {
+            const CHUNKS: [&[u8]; 2] = [b"aaa", b"bbbb"];
+            let chunk = CHUNKS.get(sent)?;
+            // Apart in time, so that the gateway reads them as separate frames.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let frame = http_body::Frame::data(bytes::Bytes::from_static(chunk));
+            Some((Ok::<_, barbacane::server::BoxError>(frame), sent + 1))
+        });
+        Response::new(barbacane::server::Body::new(
+            http_body_util::StreamBody::new(frames),
+        ))
+    })
+    .await;
+    let chain = |hold: &str| {
+        format!(
+            "  - name: headers\n    config: 'x-before: 1'\n  - name: body\n    config: '{{\"hold\": \"{hold}\"}}'\n    allow_on_headers_stop_iteration: true\n"
+        )
+    };
+    let plugins = [("body", "body"), ("headers", "headers")];
+    let dir = filter_project(
+        &echo_spec(streaming.addr.port(), "", &chain("first")),
+        &plugins,
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let reply = get(&gw.url("/echo")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("x-body-first"),
+        "3",
+        "the header set from the first chunk was sent"
+    );
+    assert_eq!(
+        reply.header("x-conformance"),
+        "headers",
+        "the filter before it got the headers"
+    );
+    assert_eq!(reply.body, b"aaabbbb".as_slice(), "the rest streamed on");
+
+    let trailing = support::trailers_upstream().await;
+    let dir = filter_project(&echo_spec(trailing.port(), "", &chain("end")), &plugins);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let raw = support::raw_exchange(
+        gw.addr,
+        b"GET /echo?trailers HTTP/1.1\r\nHost: t\r\nte: trailers\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    assert_eq!(header_of(&raw, "x-conformance"), "headers", "{raw}");
+    assert_eq!(
+        header_of(&raw, "x-body-seen"),
+        "",
+        "no body call had the end: {raw}"
+    );
+    assert!(
+        raw.contains("\r\nok\r\n"),
+        "the body the filter held: {raw}"
+    );
+    assert_eq!(header_of(&raw, "x-upstream-trailer"), "t", "{raw}");
 }
 
 #[tokio::test]

@@ -16,7 +16,6 @@ use barbacane::server::Config;
 use http::Method;
 use std::time::Duration;
 use support::{Reply, TestGateway, echo_spec, echo_upstream, get, send};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and `plugins`, each `(name, module bytes)` stored as
 /// `filters/<name>.wasm` and declared in `barbacane.yaml`.
@@ -403,38 +402,9 @@ async fn request_trailers_reach_on_request_trailers() {
     );
 }
 
-/// A raw HTTP/1.1 upstream that answers every request with a chunked `ok` and trailer
-/// `x-upstream-trailer: t`, then closes.
-async fn trailers_upstream() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
-                          trailer: x-upstream-trailer\r\nconnection: close\r\n\r\n\
-                          2\r\nok\r\n0\r\nx-upstream-trailer: t\r\n\r\n",
-                    )
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn response_trailers_reach_on_response_trailers() {
-    let upstream = trailers_upstream().await;
+    let upstream = support::trailers_upstream().await;
     let gw = hostcalls_gateway(upstream.port()).await;
     let raw = support::raw_exchange(
         gw.addr,

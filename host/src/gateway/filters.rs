@@ -8,9 +8,9 @@
 //! for), else the stream pauses until a later callback (callout response, tick, queue) resumes,
 //! answers or resets it. While paused, the plugin keeps the map (or body buffer) it paused on.
 //! A body callback that pauses buffers: the next one sees the cumulative body; a buffer over
-//! the body limit answers 413 (request) or 500 (response). A pause on request headers holds
-//! the body too (Envoy's default), unless the entry allows stop-iteration: the filter then gets
-//! the body while the headers wait.
+//! the body limit answers 413 (request) or 500 (response). A pause on headers holds the body
+//! too (Envoy's default), unless the entry allows stop-iteration: the filter then gets the body
+//! while the headers wait.
 //!
 //! Each distinct (plugin, configuration) is an *instance*; every worker has one replica per
 //! instance (`replica`). A failing replica is replaced, and the plugin's failure policy decides
@@ -36,6 +36,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -97,6 +98,13 @@ impl OpenStream {
 
     fn plugin(&self) -> &str {
         self.replica.blueprint.plugin()
+    }
+
+    /// Whether a pause on `direction`'s headers waits for the body rather than for a resume
+    /// (Envoy's `allow_on_headers_stop_iteration`): the entry allows it and the plugin has the
+    /// body callback.
+    fn holds_headers_for_body(&self, direction: Direction) -> bool {
+        self.replica.blueprint.allow_on_headers_stop_iteration && self.wants_body(direction)
     }
 
     /// What the plugin's failure policy makes of its failure: skip it, or fail the request.
@@ -427,8 +435,7 @@ impl FilterSet {
             // with a body waits for the body rather than for a resume.
             let holds = matches!(verdict, Some(Ok(Verdict::Pause)))
                 && !end_of_stream
-                && stream.wants_body(Direction::Request)
-                && replica.blueprint.allow_on_headers_stop_iteration;
+                && stream.holds_headers_for_body(Direction::Request);
             // A plugin without the callback continues, as it would with the SDK's default one.
             let flow = match verdict {
                 None | Some(Ok(Verdict::Continue)) => Ok(()),
@@ -488,15 +495,31 @@ impl FilterSet {
         // (below, or in the pump), else by a `Counted` wrapper as it streams to the client.
         let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
-        let phase = passage.streams.iter().rev();
-        for stream in phase.filter(|s| s.wants_headers(Direction::Response)) {
-            let end_of_stream = http_body::Body::is_end_stream(&body);
-            match map_phase(stream, MapType::ResponseHeaders, &mut pairs, end_of_stream).await {
+        // A filter that held the headers for the body: its index, and what passed it.
+        let mut held = None;
+        for index in (0..passage.streams.len()).rev() {
+            let stream = &passage.streams[index];
+            if !stream.wants_headers(Direction::Response) {
+                continue;
+            }
+            let end_of_stream = held.is_none() && http_body::Body::is_end_stream(&body);
+            let flow = if held.is_none()
+                && !end_of_stream
+                && stream.holds_headers_for_body(Direction::Response)
+            {
+                Box::pin(passage.response_headers_or_hold(index, &mut pairs, &mut body))
+                    .await
+                    .map(|passed| held = passed.map(|passed| (index, passed)))
+            } else {
+                map_phase(stream, MapType::ResponseHeaders, &mut pairs, end_of_stream).await
+            };
+            match flow {
                 Ok(()) => {}
                 Err(Stop::Respond(local)) => {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
                     (parts, body) = local_response(*local).into_parts();
                     pairs = response_pairs(&parts);
+                    held = None;
                 }
                 Err(Stop::Close) => return Err(StreamReset),
                 Err(Stop::Fail(problem)) => return Ok(problem.into_response()),
@@ -504,6 +527,9 @@ impl FilterSet {
         }
         apply_response_pairs(&mut parts, &pairs);
         passage.heads[1] = pairs;
+        if let Some((index, passed)) = held {
+            return Box::pin(passage.after_held_response(parts, index, passed, body)).await;
+        }
         if http_body::Body::is_end_stream(&body) || !passage.wants_body(Direction::Response) {
             let body = EndsStreams {
                 body: Counted::boxed(body, &passage.info, Direction::Response),
@@ -519,7 +545,7 @@ impl FilterSet {
             Some(Ok(frame)) if frame.is_data() && http_body::Body::is_end_stream(&body) => {
                 frame.into_data().unwrap_or_default()
             }
-            first => return Box::pin(passage.pump_response(parts, first, body)).await,
+            first => return Box::pin(passage.pump_response(parts, None, first, body)).await,
         };
         let length = data.len();
         passage.info.body_sizes.add(Direction::Response, length);
@@ -540,6 +566,24 @@ impl FilterSet {
             Err(stop) => stopped(stop),
         }
     }
+}
+
+/// The indices of `streams` in the order `direction` flows through them.
+fn flow_order(streams: Range<usize>, direction: Direction) -> impl Iterator<Item = usize> {
+    let Range { start, end } = streams;
+    (start..end).map(move |i| match direction {
+        Direction::Request => i,
+        Direction::Response => end - 1 - (i - start),
+    })
+}
+
+/// What passed a filter that held the response headers for the body (and the filters before it
+/// in the response's order), for the filters after it.
+enum Held {
+    /// The first chunk it let through; more follow unless it ended the body.
+    Chunk { data: Bytes, end_of_stream: bool },
+    /// The body ended with trailers: what the filters still buffered, and the trailers.
+    Trailers { flushed: Bytes, trailers: HeaderMap },
 }
 
 /// What a response whose body filters stopped it becomes.
@@ -703,22 +747,17 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
 
 impl Passage {
     fn wants_body(&self, direction: Direction) -> bool {
-        self.order(direction)
+        self.unpassed(direction)
             .any(|i| self.streams[i].wants_body(direction))
     }
 
-    /// The indices of the streams that `direction`'s body has still to pass, in the order it
-    /// flows through them.
-    fn order(&self, direction: Direction) -> impl Iterator<Item = usize> + use<> {
-        let count = self.streams.len();
-        let passed = match direction {
-            Direction::Request => self.body_passed,
-            Direction::Response => 0,
-        };
-        (passed..count).map(move |i| match direction {
-            Direction::Request => i,
-            Direction::Response => count - 1 - i,
-        })
+    /// The streams `direction`'s body has still to pass: all, less (requests) those a filter
+    /// that held the request headers had it pass already.
+    fn unpassed(&self, direction: Direction) -> Range<usize> {
+        match direction {
+            Direction::Request => self.body_passed..self.streams.len(),
+            Direction::Response => 0..self.streams.len(),
+        }
     }
 
     /// The last stream opened paused on the request headers, and its entry lets it see the body
@@ -739,17 +778,154 @@ impl Passage {
         Ok(body)
     }
 
-    /// Runs one body chunk through the filters; `None` when a filter keeps it (buffering).
+    /// The response headers callback of stream `index`, whose entry lets it hold them for the
+    /// body (Envoy's `allow_on_headers_stop_iteration`). When it pauses, the body runs through
+    /// it and the filters before it in the response's order until it lets a chunk through (its
+    /// body callback continues, or it resumes the stream); the headers then go on, with what it
+    /// changed in them meanwhile, and that chunk (`Held`) after them.
+    async fn response_headers_or_hold(
+        &self,
+        index: usize,
+        pairs: &mut Pairs,
+        body: &mut Body,
+    ) -> Result<Option<Held>, Stop> {
+        let stream = &self.streams[index];
+        let (map, context) = (MapType::ResponseHeaders, stream.context);
+        let step = stream.replica.with_generation(stream.generation, |vm| {
+            map_callback(vm, context, map, pairs, false)
+        });
+        match step {
+            Some(Ok(Verdict::Pause)) => {}
+            Some(verdict) => return settle_map(stream, map, pairs, verdict).await.map(|()| None),
+            None => return stream.lost(Direction::Response).map(|()| None),
+        }
+        let streams = index..self.streams.len();
+        let held = loop {
+            let (chunk, end_of_stream) = match body.frame().await {
+                None => (Bytes::new(), true),
+                Some(Err(e)) => {
+                    return Err(Stop::fail(Problem::new(
+                        Kind::BadGateway,
+                        format!("the upstream's response body failed: {e}"),
+                    )));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        self.info.body_sizes.add(Direction::Response, data.len());
+                        (data, http_body::Body::is_end_stream(body))
+                    }
+                    Err(frame) => {
+                        let Ok(trailers) = frame.into_trailers() else {
+                            continue;
+                        };
+                        let (flushed, trailers) = self
+                            .trailers_in(Direction::Response, streams, trailers)
+                            .await?;
+                        break Held::Trailers { flushed, trailers };
+                    }
+                },
+            };
+            // At the end of the body a filter that pauses is waited for: the chunk comes back.
+            let passed = self
+                .body_chunk_in(Direction::Response, streams.clone(), chunk, end_of_stream)
+                .await?;
+            if let Some(data) = passed {
+                break Held::Chunk {
+                    data,
+                    end_of_stream,
+                };
+            }
+        };
+        if let Some(Some(changed)) = stream
+            .replica
+            .with_generation(stream.generation, |vm| vm.take_map(context, map))
+        {
+            *pairs = changed;
+        }
+        Ok(Some(held))
+    }
+
+    /// The response after stream `index` held its headers for the body: what passed it goes
+    /// through the filters after it (`0..index`), then the rest of the body, if any, streams
+    /// through all of them.
+    async fn after_held_response(
+        self,
+        mut parts: http::response::Parts,
+        index: usize,
+        held: Held,
+        mut body: Body,
+    ) -> Result<Response<Body>, StreamReset> {
+        // The filters may have changed the body: its length is no longer known.
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let (data, end_of_stream, trailers) = match held {
+            Held::Chunk {
+                data,
+                end_of_stream,
+            } => (data, end_of_stream, None),
+            Held::Trailers { flushed, trailers } => (flushed, false, Some(trailers)),
+        };
+        // (An empty chunk that does not end the body is not a body call.)
+        let passed = if data.is_empty() && !end_of_stream {
+            None
+        } else {
+            match self
+                .body_chunk_in(Direction::Response, 0..index, data, end_of_stream)
+                .await
+            {
+                Ok(passed) => passed.filter(|data| !data.is_empty()),
+                Err(stop) => return stopped(stop),
+            }
+        };
+        if !end_of_stream && trailers.is_none() {
+            let first = body.frame().await;
+            return self.pump_response(parts, passed, first, body).await;
+        }
+        let mut frames: VecDeque<_> = passed.map(Frame::data).into_iter().collect();
+        if let Some(trailers) = trailers {
+            match self
+                .trailers_in(Direction::Response, 0..index, trailers)
+                .await
+            {
+                Ok((flushed, trailers)) => {
+                    if !flushed.is_empty() {
+                        frames.push_back(Frame::data(flushed));
+                    }
+                    frames.push_back(Frame::trailers(trailers));
+                }
+                Err(stop) => return stopped(stop),
+            }
+        }
+        let body = EndsStreams {
+            body: FramesBody(frames),
+            passage: Some(self),
+        };
+        Ok(Response::from_parts(parts, body.boxed_unsync()))
+    }
+
+    /// Runs one body chunk through the filters it has still to pass; `None` when a filter keeps
+    /// it (buffering).
     async fn body_chunk(
         &self,
         direction: Direction,
         chunk: Bytes,
         end_of_stream: bool,
     ) -> Result<Option<Bytes>, Stop> {
+        self.body_chunk_in(direction, self.unpassed(direction), chunk, end_of_stream)
+            .await
+    }
+
+    /// [`Passage::body_chunk`] through the filters `streams` only.
+    async fn body_chunk_in(
+        &self,
+        direction: Direction,
+        streams: Range<usize>,
+        chunk: Bytes,
+        end_of_stream: bool,
+    ) -> Result<Option<Bytes>, Stop> {
         // The chunk goes from filter to filter as one buffer, lent to each: copied only by a
         // filter that changes it.
         let mut data = chunk;
-        for index in self.order(direction) {
+        for index in flow_order(streams, direction) {
             let stream = &self.streams[index];
             if !stream.wants_body(direction) {
                 continue;
@@ -826,13 +1002,24 @@ impl Passage {
         direction: Direction,
         trailers: HeaderMap,
     ) -> Result<(Bytes, HeaderMap), Stop> {
+        self.trailers_in(direction, self.unpassed(direction), trailers)
+            .await
+    }
+
+    /// [`Passage::trailers`] through the filters `streams` only.
+    async fn trailers_in(
+        &self,
+        direction: Direction,
+        streams: Range<usize>,
+        trailers: HeaderMap,
+    ) -> Result<(Bytes, HeaderMap), Stop> {
         let map = match direction {
             Direction::Request => MapType::RequestTrailers,
             Direction::Response => MapType::ResponseTrailers,
         };
         let mut flushed = Vec::new();
         let mut pairs = Pairs::from_iter(&trailers);
-        for index in self.order(direction) {
+        for index in flow_order(streams, direction) {
             let stream = &self.streams[index];
             if !stream.wants_body(direction) {
                 continue;
@@ -903,16 +1090,17 @@ impl Passage {
 
     /// A response body that streams on after its first frame (`first`) goes through the filters
     /// in a task of its own (`response_body`); the head is sent once the first chunk has passed
-    /// them.
+    /// them (or at once with `passed`, a chunk that already has: see `after_held_response`).
     async fn pump_response(
         self,
         mut parts: http::response::Parts,
+        passed: Option<Bytes>,
         first: Option<Result<Frame<Bytes>, BoxError>>,
         body: Body,
     ) -> Result<Response<Body>, StreamReset> {
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(self.response_body(first, body, head_tx, frames_tx));
+        tokio::spawn(self.response_body(passed, first, body, head_tx, frames_tx));
         match head_rx.await {
             Ok(Ok(())) => {
                 // The filters may have changed the body: its length is no longer known.
@@ -935,6 +1123,7 @@ impl Passage {
     /// failure can only reset the stream.
     async fn response_body(
         self,
+        passed: Option<Bytes>,
         first: Option<Result<Frame<Bytes>, BoxError>>,
         mut body: Body,
         head: tokio::sync::oneshot::Sender<Result<(), Stop>>,
@@ -952,6 +1141,15 @@ impl Passage {
                 None => Some(Err(Box::new(StreamReset))),
             }
         };
+        // A chunk that already passed every filter (after one held the headers for it).
+        if let Some(data) = passed {
+            if let Some(head) = head.take() {
+                let _ = head.send(Ok(()));
+            }
+            if frames.send(Ok(Frame::data(data))).await.is_err() {
+                return;
+            }
+        }
         loop {
             let next = match first.take() {
                 Some(frame) => frame,

@@ -25,7 +25,7 @@ pub(super) struct Blueprint {
     pub(super) failures: AtomicU64,
     /// Whether the plugin is suspended after running past its deadline.
     pub(super) suspension: Suspension,
-    /// A pause on request headers lets the body through to the plugin (the entry's
+    /// A pause on headers lets the body through to the plugin (the entry's
     /// `allow_on_headers_stop_iteration`).
     pub(super) allow_on_headers_stop_iteration: bool,
 }

@@ -231,6 +231,36 @@ where
     Upstream { addr, connections }
 }
 
+/// A raw HTTP/1.1 upstream that answers every request with a chunked `ok` and trailer
+/// `x-upstream-trailer: t`, then closes.
+pub async fn trailers_upstream() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
+                          trailer: x-upstream-trailer\r\nconnection: close\r\n\r\n\
+                          2\r\nok\r\n0\r\nx-upstream-trailer: t\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// An upstream that echoes the request as JSON: method, path+query, headers, body.
 pub async fn echo_upstream() -> Upstream {
     upstream(|request: Request<Incoming>| async move {
