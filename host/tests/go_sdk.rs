@@ -309,35 +309,6 @@ async fn go_sdk_bodies_are_buffered_and_replaced_through_the_gateway() {
     assert_eq!(reply.header("x-request-body-calls"), "3:true");
 }
 
-/// A raw HTTP/1.1 upstream that answers every request with a chunked `ok` and trailer
-/// `x-upstream-trailer: t`, then closes.
-async fn trailers_upstream() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\
-                          trailer: x-upstream-trailer\r\nconnection: close\r\n\r\n\
-                          2\r\nok\r\n0\r\nx-upstream-trailer: t\r\n\r\n",
-                    )
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn go_sdk_request_and_response_trailers_are_read_and_added() {
     // Request trailers are reported on the same response.
@@ -365,7 +336,7 @@ async fn go_sdk_request_and_response_trailers_are_read_and_added() {
 
     // Response trailers come after the response headers: the filter keeps what it saw in
     // shared data and reports it on a later response.
-    let upstream = trailers_upstream().await;
+    let upstream = support::trailers_upstream().await;
     let dir = go_project(
         &echo_spec(upstream.port(), "", &middleware("sdk-body", &config)),
         &[("sdk-body", "sdk-body")],
@@ -788,10 +759,10 @@ async fn go_sdk_examples_run_through_the_gateway() {
 }
 
 /// A gateway running `sdk-more` (with `vm_config: go-vm-conf`) in front of the echo upstream,
-/// with `trailers` (a `trailers_upstream`) as the callout upstream; `upstream_port` is the
+/// with `trailers` (a `support::trailers_upstream`) as the callout upstream; `upstream_port` is the
 /// routes' upstream.
 async fn sdk_more_gateway(upstream_port: u16) -> support::TestGateway {
-    let trailers = trailers_upstream().await;
+    let trailers = support::trailers_upstream().await;
     let upstreams = format!(
         "  trailers: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
         trailers.port()
@@ -845,7 +816,7 @@ async fn go_sdk_trailer_maps_are_replaced() {
     gw.stop().await;
 
     // Response trailers: the client gets the filter's map instead of the upstream's.
-    let upstream = trailers_upstream().await;
+    let upstream = support::trailers_upstream().await;
     let gw = sdk_more_gateway(upstream.port()).await;
     let raw = support::raw_exchange(
         gw.addr,

@@ -79,6 +79,8 @@ struct OpenStream {
     generation: u64,
     context: u32,
     wants: Wants,
+    /// The entry's `allow_on_headers_stop_iteration`.
+    allows_stop_iteration: bool,
 }
 
 impl OpenStream {
@@ -104,7 +106,7 @@ impl OpenStream {
     /// (Envoy's `allow_on_headers_stop_iteration`): the entry allows it and the plugin has the
     /// body callback.
     fn holds_headers_for_body(&self, direction: Direction) -> bool {
-        self.replica.blueprint.allow_on_headers_stop_iteration && self.wants_body(direction)
+        self.allows_stop_iteration && self.wants_body(direction)
     }
 
     /// What the plugin's failure policy makes of its failure: skip it, or fail the request.
@@ -417,9 +419,9 @@ impl FilterSet {
             });
             let (stream, verdict) = match opened {
                 Ok((context, generation, verdict)) => {
-                    let replica = replica.clone();
                     let stream = OpenStream {
-                        replica,
+                        allows_stop_iteration: replica.blueprint.allow_on_headers_stop_iteration,
+                        replica: replica.clone(),
                         generation,
                         context,
                         wants,
@@ -495,7 +497,8 @@ impl FilterSet {
         // (below, or in the pump), else by a `Counted` wrapper as it streams to the client.
         let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
-        // A filter that held the headers for the body: its index, and what passed it.
+        // A filter that held the headers for the body: its index, and what passed it (boxed:
+        // this future is held by every response, and rarely holds one).
         let mut held = None;
         for index in (0..passage.streams.len()).rev() {
             let stream = &passage.streams[index];
@@ -788,7 +791,7 @@ impl Passage {
         index: usize,
         pairs: &mut Pairs,
         body: &mut Body,
-    ) -> Result<Option<Held>, Stop> {
+    ) -> Result<Option<Box<Held>>, Stop> {
         let stream = &self.streams[index];
         let (map, context) = (MapType::ResponseHeaders, stream.context);
         let step = stream.replica.with_generation(stream.generation, |vm| {
@@ -842,7 +845,7 @@ impl Passage {
         {
             *pairs = changed;
         }
-        Ok(Some(held))
+        Ok(Some(Box::new(held)))
     }
 
     /// The response after stream `index` held its headers for the body: what passed it goes
@@ -852,12 +855,12 @@ impl Passage {
         self,
         mut parts: http::response::Parts,
         index: usize,
-        held: Held,
+        held: Box<Held>,
         mut body: Body,
     ) -> Result<Response<Body>, StreamReset> {
         // The filters may have changed the body: its length is no longer known.
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        let (data, end_of_stream, trailers) = match held {
+        let (data, end_of_stream, trailers) = match *held {
             Held::Chunk {
                 data,
                 end_of_stream,
@@ -904,14 +907,13 @@ impl Passage {
 
     /// Runs one body chunk through the filters it has still to pass; `None` when a filter keeps
     /// it (buffering).
-    async fn body_chunk(
+    fn body_chunk(
         &self,
         direction: Direction,
         chunk: Bytes,
         end_of_stream: bool,
-    ) -> Result<Option<Bytes>, Stop> {
+    ) -> impl Future<Output = Result<Option<Bytes>, Stop>> {
         self.body_chunk_in(direction, self.unpassed(direction), chunk, end_of_stream)
-            .await
     }
 
     /// [`Passage::body_chunk`] through the filters `streams` only.
@@ -997,13 +999,12 @@ impl Passage {
 
     /// Trailers end the body: what filters still buffer goes on unchanged, then the trailers
     /// pass through the trailer callbacks.
-    async fn trailers(
+    fn trailers(
         &self,
         direction: Direction,
         trailers: HeaderMap,
-    ) -> Result<(Bytes, HeaderMap), Stop> {
+    ) -> impl Future<Output = Result<(Bytes, HeaderMap), Stop>> {
         self.trailers_in(direction, self.unpassed(direction), trailers)
-            .await
     }
 
     /// [`Passage::trailers`] through the filters `streams` only.
