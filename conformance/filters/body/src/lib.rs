@@ -16,11 +16,11 @@
 //! * `on_http_request_headers`: if `request` is not `none`, removes request `content-length`.
 //!   `hold` (above), else Continue.
 //! * `on_http_request_body(size, eos)`: records `"<size>:<eos>"` (e.g. `5:false`). `hold`
-//!   (above). Mode `none` → Continue. If `pause` and not `eos` → Pause (the host buffers and calls again with the
-//!   cumulative size). Otherwise (at `eos`, or on every chunk when `pause` is false) applies the
-//!   mode with `proxy_set_buffer_bytes` on the request body: `replace` = `(start 0, size <size>,
-//!   value)`, `append` = `(start <size>, size 0, value)`, `prepend` = `(start 0, size 0, value)`;
-//!   Continue.
+//!   (above). Mode `none` → Continue. If `pause` and not `eos` → Pause (the host buffers and
+//!   calls again with the cumulative size). Otherwise (at `eos`, or on every chunk when `pause`
+//!   is false) applies the mode with `proxy_set_buffer_bytes` on the request body: `replace` =
+//!   `(start 0, size <size>, value)`, `append` = `(start <size>, size 0, value)`, `prepend` =
+//!   `(start 0, size 0, value)`; Continue.
 //! * `on_http_request_trailers`: adds request trailer `x-body-trailers: seen`. Continue.
 //! * `on_http_response_headers`: adds response header `x-request-body-calls` = the recorded
 //!   request body calls joined by `,` (e.g. `5:false,11:true`; empty when there were none); if
