@@ -184,7 +184,12 @@ impl HttpContext for Stream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         self.request_calls
             .push(format!("{body_size}:{end_of_stream}"));
-        match hold_step(self.config.hold, &self.request_calls, body_size, end_of_stream) {
+        match hold_step(
+            self.config.hold,
+            &self.request_calls,
+            body_size,
+            end_of_stream,
+        ) {
             HoldStep::Pause => return Action::Pause,
             HoldStep::Set(name, value) => {
                 self.set_http_request_header(name, Some(&value));
@@ -228,7 +233,12 @@ impl HttpContext for Stream {
         if end_of_stream {
             log::info!("response body calls: {}", self.response_calls.join(","));
         }
-        match hold_step(self.config.hold, &self.response_calls, body_size, end_of_stream) {
+        match hold_step(
+            self.config.hold,
+            &self.response_calls,
+            body_size,
+            end_of_stream,
+        ) {
             HoldStep::Pause => return Action::Pause,
             HoldStep::Set(name, value) => self.set_http_response_header(name, Some(&value)),
             HoldStep::Pass => {}
