@@ -266,6 +266,15 @@ fn body_chain(request: &str, response: &str, value: &str) -> String {
     )
 }
 
+/// The echo upstream's JSON document in a raw response (from its first `{` to its last `}`),
+/// and what follows it.
+fn echoed(raw: &str) -> (serde_json::Value, &str) {
+    let body = raw.split("\r\n\r\n").nth(1).unwrap();
+    let json_end = body.rfind('}').unwrap();
+    let doc = serde_json::from_str(&body[body.find('{').unwrap()..=json_end]).unwrap();
+    (doc, &body[json_end + 1..])
+}
+
 fn header_of<'a>(raw: &'a str, name: &str) -> &'a str {
     raw.lines()
         .find_map(|l| {
@@ -295,14 +304,11 @@ async fn bodies_arrive_chunk_by_chunk_and_pause_buffers_the_cumulative_body() {
             "5:false,11:false,11:true",
             "each chunk is delivered; while the filter pauses, the size is cumulative"
         );
-        let body = raw.split("\r\n\r\n").nth(1).unwrap();
-        let json_end = body.rfind('}').unwrap();
-        let doc: serde_json::Value =
-            serde_json::from_str(&body[body.find('{').unwrap()..=json_end]).unwrap();
+        let (doc, after) = echoed(&raw);
         assert_eq!(doc["body"], expected, "request body {mode}");
         assert!(
-            body[json_end + 1..].starts_with('!'),
-            "the response body was appended to: {body:?}"
+            after.starts_with('!'),
+            "the response body was appended to: {raw:?}"
         );
     }
 }
@@ -338,9 +344,7 @@ async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they
         "5:false,11:false,11:true",
         "the filter got each chunk (the last one empty) while its headers waited"
     );
-    let body = raw.split("\r\n\r\n").nth(1).unwrap();
-    let doc: serde_json::Value =
-        serde_json::from_str(&body[body.find('{').unwrap()..=body.rfind('}').unwrap()]).unwrap();
+    let (doc, _) = echoed(&raw);
     assert_eq!(doc["body"], "hello world");
     assert_eq!(
         doc["headers"]["x-body-seen"], "11",

@@ -109,6 +109,17 @@ impl OpenStream {
         self.allows_stop_iteration && self.wants_body(direction)
     }
 
+    /// After a pause on `map`, the map the plugin kept (and may have changed) replaces `pairs`;
+    /// `pairs` stays as it was when the VM was lost meanwhile.
+    fn take_map_back(&self, map: MapType, pairs: &mut Pairs) {
+        if let Some(Some(changed)) = self
+            .replica
+            .with_generation(self.generation, |vm| vm.take_map(self.context, map))
+        {
+            *pairs = changed;
+        }
+    }
+
     /// What the plugin's failure policy makes of its failure: skip it, or fail the request.
     #[cold]
     fn on_failure(&self) -> Result<(), Stop> {
@@ -663,13 +674,7 @@ async fn settle_map(
         Ok(Verdict::Close) => Err(Stop::Close),
         Ok(Verdict::Pause) => {
             wait(stream, map_direction(map)).await?;
-            let context = stream.context;
-            if let Some(Some(changed)) = stream
-                .replica
-                .with_generation(stream.generation, |vm| vm.take_map(context, map))
-            {
-                *pairs = changed;
-            }
+            stream.take_map_back(map, pairs);
             Ok(())
         }
         Err(error) => stream.failed(&error),
@@ -771,12 +776,8 @@ impl Passage {
     async fn hold_headers_for_body(&mut self, body: Body, pairs: &mut Pairs) -> Result<Body, Stop> {
         let body = self.request_body(body).await?;
         self.body_passed = self.streams.len();
-        if let Some(stream) = self.streams.last()
-            && let Some(Some(changed)) = stream.replica.with_generation(stream.generation, |vm| {
-                vm.take_map(stream.context, MapType::RequestHeaders)
-            })
-        {
-            *pairs = changed;
+        if let Some(stream) = self.streams.last() {
+            stream.take_map_back(MapType::RequestHeaders, pairs);
         }
         Ok(body)
     }
@@ -839,12 +840,7 @@ impl Passage {
                 };
             }
         };
-        if let Some(Some(changed)) = stream
-            .replica
-            .with_generation(stream.generation, |vm| vm.take_map(context, map))
-        {
-            *pairs = changed;
-        }
+        stream.take_map_back(map, pairs);
         Ok(Some(Box::new(held)))
     }
 
