@@ -231,6 +231,209 @@ async fn close_stream_resets_the_client_stream() {
     assert_eq!(ok.status, 200);
 }
 
+/// A content checker for callouts: 403 when the body it is sent contains `deny`, else 200.
+/// Records each body it saw.
+async fn body_check_upstream(seen: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
+    support::upstream(move |request: http::Request<hyper::body::Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8_lossy(&body).into_owned();
+            let mut response = Response::new(full(""));
+            if body.contains("deny") {
+                *response.status_mut() = http::StatusCode::FORBIDDEN;
+            }
+            seen.lock().unwrap().push(body);
+            response
+        }
+    })
+    .await
+}
+
+/// A spec whose chain is the `callout` filter checking `check` (`request_body`,
+/// `response_headers` or `response_body`) with upstream `check` on `check_port`, its entry
+/// followed by `entry` (YAML lines), in front of upstream `echo_port`.
+fn check_project(echo_port: u16, check_port: u16, check: &str, entry: &str) -> tempfile::TempDir {
+    let upstreams =
+        format!("  check: {{endpoints: ['http://127.0.0.1:{check_port}'], allow_plaintext: true}}");
+    let chain = callout_chain("check", &format!(", \"check\": \"{check}\"")) + entry;
+    filter_project(
+        &echo_spec(echo_port, &upstreams, &chain),
+        &[("callout", "callout")],
+    )
+}
+
+/// Reads from `conn` into `got` until it holds `needle` (true), the peer closes or 10 s pass.
+async fn read_until(conn: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) -> bool {
+    let holds = |got: &[u8]| got.windows(needle.len()).any(|w| w == needle);
+    let read = async {
+        while !holds(got) {
+            let mut buf = [0; 4096];
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    holds(got)
+}
+
+#[tokio::test]
+async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_the_stream() {
+    // The upstream sends the chunks of its body (by the query: `aaa bbbb`, `deny bbbb`, `aaa
+    // deny bbbb` or `aaa`), each after the first (with `late`, the first too), and the end, only
+    // once the test releases it.
+    let releases: Arc<[tokio::sync::Notify; 4]> = Arc::default();
+    let streaming = support::upstream({
+        let releases = releases.clone();
+        move |request| {
+            let (scenario, chunks): (usize, &'static [&'static [u8]]) = match request.uri().query()
+            {
+                Some("deny") => (1, &[b"deny", b"bbbb"]),
+                Some("late-deny") => (2, &[b"aaa", b"deny", b"bbbb"]),
+                Some("late") => (3, &[b"aaa"]),
+                _ => (0, &[b"aaa", b"bbbb"]),
+            };
+            let releases = releases.clone();
+            async move {
+                let frames = futures_util::stream::unfold(0, move |sent| {
+                    let releases = releases.clone();
+                    async move {
+                        if sent > 0 || scenario == 3 {
+                            releases[scenario].notified().await;
+                        }
+                        let chunk = chunks.get(sent)?;
+                        let frame = http_body::Frame::data(bytes::Bytes::from_static(chunk));
+                        Some((Ok::<_, barbacane::server::BoxError>(frame), sent + 1))
+                    }
+                });
+                Response::new(barbacane::server::Body::new(
+                    http_body_util::StreamBody::new(frames),
+                ))
+            }
+        }
+    })
+    .await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let check = body_check_upstream(seen.clone()).await;
+    let dir = check_project(
+        streaming.addr.port(),
+        check.addr.port(),
+        "response_body",
+        "",
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let request = |query: &str| {
+        format!("GET /echo?{query} HTTP/1.1\r\nHost: t\r\nconnection: close\r\n\r\n").into_bytes()
+    };
+
+    // The filter pauses on `aaa` for its callout; the callout's 200 resumes the response, and
+    // `aaa` (with the head) reaches the client while the upstream still holds `bbbb` back.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(&request("")).await.unwrap();
+    let mut got = Vec::new();
+    let first = read_until(&mut conn, &mut got, b"3\r\naaa\r\n").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(first, "the resumed chunk came before the next one: {text}");
+    assert_eq!(support::raw_status(&text), 200, "{text}");
+    releases[0].notify_one();
+    let second = read_until(&mut conn, &mut got, b"4\r\nbbbb\r\n").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(second, "so did the next one, before the body's end: {text}");
+    releases[0].notify_one();
+    assert!(read_until(&mut conn, &mut got, b"0\r\n\r\n").await);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["aaa", "bbbb"],
+        "each chunk was checked on its own"
+    );
+
+    // A local response from the callout's answer, before the head went, replaces the response
+    // at once, not when the upstream's next chunk comes.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(&request("deny")).await.unwrap();
+    let mut got = Vec::new();
+    let denied = read_until(&mut conn, &mut got, b"denied").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(denied, "{text}");
+    assert_eq!(support::raw_status(&text), 403, "{text}");
+    assert_eq!(header_of(&text, "x-callout-status"), "403", "{text}");
+
+    // After the head went, a local response can only reset the stream: at once as well.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(&request("late-deny")).await.unwrap();
+    let mut got = Vec::new();
+    assert!(read_until(&mut conn, &mut got, b"3\r\naaa\r\n").await);
+    releases[2].notify_one();
+    let ended = read_until(&mut conn, &mut got, b"never sent").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(!ended);
+    assert!(
+        !text.contains("deny") && !text.ends_with("0\r\n\r\n"),
+        "the stream was reset with no more of the body: {text}"
+    );
+    let mut rest = [0; 1];
+    assert_eq!(
+        conn.read(&mut rest).await.unwrap_or(0),
+        0,
+        "the connection was closed (within read_until's 10 s)"
+    );
+
+    // A filter allowed to stop iteration on the response headers (they then wait for the body)
+    // that resumes them from its callout's answer lets them go at once, before any body comes.
+    let stop_iteration = "    allow_on_headers_stop_iteration: true\n";
+    let dir = check_project(
+        streaming.addr.port(),
+        check.addr.port(),
+        "response_headers",
+        stop_iteration,
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(&request("late")).await.unwrap();
+    let mut got = Vec::new();
+    let head = read_until(&mut conn, &mut got, b"\r\n\r\n").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(head, "the head came before the body: {text}");
+    assert_eq!(support::raw_status(&text), 200, "{text}");
+    assert_eq!(header_of(&text, "x-callout"), "done", "{text}");
+    releases[3].notify_one();
+    assert!(read_until(&mut conn, &mut got, b"3\r\naaa\r\n").await);
+    releases[3].notify_one();
+    assert!(read_until(&mut conn, &mut got, b"0\r\n\r\n").await);
+}
+
+#[tokio::test]
+async fn a_local_response_from_a_filter_paused_on_a_request_body_chunk_answers_at_once() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let check = body_check_upstream(seen.clone()).await;
+    let echo = echo_upstream().await;
+    let dir = check_project(echo.addr.port(), check.addr.port(), "request_body", "");
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    // Allowed: each chunk is checked, then the request goes on, body whole.
+    let ok = send(Method::POST, &gw.url("/echo"), &[], b"hello").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["body"], "hello");
+    assert_eq!(*seen.lock().unwrap(), ["hello"]);
+
+    // Denied: the filter's 403 comes while the client has not finished sending the body.
+    let before = echo.connections.load(Ordering::SeqCst);
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n4\r\ndeny\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let denied = read_until(&mut conn, &mut got, b"denied").await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(denied, "{text}");
+    assert_eq!(support::raw_status(&text), 403, "{text}");
+    assert_eq!(echo.connections.load(Ordering::SeqCst), before);
+}
+
 /// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
 /// returns the raw response.
 async fn chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> String {

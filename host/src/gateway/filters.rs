@@ -6,7 +6,8 @@
 //! A callback's result and the signals the plugin left during it decide what happens next: a
 //! local response wins, then a reset, then continue (a 0 result, or a resume the plugin asked
 //! for), else the stream pauses until a later callback (callout response, tick, queue) resumes,
-//! answers or resets it. While paused, the plugin keeps the map (or body buffer) it paused on.
+//! answers or resets it, which is acted on at once, also while the body waits for its next
+//! chunk. While paused, the plugin keeps the map (or body buffer) it paused on.
 //! A body callback that pauses buffers: the next one sees the cumulative body; a buffer over
 //! the body limit answers 413 (request) or 500 (response). A pause on headers holds the body
 //! too (Envoy's default), unless the entry allows stop-iteration: the filter then gets the body
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// How long a stream may stay paused before the gateway gives up on the plugin (504).
 const PAUSE_LIMIT: Duration = Duration::from_secs(30);
@@ -474,7 +476,7 @@ impl FilterSet {
         if end_of_stream || !passage.wants_body(Direction::Request) {
             return Ok((passage, body));
         }
-        match Box::pin(passage.request_body(body)).await {
+        match Box::pin(passage.request_body(body, Vec::new())).await {
             Ok(body) => Ok((passage, body)),
             Err(stop) => Err(Box::pin(self.stop_request(passage, stop)).await),
         }
@@ -559,11 +561,17 @@ impl FilterSet {
             Some(Ok(frame)) if frame.is_data() && http_body::Body::is_end_stream(&body) => {
                 frame.into_data().unwrap_or_default()
             }
-            first => return Box::pin(passage.pump_response(parts, None, first, body)).await,
+            first => {
+                let pump = passage.pump_response(parts, None, Some(first), body, Vec::new());
+                return Box::pin(pump).await;
+            }
         };
         let length = data.len();
         passage.info.body_sizes.add(Direction::Response, length);
-        match passage.body_chunk(Direction::Response, data, true).await {
+        match passage
+            .body_chunk(Direction::Response, data, true, &mut Vec::new())
+            .await
+        {
             Ok(data) => {
                 // The filters may have changed the body's length; hyper then sends the new one.
                 // Held inline, not boxed on its own: most responses take this path.
@@ -591,9 +599,18 @@ fn flow_order(streams: Range<usize>, direction: Direction) -> impl Iterator<Item
     })
 }
 
+/// A body's next frame as it reads it: `None` at the end.
+type NextFrame = Option<Result<Frame<Bytes>, BoxError>>;
+
 /// What passed a filter that held the response headers for the body (and the filters before it
 /// in the response's order), for the filters after it.
-enum Held {
+struct Held {
+    passed: HeldPart,
+    /// The filters before it that still keep a chunk they paused on.
+    keepers: Vec<usize>,
+}
+
+enum HeldPart {
     /// The first chunk it let through; more follow unless it ended the body.
     Chunk { data: Bytes, end_of_stream: bool },
     /// The body ended with trailers: what the filters still buffered, and the trailers.
@@ -720,24 +737,7 @@ fn plugin_failed(plugin: &str) -> Problem {
 /// lost VM or [`PAUSE_LIMIT`] end the wait otherwise.
 async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
     let deadline = tokio::time::Instant::now() + PAUSE_LIMIT;
-    loop {
-        let next = stream.replica.with_generation(stream.generation, |vm| {
-            for signal in vm.take_signals(stream.context) {
-                match signal {
-                    Signal::Respond(local) => return Err(Some(Stop::Respond(local))),
-                    Signal::Close(_) => return Err(Some(Stop::Close)),
-                    Signal::Resume(d) if d == direction => return Err(None),
-                    Signal::Resume(_) => {}
-                }
-            }
-            vm.waker(stream.context).ok_or(Some(Stop::Close))
-        });
-        let notify = match next {
-            None => return stream.lost(direction),
-            Some(Err(None)) => return Ok(()),
-            Some(Err(Some(stop))) => return Err(stop),
-            Some(Ok(notify)) => notify,
-        };
+    while let Some(notify) = listen(stream, direction)? {
         if tokio::time::timeout_at(deadline, notify.notified())
             .await
             .is_err()
@@ -751,6 +751,46 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
             )));
         }
     }
+    Ok(())
+}
+
+/// What the plugin of a paused stream asked for since it paused: `None` to go on (it resumed
+/// `direction`, or its VM was lost and its failure policy skips it), a stop (a local response,
+/// a reset), or nothing yet: what to wait on before asking again.
+fn listen(stream: &OpenStream, direction: Direction) -> Result<Option<Arc<Notify>>, Stop> {
+    let heard = stream.replica.with_generation(stream.generation, |vm| {
+        for signal in vm.take_signals(stream.context) {
+            match signal {
+                Signal::Respond(local) => return Err(Some(Stop::Respond(local))),
+                Signal::Close(_) => return Err(Some(Stop::Close)),
+                Signal::Resume(d) if d == direction => return Err(None),
+                Signal::Resume(_) => {}
+            }
+        }
+        vm.waker(stream.context).ok_or(Some(Stop::Close))
+    });
+    match heard {
+        None => stream.lost(direction).map(|()| None),
+        Some(Err(None)) => Ok(None),
+        Some(Err(Some(stop))) => Err(stop),
+        Some(Ok(notify)) => Ok(Some(notify)),
+    }
+}
+
+/// The streams of `streams` that a body flowing in `direction` reaches after stream `index`.
+fn after(streams: Range<usize>, index: usize, direction: Direction) -> Range<usize> {
+    match direction {
+        Direction::Request => index + 1..streams.end,
+        Direction::Response => streams.start..index,
+    }
+}
+
+/// What comes next while a body waits for its next frame (see [`Passage::next_frame`]).
+enum Next {
+    Frame(NextFrame),
+    /// A filter that kept chunks resumed the stream: what it let go, once through the filters
+    /// after it (`None`: another one kept it).
+    Released(Option<Bytes>),
 }
 
 impl Passage {
@@ -774,7 +814,11 @@ impl Passage {
     /// (its body callback continued, or it resumed the stream) the headers go on, with what it
     /// changed in them meanwhile. Returns the body as it passed, for the filters after it.
     async fn hold_headers_for_body(&mut self, body: Body, pairs: &mut Pairs) -> Result<Body, Stop> {
-        let body = self.request_body(body).await?;
+        // It keeps the headers: a local response from it meanwhile stops the body at once.
+        let holder = self.streams.len().checked_sub(1);
+        let body = self
+            .request_body(body, holder.into_iter().collect())
+            .await?;
         self.body_passed = self.streams.len();
         if let Some(stream) = self.streams.last() {
             stream.take_map_back(MapType::RequestHeaders, pairs);
@@ -804,16 +848,28 @@ impl Passage {
             None => return stream.lost(Direction::Response).map(|()| None),
         }
         let streams = index..self.streams.len();
-        let held = loop {
-            let (chunk, end_of_stream) = match body.frame().await {
-                None => (Bytes::new(), true),
-                Some(Err(e)) => {
+        // It keeps the headers: a resume from it lets them go at once, with what it buffered.
+        let mut keepers = vec![index];
+        let passed = loop {
+            let next = self
+                .next_frame(Direction::Response, streams.clone(), body, &mut keepers)
+                .await?;
+            let (chunk, end_of_stream) = match next {
+                Next::Released(Some(data)) => {
+                    break HeldPart::Chunk {
+                        data,
+                        end_of_stream: false,
+                    };
+                }
+                Next::Released(None) => continue,
+                Next::Frame(None) => (Bytes::new(), true),
+                Next::Frame(Some(Err(e))) => {
                     return Err(Stop::fail(Problem::new(
                         Kind::BadGateway,
                         format!("the upstream's response body failed: {e}"),
                     )));
                 }
-                Some(Ok(frame)) => match frame.into_data() {
+                Next::Frame(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         self.info.body_sizes.add(Direction::Response, data.len());
                         (data, http_body::Body::is_end_stream(body))
@@ -825,23 +881,29 @@ impl Passage {
                         let (flushed, trailers) = self
                             .trailers_in(Direction::Response, streams, trailers)
                             .await?;
-                        break Held::Trailers { flushed, trailers };
+                        break HeldPart::Trailers { flushed, trailers };
                     }
                 },
             };
             // At the end of the body a filter that pauses is waited for: the chunk comes back.
             let passed = self
-                .body_chunk_in(Direction::Response, streams.clone(), chunk, end_of_stream)
+                .body_chunk_in(
+                    Direction::Response,
+                    streams.clone(),
+                    chunk,
+                    end_of_stream,
+                    &mut keepers,
+                )
                 .await?;
             if let Some(data) = passed {
-                break Held::Chunk {
+                break HeldPart::Chunk {
                     data,
                     end_of_stream,
                 };
             }
         };
         stream.take_map_back(map, pairs);
-        Ok(Some(Box::new(held)))
+        Ok(Some(Box::new(Held { passed, keepers })))
     }
 
     /// The response after stream `index` held its headers for the body: what passed it goes
@@ -852,33 +914,44 @@ impl Passage {
         mut parts: http::response::Parts,
         index: usize,
         held: Box<Held>,
-        mut body: Body,
+        body: Body,
     ) -> Result<Response<Body>, StreamReset> {
         // The filters may have changed the body: its length is no longer known.
         parts.headers.remove(http::header::CONTENT_LENGTH);
-        let (data, end_of_stream, trailers) = match *held {
-            Held::Chunk {
+        let Held {
+            passed,
+            mut keepers,
+        } = *held;
+        let (data, end_of_stream, trailers) = match passed {
+            HeldPart::Chunk {
                 data,
                 end_of_stream,
             } => (data, end_of_stream, None),
-            Held::Trailers { flushed, trailers } => (flushed, false, Some(trailers)),
+            HeldPart::Trailers { flushed, trailers } => (flushed, false, Some(trailers)),
         };
-        // (An empty chunk that does not end the body is not a body call.)
+        // (An empty chunk that does not end the body is not a body call: nothing to pass, the
+        // head goes at once.)
         let passed = if data.is_empty() && !end_of_stream {
-            None
+            Some(Bytes::new())
         } else {
             match self
-                .body_chunk_in(Direction::Response, 0..index, data, end_of_stream)
+                .body_chunk_in(
+                    Direction::Response,
+                    0..index,
+                    data,
+                    end_of_stream,
+                    &mut keepers,
+                )
                 .await
             {
-                Ok(passed) => passed.filter(|data| !data.is_empty()),
+                Ok(passed) => passed,
                 Err(stop) => return stopped(stop),
             }
         };
         if !end_of_stream && trailers.is_none() {
-            let first = body.frame().await;
-            return self.pump_response(parts, passed, first, body).await;
+            return self.pump_response(parts, passed, None, body, keepers).await;
         }
+        let passed = passed.filter(|data| !data.is_empty());
         let mut frames: VecDeque<_> = passed.map(Frame::data).into_iter().collect();
         if let Some(trailers) = trailers {
             match self
@@ -901,15 +974,90 @@ impl Passage {
         Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 
-    /// Runs one body chunk through the filters it has still to pass; `None` when a filter keeps
-    /// it (buffering).
-    fn body_chunk(
+    /// The body's next frame; or, while filters keep chunks they paused on (`keepers`, indices
+    /// in `streams`), what one of them lets go first. As in Envoy, a filter that resumes the
+    /// stream (after a callout, from a tick) has what it buffered passed on at once, and a local
+    /// response or a reset from one stops the body at once, not when the next frame comes.
+    async fn next_frame(
         &self,
+        direction: Direction,
+        streams: Range<usize>,
+        body: &mut Body,
+        keepers: &mut Vec<usize>,
+    ) -> Result<Next, Stop> {
+        if keepers.is_empty() {
+            return Ok(Next::Frame(body.frame().await));
+        }
+        Box::pin(self.frame_or_release(direction, streams, body, keepers)).await
+    }
+
+    /// [`Passage::next_frame`] while filters keep chunks.
+    async fn frame_or_release(
+        &self,
+        direction: Direction,
+        streams: Range<usize>,
+        body: &mut Body,
+        keepers: &mut Vec<usize>,
+    ) -> Result<Next, Stop> {
+        loop {
+            let mut wakers = Vec::with_capacity(keepers.len());
+            let mut resumed = None;
+            for (position, &index) in keepers.iter().enumerate() {
+                match listen(&self.streams[index], direction)? {
+                    Some(notify) => wakers.push(notify),
+                    None => {
+                        resumed = Some(position);
+                        break;
+                    }
+                }
+            }
+            if let Some(position) = resumed {
+                let index = keepers.remove(position);
+                let stream = &self.streams[index];
+                let kept = stream
+                    .replica
+                    .with_generation(stream.generation, |vm| {
+                        vm.take_body(stream.context, direction)
+                    })
+                    .unwrap_or_default();
+                let later = after(streams, index, direction);
+                if kept.is_empty() {
+                    // Nothing to pass on: the chunk is let go, unless a filter after it keeps one.
+                    let kept_later = keepers.iter().any(|k| later.contains(k));
+                    return Ok(Next::Released((!kept_later).then(Bytes::new)));
+                }
+                let passed = self
+                    .body_chunk_in(direction, later, kept, false, keepers)
+                    .await?;
+                return Ok(Next::Released(passed));
+            }
+            // Every keeper has a waker here: `select_all` gets at least one future.
+            let woken = futures_util::future::select_all(
+                wakers.iter().map(|notify| Box::pin(notify.notified())),
+            );
+            tokio::select! {
+                frame = body.frame() => return Ok(Next::Frame(frame)),
+                _ = woken => {}
+            }
+        }
+    }
+
+    /// Runs one body chunk through the filters it has still to pass; `None` when a filter keeps
+    /// it (buffering): it joins `keepers`.
+    fn body_chunk<'a>(
+        &'a self,
         direction: Direction,
         chunk: Bytes,
         end_of_stream: bool,
-    ) -> impl Future<Output = Result<Option<Bytes>, Stop>> {
-        self.body_chunk_in(direction, self.unpassed(direction), chunk, end_of_stream)
+        keepers: &'a mut Vec<usize>,
+    ) -> impl Future<Output = Result<Option<Bytes>, Stop>> + 'a {
+        self.body_chunk_in(
+            direction,
+            self.unpassed(direction),
+            chunk,
+            end_of_stream,
+            keepers,
+        )
     }
 
     /// [`Passage::body_chunk`] through the filters `streams` only.
@@ -919,6 +1067,7 @@ impl Passage {
         streams: Range<usize>,
         chunk: Bytes,
         end_of_stream: bool,
+        keepers: &mut Vec<usize>,
     ) -> Result<Option<Bytes>, Stop> {
         // The chunk goes from filter to filter as one buffer, lent to each: copied only by a
         // filter that changes it.
@@ -927,6 +1076,10 @@ impl Passage {
             let stream = &self.streams[index];
             if !stream.wants_body(direction) {
                 continue;
+            }
+            // What the filter kept goes on with this chunk, or stays with it (it joins again).
+            if !keepers.is_empty() {
+                keepers.retain(|&kept| kept != index);
             }
             let context = stream.context;
             let step = stream.replica.with_generation(stream.generation, |vm| {
@@ -962,7 +1115,10 @@ impl Passage {
                 Ok(Verdict::Pause) if size > self.body_limit => {
                     return Err(self.too_large(direction, stream));
                 }
-                Ok(Verdict::Pause) if !end_of_stream => return Ok(None),
+                Ok(Verdict::Pause) if !end_of_stream => {
+                    keepers.push(index);
+                    return Ok(None);
+                }
                 Ok(Verdict::Pause) => {
                     Box::pin(wait(stream, direction)).await?;
                     let body = stream
@@ -1037,30 +1193,40 @@ impl Passage {
     }
 
     /// Runs the whole request body through the filters before it is forwarded (bodies are
-    /// within the request size limit), keeping its frames.
-    async fn request_body(&self, mut body: Body) -> Result<Body, Stop> {
+    /// within the request size limit), keeping its frames; `keepers`: filters that keep what
+    /// reached them already (see [`Passage::next_frame`]).
+    async fn request_body(&self, mut body: Body, mut keepers: Vec<usize>) -> Result<Body, Stop> {
+        let direction = Direction::Request;
         let mut frames = VecDeque::new();
         loop {
-            let (chunk, end_of_stream) = match body.frame().await {
-                None => (Bytes::new(), true),
-                Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            let next = self
+                .next_frame(direction, self.unpassed(direction), &mut body, &mut keepers)
+                .await?;
+            let (chunk, end_of_stream) = match next {
+                Next::Released(passed) => {
+                    if let Some(data) = passed.filter(|data| !data.is_empty()) {
+                        frames.push_back(Frame::data(data));
+                    }
+                    continue;
+                }
+                Next::Frame(None) => (Bytes::new(), true),
+                Next::Frame(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
                     return Err(Stop::fail(Problem::new(
                         Kind::PayloadTooLarge,
                         format!("the request body exceeds {} bytes", self.body_limit),
                     )));
                 }
-                Some(Err(e)) => {
+                Next::Frame(Some(Err(e))) => {
                     return Err(Stop::fail(Problem::new(
                         Kind::Validation,
                         format!("the request body could not be read: {e}"),
                     )));
                 }
-                Some(Ok(frame)) => match frame.into_data() {
+                Next::Frame(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => (data, http_body::Body::is_end_stream(&body)),
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
-                            let (flushed, trailers) =
-                                self.trailers(Direction::Request, trailers).await?;
+                            let (flushed, trailers) = self.trailers(direction, trailers).await?;
                             if !flushed.is_empty() {
                                 frames.push_back(Frame::data(flushed));
                             }
@@ -1072,7 +1238,7 @@ impl Passage {
                 },
             };
             if let Some(data) = self
-                .body_chunk(Direction::Request, chunk, end_of_stream)
+                .body_chunk(direction, chunk, end_of_stream, &mut keepers)
                 .await?
                 && !data.is_empty()
             {
@@ -1085,19 +1251,22 @@ impl Passage {
         Ok(FramesBody(frames).boxed_unsync())
     }
 
-    /// A response body that streams on after its first frame (`first`) goes through the filters
-    /// in a task of its own (`response_body`); the head is sent once the first chunk has passed
-    /// them (or at once with `passed`, a chunk that already has: see `after_held_response`).
+    /// A response body that streams on goes through the filters in a task of its own
+    /// (`response_body`), from `first`, a frame already read, if any; the head is sent once the
+    /// first chunk has passed them (or at once with `passed`, a chunk that already has: see
+    /// `after_held_response`).
     async fn pump_response(
         self,
         mut parts: http::response::Parts,
         passed: Option<Bytes>,
-        first: Option<Result<Frame<Bytes>, BoxError>>,
+        first: Option<NextFrame>,
         body: Body,
+        keepers: Vec<usize>,
     ) -> Result<Response<Body>, StreamReset> {
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(self.response_body(passed, first, body, head_tx, frames_tx));
+        let pump = self.response_body(passed, first, keepers, body, head_tx, frames_tx);
+        tokio::spawn(pump);
         match head_rx.await {
             Ok(Ok(())) => {
                 // The filters may have changed the body: its length is no longer known.
@@ -1113,20 +1282,22 @@ impl Passage {
         }
     }
 
-    /// Pumps the response body (`first`, the frame already read, then the rest of `body`)
-    /// through the filters into `frames`. The response head waits on
-    /// `head` until the first chunk has passed all filters, so a plugin that buffers the body
-    /// can still replace the response (local response, or 500 over the limit); after that a
-    /// failure can only reset the stream.
+    /// Pumps the response body (`passed` and `first` as `pump_response` has them, then the rest
+    /// of `body`) through the filters into `frames`. The response head waits on `head` until the
+    /// first chunk has passed all filters, so a plugin that buffers the body can still replace
+    /// the response (local response, or 500 over the limit); after that a failure can only
+    /// reset the stream.
     async fn response_body(
         self,
         passed: Option<Bytes>,
-        first: Option<Result<Frame<Bytes>, BoxError>>,
+        mut first: Option<NextFrame>,
+        mut keepers: Vec<usize>,
         mut body: Body,
         head: tokio::sync::oneshot::Sender<Result<(), Stop>>,
         frames: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
     ) {
-        let (mut head, mut first) = (Some(head), Some(first));
+        let direction = Direction::Response;
+        let mut head = Some(head);
         let fail = |head: &mut Option<tokio::sync::oneshot::Sender<Result<(), Stop>>>,
                     stop: Stop|
          -> Option<Result<Frame<Bytes>, BoxError>> {
@@ -1143,54 +1314,64 @@ impl Passage {
             if let Some(head) = head.take() {
                 let _ = head.send(Ok(()));
             }
-            if frames.send(Ok(Frame::data(data))).await.is_err() {
+            if !data.is_empty() && frames.send(Ok(Frame::data(data))).await.is_err() {
                 return;
             }
         }
         loop {
             let next = match first.take() {
-                Some(frame) => frame,
-                None => body.frame().await,
-            };
-            let (chunk, end_of_stream) = match next {
-                None => (Bytes::new(), true),
-                Some(Err(e)) => {
-                    let _ = frames.send(Err(e)).await;
-                    return;
+                Some(frame) => Ok(Next::Frame(frame)),
+                None => {
+                    self.next_frame(direction, self.unpassed(direction), &mut body, &mut keepers)
+                        .await
                 }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        self.info.body_sizes.add(Direction::Response, data.len());
-                        (data, http_body::Body::is_end_stream(&body))
-                    }
-                    Err(frame) => {
-                        let Ok(trailers) = frame.into_trailers() else {
-                            continue;
-                        };
-                        match self.trailers(Direction::Response, trailers).await {
-                            Ok((flushed, trailers)) => {
-                                if let Some(head) = head.take() {
-                                    let _ = head.send(Ok(()));
-                                }
-                                if !flushed.is_empty() {
-                                    let _ = frames.send(Ok(Frame::data(flushed))).await;
-                                }
-                                let _ = frames.send(Ok(Frame::trailers(trailers))).await;
-                            }
-                            Err(stop) => {
-                                if let Some(error) = fail(&mut head, stop) {
-                                    let _ = frames.send(error).await;
-                                }
-                            }
-                        }
-                        return;
-                    }
-                },
             };
-            match self
-                .body_chunk(Direction::Response, chunk, end_of_stream)
-                .await
-            {
+            let (passed, end_of_stream) = match next {
+                Err(stop) => (Err(stop), false),
+                Ok(Next::Released(passed)) => (Ok(passed), false),
+                Ok(Next::Frame(frame)) => {
+                    let (chunk, end_of_stream) = match frame {
+                        None => (Bytes::new(), true),
+                        Some(Err(e)) => {
+                            let _ = frames.send(Err(e)).await;
+                            return;
+                        }
+                        Some(Ok(frame)) => match frame.into_data() {
+                            Ok(data) => {
+                                self.info.body_sizes.add(direction, data.len());
+                                (data, http_body::Body::is_end_stream(&body))
+                            }
+                            Err(frame) => {
+                                let Ok(trailers) = frame.into_trailers() else {
+                                    continue;
+                                };
+                                match self.trailers(direction, trailers).await {
+                                    Ok((flushed, trailers)) => {
+                                        if let Some(head) = head.take() {
+                                            let _ = head.send(Ok(()));
+                                        }
+                                        if !flushed.is_empty() {
+                                            let _ = frames.send(Ok(Frame::data(flushed))).await;
+                                        }
+                                        let _ = frames.send(Ok(Frame::trailers(trailers))).await;
+                                    }
+                                    Err(stop) => {
+                                        if let Some(error) = fail(&mut head, stop) {
+                                            let _ = frames.send(error).await;
+                                        }
+                                    }
+                                }
+                                return;
+                            }
+                        },
+                    };
+                    let passed = self
+                        .body_chunk(direction, chunk, end_of_stream, &mut keepers)
+                        .await;
+                    (passed, end_of_stream)
+                }
+            };
+            match passed {
                 Ok(Some(data)) => {
                     if let Some(head) = head.take() {
                         let _ = head.send(Ok(()));

@@ -1,10 +1,13 @@
-//! Conformance filter `callout`: an HTTP callout on request headers that decides the request.
+//! Conformance filter `callout`: an HTTP callout on request headers (or on each body chunk)
+//! that decides the request.
 //!
 //! Configuration (JSON): `{"upstream": "<name>", "path": "/check", "timeout_ms": 1000,
-//! "on_deny": "respond"}`; `upstream` is required, the others default to the values shown;
-//! `on_deny` is `"respond"` or `"close"`. A missing or invalid configuration fails
-//! `on_configure` (logged at error).
+//! "on_deny": "respond", "check": "headers"}`; `upstream` is required, the others default to the
+//! values shown; `on_deny` is `"respond"` or `"close"`, `check` one of `"headers"`,
+//! `"request_body"`, `"response_headers"`, `"response_body"`. A missing or invalid configuration fails `on_configure`
+//! (logged at error).
 //!
+//! With `check: headers`:
 //! * `on_http_request_headers`: `dispatch_http_call(upstream, [(":method","GET"), (":path",
 //!   path), (":authority","callout"), ("x-original-path", <request :path, "" if absent>)] plus
 //!   ("authorization", <value>) when the request has that header, no body, no trailers,
@@ -20,12 +23,24 @@
 //!   * any other status: `on_deny == "close"` resets the request (`proxy_close_stream`);
 //!     otherwise answers a local 403 with `x-callout-status: <status>` and body `denied`.
 //! * `on_http_response_headers`: sets response header `x-callout: done`.
+//!
+//! With `check: request_body` (or `response_body`) the headers pass untouched, and each call of
+//! `on_http_request_body` (`on_http_response_body`) with a non-empty body sends what it has not
+//! yet let through (the body buffered since its last pause) to the upstream: `dispatch_http_call(
+//! upstream, [(":method","POST"), (":path", path), (":authority","callout")], <those bytes>, no
+//! trailers, timeout_ms)`, and pauses (a failed dispatch answers the local 500 above). Its
+//! `on_http_call_response` resumes that direction (`proxy_continue_stream`) on a `200`, and
+//! otherwise denies as above (`on_deny`); a failed callout answers the local 502 above.
+//!
+//! With `check: response_headers` the request passes untouched, and `on_http_response_headers`
+//! (after setting `x-callout: done`) dispatches `[(":method","GET"), (":path", path),
+//! (":authority","callout")]` and pauses; the answer resumes or denies the response as above.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, Bytes, ContextType, LogLevel};
 use serde::Deserialize;
 
 proxy_wasm::main! {{
@@ -41,6 +56,16 @@ enum OnDeny {
     Close,
 }
 
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+enum Check {
+    #[default]
+    Headers,
+    RequestBody,
+    ResponseHeaders,
+    ResponseBody,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
@@ -51,6 +76,8 @@ struct Config {
     timeout_ms: u64,
     #[serde(default)]
     on_deny: OnDeny,
+    #[serde(default)]
+    check: Check,
 }
 
 fn default_path() -> String {
@@ -131,10 +158,16 @@ impl Context for Stream {
             .get_http_call_response_body(0, body_size)
             .unwrap_or_default();
         if status == "200" {
-            let user = String::from_utf8_lossy(&body);
-            self.set_http_request_header("x-auth-user", Some(&user));
-            self.add_http_request_header("x-callout-trailers", &num_trailers.to_string());
-            self.resume_http_request();
+            match self.config.check {
+                Check::Headers => {
+                    let user = String::from_utf8_lossy(&body);
+                    self.set_http_request_header("x-auth-user", Some(&user));
+                    self.add_http_request_header("x-callout-trailers", &num_trailers.to_string());
+                    self.resume_http_request();
+                }
+                Check::RequestBody => self.resume_http_request(),
+                Check::ResponseHeaders | Check::ResponseBody => self.resume_http_response(),
+            }
         } else if self.config.on_deny == OnDeny::Close {
             self.reset_http_request();
         } else {
@@ -143,23 +176,13 @@ impl Context for Stream {
     }
 }
 
-impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let original_path = self.get_http_request_header(":path").unwrap_or_default();
-        let authorization = self.get_http_request_header("authorization");
-        let mut headers = vec![
-            (":method", "GET"),
-            (":path", self.config.path.as_str()),
-            (":authority", "callout"),
-            ("x-original-path", original_path.as_str()),
-        ];
-        if let Some(authorization) = &authorization {
-            headers.push(("authorization", authorization.as_str()));
-        }
+impl Stream {
+    /// Sends `headers` (and `body`) to the configured upstream; a failed dispatch answers 500.
+    fn call_out(&self, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
         match self.dispatch_http_call(
             &self.config.upstream,
             headers,
-            None,
+            body,
             vec![],
             Duration::from_millis(self.config.timeout_ms),
         ) {
@@ -173,11 +196,69 @@ impl HttpContext for Stream {
                 );
             }
         }
+    }
+
+    /// `check: request_body`/`response_body`: the body buffered since the last pause, `body`,
+    /// goes to the upstream, and the stream waits for its answer.
+    fn check_body(&self, body: Option<Bytes>) -> Action {
+        let Some(body) = body.filter(|body| !body.is_empty()) else {
+            return Action::Continue;
+        };
+        let headers = vec![
+            (":method", "POST"),
+            (":path", self.config.path.as_str()),
+            (":authority", "callout"),
+        ];
+        self.call_out(headers, Some(&body));
         Action::Pause
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.config.check != Check::Headers {
+            return Action::Continue;
+        }
+        let original_path = self.get_http_request_header(":path").unwrap_or_default();
+        let authorization = self.get_http_request_header("authorization");
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", self.config.path.as_str()),
+            (":authority", "callout"),
+            ("x-original-path", original_path.as_str()),
+        ];
+        if let Some(authorization) = &authorization {
+            headers.push(("authorization", authorization.as_str()));
+        }
+        self.call_out(headers, None);
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if self.config.check != Check::RequestBody {
+            return Action::Continue;
+        }
+        self.check_body(self.get_http_request_body(0, body_size))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.set_http_response_header("x-callout", Some("done"));
-        Action::Continue
+        if self.config.check != Check::ResponseHeaders {
+            return Action::Continue;
+        }
+        let headers = vec![
+            (":method", "GET"),
+            (":path", self.config.path.as_str()),
+            (":authority", "callout"),
+        ];
+        self.call_out(headers, None);
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if self.config.check != Check::ResponseBody {
+            return Action::Continue;
+        }
+        self.check_body(self.get_http_response_body(0, body_size))
     }
 }
