@@ -578,7 +578,7 @@ async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they
 /// header from the first chunk and lets it through: the headers go on to the filter before it
 /// in the chain, then the chunk, then the rest of a body that is still streaming. With `hold:
 /// end` on a body that ends with trailers (so no body call has the end), the trailers release
-/// the headers.
+/// the headers. Two such filters each hold them in turn.
 #[tokio::test]
 async fn a_filter_allowed_to_stop_iteration_on_response_headers_gets_the_body_before_they_go_on() {
     let streaming = support::upstream(|_| async {
@@ -595,14 +595,19 @@ async fn a_filter_allowed_to_stop_iteration_on_response_headers_gets_the_body_be
         ))
     })
     .await;
-    let chain = |hold: &str| {
-        format!(
-            "  - name: headers\n    config: 'x-before: 1'\n  - name: body\n    config: '{{\"hold\": \"{hold}\"}}'\n    allow_on_headers_stop_iteration: true\n"
-        )
+    // The `headers` filter, then a `body` filter holding the headers for each of `holds`.
+    let chain = |holds: &[&str]| {
+        let mut chain = String::from("  - name: headers\n    config: 'x-before: 1'\n");
+        for hold in holds {
+            chain += &format!(
+                "  - name: body\n    config: '{{\"hold\": \"{hold}\"}}'\n    allow_on_headers_stop_iteration: true\n"
+            );
+        }
+        chain
     };
     let plugins = [("body", "body"), ("headers", "headers")];
     let dir = filter_project(
-        &echo_spec(streaming.addr.port(), "", &chain("first")),
+        &echo_spec(streaming.addr.port(), "", &chain(&["first"])),
         &plugins,
     );
     let gw = support::gateway_in(dir, Config::default()).await;
@@ -620,26 +625,46 @@ async fn a_filter_allowed_to_stop_iteration_on_response_headers_gets_the_body_be
     );
     assert_eq!(reply.body, b"aaabbbb".as_slice(), "the rest streamed on");
 
-    let trailing = support::trailers_upstream().await;
-    let dir = filter_project(&echo_spec(trailing.port(), "", &chain("end")), &plugins);
+    // The last filter releases the headers on the first chunk; the one before it then holds
+    // them, gets that chunk, and lets them go at the end of the body.
+    let dir = filter_project(
+        &echo_spec(streaming.addr.port(), "", &chain(&["end", "first"])),
+        &plugins,
+    );
     let gw = support::gateway_in(dir, Config::default()).await;
-    let raw = support::raw_exchange(
-        gw.addr,
-        b"GET /echo?trailers HTTP/1.1\r\nHost: t\r\nte: trailers\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(support::raw_status(&raw), 200, "{raw}");
-    assert_eq!(header_of(&raw, "x-conformance"), "headers", "{raw}");
+    let reply = get(&gw.url("/echo")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-body-first"), "3");
     assert_eq!(
-        header_of(&raw, "x-body-seen"),
-        "",
-        "no body call had the end: {raw}"
+        reply.header("x-body-seen"),
+        "7",
+        "the second holder had the whole body"
     );
-    assert!(
-        raw.contains("\r\nok\r\n"),
-        "the body the filter held: {raw}"
-    );
-    assert_eq!(header_of(&raw, "x-upstream-trailer"), "t", "{raw}");
+    assert_eq!(reply.header("x-conformance"), "headers");
+    assert_eq!(reply.body, b"aaabbbb".as_slice());
+
+    let trailing = support::trailers_upstream().await;
+    for holds in [&["end"][..], &["end", "end"]] {
+        let dir = filter_project(&echo_spec(trailing.port(), "", &chain(holds)), &plugins);
+        let gw = support::gateway_in(dir, Config::default()).await;
+        let raw = support::raw_exchange(
+            gw.addr,
+            b"GET /echo?trailers HTTP/1.1\r\nHost: t\r\nte: trailers\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(support::raw_status(&raw), 200, "{holds:?}: {raw}");
+        assert_eq!(header_of(&raw, "x-conformance"), "headers", "{raw}");
+        assert_eq!(
+            header_of(&raw, "x-body-seen"),
+            "",
+            "no body call had the end: {raw}"
+        );
+        assert!(
+            raw.contains("\r\nok\r\n"),
+            "the body the filters held: {raw}"
+        );
+        assert_eq!(header_of(&raw, "x-upstream-trailer"), "t", "{raw}");
+    }
 }
 
 #[tokio::test]

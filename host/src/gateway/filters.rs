@@ -510,8 +510,8 @@ impl FilterSet {
         // (below, or in the pump), else by a `Counted` wrapper as it streams to the client.
         let (mut parts, mut body) = response.into_parts();
         let mut pairs = response_pairs(&parts);
-        // A filter that held the headers for the body: its index, and what passed it (boxed:
-        // this future is held by every response, and rarely holds one).
+        // The last filter that held the headers for the body, and what passed it (boxed: this
+        // future is held by every response, and rarely holds one).
         let mut held = None;
         for index in (0..passage.streams.len()).rev() {
             let stream = &passage.streams[index];
@@ -519,13 +519,10 @@ impl FilterSet {
                 continue;
             }
             let end_of_stream = held.is_none() && http_body::Body::is_end_stream(&body);
-            let flow = if held.is_none()
-                && !end_of_stream
-                && stream.holds_headers_for_body(Direction::Response)
-            {
-                Box::pin(passage.response_headers_or_hold(index, &mut pairs, &mut body))
-                    .await
-                    .map(|passed| held = passed.map(|passed| (index, passed)))
+            let flow = if !end_of_stream && stream.holds_headers_for_body(Direction::Response) {
+                let hold =
+                    passage.response_headers_or_hold(index, &mut pairs, &mut body, &mut held);
+                Box::pin(hold).await
             } else {
                 map_phase(stream, MapType::ResponseHeaders, &mut pairs, end_of_stream).await
             };
@@ -543,8 +540,8 @@ impl FilterSet {
         }
         apply_response_pairs(&mut parts, &pairs);
         passage.heads[1] = pairs;
-        if let Some((index, passed)) = held {
-            return Box::pin(passage.after_held_response(parts, index, passed, body)).await;
+        if let Some(held) = held {
+            return Box::pin(passage.after_held_response(parts, held, body)).await;
         }
         if http_body::Body::is_end_stream(&body) || !passage.wants_body(Direction::Response) {
             let body = EndsStreams {
@@ -605,6 +602,8 @@ type NextFrame = Option<Result<Frame<Bytes>, BoxError>>;
 /// What passed a filter that held the response headers for the body (and the filters before it
 /// in the response's order), for the filters after it.
 struct Held {
+    /// The filter's stream.
+    holder: usize,
     passed: HeldPart,
     /// The filters before it that still keep a chunk they paused on.
     keepers: Vec<usize>,
@@ -615,6 +614,14 @@ enum HeldPart {
     Chunk { data: Bytes, end_of_stream: bool },
     /// The body ended with trailers: what the filters still buffered, and the trailers.
     Trailers { flushed: Bytes, trailers: HeaderMap },
+}
+
+impl HeldPart {
+    /// Whether nothing passed (the holder resumed before any body came): an empty chunk that
+    /// does not end the body is not a body call.
+    fn is_nothing(&self) -> bool {
+        matches!(self, HeldPart::Chunk { data, end_of_stream: false } if data.is_empty())
+    }
 }
 
 /// What a response whose body filters stopped it becomes.
@@ -830,13 +837,15 @@ impl Passage {
     /// body (Envoy's `allow_on_headers_stop_iteration`). When it pauses, the body runs through
     /// it and the filters before it in the response's order until it lets a chunk through (its
     /// body callback continues, or it resumes the stream); the headers then go on, with what it
-    /// changed in them meanwhile, and that chunk (`Held`) after them.
+    /// changed in them meanwhile, and that chunk (`held`) after them. When a filter before it
+    /// held them already, what that one let through (`held` on entry) reaches it first.
     async fn response_headers_or_hold(
         &self,
         index: usize,
         pairs: &mut Pairs,
         body: &mut Body,
-    ) -> Result<Option<Box<Held>>, Stop> {
+        held: &mut Option<Box<Held>>,
+    ) -> Result<(), Stop> {
         let stream = &self.streams[index];
         let (map, context) = (MapType::ResponseHeaders, stream.context);
         let step = stream.replica.with_generation(stream.generation, |vm| {
@@ -844,22 +853,61 @@ impl Passage {
         });
         match step {
             Some(Ok(Verdict::Pause)) => {}
-            Some(verdict) => return settle_map(stream, map, pairs, verdict).await.map(|()| None),
-            None => return stream.lost(Direction::Response).map(|()| None),
+            Some(verdict) => return settle_map(stream, map, pairs, verdict).await,
+            None => return stream.lost(Direction::Response),
         }
         let streams = index..self.streams.len();
+        let (earlier, mut keepers) = match held.take().map(|held| *held) {
+            Some(Held {
+                holder,
+                passed,
+                keepers,
+            }) => (Some((holder, passed)), keepers),
+            None => (None, Vec::new()),
+        };
         // It keeps the headers: a resume from it lets them go at once, with what it buffered.
-        let mut keepers = vec![index];
-        let passed = loop {
+        keepers.push(index);
+        let released = match earlier {
+            Some((holder, passed)) if !passed.is_nothing() => {
+                self.pass_held(index..holder, passed, &mut keepers).await?
+            }
+            _ => None,
+        };
+        let passed = match released {
+            Some(passed) => passed,
+            None => {
+                self.hold_until_released(streams, body, &mut keepers)
+                    .await?
+            }
+        };
+        stream.take_map_back(map, pairs);
+        *held = Some(Box::new(Held {
+            holder: index,
+            passed,
+            keepers,
+        }));
+        Ok(())
+    }
+
+    /// Reads the response body through `streams` (the holder of the headers, last in the
+    /// response's order, and the filters before it) until a chunk passes them all, or the
+    /// trailers do.
+    async fn hold_until_released(
+        &self,
+        streams: Range<usize>,
+        body: &mut Body,
+        keepers: &mut Vec<usize>,
+    ) -> Result<HeldPart, Stop> {
+        loop {
             let next = self
-                .next_frame(Direction::Response, streams.clone(), body, &mut keepers)
+                .next_frame(Direction::Response, streams.clone(), body, keepers)
                 .await?;
             let (chunk, end_of_stream) = match next {
                 Next::Released(Some(data)) => {
-                    break HeldPart::Chunk {
+                    return Ok(HeldPart::Chunk {
                         data,
                         end_of_stream: false,
-                    };
+                    });
                 }
                 Next::Released(None) => continue,
                 Next::Frame(None) => (Bytes::new(), true),
@@ -881,7 +929,7 @@ impl Passage {
                         let (flushed, trailers) = self
                             .trailers_in(Direction::Response, streams, trailers)
                             .await?;
-                        break HeldPart::Trailers { flushed, trailers };
+                        return Ok(HeldPart::Trailers { flushed, trailers });
                     }
                 },
             };
@@ -892,81 +940,102 @@ impl Passage {
                     streams.clone(),
                     chunk,
                     end_of_stream,
-                    &mut keepers,
+                    keepers,
                 )
                 .await?;
             if let Some(data) = passed {
-                break HeldPart::Chunk {
+                return Ok(HeldPart::Chunk {
                     data,
                     end_of_stream,
-                };
+                });
             }
-        };
-        stream.take_map_back(map, pairs);
-        Ok(Some(Box::new(Held { passed, keepers })))
+        }
     }
 
-    /// The response after stream `index` held its headers for the body: what passed it goes
-    /// through the filters after it (`0..index`), then the rest of the body, if any, streams
-    /// through all of them.
+    /// Runs what passed a holder of the response headers through `streams`, the filters after
+    /// it in the response's order (up to the next holder): what passed them all, or `None`
+    /// when one keeps the chunk. Trailers always pass, with what the filters still buffered.
+    async fn pass_held(
+        &self,
+        streams: Range<usize>,
+        passed: HeldPart,
+        keepers: &mut Vec<usize>,
+    ) -> Result<Option<HeldPart>, Stop> {
+        let direction = Direction::Response;
+        if passed.is_nothing() {
+            return Ok(Some(passed));
+        }
+        match passed {
+            HeldPart::Chunk {
+                data,
+                end_of_stream,
+            } => {
+                let passed = self
+                    .body_chunk_in(direction, streams, data, end_of_stream, keepers)
+                    .await?;
+                Ok(passed.map(|data| HeldPart::Chunk {
+                    data,
+                    end_of_stream,
+                }))
+            }
+            HeldPart::Trailers { flushed, trailers } => {
+                let mut data = Vec::new();
+                if !flushed.is_empty() {
+                    let passed = self
+                        .body_chunk_in(direction, streams.clone(), flushed, false, keepers)
+                        .await?;
+                    data.extend_from_slice(&passed.unwrap_or_default());
+                }
+                let (flushed, trailers) = self.trailers_in(direction, streams, trailers).await?;
+                data.extend_from_slice(&flushed);
+                Ok(Some(HeldPart::Trailers {
+                    flushed: Bytes::from(data),
+                    trailers,
+                }))
+            }
+        }
+    }
+
+    /// The response after a filter held its headers for the body: what passed it goes through
+    /// the filters after it, then the rest of the body, if any, streams through all of them.
     async fn after_held_response(
         self,
         mut parts: http::response::Parts,
-        index: usize,
         held: Box<Held>,
         body: Body,
     ) -> Result<Response<Body>, StreamReset> {
         // The filters may have changed the body: its length is no longer known.
         parts.headers.remove(http::header::CONTENT_LENGTH);
         let Held {
+            holder,
             passed,
             mut keepers,
         } = *held;
-        let (data, end_of_stream, trailers) = match passed {
-            HeldPart::Chunk {
+        let frames = match self.pass_held(0..holder, passed, &mut keepers).await {
+            // A filter keeps the chunk: the head waits for one to pass them all.
+            Ok(None) => return self.pump_response(parts, None, None, body, keepers).await,
+            // (Even an empty one: the head goes at once.)
+            Ok(Some(HeldPart::Chunk {
                 data,
-                end_of_stream,
-            } => (data, end_of_stream, None),
-            HeldPart::Trailers { flushed, trailers } => (flushed, false, Some(trailers)),
-        };
-        // (An empty chunk that does not end the body is not a body call: nothing to pass, the
-        // head goes at once.)
-        let passed = if data.is_empty() && !end_of_stream {
-            Some(Bytes::new())
-        } else {
-            match self
-                .body_chunk_in(
-                    Direction::Response,
-                    0..index,
-                    data,
-                    end_of_stream,
-                    &mut keepers,
-                )
-                .await
-            {
-                Ok(passed) => passed,
-                Err(stop) => return stopped(stop),
+                end_of_stream: false,
+            })) => {
+                return self
+                    .pump_response(parts, Some(data), None, body, keepers)
+                    .await;
             }
-        };
-        if !end_of_stream && trailers.is_none() {
-            return self.pump_response(parts, passed, None, body, keepers).await;
-        }
-        let passed = passed.filter(|data| !data.is_empty());
-        let mut frames: VecDeque<_> = passed.map(Frame::data).into_iter().collect();
-        if let Some(trailers) = trailers {
-            match self
-                .trailers_in(Direction::Response, 0..index, trailers)
-                .await
-            {
-                Ok((flushed, trailers)) => {
-                    if !flushed.is_empty() {
-                        frames.push_back(Frame::data(flushed));
-                    }
-                    frames.push_back(Frame::trailers(trailers));
-                }
-                Err(stop) => return stopped(stop),
+            Ok(Some(HeldPart::Chunk {
+                data,
+                end_of_stream: true,
+            })) => VecDeque::from_iter((!data.is_empty()).then(|| Frame::data(data))),
+            Ok(Some(HeldPart::Trailers { flushed, trailers })) => {
+                let flushed = (!flushed.is_empty()).then(|| Frame::data(flushed));
+                flushed
+                    .into_iter()
+                    .chain([Frame::trailers(trailers)])
+                    .collect()
             }
-        }
+            Err(stop) => return stopped(stop),
+        };
         let body = EndsStreams {
             body: FramesBody(frames),
             passage: Some(self),
