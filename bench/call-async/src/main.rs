@@ -17,9 +17,10 @@ const MODULE: &str = r#"(module
 const CALLS: i32 = 200_000;
 const RUNS: usize = 11;
 
-fn store(async_support: bool) -> (Store<()>, Linker<()>, Module) {
+/// A store (with the module and a linker), for `call_async` when `yields`: a callback then
+/// yields its thread at each epoch tick.
+fn store(yields: bool) -> (Store<()>, Linker<()>, Module) {
     let mut config = Config::new();
-    config.async_support(async_support);
     config.epoch_interruption(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(
         PoolingAllocationConfig::default(),
@@ -32,7 +33,7 @@ fn store(async_support: bool) -> (Store<()>, Linker<()>, Module) {
         .expect("host function");
     let mut store = Store::new(&engine, ());
     store.set_epoch_deadline(u64::MAX / 2);
-    if async_support {
+    if yields {
         store.epoch_deadline_async_yield_and_update(1);
     }
     (store, linker, module)
