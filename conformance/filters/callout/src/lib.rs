@@ -177,8 +177,15 @@ impl Context for Stream {
 }
 
 impl Stream {
-    /// Sends `headers` (and `body`) to the configured upstream; a failed dispatch answers 500.
-    fn call_out(&self, headers: Vec<(&str, &str)>, body: Option<&[u8]>) {
+    /// Sends a `method` request to the configured upstream's `path` (`:authority` `callout`),
+    /// with `extra` headers and `body`; a failed dispatch answers 500.
+    fn call_out(&self, method: &str, extra: &[(&str, &str)], body: Option<&[u8]>) {
+        let mut headers = vec![
+            (":method", method),
+            (":path", self.config.path.as_str()),
+            (":authority", "callout"),
+        ];
+        headers.extend_from_slice(extra);
         match self.dispatch_http_call(
             &self.config.upstream,
             headers,
@@ -204,12 +211,7 @@ impl Stream {
         let Some(body) = body.filter(|body| !body.is_empty()) else {
             return Action::Continue;
         };
-        let headers = vec![
-            (":method", "POST"),
-            (":path", self.config.path.as_str()),
-            (":authority", "callout"),
-        ];
-        self.call_out(headers, Some(&body));
+        self.call_out("POST", &[], Some(&body));
         Action::Pause
     }
 }
@@ -221,16 +223,11 @@ impl HttpContext for Stream {
         }
         let original_path = self.get_http_request_header(":path").unwrap_or_default();
         let authorization = self.get_http_request_header("authorization");
-        let mut headers = vec![
-            (":method", "GET"),
-            (":path", self.config.path.as_str()),
-            (":authority", "callout"),
-            ("x-original-path", original_path.as_str()),
-        ];
+        let mut headers = vec![("x-original-path", original_path.as_str())];
         if let Some(authorization) = &authorization {
             headers.push(("authorization", authorization.as_str()));
         }
-        self.call_out(headers, None);
+        self.call_out("GET", &headers, None);
         Action::Pause
     }
 
@@ -246,12 +243,7 @@ impl HttpContext for Stream {
         if self.config.check != Check::ResponseHeaders {
             return Action::Continue;
         }
-        let headers = vec![
-            (":method", "GET"),
-            (":path", self.config.path.as_str()),
-            (":authority", "callout"),
-        ];
-        self.call_out(headers, None);
+        self.call_out("GET", &[], None);
         Action::Pause
     }
 
