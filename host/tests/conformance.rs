@@ -374,10 +374,10 @@ async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_t
         "the stream was reset with no more of the body: {text}"
     );
     let mut rest = [0; 1];
-    assert_eq!(
-        conn.read(&mut rest).await.unwrap_or(0),
-        0,
-        "the connection was closed (within read_until's 10 s)"
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the connection was closed: {closed:?}"
     );
 
     // A filter allowed to stop iteration on the response headers (they then wait for the body)
