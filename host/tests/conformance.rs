@@ -263,20 +263,42 @@ fn check_project(echo_port: u16, check_port: u16, check: &str, entry: &str) -> t
     )
 }
 
-/// Reads from `conn` into `got` until it holds `needle` (true), the peer closes or 10 s pass.
-async fn read_until(conn: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) -> bool {
-    let holds = |got: &[u8]| got.windows(needle.len()).any(|w| w == needle);
-    let read = async {
-        while !holds(got) {
-            let mut buf = [0; 4096];
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
+/// A raw HTTP/1.1 exchange, read as it arrives (`got`).
+struct RawReply {
+    conn: tokio::net::TcpStream,
+    got: Vec<u8>,
+}
+
+impl RawReply {
+    /// Connects to `addr` and writes `request`.
+    async fn send(addr: std::net::SocketAddr, request: &[u8]) -> RawReply {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request).await.unwrap();
+        RawReply {
+            conn,
+            got: Vec::new(),
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
-    holds(got)
+    }
+
+    /// Reads until what arrived holds `needle` (true), the peer closes or 10 s pass; with the
+    /// text so far.
+    async fn until(&mut self, needle: &[u8]) -> (bool, String) {
+        let holds = |got: &[u8]| got.windows(needle.len()).any(|w| w == needle);
+        let read = async {
+            while !holds(&self.got) {
+                let mut buf = [0; 4096];
+                match self.conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.got.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        (
+            holds(&self.got),
+            String::from_utf8_lossy(&self.got).into_owned(),
+        )
+    }
 }
 
 #[tokio::test]
@@ -330,19 +352,15 @@ async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_t
 
     // The filter pauses on `aaa` for its callout; the callout's 200 resumes the response, and
     // `aaa` (with the head) reaches the client while the upstream still holds `bbbb` back.
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(&request("")).await.unwrap();
-    let mut got = Vec::new();
-    let first = read_until(&mut conn, &mut got, b"3\r\naaa\r\n").await;
-    let text = String::from_utf8_lossy(&got).into_owned();
+    let mut reply = RawReply::send(gw.addr, &request("")).await;
+    let (first, text) = reply.until(b"3\r\naaa\r\n").await;
     assert!(first, "the resumed chunk came before the next one: {text}");
     assert_eq!(support::raw_status(&text), 200, "{text}");
     releases[0].notify_one();
-    let second = read_until(&mut conn, &mut got, b"4\r\nbbbb\r\n").await;
-    let text = String::from_utf8_lossy(&got).into_owned();
+    let (second, text) = reply.until(b"4\r\nbbbb\r\n").await;
     assert!(second, "so did the next one, before the body's end: {text}");
     releases[0].notify_one();
-    assert!(read_until(&mut conn, &mut got, b"0\r\n\r\n").await);
+    assert!(reply.until(b"0\r\n\r\n").await.0);
     assert_eq!(
         *seen.lock().unwrap(),
         ["aaa", "bbbb"],
@@ -351,30 +369,26 @@ async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_t
 
     // A local response from the callout's answer, before the head went, replaces the response
     // at once, not when the upstream's next chunk comes.
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(&request("deny")).await.unwrap();
-    let mut got = Vec::new();
-    let denied = read_until(&mut conn, &mut got, b"denied").await;
-    let text = String::from_utf8_lossy(&got).into_owned();
+    let (denied, text) = RawReply::send(gw.addr, &request("deny"))
+        .await
+        .until(b"denied")
+        .await;
     assert!(denied, "{text}");
     assert_eq!(support::raw_status(&text), 403, "{text}");
     assert_eq!(header_of(&text, "x-callout-status"), "403", "{text}");
 
     // After the head went, a local response can only reset the stream: at once as well.
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(&request("late-deny")).await.unwrap();
-    let mut got = Vec::new();
-    assert!(read_until(&mut conn, &mut got, b"3\r\naaa\r\n").await);
+    let mut reply = RawReply::send(gw.addr, &request("late-deny")).await;
+    assert!(reply.until(b"3\r\naaa\r\n").await.0);
     releases[2].notify_one();
-    let ended = read_until(&mut conn, &mut got, b"never sent").await;
-    let text = String::from_utf8_lossy(&got).into_owned();
+    let (ended, text) = reply.until(b"never sent").await;
     assert!(!ended);
     assert!(
         !text.contains("deny") && !text.ends_with("0\r\n\r\n"),
         "the stream was reset with no more of the body: {text}"
     );
     let mut rest = [0; 1];
-    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut rest)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), reply.conn.read(&mut rest)).await;
     assert!(
         matches!(closed, Ok(Ok(0) | Err(_))),
         "the connection was closed: {closed:?}"
@@ -390,18 +404,15 @@ async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_t
         stop_iteration,
     );
     let gw = support::gateway_in(dir, Config::default()).await;
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(&request("late")).await.unwrap();
-    let mut got = Vec::new();
-    let head = read_until(&mut conn, &mut got, b"\r\n\r\n").await;
-    let text = String::from_utf8_lossy(&got).into_owned();
+    let mut reply = RawReply::send(gw.addr, &request("late")).await;
+    let (head, text) = reply.until(b"\r\n\r\n").await;
     assert!(head, "the head came before the body: {text}");
     assert_eq!(support::raw_status(&text), 200, "{text}");
     assert_eq!(header_of(&text, "x-callout"), "done", "{text}");
     releases[3].notify_one();
-    assert!(read_until(&mut conn, &mut got, b"3\r\naaa\r\n").await);
+    assert!(reply.until(b"3\r\naaa\r\n").await.0);
     releases[3].notify_one();
-    assert!(read_until(&mut conn, &mut got, b"0\r\n\r\n").await);
+    assert!(reply.until(b"0\r\n\r\n").await.0);
 }
 
 #[tokio::test]
@@ -420,15 +431,12 @@ async fn a_local_response_from_a_filter_paused_on_a_request_body_chunk_answers_a
 
     // Denied: the filter's 403 comes while the client has not finished sending the body.
     let before = echo.connections.load(Ordering::SeqCst);
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(
-        b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n4\r\ndeny\r\n",
-    )
-    .await
-    .unwrap();
-    let mut got = Vec::new();
-    let denied = read_until(&mut conn, &mut got, b"denied").await;
-    let text = String::from_utf8_lossy(&got).into_owned();
+    let unfinished =
+        b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n4\r\ndeny\r\n";
+    let (denied, text) = RawReply::send(gw.addr, unfinished)
+        .await
+        .until(b"denied")
+        .await;
     assert!(denied, "{text}");
     assert_eq!(support::raw_status(&text), 403, "{text}");
     assert_eq!(echo.connections.load(Ordering::SeqCst), before);
