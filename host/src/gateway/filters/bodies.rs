@@ -104,15 +104,13 @@ impl Passage {
         body: Body,
         pairs: &mut Pairs,
     ) -> Result<Body, Stop> {
+        let Some(holder) = self.streams.len().checked_sub(1) else {
+            return Ok(body);
+        };
         // It keeps the headers: a local response from it meanwhile stops the body at once.
-        let holder = self.streams.len().checked_sub(1);
-        let body = self
-            .request_body(body, holder.into_iter().collect())
-            .await?;
+        let body = self.request_body(body, vec![holder]).await?;
         self.body_passed = self.streams.len();
-        if let Some(stream) = self.streams.last() {
-            stream.take_map_back(MapType::RequestHeaders, pairs);
-        }
+        self.streams[holder].take_map_back(MapType::RequestHeaders, pairs);
         Ok(body)
     }
 
