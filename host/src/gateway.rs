@@ -195,7 +195,7 @@ impl Gateway {
             Ok(body) => body,
             Err(response) => return Ok(response),
         };
-        let (passage, body) = if self.filters.is_empty(index) {
+        let (admitted, body) = if self.filters.is_empty(index) {
             (None, body)
         } else {
             let names = self.filters.route_names(index);
@@ -206,7 +206,7 @@ impl Gateway {
                 .filters
                 .request(&worker.replicas, index, &mut parts, body, info);
             match Box::pin(chain).await {
-                Ok((passage, body)) => (Some(passage), body),
+                Ok((admitted, body)) => (Some(admitted), body),
                 Err(filters::Early::Respond(response)) => return Ok(response),
                 Err(filters::Early::Reset) => return Err(StreamReset),
             }
@@ -221,11 +221,10 @@ impl Gateway {
                 client,
                 request_id,
             },
-        )
-        .await;
-        match passage {
-            Some(passage) => Box::pin(self.filters.response(passage, response)).await,
-            None => Ok(response),
+        );
+        match admitted {
+            Some(admitted) => Box::pin(self.filters.after_dispatch(admitted, response)).await,
+            None => Ok(response.await),
         }
     }
 

@@ -280,6 +280,11 @@ impl RawReply {
         }
     }
 
+    /// Writes more of the request.
+    async fn write(&mut self, more: &[u8]) {
+        self.conn.write_all(more).await.unwrap();
+    }
+
     /// Reads until what arrived holds `needle` (true), the peer closes or 10 s pass; with the
     /// text so far.
     async fn until(&mut self, needle: &[u8]) -> (bool, String) {
@@ -440,6 +445,146 @@ async fn a_local_response_from_a_filter_paused_on_a_request_body_chunk_answers_a
     assert!(denied, "{text}");
     assert_eq!(support::raw_status(&text), 403, "{text}");
     assert_eq!(echo.connections.load(Ordering::SeqCst), before);
+}
+
+/// An upstream that records a request body as it arrives, each chunk and then `end` (or
+/// `aborted` when the request was abandoned), and answers `done` once the body is over.
+async fn recording_upstream(log: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
+    support::upstream(move |request: http::Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            let mut body = request.into_body();
+            loop {
+                let entry = match body.frame().await {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => String::from_utf8_lossy(&data).into_owned(),
+                        Err(_) => continue,
+                    },
+                    Some(Err(_)) => "aborted".to_owned(),
+                    None => "end".to_owned(),
+                };
+                let over = entry == "end" || entry == "aborted";
+                log.lock().unwrap().push(entry);
+                if over {
+                    break;
+                }
+            }
+            Response::new(full("done"))
+        }
+    })
+    .await
+}
+
+/// Waits (10 s at most) until `log` holds `entry`.
+async fn logged(log: &std::sync::Mutex<Vec<String>>, entry: &str) -> bool {
+    for _ in 0..200 {
+        if log.lock().unwrap().iter().any(|e| e == entry) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The head of a chunked POST to `/echo`, whose body the test writes as it goes.
+const CHUNKED_POST: &[u8] = b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n";
+
+#[tokio::test]
+async fn a_request_body_streams_through_the_filters_to_the_upstream_and_a_later_chunk_can_still_be_refused()
+ {
+    // The `callout` filter pauses on each request body chunk and resumes it from its checker's
+    // answer; once the first chunk has passed, the request goes on, and so does each later chunk.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let check = body_check_upstream(seen.clone()).await;
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let upstream = recording_upstream(log.clone()).await;
+    let dir = check_project(upstream.addr.port(), check.addr.port(), "request_body", "");
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    assert!(
+        logged(&log, "aaa").await,
+        "the first chunk reached the upstream before the client sent the rest: {log:?}"
+    );
+    // (The end waits for `bbbb` to pass: sent while the filter kept it, it would see it again.)
+    reply.write(b"4\r\nbbbb\r\n").await;
+    assert!(logged(&log, "bbbb").await, "{log:?}");
+    reply.write(b"0\r\n\r\n").await;
+    let (done, text) = reply.until(b"done").await;
+    assert!(done, "{text}");
+    assert_eq!(support::raw_status(&text), 200, "{text}");
+    assert_eq!(*log.lock().unwrap(), ["aaa", "bbbb", "end"]);
+    assert_eq!(*seen.lock().unwrap(), ["aaa", "bbbb"]);
+
+    // A later chunk refused: the filter's 403 reaches the client, and the upstream request is
+    // abandoned: the upstream gets neither that chunk nor an end.
+    log.lock().unwrap().clear();
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    assert!(logged(&log, "aaa").await, "{log:?}");
+    reply.write(b"4\r\ndeny\r\n").await;
+    let (denied, text) = reply.until(b"denied").await;
+    assert!(denied, "{text}");
+    assert_eq!(support::raw_status(&text), 403, "{text}");
+    assert!(logged(&log, "aborted").await, "{log:?}");
+    assert_eq!(*log.lock().unwrap(), ["aaa", "aborted"]);
+}
+
+#[tokio::test]
+async fn a_streamed_request_body_is_rewritten_chunk_by_chunk_and_past_the_size_limit_answers_413() {
+    // The `body` filter appends `!` to each request body chunk and lets it through.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let upstream = recording_upstream(log.clone()).await;
+    let chain = "  - name: body\n    config: '{\"request\": \"append\", \"value\": \"!\", \"pause\": false}'\n";
+    let dir = filter_project(
+        &echo_spec(upstream.addr.port(), "", chain),
+        &[("body", "body")],
+    );
+    let config = Config {
+        limits: barbacane::server::Limits {
+            max_body_bytes: 8,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let gw = support::gateway_in(dir, config).await;
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    assert!(logged(&log, "aaa!").await, "{log:?}");
+    // 9 bytes in all: past the limit while the upstream request is under way.
+    reply.write(b"6\r\nbbbbbb\r\n").await;
+    let (refused, text) = reply.until(b"exceeds 8 bytes").await;
+    assert!(refused, "{text}");
+    assert_eq!(support::raw_status(&text), 413, "{text}");
+    assert!(logged(&log, "aborted").await, "{log:?}");
+    assert_eq!(*log.lock().unwrap(), ["aaa!", "aborted"]);
+}
+
+#[tokio::test]
+async fn a_request_body_and_its_response_body_stream_through_the_filters_at_once() {
+    // The upstream answers at once with the request body as its response body, chunk by chunk
+    // as it arrives: the client gets each chunk back before it sends the next.
+    let echo = support::upstream(|request: http::Request<hyper::body::Incoming>| async move {
+        let body = request
+            .into_body()
+            .map_err(barbacane::server::BoxError::from);
+        Response::new(body.boxed_unsync())
+    })
+    .await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let check = body_check_upstream(seen.clone()).await;
+    let dir = check_project(echo.addr.port(), check.addr.port(), "request_body", "");
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    let (first, text) = reply.until(b"3\r\naaa\r\n").await;
+    assert!(first, "{text}");
+    assert_eq!(support::raw_status(&text), 200, "{text}");
+    reply.write(b"4\r\nbbbb\r\n").await;
+    let (second, text) = reply.until(b"4\r\nbbbb\r\n").await;
+    assert!(second, "{text}");
+    reply.write(b"0\r\n\r\n").await;
+    let (ended, text) = reply.until(b"0\r\n\r\n").await;
+    assert!(ended, "{text}");
+    assert_eq!(*seen.lock().unwrap(), ["aaa", "bbbb"]);
 }
 
 /// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and

@@ -1,7 +1,8 @@
 //! An operation's Proxy-Wasm chain, run as Envoy runs its HTTP filters: request headers through
-//! the filters in order, then the request body chunk by chunk, then (after the dispatcher) the
-//! response headers and body through the filters in reverse order; each stream ends with
-//! `on_done`, `on_log`, `on_delete` once the response is over (or the client went away).
+//! the filters in order, then the request body chunk by chunk (streaming on to the dispatcher
+//! once its first chunk has passed), then the response headers and body through the filters in
+//! reverse order; each stream ends with `on_done`, `on_log`, `on_delete` once both bodies are
+//! over (or the client went away).
 //!
 //! A callback's result and the signals the plugin left during it decide what happens next: a
 //! local response wins, then a reset, then continue (a 0 result, or a resume the plugin asked
@@ -35,15 +36,16 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 mod bodies;
 
-use bodies::{Counted, EndsStreams};
+use bodies::{ChannelBody, Counted, EndsStreams, FramesBody};
 
 /// How long a stream may stay paused before the gateway gives up on the plugin (504).
 const PAUSE_LIMIT: Duration = Duration::from_secs(30);
@@ -155,8 +157,10 @@ pub(super) struct Passage {
     body_limit: usize,
     /// The request's record, where the bodies are counted (`request.size`, `response.size`).
     info: Arc<StreamInfo>,
-    /// The request and response headers as forwarded and sent, for `on_log`.
-    heads: [Pairs; 2],
+    /// The request headers as forwarded, for `on_log`.
+    request_head: Pairs,
+    /// The response headers as sent, for `on_log` (set once the response phase has run).
+    response_head: OnceLock<Pairs>,
     /// The first streams, this many, that the request body has already passed: a filter that
     /// kept the request headers until it had seen the body (`hold_headers_for_body`).
     body_passed: usize,
@@ -165,7 +169,11 @@ pub(super) struct Passage {
 impl Drop for Passage {
     fn drop(&mut self) {
         // The one place they are set: it cannot fail.
-        let _ = self.info.final_heads.set(std::mem::take(&mut self.heads));
+        let heads = [
+            std::mem::take(&mut self.request_head),
+            self.response_head.take().unwrap_or_default(),
+        ];
+        let _ = self.info.final_heads.set(heads);
         for stream in self.streams.drain(..) {
             let ended = stream
                 .replica
@@ -173,6 +181,23 @@ impl Drop for Passage {
             if let Some(Err(error)) = ended {
                 stream.replica.failed(&error);
             }
+        }
+    }
+}
+
+/// A request the request phase let through to the dispatcher.
+pub(super) struct Admitted {
+    passage: Arc<Passage>,
+    /// While the request body streams on through the filters: where a stop from them comes.
+    body_stop: Option<oneshot::Receiver<Stop>>,
+}
+
+impl Admitted {
+    /// A request whose body, if any, has passed the filters already.
+    fn at_once(passage: Passage) -> Admitted {
+        Admitted {
+            passage: Arc::new(passage),
+            body_stop: None,
         }
     }
 }
@@ -382,8 +407,9 @@ impl FilterSet {
         }
     }
 
-    /// The request phase: headers through the chain of operation `op`, then the body when a
-    /// filter wants it. Returns the open streams (for the response phase) and the body to
+    /// The request phase: headers through the chain of operation `op`, then, when a filter
+    /// wants the body, its first chunk (the rest streams through the filters as it is
+    /// forwarded). Returns the open streams (for [`FilterSet::after_dispatch`]) and the body to
     /// forward.
     pub(super) async fn request(
         &self,
@@ -392,13 +418,14 @@ impl FilterSet {
         parts: &mut http::request::Parts,
         body: Body,
         info: Arc<StreamInfo>,
-    ) -> Result<(Passage, Body), Early> {
+    ) -> Result<(Admitted, Body), Early> {
         let chain = self.chains.get(op).map_or(&[][..], Vec::as_slice);
         let mut passage = Passage {
             streams: Vec::with_capacity(chain.len()),
             body_limit: self.body_limit,
             info: info.clone(),
-            heads: Default::default(),
+            request_head: Pairs::default(),
+            response_head: OnceLock::new(),
             body_passed: 0,
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
@@ -461,49 +488,103 @@ impl FilterSet {
             if holds {
                 body = match Box::pin(passage.hold_headers_for_body(body, &mut pairs)).await {
                     Ok(body) => body,
-                    Err(stop) => return Err(Box::pin(self.stop_request(passage, stop)).await),
+                    Err(stop) => return Err(self.stop_request(passage, stop).await),
                 };
             }
             // The rarer paths' futures (a callback that did not continue, a stop here, a request
             // body) are boxed: inline, they would make this one, boxed and moved on every
             // request, three times larger.
             if let Err(stop) = flow {
-                return Err(Box::pin(self.stop_request(passage, stop)).await);
+                return Err(self.stop_request(passage, stop).await);
             }
         }
         apply_request_pairs(parts, &pairs);
-        passage.heads[0] = pairs;
+        passage.request_head = pairs;
         if end_of_stream || !passage.wants_body(Direction::Request) {
-            return Ok((passage, body));
+            return Ok((Admitted::at_once(passage), body));
         }
-        match Box::pin(passage.request_body(body, Vec::new())).await {
-            Ok(body) => Ok((passage, body)),
-            Err(stop) => Err(Box::pin(self.stop_request(passage, stop)).await),
+        let mut passed = VecDeque::new();
+        match Box::pin(passage.start_request_body(body, &mut passed)).await {
+            Ok(None) => Ok((
+                Admitted::at_once(passage),
+                FramesBody(passed).boxed_unsync(),
+            )),
+            Ok(Some((rest, keepers))) => {
+                let passage = Arc::new(passage);
+                let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
+                let (stop_tx, stop_rx) = oneshot::channel();
+                let pump = passage
+                    .clone()
+                    .pump_request(rest, keepers, passed, frames_tx, stop_tx);
+                tokio::spawn(pump);
+                let admitted = Admitted {
+                    passage,
+                    body_stop: Some(stop_rx),
+                };
+                Ok((admitted, ChannelBody(frames_rx).boxed_unsync()))
+            }
+            Err(stop) => Err(self.stop_request(passage, stop).await),
         }
     }
 
     /// A request phase that stopped: a local response still passes back through the filters
-    /// that saw the request (as Envoy's local replies do).
-    async fn stop_request(&self, passage: Passage, stop: Stop) -> Early {
-        match stop {
-            Stop::Respond(local) => {
-                tracing::debug!(status = local.status, details = %local.details, "local response");
-                match self.response(passage, local_response(*local)).await {
-                    Ok(response) => Early::Respond(response),
-                    Err(StreamReset) => Early::Reset,
+    /// that saw the request (as Envoy's local replies do). Boxed: a rare path, kept out of the
+    /// futures every request holds.
+    fn stop_request(
+        &self,
+        passage: impl Into<Arc<Passage>>,
+        stop: Stop,
+    ) -> Pin<Box<dyn Future<Output = Early> + Send + '_>> {
+        let passage = passage.into();
+        Box::pin(async move {
+            match stop {
+                Stop::Respond(local) => {
+                    tracing::debug!(status = local.status, details = %local.details, "local response");
+                    match self.response(passage, local_response(*local)).await {
+                        Ok(response) => Early::Respond(response),
+                        Err(StreamReset) => Early::Reset,
+                    }
+                }
+                Stop::Close => Early::Reset,
+                Stop::Fail(problem) => Early::Respond(problem.into_response()),
+            }
+        })
+    }
+
+    /// Awaits the dispatcher's response to an admitted request, then runs the response phase.
+    /// While the request body still streams through the filters, a stop from them (a local
+    /// response, a reset, a failure) answers instead, as in Envoy: the dispatch is dropped, and
+    /// with it the upstream request.
+    pub(super) async fn after_dispatch(
+        &self,
+        admitted: Admitted,
+        dispatch: impl Future<Output = Response<Body>>,
+    ) -> Result<Response<Body>, StreamReset> {
+        let Admitted { passage, body_stop } = admitted;
+        let response = match body_stop {
+            None => dispatch.await,
+            Some(body_stop) => {
+                tokio::select! {
+                    biased;
+                    Ok(stop) = body_stop => {
+                        return match self.stop_request(passage, stop).await {
+                            Early::Respond(response) => Ok(response),
+                            Early::Reset => Err(StreamReset),
+                        };
+                    }
+                    response = dispatch => response,
                 }
             }
-            Stop::Close => Early::Reset,
-            Stop::Fail(problem) => Early::Respond(problem.into_response()),
-        }
+        };
+        self.response(passage, response).await
     }
 
     /// The response phase: headers back through the chain in reverse order, then the body
     /// (through a task when a filter wants it). A filter may replace the response with a local
     /// one; the streams end when the body has been sent.
-    pub(super) async fn response(
+    async fn response(
         &self,
-        mut passage: Passage,
+        passage: Arc<Passage>,
         response: Response<Body>,
     ) -> Result<Response<Body>, StreamReset> {
         // The body is counted (`response.size`) where its frames are read for the body filters
@@ -539,7 +620,7 @@ impl FilterSet {
             }
         }
         apply_response_pairs(&mut parts, &pairs);
-        passage.heads[1] = pairs;
+        let _ = passage.response_head.set(pairs);
         if let Some(held) = held {
             return Box::pin(passage.after_held_response(parts, held, body)).await;
         }

@@ -1,10 +1,10 @@
 //! The bodies of a chain's streams: each chunk through the filters that want it, in the order
 //! the body flows (`flow_order`), with what a filter keeps when it pauses on a chunk and what
-//! it lets go when it resumes (`Passage::next_frame`); request bodies read whole before they
-//! are forwarded; response bodies pumped through the filters as they stream (`pump_response`);
-//! trailers; headers a filter holds for the body (Envoy's `allow_on_headers_stop_iteration`);
-//! and the bodies the gateway answers with (`EndsStreams`, `Counted`, `FramesBody`,
-//! `ChannelBody`).
+//! it lets go when it resumes (`Passage::next_frame`); request bodies pumped through the filters
+//! to the dispatcher as they stream, once their first chunk has passed (`pump_request`);
+//! response bodies pumped to the client likewise (`pump_response`); trailers; headers a filter
+//! holds for the body (Envoy's `allow_on_headers_stop_iteration`); and the bodies the gateway
+//! answers with (`EndsStreams`, `Counted`, `FramesBody`, `ChannelBody`).
 
 use super::{
     OpenStream, Passage, Stop, StreamReset, Verdict, decide, listen, map_callback, map_phase,
@@ -280,7 +280,7 @@ impl Passage {
     /// The response after a filter held its headers for the body: what passed it goes through
     /// the filters after it, then the rest of the body, if any, streams through all of them.
     pub(super) async fn after_held_response(
-        self,
+        self: Arc<Self>,
         mut parts: http::response::Parts,
         held: Box<Held>,
         body: Body,
@@ -542,67 +542,136 @@ impl Passage {
         Ok((Bytes::from(flushed), trailers))
     }
 
-    /// Runs the whole request body through the filters before it is forwarded (bodies are
-    /// within the request size limit), keeping its frames; `keepers`: filters that keep what
-    /// reached them already (see [`Passage::next_frame`]).
+    /// One step of a request body: its next frame (or what a filter that kept chunks lets go)
+    /// through the filters, what passed them all added to `out`. Returns whether the body is
+    /// over.
+    async fn request_step(
+        &self,
+        body: &mut Body,
+        keepers: &mut Vec<usize>,
+        out: &mut VecDeque<Frame<Bytes>>,
+    ) -> Result<bool, Stop> {
+        let direction = Direction::Request;
+        let next = self
+            .next_frame(direction, self.unpassed(direction), body, keepers)
+            .await?;
+        let (chunk, end_of_stream) = match next {
+            Next::Released(passed) => {
+                if let Some(data) = passed.filter(|data| !data.is_empty()) {
+                    out.push_back(Frame::data(data));
+                }
+                return Ok(false);
+            }
+            Next::Frame(None) => (Bytes::new(), true),
+            Next::Frame(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(Stop::fail(Problem::new(
+                    Kind::PayloadTooLarge,
+                    format!("the request body exceeds {} bytes", self.body_limit),
+                )));
+            }
+            Next::Frame(Some(Err(e))) => {
+                return Err(Stop::fail(Problem::new(
+                    Kind::Validation,
+                    format!("the request body could not be read: {e}"),
+                )));
+            }
+            Next::Frame(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => (data, http_body::Body::is_end_stream(body)),
+                Err(frame) => {
+                    let Ok(trailers) = frame.into_trailers() else {
+                        return Ok(false);
+                    };
+                    let (flushed, trailers) = self.trailers(direction, trailers).await?;
+                    if !flushed.is_empty() {
+                        out.push_back(Frame::data(flushed));
+                    }
+                    out.push_back(Frame::trailers(trailers));
+                    return Ok(true);
+                }
+            },
+        };
+        if let Some(data) = self
+            .body_chunk(direction, chunk, end_of_stream, keepers)
+            .await?
+            && !data.is_empty()
+        {
+            out.push_back(Frame::data(data));
+        }
+        Ok(end_of_stream)
+    }
+
+    /// Runs the whole request body through the filters (for one that holds the headers until
+    /// it has seen the body), keeping its frames; `keepers`: filters that keep what reached them
+    /// already (see [`Passage::next_frame`]).
     pub(super) async fn request_body(
         &self,
         mut body: Body,
         mut keepers: Vec<usize>,
     ) -> Result<Body, Stop> {
-        let direction = Direction::Request;
         let mut frames = VecDeque::new();
+        while !self
+            .request_step(&mut body, &mut keepers, &mut frames)
+            .await?
+        {}
+        Ok(FramesBody(frames).boxed_unsync())
+    }
+
+    /// Runs the request body through the filters until a chunk has passed them all, or the body
+    /// is over: what passed goes to `passed`. As for responses, the request goes on only then,
+    /// so a filter that buffers the body can still answer in the upstream's place. Returns the
+    /// rest of the body, if any, for [`Passage::pump_request`], and the filters keeping chunks.
+    pub(super) async fn start_request_body(
+        &self,
+        mut body: Body,
+        passed: &mut VecDeque<Frame<Bytes>>,
+    ) -> Result<Option<(Body, Vec<usize>)>, Stop> {
+        let mut keepers = Vec::new();
         loop {
-            let next = self
-                .next_frame(direction, self.unpassed(direction), &mut body, &mut keepers)
-                .await?;
-            let (chunk, end_of_stream) = match next {
-                Next::Released(passed) => {
-                    if let Some(data) = passed.filter(|data| !data.is_empty()) {
-                        frames.push_back(Frame::data(data));
-                    }
-                    continue;
-                }
-                Next::Frame(None) => (Bytes::new(), true),
-                Next::Frame(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Err(Stop::fail(Problem::new(
-                        Kind::PayloadTooLarge,
-                        format!("the request body exceeds {} bytes", self.body_limit),
-                    )));
-                }
-                Next::Frame(Some(Err(e))) => {
-                    return Err(Stop::fail(Problem::new(
-                        Kind::Validation,
-                        format!("the request body could not be read: {e}"),
-                    )));
-                }
-                Next::Frame(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => (data, http_body::Body::is_end_stream(&body)),
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            let (flushed, trailers) = self.trailers(direction, trailers).await?;
-                            if !flushed.is_empty() {
-                                frames.push_back(Frame::data(flushed));
-                            }
-                            frames.push_back(Frame::trailers(trailers));
-                            break;
-                        }
-                        continue;
-                    }
-                },
-            };
-            if let Some(data) = self
-                .body_chunk(direction, chunk, end_of_stream, &mut keepers)
-                .await?
-                && !data.is_empty()
-            {
-                frames.push_back(Frame::data(data));
+            if self.request_step(&mut body, &mut keepers, passed).await? {
+                return Ok(None);
             }
-            if end_of_stream {
-                break;
+            if !passed.is_empty() {
+                return Ok(Some((body, keepers)));
             }
         }
-        Ok(FramesBody(frames).boxed_unsync())
+    }
+
+    /// Streams the rest of a request body (after `passed`, which went through the filters
+    /// already) through the filters into `frames`, the body the dispatcher forwards, as Envoy
+    /// does. A stop (a filter's local response or reset, a read failure, the size limit) goes
+    /// to `stop`, where the dispatch is awaited, and fails the forwarded body: the upstream
+    /// request is abandoned.
+    pub(super) async fn pump_request(
+        self: Arc<Self>,
+        mut body: Body,
+        mut keepers: Vec<usize>,
+        mut passed: VecDeque<Frame<Bytes>>,
+        frames: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+        stop: tokio::sync::oneshot::Sender<Stop>,
+    ) {
+        let mut over = false;
+        loop {
+            for frame in passed.drain(..) {
+                if frames.send(Ok(frame)).await.is_err() {
+                    // The upstream request is over: nothing reads the rest.
+                    return;
+                }
+            }
+            if over {
+                return;
+            }
+            over = match self
+                .request_step(&mut body, &mut keepers, &mut passed)
+                .await
+            {
+                Ok(over) => over,
+                Err(halt) => {
+                    let _ = stop.send(halt);
+                    let _ = frames.send(Err(Box::new(StreamReset))).await;
+                    return;
+                }
+            };
+        }
     }
 
     /// A response body that streams on goes through the filters in a task of its own
@@ -610,7 +679,7 @@ impl Passage {
     /// first chunk has passed them (or at once with `passed`, a chunk that already has: see
     /// `after_held_response`).
     pub(super) async fn pump_response(
-        self,
+        self: Arc<Self>,
         mut parts: http::response::Parts,
         passed: Option<Bytes>,
         first: Option<NextFrame>,
@@ -642,7 +711,7 @@ impl Passage {
     /// the response (local response, or 500 over the limit); after that a failure can only
     /// reset the stream.
     async fn response_body(
-        self,
+        self: Arc<Self>,
         passed: Option<Bytes>,
         mut first: Option<NextFrame>,
         mut keepers: Vec<usize>,
@@ -755,7 +824,7 @@ impl Passage {
 /// A response body that ends the chain's streams once it is over (or dropped).
 pub(super) struct EndsStreams<B = Body> {
     pub(super) body: B,
-    pub(super) passage: Option<Passage>,
+    pub(super) passage: Option<Arc<Passage>>,
 }
 
 impl<B> http_body::Body for EndsStreams<B>
@@ -831,7 +900,9 @@ impl http_body::Body for Counted {
 }
 
 /// The frames a response-body pump sends.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>);
+pub(super) struct ChannelBody(
+    pub(super) tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
@@ -846,7 +917,7 @@ impl http_body::Body for ChannelBody {
 }
 
 /// A request body the filters have been through, as frames.
-struct FramesBody(VecDeque<Frame<Bytes>>);
+pub(super) struct FramesBody(pub(super) VecDeque<Frame<Bytes>>);
 
 impl http_body::Body for FramesBody {
     type Data = Bytes;
