@@ -211,7 +211,7 @@ impl Gateway {
                 Err(filters::Early::Reset) => return Err(StreamReset),
             }
         };
-        let response = dispatch::dispatch(
+        let response = std::pin::pin!(dispatch::dispatch(
             &operation.dispatch,
             &worker.upstreams,
             dispatch::Context {
@@ -221,7 +221,7 @@ impl Gateway {
                 client,
                 request_id,
             },
-        );
+        ));
         match admitted {
             Some(admitted) => Box::pin(self.filters.after_dispatch(admitted, response)).await,
             None => Ok(response.await),

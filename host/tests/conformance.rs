@@ -585,6 +585,21 @@ async fn a_request_body_and_its_response_body_stream_through_the_filters_at_once
     let (ended, text) = reply.until(b"0\r\n\r\n").await;
     assert!(ended, "{text}");
     assert_eq!(*seen.lock().unwrap(), ["aaa", "bbbb"]);
+
+    // A chunk refused after the response went on to the client: as in Envoy, the stream is
+    // reset (the exchange with the upstream is abandoned); the client gets no more of the body.
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    assert!(reply.until(b"3\r\naaa\r\n").await.0);
+    reply.write(b"4\r\ndeny\r\n").await;
+    let (more, text) = reply.until(b"deny").await;
+    assert!(!more, "{text}");
+    assert!(!text.ends_with("0\r\n\r\n"), "{text}");
+    let mut rest = [0; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(10), reply.conn.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the connection was closed: {closed:?}"
+    );
 }
 
 /// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and

@@ -553,30 +553,32 @@ impl FilterSet {
 
     /// Awaits the dispatcher's response to an admitted request, then runs the response phase.
     /// While the request body still streams through the filters, a stop from them (a local
-    /// response, a reset, a failure) answers instead, as in Envoy: the dispatch is dropped, and
-    /// with it the upstream request.
+    /// response, a reset, a failure) answers instead, as in Envoy: before the dispatcher has
+    /// answered (the dispatch is dropped, and with it the upstream request), or while the
+    /// response is still in the filters. Once it has gone on to the client, the stop fails the
+    /// forwarded body, which ends the exchange with the upstream: the client's stream is reset.
+    /// (`dispatch` is pinned where it is made: moving it in costs every request.)
     pub(super) async fn after_dispatch(
         &self,
         admitted: Admitted,
-        dispatch: impl Future<Output = Response<Body>>,
+        dispatch: Pin<&mut (dyn Future<Output = Response<Body>> + Send + '_)>,
     ) -> Result<Response<Body>, StreamReset> {
         let Admitted { passage, body_stop } = admitted;
-        let response = match body_stop {
-            None => dispatch.await,
-            Some(body_stop) => {
-                tokio::select! {
-                    biased;
-                    Ok(stop) = body_stop => {
-                        return match self.stop_request(passage, stop).await {
-                            Early::Respond(response) => Ok(response),
-                            Early::Reset => Err(StreamReset),
-                        };
-                    }
-                    response = dispatch => response,
-                }
-            }
+        let Some(body_stop) = body_stop else {
+            return self.response(passage, dispatch.await).await;
         };
-        self.response(passage, response).await
+        let respond = async {
+            let response = dispatch.await;
+            self.response(passage.clone(), response).await
+        };
+        tokio::select! {
+            biased;
+            Ok(stop) = body_stop => match self.stop_request(passage, stop).await {
+                Early::Respond(response) => Ok(response),
+                Early::Reset => Err(StreamReset),
+            },
+            response = respond => response,
+        }
     }
 
     /// The response phase: headers back through the chain in reverse order, then the body
