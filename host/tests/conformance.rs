@@ -447,12 +447,21 @@ async fn a_local_response_from_a_filter_paused_on_a_request_body_chunk_answers_a
     assert_eq!(echo.connections.load(Ordering::SeqCst), before);
 }
 
-/// An upstream that records a request body as it arrives, each chunk and then `end` (or
-/// `aborted` when the request was abandoned), and answers `done` once the body is over.
+/// An upstream that records a request as it arrives: its `x-body-*` headers (`name: value`, by
+/// name), each chunk of its body, then `end` (or `aborted` when the request was abandoned); it
+/// answers `done` once the body is over.
 async fn recording_upstream(log: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
     support::upstream(move |request: http::Request<hyper::body::Incoming>| {
         let log = log.clone();
         async move {
+            let mut heads: Vec<String> = request
+                .headers()
+                .iter()
+                .filter(|(name, _)| name.as_str().starts_with("x-body-"))
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("")))
+                .collect();
+            heads.sort();
+            log.lock().unwrap().extend(heads);
             let mut body = request.into_body();
             loop {
                 let entry = match body.frame().await {
@@ -738,6 +747,52 @@ async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they
     assert!(
         held.is_err(),
         "without the option the body waits with the headers: {held:?}"
+    );
+}
+
+/// `allow_on_headers_stop_iteration` on requests, as in Envoy: the headers go on with the first
+/// chunk the filter lets through, and the rest of the body streams after them.
+#[tokio::test]
+async fn a_filter_allowed_to_stop_iteration_on_request_headers_lets_them_go_with_the_first_chunk_it_lets_through()
+ {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let upstream = recording_upstream(log.clone()).await;
+    let entry = |hold: &str| {
+        format!(
+            "  - name: body\n    config: '{{\"hold\": \"{hold}\"}}'\n    allow_on_headers_stop_iteration: true\n"
+        )
+    };
+    let project = |chain: &str| {
+        filter_project(
+            &echo_spec(upstream.addr.port(), "", chain),
+            &[("body", "body")],
+        )
+    };
+    // `hold: first` sets `x-body-first` from the first chunk and lets it through: the upstream
+    // gets the headers, with it, and that chunk before the client sends the rest.
+    let gw = support::gateway_in(project(&entry("first")), Config::default()).await;
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"5\r\nhello\r\n"].concat()).await;
+    assert!(logged(&log, "hello").await, "{log:?}");
+    assert_eq!(*log.lock().unwrap(), ["x-body-first: 5", "hello"]);
+    reply.write(b"6\r\n world\r\n0\r\n\r\n").await;
+    let (done, text) = reply.until(b"done").await;
+    assert!(done, "{text}");
+    assert_eq!(support::raw_status(&text), 200, "{text}");
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["x-body-first: 5", "hello", " world", "end"]
+    );
+
+    // Two such filters hold the headers in turn: the second (`hold: end`) gets the chunk the
+    // first let through, then the rest of the body, and lets the headers go at its end.
+    log.lock().unwrap().clear();
+    let chain = entry("first") + &entry("end");
+    let gw = support::gateway_in(project(&chain), Config::default()).await;
+    let raw = chunked_post(gw.addr, "/echo", &[b"hello", b" world"]).await;
+    assert_eq!(support::raw_status(&raw), 200, "{raw}");
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["x-body-first: 5", "x-body-seen: 11", "hello world", "end"]
     );
 }
 

@@ -161,9 +161,6 @@ pub(super) struct Passage {
     request_head: Pairs,
     /// The response headers as sent, for `on_log` (set once the response phase has run).
     response_head: OnceLock<Pairs>,
-    /// The first streams, this many, that the request body has already passed: a filter that
-    /// kept the request headers until it had seen the body (`hold_headers_for_body`).
-    body_passed: usize,
 }
 
 impl Drop for Passage {
@@ -426,7 +423,6 @@ impl FilterSet {
             info: info.clone(),
             request_head: Pairs::default(),
             response_head: OnceLock::new(),
-            body_passed: 0,
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
         // No data will pass a body that has already ended (most requests): nothing to count.
@@ -438,6 +434,9 @@ impl FilterSet {
         let authority = info.host.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
         let mut pairs = request_pairs(parts, info.scheme, authority);
         let headers = MapType::RequestHeaders;
+        // The last filter that held the headers for the body, and what passed it (see
+        // `hold_for_body`).
+        let mut held = None;
         for &index in chain {
             let replica = &replicas.0[index];
             if replica.blueprint.suspension.is_active() {
@@ -486,10 +485,17 @@ impl FilterSet {
             };
             passage.streams.push(stream);
             if holds {
-                body = match Box::pin(passage.hold_headers_for_body(body, &mut pairs)).await {
-                    Ok(body) => body,
-                    Err(stop) => return Err(self.stop_request(passage, stop).await),
-                };
+                let holder = passage.streams.len() - 1;
+                let hold = passage.hold_for_body(
+                    Direction::Request,
+                    holder,
+                    &mut pairs,
+                    &mut body,
+                    &mut held,
+                );
+                if let Err(stop) = Box::pin(hold).await {
+                    return Err(self.stop_request(passage, stop).await);
+                }
             }
             // The rarer paths' futures (a callback that did not continue, a stop here, a request
             // body) are boxed: inline, they would make this one, boxed and moved on every
@@ -504,7 +510,7 @@ impl FilterSet {
             return Ok((Admitted::at_once(passage), body));
         }
         let mut passed = VecDeque::new();
-        match Box::pin(passage.start_request_body(body, &mut passed)).await {
+        match Box::pin(passage.start_request_body(body, held, &mut passed)).await {
             Ok(None) => Ok((
                 Admitted::at_once(passage),
                 FramesBody(passed).boxed_unsync(),

@@ -71,6 +71,32 @@ fn after(streams: Range<usize>, index: usize, direction: Direction) -> Range<usi
     }
 }
 
+/// The streams of `0..count` that a body flowing in `direction` passes up to stream `index`,
+/// that one included.
+fn through(count: usize, index: usize, direction: Direction) -> Range<usize> {
+    match direction {
+        Direction::Request => 0..index + 1,
+        Direction::Response => index..count,
+    }
+}
+
+/// The streams a body flowing in `direction` passes after stream `earlier` up to stream
+/// `index`, that one included.
+fn between(earlier: usize, index: usize, direction: Direction) -> Range<usize> {
+    match direction {
+        Direction::Request => earlier + 1..index + 1,
+        Direction::Response => index..earlier,
+    }
+}
+
+/// The headers map of `direction`.
+fn headers_map(direction: Direction) -> MapType {
+    match direction {
+        Direction::Request => MapType::RequestHeaders,
+        Direction::Response => MapType::ResponseHeaders,
+    }
+}
+
 /// What comes next while a body waits for its next frame (see [`Passage::next_frame`]).
 enum Next {
     Frame(NextFrame),
@@ -81,45 +107,17 @@ enum Next {
 
 impl Passage {
     pub(super) fn wants_body(&self, direction: Direction) -> bool {
-        self.unpassed(direction)
-            .any(|i| self.streams[i].wants_body(direction))
+        self.streams.iter().any(|s| s.wants_body(direction))
     }
 
-    /// The streams `direction`'s body has still to pass: all, less (requests) those a filter
-    /// that held the request headers had it pass already.
-    fn unpassed(&self, direction: Direction) -> Range<usize> {
-        match direction {
-            Direction::Request => self.body_passed..self.streams.len(),
-            Direction::Response => 0..self.streams.len(),
-        }
-    }
-
-    /// The last stream opened paused on the request headers, and its entry lets it see the body
-    /// first (Envoy's `allow_on_headers_stop_iteration`): the whole body runs through it and
-    /// the filters before it that have not had it yet, and once it has let the body's end pass
-    /// (its body callback continued, or it resumed the stream) the headers go on, with what it
-    /// changed in them meanwhile. Returns the body as it passed, for the filters after it.
-    pub(super) async fn hold_headers_for_body(
-        &mut self,
-        body: Body,
-        pairs: &mut Pairs,
-    ) -> Result<Body, Stop> {
-        let Some(holder) = self.streams.len().checked_sub(1) else {
-            return Ok(body);
-        };
-        // It keeps the headers: a local response from it meanwhile stops the body at once.
-        let body = self.request_body(body, vec![holder]).await?;
-        self.body_passed = self.streams.len();
-        self.streams[holder].take_map_back(MapType::RequestHeaders, pairs);
-        Ok(body)
+    /// All the streams.
+    fn all(&self) -> Range<usize> {
+        0..self.streams.len()
     }
 
     /// The response headers callback of stream `index`, whose entry lets it hold them for the
-    /// body (Envoy's `allow_on_headers_stop_iteration`). When it pauses, the body runs through
-    /// it and the filters before it in the response's order until it lets a chunk through (its
-    /// body callback continues, or it resumes the stream); the headers then go on, with what it
-    /// changed in them meanwhile, and that chunk (`held`) after them. When a filter before it
-    /// held them already, what that one let through (`held` on entry) reaches it first.
+    /// body (Envoy's `allow_on_headers_stop_iteration`): when it pauses, see
+    /// [`Passage::hold_for_body`].
     pub(super) async fn response_headers_or_hold(
         &self,
         index: usize,
@@ -137,7 +135,24 @@ impl Passage {
             Some(verdict) => return settle_map(stream, map, pairs, verdict).await,
             None => return stream.lost(Direction::Response),
         }
-        let streams = index..self.streams.len();
+        self.hold_for_body(Direction::Response, index, pairs, body, held)
+            .await
+    }
+
+    /// Stream `index` paused on `direction`'s headers, and its entry lets it hold them for the
+    /// body (Envoy's `allow_on_headers_stop_iteration`): the body runs through it and the
+    /// filters before it in `direction`'s order until it lets a chunk through (its body
+    /// callback continues, or it resumes the stream); the headers then go on, with what it
+    /// changed in them meanwhile, and that chunk (`held`) after them. When a filter before it
+    /// held them already, what that one let through (`held` on entry) reaches it first.
+    pub(super) async fn hold_for_body(
+        &self,
+        direction: Direction,
+        index: usize,
+        pairs: &mut Pairs,
+        body: &mut Body,
+        held: &mut Option<Box<Held>>,
+    ) -> Result<(), Stop> {
         let (earlier, mut keepers) = match held.take().map(|held| *held) {
             Some(Held {
                 holder,
@@ -150,18 +165,21 @@ impl Passage {
         keepers.push(index);
         let released = match earlier {
             Some((holder, passed)) if !passed.is_nothing() => {
-                self.pass_held(index..holder, passed, &mut keepers).await?
+                let streams = between(holder, index, direction);
+                self.pass_held(direction, streams, passed, &mut keepers)
+                    .await?
             }
             _ => None,
         };
         let passed = match released {
             Some(passed) => passed,
             None => {
-                self.hold_until_released(streams, body, &mut keepers)
+                let streams = through(self.streams.len(), index, direction);
+                self.hold_until_released(direction, streams, body, &mut keepers)
                     .await?
             }
         };
-        stream.take_map_back(map, pairs);
+        self.streams[index].take_map_back(headers_map(direction), pairs);
         *held = Some(Box::new(Held {
             holder: index,
             passed,
@@ -170,18 +188,19 @@ impl Passage {
         Ok(())
     }
 
-    /// Reads the response body through `streams` (the holder of the headers, last in the
-    /// response's order, and the filters before it) until a chunk passes them all, or the
-    /// trailers do.
+    /// Reads `direction`'s body through `streams` (the holder of the headers, last in the
+    /// body's order, and the filters before it) until a chunk passes them all, or the trailers
+    /// do.
     async fn hold_until_released(
         &self,
+        direction: Direction,
         streams: Range<usize>,
         body: &mut Body,
         keepers: &mut Vec<usize>,
     ) -> Result<HeldPart, Stop> {
         loop {
             let next = self
-                .next_frame(Direction::Response, streams.clone(), body, keepers)
+                .next_frame(direction, streams.clone(), body, keepers)
                 .await?;
             let (chunk, end_of_stream) = match next {
                 Next::Released(Some(data)) => {
@@ -192,37 +211,25 @@ impl Passage {
                 }
                 Next::Released(None) => continue,
                 Next::Frame(None) => (Bytes::new(), true),
-                Next::Frame(Some(Err(e))) => {
-                    return Err(Stop::fail(Problem::new(
-                        Kind::BadGateway,
-                        format!("the upstream's response body failed: {e}"),
-                    )));
-                }
+                Next::Frame(Some(Err(e))) => return Err(self.unreadable(direction, &e)),
                 Next::Frame(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        self.info.body_sizes.add(Direction::Response, data.len());
+                        self.count(direction, &data);
                         (data, http_body::Body::is_end_stream(body))
                     }
                     Err(frame) => {
                         let Ok(trailers) = frame.into_trailers() else {
                             continue;
                         };
-                        let (flushed, trailers) = self
-                            .trailers_in(Direction::Response, streams, trailers)
-                            .await?;
+                        let (flushed, trailers) =
+                            self.trailers_in(direction, streams, trailers).await?;
                         return Ok(HeldPart::Trailers { flushed, trailers });
                     }
                 },
             };
             // At the end of the body a filter that pauses is waited for: the chunk comes back.
             let passed = self
-                .body_chunk_in(
-                    Direction::Response,
-                    streams.clone(),
-                    chunk,
-                    end_of_stream,
-                    keepers,
-                )
+                .body_chunk_in(direction, streams.clone(), chunk, end_of_stream, keepers)
                 .await?;
             if let Some(data) = passed {
                 return Ok(HeldPart::Chunk {
@@ -233,16 +240,46 @@ impl Passage {
         }
     }
 
-    /// Runs what passed a holder of the response headers through `streams`, the filters after
-    /// it in the response's order (up to the next holder): what passed them all, or `None`
-    /// when one keeps the chunk. Trailers always pass, with what the filters still buffered.
+    /// Counts a response body's data as the filters read it (a request body is counted as it
+    /// is read from the client, see [`Counted`]).
+    fn count(&self, direction: Direction, data: &Bytes) {
+        if let Direction::Response = direction {
+            self.info.body_sizes.add(direction, data.len());
+        }
+    }
+
+    /// What a body that could not be read becomes: a request's is over the size limit (413) or
+    /// broken (400); a response's failed upstream (502).
+    #[cold]
+    #[inline(never)]
+    fn unreadable(&self, direction: Direction, error: &BoxError) -> Stop {
+        let problem = match direction {
+            Direction::Request if error.is::<http_body_util::LengthLimitError>() => Problem::new(
+                Kind::PayloadTooLarge,
+                format!("the request body exceeds {} bytes", self.body_limit),
+            ),
+            Direction::Request => Problem::new(
+                Kind::Validation,
+                format!("the request body could not be read: {error}"),
+            ),
+            Direction::Response => Problem::new(
+                Kind::BadGateway,
+                format!("the upstream's response body failed: {error}"),
+            ),
+        };
+        Stop::fail(problem)
+    }
+
+    /// Runs what passed a holder of `direction`'s headers through `streams`, the filters after
+    /// it in the body's order (up to the next holder): what passed them all, or `None` when one
+    /// keeps the chunk. Trailers always pass, with what the filters still buffered.
     async fn pass_held(
         &self,
+        direction: Direction,
         streams: Range<usize>,
         passed: HeldPart,
         keepers: &mut Vec<usize>,
     ) -> Result<Option<HeldPart>, Stop> {
-        let direction = Direction::Response;
         if passed.is_nothing() {
             return Ok(Some(passed));
         }
@@ -292,7 +329,11 @@ impl Passage {
             passed,
             mut keepers,
         } = *held;
-        let frames = match self.pass_held(0..holder, passed, &mut keepers).await {
+        let streams = after(self.all(), holder, Direction::Response);
+        let frames = match self
+            .pass_held(Direction::Response, streams, passed, &mut keepers)
+            .await
+        {
             // A filter keeps the chunk: the head waits for one to pass them all.
             Ok(None) => return self.pump_response(parts, None, None, body, keepers).await,
             // (Even an empty one: the head goes at once.)
@@ -401,13 +442,7 @@ impl Passage {
         end_of_stream: bool,
         keepers: &'a mut Vec<usize>,
     ) -> impl Future<Output = Result<Option<Bytes>, Stop>> + 'a {
-        self.body_chunk_in(
-            direction,
-            self.unpassed(direction),
-            chunk,
-            end_of_stream,
-            keepers,
-        )
+        self.body_chunk_in(direction, self.all(), chunk, end_of_stream, keepers)
     }
 
     /// [`Passage::body_chunk`] through the filters `streams` only.
@@ -506,7 +541,7 @@ impl Passage {
         direction: Direction,
         trailers: HeaderMap,
     ) -> impl Future<Output = Result<(Bytes, HeaderMap), Stop>> {
-        self.trailers_in(direction, self.unpassed(direction), trailers)
+        self.trailers_in(direction, self.all(), trailers)
     }
 
     /// [`Passage::trailers`] through the filters `streams` only.
@@ -553,7 +588,7 @@ impl Passage {
     ) -> Result<bool, Stop> {
         let direction = Direction::Request;
         let next = self
-            .next_frame(direction, self.unpassed(direction), body, keepers)
+            .next_frame(direction, self.all(), body, keepers)
             .await?;
         let (chunk, end_of_stream) = match next {
             Next::Released(passed) => {
@@ -563,18 +598,7 @@ impl Passage {
                 return Ok(false);
             }
             Next::Frame(None) => (Bytes::new(), true),
-            Next::Frame(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(Stop::fail(Problem::new(
-                    Kind::PayloadTooLarge,
-                    format!("the request body exceeds {} bytes", self.body_limit),
-                )));
-            }
-            Next::Frame(Some(Err(e))) => {
-                return Err(Stop::fail(Problem::new(
-                    Kind::Validation,
-                    format!("the request body could not be read: {e}"),
-                )));
-            }
+            Next::Frame(Some(Err(e))) => return Err(self.unreadable(direction, &e)),
             Next::Frame(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => (data, http_body::Body::is_end_stream(body)),
                 Err(frame) => {
@@ -600,40 +624,60 @@ impl Passage {
         Ok(end_of_stream)
     }
 
-    /// Runs the whole request body through the filters (for one that holds the headers until
-    /// it has seen the body), keeping its frames; `keepers`: filters that keep what reached them
-    /// already (see [`Passage::next_frame`]).
-    pub(super) async fn request_body(
-        &self,
-        mut body: Body,
-        mut keepers: Vec<usize>,
-    ) -> Result<Body, Stop> {
-        let mut frames = VecDeque::new();
-        while !self
-            .request_step(&mut body, &mut keepers, &mut frames)
-            .await?
-        {}
-        Ok(FramesBody(frames).boxed_unsync())
-    }
-
     /// Runs the request body through the filters until a chunk has passed them all, or the body
     /// is over: what passed goes to `passed`. As for responses, the request goes on only then,
-    /// so a filter that buffers the body can still answer in the upstream's place. Returns the
-    /// rest of the body, if any, for [`Passage::pump_request`], and the filters keeping chunks.
+    /// so a filter that buffers the body can still answer in the upstream's place. When a
+    /// filter held the headers for the body (`held`), what it let through passes the filters
+    /// after it first. Returns the rest of the body, if any, for [`Passage::pump_request`], and
+    /// the filters keeping chunks.
     pub(super) async fn start_request_body(
         &self,
         mut body: Body,
+        held: Option<Box<Held>>,
         passed: &mut VecDeque<Frame<Bytes>>,
     ) -> Result<Option<(Body, Vec<usize>)>, Stop> {
+        let direction = Direction::Request;
         let mut keepers = Vec::new();
-        loop {
+        if let Some(held) = held {
+            let Held {
+                holder,
+                passed: part,
+                keepers: kept,
+            } = *held;
+            keepers = kept;
+            let streams = after(self.all(), holder, direction);
+            match self
+                .pass_held(direction, streams, part, &mut keepers)
+                .await?
+            {
+                // A filter after the holder keeps the chunk; or it let nothing through.
+                None => {}
+                Some(HeldPart::Chunk {
+                    data,
+                    end_of_stream,
+                }) => {
+                    if !data.is_empty() {
+                        passed.push_back(Frame::data(data));
+                    }
+                    if end_of_stream {
+                        return Ok(None);
+                    }
+                }
+                Some(HeldPart::Trailers { flushed, trailers }) => {
+                    if !flushed.is_empty() {
+                        passed.push_back(Frame::data(flushed));
+                    }
+                    passed.push_back(Frame::trailers(trailers));
+                    return Ok(None);
+                }
+            }
+        }
+        while passed.is_empty() {
             if self.request_step(&mut body, &mut keepers, passed).await? {
                 return Ok(None);
             }
-            if !passed.is_empty() {
-                return Ok(Some((body, keepers)));
-            }
         }
+        Ok(Some((body, keepers)))
     }
 
     /// Streams the rest of a request body (after `passed`, which went through the filters
@@ -745,7 +789,7 @@ impl Passage {
             let next = match first.take() {
                 Some(frame) => Ok(Next::Frame(frame)),
                 None => {
-                    self.next_frame(direction, self.unpassed(direction), &mut body, &mut keepers)
+                    self.next_frame(direction, self.all(), &mut body, &mut keepers)
                         .await
                 }
             };
