@@ -61,6 +61,28 @@ impl HeldPart {
     fn is_nothing(&self) -> bool {
         matches!(self, HeldPart::Chunk { data, end_of_stream: false } if data.is_empty())
     }
+
+    /// Adds what passed to `frames`; returns whether the body is over.
+    fn into_frames(self, frames: &mut VecDeque<Frame<Bytes>>) -> bool {
+        match self {
+            HeldPart::Chunk {
+                data,
+                end_of_stream,
+            } => {
+                if !data.is_empty() {
+                    frames.push_back(Frame::data(data));
+                }
+                end_of_stream
+            }
+            HeldPart::Trailers { flushed, trailers } => {
+                if !flushed.is_empty() {
+                    frames.push_back(Frame::data(flushed));
+                }
+                frames.push_back(Frame::trailers(trailers));
+                true
+            }
+        }
+    }
 }
 
 /// The streams of `streams` that a body flowing in `direction` reaches after stream `index`.
@@ -345,16 +367,10 @@ impl Passage {
                     .pump_response(parts, Some(data), None, body, keepers)
                     .await;
             }
-            Ok(Some(HeldPart::Chunk {
-                data,
-                end_of_stream: true,
-            })) => VecDeque::from_iter((!data.is_empty()).then(|| Frame::data(data))),
-            Ok(Some(HeldPart::Trailers { flushed, trailers })) => {
-                let flushed = (!flushed.is_empty()).then(|| Frame::data(flushed));
-                flushed
-                    .into_iter()
-                    .chain([Frame::trailers(trailers)])
-                    .collect()
+            Ok(Some(part)) => {
+                let mut frames = VecDeque::new();
+                part.into_frames(&mut frames);
+                frames
             }
             Err(stop) => return stopped(stop),
         };
@@ -646,30 +662,12 @@ impl Passage {
             } = *held;
             keepers = kept;
             let streams = after(self.all(), holder, direction);
-            match self
+            // (`None`: a filter after the holder keeps the chunk.)
+            let part = self
                 .pass_held(direction, streams, part, &mut keepers)
-                .await?
-            {
-                // A filter after the holder keeps the chunk; or it let nothing through.
-                None => {}
-                Some(HeldPart::Chunk {
-                    data,
-                    end_of_stream,
-                }) => {
-                    if !data.is_empty() {
-                        passed.push_back(Frame::data(data));
-                    }
-                    if end_of_stream {
-                        return Ok(None);
-                    }
-                }
-                Some(HeldPart::Trailers { flushed, trailers }) => {
-                    if !flushed.is_empty() {
-                        passed.push_back(Frame::data(flushed));
-                    }
-                    passed.push_back(Frame::trailers(trailers));
-                    return Ok(None);
-                }
+                .await?;
+            if part.is_some_and(|part| part.into_frames(passed)) {
+                return Ok(None);
             }
         }
         while passed.is_empty() {
