@@ -45,7 +45,7 @@ use tokio::sync::{Notify, oneshot};
 
 mod bodies;
 
-use bodies::{ChannelBody, Counted, EndsStreams, FramesBody};
+use bodies::{Counted, EndsStreams, FramesBody};
 
 /// How long a stream may stay paused before the gateway gives up on the plugin (504).
 const PAUSE_LIMIT: Duration = Duration::from_secs(30);
@@ -151,7 +151,8 @@ impl OpenStream {
 }
 
 /// The streams one request has open in its chain, in chain order. Dropping it ends them (also
-/// when the client goes away mid-request).
+/// when the client goes away mid-request); while a request body streams on, the response and
+/// the body's pump share it, and the last of them to let it go ends them.
 pub(super) struct Passage {
     streams: Vec<OpenStream>,
     body_limit: usize,
@@ -515,20 +516,7 @@ impl FilterSet {
                 Admitted::at_once(passage),
                 FramesBody(passed).boxed_unsync(),
             )),
-            Ok(Some((rest, keepers))) => {
-                let passage = Arc::new(passage);
-                let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
-                let (stop_tx, stop_rx) = oneshot::channel();
-                let pump = passage
-                    .clone()
-                    .pump_request(rest, keepers, passed, frames_tx, stop_tx);
-                tokio::spawn(pump);
-                let admitted = Admitted {
-                    passage,
-                    body_stop: Some(stop_rx),
-                };
-                Ok((admitted, ChannelBody(frames_rx).boxed_unsync()))
-            }
+            Ok(Some((rest, keepers))) => Ok(passage.stream_request_body(rest, keepers, passed)),
             Err(stop) => Err(self.stop_request(passage, stop).await),
         }
     }

@@ -7,8 +7,8 @@
 //! answers with (`EndsStreams`, `Counted`, `FramesBody`, `ChannelBody`).
 
 use super::{
-    OpenStream, Passage, Stop, StreamReset, Verdict, decide, listen, map_callback, map_phase,
-    settle_map, stopped, wait,
+    Admitted, OpenStream, Passage, Stop, StreamReset, Verdict, decide, listen, map_callback,
+    map_phase, settle_map, stopped, wait,
 };
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::Pairs;
@@ -678,12 +678,35 @@ impl Passage {
         Ok(Some((body, keepers)))
     }
 
+    /// The request goes on with its body still streaming: the rest of it (`rest`, after
+    /// `passed`, which went through the filters already) goes through the filters in a task of
+    /// its own (`pump_request`) into the body the dispatcher forwards.
+    pub(super) fn stream_request_body(
+        self,
+        rest: Body,
+        keepers: Vec<usize>,
+        passed: VecDeque<Frame<Bytes>>,
+    ) -> (Admitted, Body) {
+        let passage = Arc::new(self);
+        let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let pump = passage
+            .clone()
+            .pump_request(rest, keepers, passed, frames_tx, stop_tx);
+        tokio::spawn(pump);
+        let admitted = Admitted {
+            passage,
+            body_stop: Some(stop_rx),
+        };
+        (admitted, ChannelBody(frames_rx).boxed_unsync())
+    }
+
     /// Streams the rest of a request body (after `passed`, which went through the filters
     /// already) through the filters into `frames`, the body the dispatcher forwards, as Envoy
     /// does. A stop (a filter's local response or reset, a read failure, the size limit) goes
     /// to `stop`, where the dispatch is awaited, and fails the forwarded body: the upstream
     /// request is abandoned.
-    pub(super) async fn pump_request(
+    async fn pump_request(
         self: Arc<Self>,
         mut body: Body,
         mut keepers: Vec<usize>,
