@@ -611,6 +611,78 @@ async fn a_request_body_and_its_response_body_stream_through_the_filters_at_once
     );
 }
 
+#[tokio::test]
+async fn a_filter_waiting_on_a_request_body_chunk_and_on_the_response_headers_at_once_gets_each_resume()
+ {
+    // The checker answers each request body chunk (a POST) at once; the response headers'
+    // check (a GET) it notes, then holds until the test releases it.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let check = support::upstream({
+        let (seen, release) = (seen.clone(), release.clone());
+        move |request: http::Request<hyper::body::Incoming>| {
+            let (seen, release) = (seen.clone(), release.clone());
+            async move {
+                if request.method() == Method::GET {
+                    seen.lock().unwrap().push(String::from("GET"));
+                    release.notified().await;
+                } else {
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                }
+                Response::new(full(""))
+            }
+        }
+    })
+    .await;
+    // The upstream answers at once, echoing the request body as it comes, and notes each chunk.
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let echo = support::upstream({
+        let log = log.clone();
+        move |request: http::Request<hyper::body::Incoming>| {
+            let log = log.clone();
+            async move {
+                let body = request.into_body().map_frame(move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        log.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(data).into_owned());
+                    }
+                    frame
+                });
+                Response::new(
+                    body.map_err(barbacane::server::BoxError::from)
+                        .boxed_unsync(),
+                )
+            }
+        }
+    })
+    .await;
+    let check_entry = "request_body_and_response_headers";
+    let dir = check_project(echo.addr.port(), check.addr.port(), check_entry, "");
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    // `aaa` is checked and goes on; the upstream answers at once, and the filter waits on the
+    // response headers' check.
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    assert!(logged(&seen, "GET").await, "{seen:?}");
+    // Meanwhile it waits on `bbbb`'s check too: that answer resumes the request, not the
+    // response, and `bbbb` reaches the upstream while the response headers still wait.
+    reply.write(b"4\r\nbbbb\r\n").await;
+    assert!(logged(&log, "bbbb").await, "{log:?}");
+    assert_eq!(*seen.lock().unwrap(), ["aaa", "GET", "bbbb"]);
+    // Released, the response goes on, with the echoed body.
+    release.notify_one();
+    let (echoed, text) = reply.until(b"4\r\nbbbb\r\n").await;
+    assert!(echoed, "{text}");
+    assert_eq!(support::raw_status(&text), 200, "{text}");
+    assert_eq!(header_of(&text, "x-callout"), "done", "{text}");
+    reply.write(b"0\r\n\r\n").await;
+    assert!(reply.until(b"0\r\n\r\n").await.0);
+}
+
 /// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
 /// returns the raw response.
 async fn chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> String {

@@ -691,15 +691,7 @@ async fn map_phase(
     match step {
         Some(Ok(Verdict::Continue)) => Ok(()),
         Some(verdict) => Box::pin(settle_map(stream, map, pairs, verdict)).await,
-        None => stream.lost(map_direction(map)),
-    }
-}
-
-/// Which way the headers or trailers of `map` flow.
-fn map_direction(map: MapType) -> Direction {
-    match map {
-        MapType::RequestHeaders | MapType::RequestTrailers => Direction::Request,
-        MapType::ResponseHeaders | MapType::ResponseTrailers => Direction::Response,
+        None => stream.lost(map.direction()),
     }
 }
 
@@ -716,7 +708,7 @@ fn map_callback(
     let (result, signals) = vm
         .map_callback(context, map, pairs, end_of_stream)
         .map_err(Box::new)?;
-    let verdict = decide(result, signals, map_direction(map));
+    let verdict = decide(result, signals, map.direction());
     if let Verdict::Pause = verdict {
         vm.set_map(context, map, pairs.clone());
     }
@@ -737,7 +729,7 @@ async fn settle_map(
         Ok(Verdict::Respond(local)) => Err(Stop::Respond(local)),
         Ok(Verdict::Close) => Err(Stop::Close),
         Ok(Verdict::Pause) => {
-            wait(stream, map_direction(map)).await?;
+            wait(stream, map.direction()).await?;
             stream.take_map_back(map, pairs);
             Ok(())
         }
@@ -806,7 +798,7 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
 /// a reset), or nothing yet: what to wait on before asking again.
 fn listen(stream: &OpenStream, direction: Direction) -> Result<Option<Arc<Notify>>, Stop> {
     let heard = stream.replica.with_generation(stream.generation, |vm| {
-        for signal in vm.take_signals(stream.context) {
+        for signal in vm.take_signals(stream.context, direction) {
             match signal {
                 Signal::Respond(local) => return Err(Some(Stop::Respond(local))),
                 Signal::Close(_) => return Err(Some(Stop::Close)),
@@ -814,7 +806,7 @@ fn listen(stream: &OpenStream, direction: Direction) -> Result<Option<Arc<Notify
                 Signal::Resume(_) => {}
             }
         }
-        vm.waker(stream.context).ok_or(Some(Stop::Close))
+        vm.waker(stream.context, direction).ok_or(Some(Stop::Close))
     });
     match heard {
         None => stream.lost(direction).map(|()| None),

@@ -510,8 +510,13 @@ fn signal_stream(caller: &mut Caller<'_, HostState>, signal: Signal) {
         {
             return;
         }
+        // A resume wakes the task waiting on its direction; a local response or a reset, both.
+        let woken = match signal {
+            Signal::Resume(direction) => direction as usize..direction as usize + 1,
+            _ => 0..2,
+        };
         stream.signals.push(signal);
-        if let Some(wake) = &stream.wake {
+        for wake in stream.wake[woken].iter().flatten() {
             wake.notify_one();
         }
     }

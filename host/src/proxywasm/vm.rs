@@ -85,6 +85,16 @@ pub enum MapType {
     ResponseTrailers = 3,
 }
 
+impl MapType {
+    /// Which way the headers or trailers of the map flow.
+    pub fn direction(self) -> Direction {
+        match self {
+            MapType::RequestHeaders | MapType::RequestTrailers => Direction::Request,
+            MapType::ResponseHeaders | MapType::ResponseTrailers => Direction::Response,
+        }
+    }
+}
+
 /// The HTTP callout result delivered by `proxy_on_http_call_response` (maps 6 and 7, buffer 4).
 #[derive(Debug, Clone, Default)]
 pub struct CallResponse {
@@ -172,10 +182,14 @@ pub(super) struct StreamState {
     /// Request and response body buffers (buffers 0 and 1).
     pub(super) bodies: [Option<BodyBuffer>; 2],
     pub(super) signals: Vec<Signal>,
-    /// Woken when a signal arrives from a callback of another context (callout, tick, queue).
-    /// Made when a task first waits on the stream: most streams never pause, and a signal left
-    /// before is in `signals`, which the task reads (under the VM's lock) before it waits.
-    pub(super) wake: Option<Arc<Notify>>,
+    /// Per direction: woken when a signal for it arrives from a callback of another context
+    /// (callout, tick, queue). Made when a task first waits on that direction: most streams
+    /// never pause, and a signal left before is in `signals`, which the task reads (under the
+    /// VM's lock) before it waits. Both directions may wait at once (a request body still
+    /// streams while the response comes).
+    pub(super) wake: [Option<Arc<Notify>>; 2],
+    /// Per direction: whether a task waits on it (since it last took its signals).
+    waiting: [bool; 2],
     pub(super) info: Arc<StreamInfo>,
     /// `on_done` returned false: `on_log`/`on_delete` wait for `proxy_done`.
     pub(super) done_pending: bool,
@@ -353,6 +367,26 @@ impl QueueListener for NoListener {
 }
 
 impl StreamState {
+    /// The signals the plugin left, for a task (or callback) about `direction`: a local
+    /// response, a reset, a resume. A resume of the other direction stays for it while a task
+    /// waits on that one; otherwise it is taken too (and not acted on: as Envoy ignores a
+    /// continue for a direction that is not stopped).
+    pub(super) fn take_signals(&mut self, direction: Direction) -> Vec<Signal> {
+        self.waiting[direction as usize] = false;
+        let other = match direction {
+            Direction::Request => Direction::Response,
+            Direction::Response => Direction::Request,
+        };
+        let mut signals = std::mem::take(&mut self.signals);
+        let theirs = Signal::Resume(other);
+        // (At most one: `signal_stream` keeps one signal of each kind.)
+        if self.waiting[other as usize] && signals.contains(&theirs) {
+            signals.retain(|signal| *signal != theirs);
+            self.signals.push(theirs);
+        }
+        signals
+    }
+
     /// Map `map` (0–3) for reading: the live one, else (request and response headers) the
     /// final one once the phases are over.
     pub(super) fn map(&self, map: usize) -> Option<&Pairs> {
@@ -597,7 +631,8 @@ impl Vm {
                 maps: Default::default(),
                 bodies: Default::default(),
                 signals: Vec::new(),
-                wake: None,
+                wake: [None, None],
+                waiting: [false, false],
                 info,
                 done_pending: false,
             }),
@@ -652,7 +687,7 @@ impl Vm {
             if let Some(changed) = stream.maps[map as usize].take() {
                 *pairs = changed;
             }
-            signals = std::mem::take(&mut stream.signals);
+            signals = stream.take_signals(map.direction());
         }
         Ok((result?.unwrap_or(0), signals))
     }
@@ -691,20 +726,24 @@ impl Vm {
             .unwrap_or_default()
     }
 
-    /// The signals the plugin left for stream `context`, oldest first.
-    pub fn take_signals(&mut self, context: u32) -> Vec<Signal> {
+    /// The signals the plugin left for `direction` of stream `context`, oldest first (see
+    /// [`StreamState::take_signals`]).
+    pub fn take_signals(&mut self, context: u32, direction: Direction) -> Vec<Signal> {
         self.store
             .data_mut()
             .streams
             .get_mut(&context)
-            .map(|s| std::mem::take(&mut s.signals))
+            .map(|s| s.take_signals(direction))
             .unwrap_or_default()
     }
 
-    /// What a task waiting on stream `context` waits for.
-    pub fn waker(&mut self, context: u32) -> Option<Arc<Notify>> {
+    /// What a task waiting on `direction` of stream `context` waits for; the stream then counts
+    /// as waiting on it until the task takes its signals again.
+    pub fn waker(&mut self, context: u32, direction: Direction) -> Option<Arc<Notify>> {
         let stream = self.store.data_mut().streams.get_mut(&context)?;
-        Some(stream.wake.get_or_insert_with(Default::default).clone())
+        stream.waiting[direction as usize] = true;
+        let wake = &mut stream.wake[direction as usize];
+        Some(wake.get_or_insert_with(Default::default).clone())
     }
 
     /// Wakes every stream waiting on this VM (it is being replaced: they will not be resumed).
@@ -714,7 +753,7 @@ impl Vm {
             .data()
             .streams
             .values()
-            .filter_map(|s| s.wake.as_ref())
+            .flat_map(|s| s.wake.iter().flatten())
         {
             wake.notify_one();
         }

@@ -4,8 +4,8 @@
 //! Configuration (JSON): `{"upstream": "<name>", "path": "/check", "timeout_ms": 1000,
 //! "on_deny": "respond", "check": "headers"}`; `upstream` is required, the others default to the
 //! values shown; `on_deny` is `"respond"` or `"close"`, `check` one of `"headers"`,
-//! `"request_body"`, `"response_headers"`, `"response_body"`. A missing or invalid configuration fails `on_configure`
-//! (logged at error).
+//! `"request_body"`, `"response_headers"`, `"response_body"`, `"request_body_and_response_headers"`.
+//! A missing or invalid configuration fails `on_configure` (logged at error).
 //!
 //! With `check: headers`:
 //! * `on_http_request_headers`: `dispatch_http_call(upstream, [(":method","GET"), (":path",
@@ -35,6 +35,10 @@
 //! With `check: response_headers` the request passes untouched, and `on_http_response_headers`
 //! (after setting `x-callout: done`) dispatches `[(":method","GET"), (":path", path),
 //! (":authority","callout")]` and pauses; the answer resumes or denies the response as above.
+//!
+//! With `check: request_body_and_response_headers` it does both, each call's answer resuming
+//! the direction it was made for (the filter may wait on both at once: a request body chunk and
+//! the response headers of an upstream that answers before the request body is over).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -64,6 +68,7 @@ enum Check {
     RequestBody,
     ResponseHeaders,
     ResponseBody,
+    RequestBodyAndResponseHeaders,
 }
 
 #[derive(Deserialize)]
@@ -117,7 +122,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(Stream { config }))
+        Some(Box::new(Stream {
+            config,
+            response_calls: Vec::new(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -127,6 +135,8 @@ impl RootContext for Root {
 
 struct Stream {
     config: Rc<Config>,
+    /// The tokens of the callouts made for the response headers.
+    response_calls: Vec<u32>,
 }
 
 impl Context for Stream {
@@ -165,7 +175,12 @@ impl Context for Stream {
                     self.add_http_request_header("x-callout-trailers", &num_trailers.to_string());
                     self.resume_http_request();
                 }
-                Check::RequestBody => self.resume_http_request(),
+                Check::RequestBodyAndResponseHeaders if self.response_calls.contains(&token_id) => {
+                    self.resume_http_response()
+                }
+                Check::RequestBody | Check::RequestBodyAndResponseHeaders => {
+                    self.resume_http_request()
+                }
                 Check::ResponseHeaders | Check::ResponseBody => self.resume_http_response(),
             }
         } else if self.config.on_deny == OnDeny::Close {
@@ -178,8 +193,8 @@ impl Context for Stream {
 
 impl Stream {
     /// Sends a `method` request to the configured upstream's `path` (`:authority` `callout`),
-    /// with `extra` headers and `body`; a failed dispatch answers 500.
-    fn call_out(&self, method: &str, extra: &[(&str, &str)], body: Option<&[u8]>) {
+    /// with `extra` headers and `body`; a failed dispatch answers 500. Returns the call's token.
+    fn call_out(&self, method: &str, extra: &[(&str, &str)], body: Option<&[u8]>) -> Option<u32> {
         let mut headers = vec![
             (":method", method),
             (":path", self.config.path.as_str()),
@@ -193,7 +208,10 @@ impl Stream {
             vec![],
             Duration::from_millis(self.config.timeout_ms),
         ) {
-            Ok(token) => log::info!("dispatched callout {token}"),
+            Ok(token) => {
+                log::info!("dispatched callout {token}");
+                Some(token)
+            }
             Err(status) => {
                 log::warn!("callout dispatch failed: {status:?}");
                 self.send_http_response(
@@ -201,6 +219,7 @@ impl Stream {
                     vec![("x-callout-error", "dispatch")],
                     Some(format!("{status:?}").as_bytes()),
                 );
+                None
             }
         }
     }
@@ -232,7 +251,10 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        if self.config.check != Check::RequestBody {
+        if !matches!(
+            self.config.check,
+            Check::RequestBody | Check::RequestBodyAndResponseHeaders
+        ) {
             return Action::Continue;
         }
         self.check_body(self.get_http_request_body(0, body_size))
@@ -240,10 +262,15 @@ impl HttpContext for Stream {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         self.set_http_response_header("x-callout", Some("done"));
-        if self.config.check != Check::ResponseHeaders {
+        if !matches!(
+            self.config.check,
+            Check::ResponseHeaders | Check::RequestBodyAndResponseHeaders
+        ) {
             return Action::Continue;
         }
-        self.call_out("GET", &[], None);
+        if let Some(token) = self.call_out("GET", &[], None) {
+            self.response_calls.push(token);
+        }
         Action::Pause
     }
 

@@ -487,7 +487,7 @@ impl Passage {
                 let size = vm.append_body(context, direction, std::mem::take(&mut data));
                 let verdict = vm
                     .on_body(context, direction, size, end_of_stream)
-                    .map(|r| decide(r, vm.take_signals(context), direction))
+                    .map(|r| decide(r, vm.take_signals(context, direction), direction))
                     .map_err(Box::new);
                 // What passes on: the (possibly changed) buffer, or, when the plugin failed, the
                 // chunk as it was lent.
