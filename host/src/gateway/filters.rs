@@ -798,7 +798,7 @@ async fn wait(stream: &OpenStream, direction: Direction) -> Result<(), Stop> {
 /// a reset), or nothing yet: what to wait on before asking again.
 fn listen(stream: &OpenStream, direction: Direction) -> Result<Option<Arc<Notify>>, Stop> {
     let heard = stream.replica.with_generation(stream.generation, |vm| {
-        for signal in vm.take_signals(stream.context, direction) {
+        for signal in vm.heard(stream.context, direction) {
             match signal {
                 Signal::Respond(local) => return Err(Some(Stop::Respond(local))),
                 Signal::Close(_) => return Err(Some(Stop::Close)),

@@ -188,7 +188,8 @@ pub(super) struct StreamState {
     /// VM's lock) before it waits. Both directions may wait at once (a request body still
     /// streams while the response comes).
     pub(super) wake: [Option<Arc<Notify>>; 2],
-    /// Per direction: whether a task waits on it (since it last took its signals).
+    /// Per direction: whether a task waits on it (from `Vm::waker` until it hears what the
+    /// plugin asked, `Vm::heard`).
     waiting: [bool; 2],
     pub(super) info: Arc<StreamInfo>,
     /// `on_done` returned false: `on_log`/`on_delete` wait for `proxy_done`.
@@ -370,9 +371,20 @@ impl StreamState {
     /// The signals the plugin left, for a task (or callback) about `direction`: a local
     /// response, a reset, a resume. A resume of the other direction stays for it while a task
     /// waits on that one; otherwise it is taken too (and not acted on: as Envoy ignores a
-    /// continue for a direction that is not stopped).
+    /// continue for a direction that is not stopped). Inlined: after most callbacks there are
+    /// none.
+    #[inline]
     pub(super) fn take_signals(&mut self, direction: Direction) -> Vec<Signal> {
-        self.waiting[direction as usize] = false;
+        if self.signals.is_empty() {
+            return Vec::new();
+        }
+        self.take_some_signals(direction)
+    }
+
+    /// [`StreamState::take_signals`] when there are some.
+    #[cold]
+    #[inline(never)]
+    fn take_some_signals(&mut self, direction: Direction) -> Vec<Signal> {
         let other = match direction {
             Direction::Request => Direction::Response,
             Direction::Response => Direction::Request,
@@ -726,8 +738,8 @@ impl Vm {
             .unwrap_or_default()
     }
 
-    /// The signals the plugin left for `direction` of stream `context`, oldest first (see
-    /// [`StreamState::take_signals`]).
+    /// The signals the plugin left for `direction` of stream `context` (after a callback about
+    /// it), oldest first (see [`StreamState::take_signals`]).
     pub fn take_signals(&mut self, context: u32, direction: Direction) -> Vec<Signal> {
         self.store
             .data_mut()
@@ -737,8 +749,18 @@ impl Vm {
             .unwrap_or_default()
     }
 
+    /// The same for a task that waited on `direction`: it no longer counts as waiting, until
+    /// it asks for the [`Vm::waker`] again.
+    pub fn heard(&mut self, context: u32, direction: Direction) -> Vec<Signal> {
+        let Some(stream) = self.store.data_mut().streams.get_mut(&context) else {
+            return Vec::new();
+        };
+        stream.waiting[direction as usize] = false;
+        stream.take_signals(direction)
+    }
+
     /// What a task waiting on `direction` of stream `context` waits for; the stream then counts
-    /// as waiting on it until the task takes its signals again.
+    /// as waiting on it until the task has [`Vm::heard`] what the plugin asked.
     pub fn waker(&mut self, context: u32, direction: Direction) -> Option<Arc<Notify>> {
         let stream = self.store.data_mut().streams.get_mut(&context)?;
         stream.waiting[direction as usize] = true;
