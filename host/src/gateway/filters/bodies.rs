@@ -48,6 +48,20 @@ pub(super) struct Held {
     keepers: Vec<usize>,
 }
 
+impl Held {
+    /// What passed the last holder, if any (`(holder, passed)`), and the filters keeping chunks.
+    fn split(held: Option<Box<Held>>) -> (Option<(usize, HeldPart)>, Vec<usize>) {
+        match held.map(|held| *held) {
+            Some(Held {
+                holder,
+                passed,
+                keepers,
+            }) => (Some((holder, passed)), keepers),
+            None => (None, Vec::new()),
+        }
+    }
+}
+
 enum HeldPart {
     /// The first chunk it let through; more follow unless it ended the body.
     Chunk { data: Bytes, end_of_stream: bool },
@@ -175,14 +189,7 @@ impl Passage {
         body: &mut Body,
         held: &mut Option<Box<Held>>,
     ) -> Result<(), Stop> {
-        let (earlier, mut keepers) = match held.take().map(|held| *held) {
-            Some(Held {
-                holder,
-                passed,
-                keepers,
-            }) => (Some((holder, passed)), keepers),
-            None => (None, Vec::new()),
-        };
+        let (earlier, mut keepers) = Held::split(held.take());
         // It keeps the headers: a resume from it lets them go at once, with what it buffered.
         keepers.push(index);
         let released = match earlier {
@@ -653,14 +660,8 @@ impl Passage {
         passed: &mut VecDeque<Frame<Bytes>>,
     ) -> Result<Option<(Body, Vec<usize>)>, Stop> {
         let direction = Direction::Request;
-        let mut keepers = Vec::new();
-        if let Some(held) = held {
-            let Held {
-                holder,
-                passed: part,
-                keepers: kept,
-            } = *held;
-            keepers = kept;
+        let (held, mut keepers) = Held::split(held);
+        if let Some((holder, part)) = held {
             let streams = after(self.all(), holder, direction);
             // (`None`: a filter after the holder keeps the chunk.)
             let part = self
