@@ -267,6 +267,11 @@ fn bench(c: &mut Criterion) {
             "/proxied",
         ),
         (
+            String::from("proxy, 64 KiB request body"),
+            String::new(),
+            "/upload",
+        ),
+        (
             String::from("proxy, 1 headers filter, 64 KiB request body"),
             header_filters(1, false),
             "/upload",

@@ -146,6 +146,10 @@ struct ServeArgs {
     /// Longest request target (path + query) in bytes.
     #[arg(long, default_value_t = Limits::default().max_uri_bytes)]
     max_uri_length: usize,
+    /// Seconds a client may send nothing while its request body is not over (then 408).
+    #[arg(long, default_value_t = Limits::default().body_read_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout: u64,
     /// Worker threads, each with its own listener and upstream pools (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -397,6 +401,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             max_headers: args.max_headers,
             max_header_bytes: args.max_header_size,
             max_uri_bytes: args.max_uri_length,
+            body_read_timeout: Duration::from_secs(args.body_read_timeout),
         },
         drain_timeout: Duration::from_secs(args.drain_timeout),
         tls,

@@ -20,12 +20,13 @@ use crate::dispatch;
 use crate::model::Api;
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::properties::StreamInfo;
+use crate::request_body;
 use crate::router::{Lookup, Router};
 use crate::server::{Body, Config, empty, full};
 use crate::upstream::Upstreams;
 use crate::validate::{BodyPlan, FieldError, OperationValidator, RequestParts};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -266,7 +267,7 @@ impl Gateway {
         let (mut parts, body) = request.into_parts();
         let names = self.filters.route_names(index);
         let info = stream_info(&parts, client, request_id, names);
-        let body = Limited::new(body, self.config.limits.max_body_bytes as usize).boxed_unsync();
+        let body = request_body::limited(body, &self.config.limits);
         match self
             .filters
             .request(&worker.replicas, index, &mut parts, body, info)
@@ -358,17 +359,19 @@ impl Gateway {
                 ),
             )
             .into_response()),
-            BodyPlan::Stream => Ok(Limited::new(body, max as usize).boxed_unsync()),
+            BodyPlan::Stream => Ok(request_body::limited(body, &self.config.limits)),
             BodyPlan::ValidateJson(index) => {
-                let bytes = match Limited::new(body, max as usize).collect().await {
+                let body = request_body::limited(body, &self.config.limits);
+                let bytes = match body.collect().await {
                     Ok(collected) => collected.to_bytes(),
-                    Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
                     Err(e) => {
-                        return Err(Problem::new(
-                            Kind::Validation,
-                            format!("the request body could not be read: {e}"),
-                        )
-                        .into_response());
+                        let problem = request_body::read_problem(e.as_ref()).unwrap_or_else(|| {
+                            Problem::new(
+                                Kind::Validation,
+                                format!("the request body could not be read: {e}"),
+                            )
+                        });
+                        return Err(problem.into_response());
                     }
                 };
                 let errors = validator.check_json_body(index, &bytes);

@@ -16,6 +16,7 @@ pub mod oci;
 pub mod problem;
 pub mod project;
 pub mod proxywasm;
+pub mod request_body;
 pub mod router;
 pub mod scaffold;
 pub mod server;

@@ -22,6 +22,8 @@ pub enum Kind {
     UnsupportedMediaType,
     /// The body exceeds the size limit.
     PayloadTooLarge,
+    /// The client stopped sending its request body.
+    RequestTimeout,
     /// The request target exceeds the URI length limit.
     UriTooLong,
     /// Too many or too large headers.
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Validation => "validation",
             Kind::UnsupportedMediaType => "unsupported-media-type",
             Kind::PayloadTooLarge => "payload-too-large",
+            Kind::RequestTimeout => "request-timeout",
             Kind::UriTooLong => "uri-too-long",
             Kind::HeadersTooLarge => "headers-too-large",
             Kind::BadGateway => "bad-gateway",
@@ -59,6 +62,7 @@ impl Kind {
             Kind::InvalidPath | Kind::Validation => StatusCode::BAD_REQUEST,
             Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::UriTooLong => StatusCode::URI_TOO_LONG,
             Kind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Kind::BadGateway => StatusCode::BAD_GATEWAY,

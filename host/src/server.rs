@@ -34,7 +34,7 @@ pub fn empty() -> Body {
     Empty::new().map_err(|e| match e {}).boxed_unsync()
 }
 
-/// Request limits; exceeding one gets 413, 414 or 431.
+/// Request limits; exceeding one gets 408, 413, 414 or 431.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest request body, in bytes.
@@ -45,17 +45,21 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Longest request target (path and query), in bytes.
     pub max_uri_bytes: usize,
+    /// Longest wait for the next part of a request body the client has not finished.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
     /// nginx's 1 MiB body limit is a common complaint for APIs; 10 MiB is closer to Kong's and
-    /// Envoy's practice. Headers follow Envoy (100 headers, 60 KiB), URIs nginx (8 KiB).
+    /// Envoy's practice. Headers follow Envoy (100 headers, 60 KiB), URIs and the body read
+    /// timeout nginx (8 KiB, 60 s).
     fn default() -> Self {
         Limits {
             max_body_bytes: 10 * 1024 * 1024,
             max_headers: 100,
             max_header_bytes: 60 * 1024,
             max_uri_bytes: 8 * 1024,
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }

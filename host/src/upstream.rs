@@ -13,8 +13,10 @@ use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::Pairs;
 use crate::proxywasm::{CallResponse, Callout};
 use crate::server::{Body, BoxError};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
+use http_body::{Body as _, Frame};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,8 +25,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 /// Characters kept as-is in a path segment (RFC 3986 unreserved and sub-delims, `:` and `@`);
@@ -150,7 +154,19 @@ impl Upstreams {
                     .into_response();
             }
         };
-        let mut request = Request::new(cx.body);
+        // Envoy's route timeout: it counts from the end of the request, so a slow upload is not
+        // cut short (the client's pauses have their own bound, `Limits::body_read_timeout`).
+        let (body, sent) = if cx.body.is_end_stream() {
+            (cx.body, None)
+        } else {
+            let (sent, sending) = tokio::sync::oneshot::channel::<()>();
+            let body = UntilSent {
+                body: cx.body,
+                sent: Some(sent),
+            };
+            (body.boxed_unsync(), Some(sending))
+        };
+        let mut request = Request::new(body);
         *request.method_mut() = cx.parts.method.clone();
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
@@ -180,7 +196,7 @@ impl Upstreams {
         headers.insert(crate::gateway::X_REQUEST_ID, cx.request_id.clone());
 
         let timeout = Duration::from_millis(config.timeout_ms);
-        match tokio::time::timeout(timeout, cluster.client.request(request)).await {
+        match answer_within(timeout, sent, cluster.client.request(request)).await {
             Err(_) => Problem::new(
                 Kind::GatewayTimeout,
                 format!(
@@ -196,6 +212,61 @@ impl Upstreams {
                 Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
             }
         }
+    }
+}
+
+/// `answer`, unless `timeout` passes first; the time counts from when `sent` resolves (when the
+/// request body has been sent), or from now when there is no body to send.
+async fn answer_within<T>(
+    timeout: Duration,
+    sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    answer: impl Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    let mut answer = std::pin::pin!(answer);
+    if let Some(sent) = sent {
+        // An upstream may answer before it has the whole body (a 413, say).
+        tokio::select! {
+            biased;
+            answered = &mut answer => return Ok(answered),
+            _ = sent => {}
+        }
+    }
+    tokio::time::timeout(timeout, answer).await
+}
+
+/// A forwarded request body that says when it is over: its sender is dropped at its end, when
+/// it fails, or when hyper drops it.
+struct UntilSent {
+    body: Body,
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for UntilSent {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let over = match &polled {
+            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            Poll::Ready(_) => true,
+            Poll::Pending => false,
+        };
+        if over {
+            self.sent = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -355,16 +426,8 @@ fn roots_from_pem(pem: &str) -> Result<rustls::RootCertStore, String> {
 }
 
 fn upstream_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return Problem::new(
-                Kind::PayloadTooLarge,
-                "the request body exceeds the size limit",
-            )
-            .into_response();
-        }
-        source = err.source();
+    if let Some(problem) = crate::request_body::read_problem(e) {
+        return problem.into_response();
     }
     let detail = if e.is_connect() {
         format!("cannot connect to upstream '{upstream}'")

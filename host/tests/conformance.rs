@@ -568,6 +568,32 @@ async fn a_streamed_request_body_is_rewritten_chunk_by_chunk_and_past_the_size_l
 }
 
 #[tokio::test]
+async fn a_client_that_stops_sending_a_body_streaming_through_the_filters_gets_408() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let upstream = recording_upstream(log.clone()).await;
+    let chain = "  - name: body\n    config: '{\"request\": \"append\", \"value\": \"!\", \"pause\": false}'\n";
+    let dir = filter_project(
+        &echo_spec(upstream.addr.port(), "", chain),
+        &[("body", "body")],
+    );
+    let config = Config {
+        limits: barbacane::server::Limits {
+            body_read_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let gw = support::gateway_in(dir, config).await;
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    // The first chunk went on; the client then sends nothing more.
+    let (refused, text) = reply.until(b"no request body for 300ms").await;
+    assert!(refused, "{text}");
+    assert_eq!(support::raw_status(&text), 408, "{text}");
+    assert!(logged(&log, "aborted").await, "{log:?}");
+    assert_eq!(*log.lock().unwrap(), ["aaa!", "aborted"]);
+}
+
+#[tokio::test]
 async fn a_request_body_and_its_response_body_stream_through_the_filters_at_once() {
     // The upstream answers at once with the request body as its response body, chunk by chunk
     // as it arrives: the client gets each chunk back before it sends the next.

@@ -308,3 +308,109 @@ async fn upstream_response_trailers_reach_http1_clients() {
     assert_eq!(trailers["x-checksum"], "abc123");
     assert_eq!(collected.to_bytes().as_ref(), b"payload");
 }
+
+/// POSTs `chunks` to `url` as a chunked body, each after its pause (ms); with `then_stall` the
+/// body is never ended (the sender stays open until the gateway gives up on it).
+async fn post_in_chunks(
+    url: &str,
+    content_type: &str,
+    chunks: &[(u64, &'static str)],
+    then_stall: bool,
+) -> support::Reply {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+    let chunks = chunks.to_vec();
+    tokio::spawn(async move {
+        for (pause, chunk) in chunks {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            if tx.send(Ok(Frame::data(Bytes::from(chunk)))).await.is_err() {
+                return;
+            }
+        }
+        if then_stall {
+            tx.closed().await;
+        }
+    });
+    let request = http::Request::post(url)
+        .header("content-type", content_type)
+        .body(Body::new(StreamBody::new(tokio_stream(rx))))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+        .await
+        .expect("the gateway answered")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    support::Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// Envoy's route timeout: it counts from the end of the request, so an upload that takes longer
+/// than the timeout still gets its answer; an upstream slow to answer after the body is over
+/// still gets 504.
+#[tokio::test]
+async fn the_upstream_timeout_counts_from_the_end_of_the_request_body() {
+    let up = upstream(|request: http::Request<hyper::body::Incoming>| async move {
+        let delay = request
+            .headers()
+            .get("x-delay-ms")
+            .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        Response::new(barbacane::server::full(body))
+    })
+    .await;
+    let uploads = r#"
+  /uploads:
+    post:
+      x-barbacane-dispatch: {name: http-upstream, config: {upstream: backend, path: /up, timeout: 300ms}}
+"#;
+    let gw = gateway(&spec(up.addr.port(), uploads)).await;
+    let url = gw.url("/uploads");
+    // 900 ms of upload, three times the timeout.
+    let slow = [(0, "a"), (450, "b"), (450, "c")];
+    let r = post_in_chunks(&url, "application/octet-stream", &slow, false).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body.as_ref(), b"abc");
+
+    let r = send(Method::POST, &url, &[("x-delay-ms", "1000")], b"late").await;
+    let doc = r.problem(504, "gateway-timeout");
+    assert!(doc["detail"].as_str().unwrap().contains("300ms"), "{doc}");
+}
+
+/// nginx's `client_body_timeout`: a client that stops sending its body gets 408 (whether the
+/// body streams to the upstream or is read whole to be validated); one that keeps sending, even
+/// slowly, does not.
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_gets_408() {
+    let up = echo_upstream().await;
+    let config = barbacane::server::Config {
+        dev: true,
+        limits: barbacane::server::Limits {
+            body_read_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gw = support::gateway_with(&spec(up.addr.port(), ""), config).await;
+    let url = gw.url("/items");
+    for content_type in ["application/octet-stream", "application/json"] {
+        let r = post_in_chunks(&url, content_type, &[(0, "{\"name\":")], true).await;
+        let doc = r.problem(408, "request-timeout");
+        assert!(doc["detail"].as_str().unwrap().contains("300ms"), "{doc}");
+    }
+    // Five pauses of 200 ms: each under the timeout, together well over it.
+    let steady = [
+        (0, "{"),
+        (200, "\"name\""),
+        (200, ":"),
+        (200, "\"n\""),
+        (200, "}"),
+    ];
+    let r = post_in_chunks(&url, "application/json", &steady, false).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["body"], r#"{"name":"n"}"#);
+}

@@ -395,6 +395,7 @@ async fn limits_answer_413_414_431() {
         max_headers: 20,
         max_header_bytes: 2048,
         max_uri_bytes: 256,
+        ..Limits::default()
     };
     let gw = gateway_with(
         SPEC,

@@ -14,6 +14,7 @@ use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::Pairs;
 use crate::proxywasm::properties::StreamInfo;
 use crate::proxywasm::{Direction, MapType};
+use crate::request_body;
 use crate::server::{Body, BoxError};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -240,7 +241,7 @@ impl Passage {
                 }
                 Next::Released(None) => continue,
                 Next::Frame(None) => (Bytes::new(), true),
-                Next::Frame(Some(Err(e))) => return Err(self.unreadable(direction, &e)),
+                Next::Frame(Some(Err(e))) => return Err(Self::unreadable(direction, &e)),
                 Next::Frame(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         self.count(direction, &data);
@@ -277,20 +278,18 @@ impl Passage {
         }
     }
 
-    /// What a body that could not be read becomes: a request's is over the size limit (413) or
-    /// broken (400); a response's failed upstream (502).
+    /// What a body that could not be read becomes: a request's is over the size limit (413),
+    /// stalled (408) or broken (400); a response's failed upstream (502).
     #[cold]
     #[inline(never)]
-    fn unreadable(&self, direction: Direction, error: &BoxError) -> Stop {
+    fn unreadable(direction: Direction, error: &BoxError) -> Stop {
         let problem = match direction {
-            Direction::Request if error.is::<http_body_util::LengthLimitError>() => Problem::new(
-                Kind::PayloadTooLarge,
-                format!("the request body exceeds {} bytes", self.body_limit),
-            ),
-            Direction::Request => Problem::new(
-                Kind::Validation,
-                format!("the request body could not be read: {error}"),
-            ),
+            Direction::Request => request_body::read_problem(error.as_ref()).unwrap_or_else(|| {
+                Problem::new(
+                    Kind::Validation,
+                    format!("the request body could not be read: {error}"),
+                )
+            }),
             Direction::Response => Problem::new(
                 Kind::BadGateway,
                 format!("the upstream's response body failed: {error}"),
@@ -621,7 +620,7 @@ impl Passage {
                 return Ok(false);
             }
             Next::Frame(None) => (Bytes::new(), true),
-            Next::Frame(Some(Err(e))) => return Err(self.unreadable(direction, &e)),
+            Next::Frame(Some(Err(e))) => return Err(Self::unreadable(direction, &e)),
             Next::Frame(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => (data, http_body::Body::is_end_stream(body)),
                 Err(frame) => {

@@ -1,0 +1,128 @@
+//! The client's request body as the gateway reads it: the size limit, the read timeout (a client
+//! that stops sending mid-body, nginx's `client_body_timeout`), and the problem a failed read
+//! becomes wherever it is noticed (body validation, the filters, the upstream request).
+
+use crate::problem::{Kind, Problem};
+use crate::server::{Body, BoxError, Limits};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::error::Error;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// Why a request body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The body went past the size limit.
+    #[error("the request body exceeds {0} bytes")]
+    TooLarge(u64),
+    /// The client sent nothing for the read timeout while its body was not over.
+    #[error("the client sent no request body for {0:?}")]
+    Timeout(Duration),
+}
+
+/// A request body read under `limits`: past `max_body_bytes`, or after `body_read_timeout`
+/// without a frame, it fails with a [`ReadError`].
+pub fn limited(body: Incoming, limits: &Limits) -> Body {
+    ClientBody {
+        body,
+        max: limits.max_body_bytes,
+        left: limits.max_body_bytes,
+        timeout: limits.body_read_timeout,
+        last_read: Instant::now(),
+        timer: Box::pin(tokio::time::sleep(limits.body_read_timeout)),
+        failed: false,
+    }
+    .boxed_unsync()
+}
+
+/// The problem for a request body that could not be read, when `error` (or what it wraps,
+/// e.g. a failed upstream request) is a [`ReadError`]: 413 past the size limit, 408 after the
+/// read timeout.
+pub fn read_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(read) = error.downcast_ref::<ReadError>() {
+            let kind = match read {
+                ReadError::TooLarge(_) => Kind::PayloadTooLarge,
+                ReadError::Timeout(_) => Kind::RequestTimeout,
+            };
+            return Some(Problem::new(kind, read.to_string()));
+        }
+        source = error.source();
+    }
+    None
+}
+
+struct ClientBody {
+    body: Incoming,
+    max: u64,
+    /// Bytes the body may still carry.
+    left: u64,
+    timeout: Duration,
+    /// When the last frame came. The timer is moved on from it only when it fires, so a frame
+    /// costs a clock read, not a timer update.
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+    /// An error was returned: the body is over.
+    failed: bool,
+}
+
+impl ClientBody {
+    fn fail(&mut self, error: ReadError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.failed = true;
+        Poll::Ready(Some(Err(error.into())))
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.failed {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            self.last_read = Instant::now();
+            let frame = match frame {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => return Poll::Ready(None),
+            };
+            if let Some(data) = frame.data_ref() {
+                let size = data.len() as u64;
+                if size > self.left {
+                    let max = self.max;
+                    return self.fail(ReadError::TooLarge(max));
+                }
+                self.left -= size;
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let deadline = self.last_read + self.timeout;
+            if deadline <= Instant::now() {
+                let timeout = self.timeout;
+                return self.fail(ReadError::Timeout(timeout));
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
