@@ -126,3 +126,24 @@ impl http_body::Body for ClientBody {
         self.body.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that wraps another, as hyper's errors wrap a failed request body.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the request failed")]
+    struct Wrapping(#[source] BoxError);
+
+    #[test]
+    fn a_read_error_is_found_under_the_errors_that_wrap_it() {
+        let timeout = Wrapping(ReadError::Timeout(Duration::from_millis(300)).into());
+        let problem = read_problem(&timeout).map(|p| p.into_response());
+        assert_eq!(problem.map(|r| r.status().as_u16()), Some(408));
+        let too_large = Wrapping(ReadError::TooLarge(8).into());
+        let problem = read_problem(&too_large).map(|p| p.into_response());
+        assert_eq!(problem.map(|r| r.status().as_u16()), Some(413));
+        assert!(read_problem(&Wrapping("reset".into())).is_none());
+    }
+}
