@@ -154,17 +154,21 @@ impl Upstreams {
                     .into_response();
             }
         };
-        // Envoy's route timeout: it counts from the end of the request, so a slow upload is not
-        // cut short (the client's pauses have their own bound, `Limits::body_read_timeout`).
-        let (body, sent) = if cx.body.is_end_stream() {
-            (cx.body, None)
+        // A body still to send is tied to the response: the timeout counts from its end (Envoy's
+        // route timeout: a slow upload is not cut short; the client's pauses have their own
+        // bound, `Limits::body_read_timeout`), and it fails once the response is over (below).
+        let (body, sent, response_over) = if cx.body.is_end_stream() {
+            (cx.body, None, None)
         } else {
-            let (sent, sending) = tokio::sync::oneshot::channel::<()>();
-            let body = UntilSent {
+            let (sent, sending) = tokio::sync::oneshot::channel();
+            let (over, response_over) = tokio::sync::oneshot::channel();
+            let body = Forwarded {
                 body: cx.body,
                 sent: Some(sent),
+                response_over,
+                aborted: false,
             };
-            (body.boxed_unsync(), Some(sending))
+            (body.boxed_unsync(), Some(sending), Some(over))
         };
         let mut request = Request::new(body);
         *request.method_mut() = cx.parts.method.clone();
@@ -209,14 +213,22 @@ impl Upstreams {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+                let body = match response_over {
+                    None => body.map_err(BoxError::from).boxed_unsync(),
+                    Some(over) => EndsForwarding {
+                        body,
+                        over: Some(over),
+                    }
+                    .boxed_unsync(),
+                };
+                Response::from_parts(parts, body)
             }
         }
     }
 }
 
 /// `answer`, unless `timeout` passes first; the time counts from when `sent` resolves (when the
-/// request body has been sent), or from now when there is no body to send.
+/// request body is over, see [`Forwarded`]), or from now when there is no body to send.
 async fn answer_within<T>(
     timeout: Duration,
     sent: Option<tokio::sync::oneshot::Receiver<()>>,
@@ -234,14 +246,24 @@ async fn answer_within<T>(
     tokio::time::timeout(timeout, answer).await
 }
 
-/// A forwarded request body that says when it is over: its sender is dropped at its end, when
-/// it fails, or when hyper drops it.
-struct UntilSent {
+/// A request body forwarded to an upstream. Its sender `sent` is dropped once it is over
+/// (sent, failed, or dropped by hyper): the upstream timeout starts then. It fails once the
+/// upstream's response is over (`response_over`, see [`EndsForwarding`]) while it is not: as
+/// Envoy resets an upstream request whose response completed first, and stops reading the
+/// client, whose HTTP/1.1 connection then closes after the response.
+struct Forwarded {
     body: Body,
     sent: Option<tokio::sync::oneshot::Sender<()>>,
+    response_over: tokio::sync::oneshot::Receiver<()>,
+    aborted: bool,
 }
 
-impl http_body::Body for UntilSent {
+/// The request body a response that was over left unsent.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream's response was over before the request body")]
+struct ResponseOver;
+
+impl http_body::Body for Forwarded {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -249,14 +271,52 @@ impl http_body::Body for UntilSent {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.aborted {
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        let over = match &polled {
-            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
-            Poll::Ready(_) => true,
-            Poll::Pending => false,
-        };
-        if over {
+        if is_over(&polled, &self.body) {
             self.sent = None;
+            return polled;
+        }
+        if Pin::new(&mut self.response_over).poll(cx).is_ready() {
+            self.sent = None;
+            self.aborted = true;
+            return Poll::Ready(Some(Err(ResponseOver.into())));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.aborted || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The upstream's response to a request whose body was still being forwarded: its sender
+/// `over` is dropped once it is over (ended, failed, or dropped, e.g. replaced by a plugin's
+/// local response), which fails what is left of the request body ([`Forwarded`]).
+struct EndsForwarding {
+    body: hyper::body::Incoming,
+    over: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for EndsForwarding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body)
+            .poll_frame(cx)
+            .map_err(BoxError::from);
+        if is_over(&polled, &self.body) {
+            self.over = None;
         }
         polled
     }
@@ -267,6 +327,15 @@ impl http_body::Body for UntilSent {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Whether `body` is over once it gave `polled`: its end, an error, or a last frame.
+fn is_over<T, E>(polled: &Poll<Option<Result<T, E>>>, body: &impl http_body::Body) -> bool {
+    match polled {
+        Poll::Ready(Some(Ok(_))) => body.is_end_stream(),
+        Poll::Ready(_) => true,
+        Poll::Pending => false,
     }
 }
 

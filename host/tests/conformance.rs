@@ -638,6 +638,61 @@ async fn a_request_body_and_its_response_body_stream_through_the_filters_at_once
 }
 
 #[tokio::test]
+async fn a_local_response_from_the_response_phase_ends_a_request_body_still_streaming() {
+    // The checker lets each request body chunk (a POST) through and refuses the response
+    // headers' check (a GET): the filter answers 403 in the upstream's place while the client
+    // is still sending its body.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let check = support::upstream({
+        let seen = seen.clone();
+        move |request: http::Request<hyper::body::Incoming>| {
+            let seen = seen.clone();
+            async move {
+                let mut response = Response::new(full(""));
+                if request.method() == Method::GET {
+                    seen.lock().unwrap().push(String::from("GET"));
+                    *response.status_mut() = http::StatusCode::FORBIDDEN;
+                } else {
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    seen.lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                }
+                response
+            }
+        }
+    })
+    .await;
+    // The upstream answers at once, its body the request body as it comes.
+    let echo = support::upstream(|request: http::Request<hyper::body::Incoming>| async move {
+        let body = request
+            .into_body()
+            .map_err(barbacane::server::BoxError::from);
+        Response::new(body.boxed_unsync())
+    })
+    .await;
+    let check_entry = "request_body_and_response_headers";
+    let dir = check_project(echo.addr.port(), check.addr.port(), check_entry, "");
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    let (denied, text) = reply.until(b"denied").await;
+    assert!(denied, "{text}");
+    assert_eq!(support::raw_status(&text), 403, "{text}");
+    // As in Envoy, the stream is over: the body is no longer read (the connection closes) and
+    // the filter gets no more of it.
+    let mut rest = [0; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), reply.conn.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the connection was closed: {closed:?}"
+    );
+    let _ = reply.conn.write_all(b"4\r\nbbbb\r\n").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*seen.lock().unwrap(), ["aaa", "GET"]);
+}
+
+#[tokio::test]
 async fn a_filter_waiting_on_a_request_body_chunk_and_on_the_response_headers_at_once_gets_each_resume()
  {
     // The checker answers each request body chunk (a POST) at once; the response headers'

@@ -414,3 +414,69 @@ async fn a_client_that_stops_sending_its_body_gets_408() {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.json()["body"], r#"{"name":"n"}"#);
 }
+
+/// As Envoy: once the upstream's response is over while the client is still sending its body,
+/// the upstream request is abandoned and the gateway stops reading the body (the HTTP/1.1
+/// connection closes after the response), even though the upstream would still read it.
+#[tokio::test]
+async fn a_response_over_before_the_request_body_ends_the_upload() {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let up = upstream({
+        let log = log.clone();
+        move |request: http::Request<hyper::body::Incoming>| {
+            let log = log.clone();
+            async move {
+                // Answers at once and whole, and goes on reading the body.
+                tokio::spawn(async move {
+                    let mut body = request.into_body();
+                    loop {
+                        let entry = match body.frame().await {
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(data) => String::from_utf8_lossy(&data).into_owned(),
+                                Err(_) => continue,
+                            },
+                            Some(Err(_)) => String::from("aborted"),
+                            None => String::from("end"),
+                        };
+                        let done = entry == "aborted" || entry == "end";
+                        log.lock().unwrap().push(entry);
+                        if done {
+                            return;
+                        }
+                    }
+                });
+                Response::new(barbacane::server::full("early"))
+            }
+        }
+    })
+    .await;
+    let gw = gateway(&spec(up.addr.port(), "")).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"aaa"))))
+        .await
+        .unwrap();
+    let request = http::Request::post(gw.url("/items"))
+        .header("content-type", "application/octet-stream")
+        .body(Body::new(StreamBody::new(tokio_stream(rx))))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.as_ref(), b"early");
+    // The connection closes: the client's body is no longer wanted.
+    tokio::time::timeout(Duration::from_secs(10), tx.closed())
+        .await
+        .expect("the gateway stopped reading the body");
+    for _ in 0..100 {
+        if log.lock().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(*log.lock().unwrap(), ["aaa", "aborted"]);
+}

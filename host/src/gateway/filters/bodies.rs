@@ -705,7 +705,10 @@ impl Passage {
     /// already) through the filters into `frames`, the body the dispatcher forwards, as Envoy
     /// does. A stop (a filter's local response or reset, a read failure, the size limit) goes
     /// to `stop`, where the dispatch is awaited, and fails the forwarded body: the upstream
-    /// request is abandoned.
+    /// request is abandoned. Once the forwarded body is dropped (the exchange with the upstream
+    /// is over: its response was, or was replaced, or it failed, or the dispatcher does not
+    /// read bodies), the pump stops at once: the filters get no more of the body, and the
+    /// client's is no longer read.
     async fn pump_request(
         self: Arc<Self>,
         mut body: Body,
@@ -714,28 +717,34 @@ impl Passage {
         frames: tokio::sync::mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
         stop: tokio::sync::oneshot::Sender<Stop>,
     ) {
-        let mut over = false;
-        loop {
-            for frame in passed.drain(..) {
-                if frames.send(Ok(frame)).await.is_err() {
-                    // The upstream request is over: nothing reads the rest.
+        let pump = async {
+            let mut over = false;
+            loop {
+                for frame in passed.drain(..) {
+                    if frames.send(Ok(frame)).await.is_err() {
+                        return;
+                    }
+                }
+                if over {
                     return;
                 }
+                over = match self
+                    .request_step(&mut body, &mut keepers, &mut passed)
+                    .await
+                {
+                    Ok(over) => over,
+                    Err(halt) => {
+                        let _ = stop.send(halt);
+                        let _ = frames.send(Err(Box::new(StreamReset))).await;
+                        return;
+                    }
+                };
             }
-            if over {
-                return;
-            }
-            over = match self
-                .request_step(&mut body, &mut keepers, &mut passed)
-                .await
-            {
-                Ok(over) => over,
-                Err(halt) => {
-                    let _ = stop.send(halt);
-                    let _ = frames.send(Err(Box::new(StreamReset))).await;
-                    return;
-                }
-            };
+        };
+        tokio::select! {
+            biased;
+            () = frames.closed() => {}
+            () = pump => {}
         }
     }
 
