@@ -693,6 +693,64 @@ async fn a_local_response_from_the_response_phase_ends_a_request_body_still_stre
 }
 
 #[tokio::test]
+async fn a_local_response_while_the_filter_waits_on_both_directions_ends_the_stream() {
+    // The filter waits on the response headers' check (a GET) and on a request body chunk's
+    // (`bbbb`, a POST never answered); the GET's refusal is a local response, which one
+    // direction's waiter takes: either way the client gets it and the stream is over.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let check = support::upstream({
+        let (seen, release) = (seen.clone(), release.clone());
+        move |request: http::Request<hyper::body::Incoming>| {
+            let (seen, release) = (seen.clone(), release.clone());
+            async move {
+                let mut response = Response::new(full(""));
+                if request.method() == Method::GET {
+                    seen.lock().unwrap().push(String::from("GET"));
+                    release.notified().await;
+                    *response.status_mut() = http::StatusCode::FORBIDDEN;
+                } else {
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    let hold = body == "bbbb";
+                    seen.lock().unwrap().push(body);
+                    if hold {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                response
+            }
+        }
+    })
+    .await;
+    let echo = support::upstream(|request: http::Request<hyper::body::Incoming>| async move {
+        let body = request
+            .into_body()
+            .map_err(barbacane::server::BoxError::from);
+        Response::new(body.boxed_unsync())
+    })
+    .await;
+    let check_entry = "request_body_and_response_headers";
+    let dir = check_project(echo.addr.port(), check.addr.port(), check_entry, "");
+    let gw = support::gateway_in(dir, Config::default()).await;
+
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    assert!(logged(&seen, "GET").await, "{seen:?}");
+    reply.write(b"4\r\nbbbb\r\n").await;
+    assert!(logged(&seen, "bbbb").await, "{seen:?}");
+    release.notify_one();
+    let (denied, text) = reply.until(b"denied").await;
+    assert!(denied, "{text}");
+    assert_eq!(support::raw_status(&text), 403, "{text}");
+    let mut rest = [0; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), reply.conn.read(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0) | Err(_))),
+        "the connection was closed: {closed:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_filter_waiting_on_a_request_body_chunk_and_on_the_response_headers_at_once_gets_each_resume()
  {
     // The checker answers each request body chunk (a POST) at once; the response headers'
