@@ -11,6 +11,7 @@ pub mod compile;
 pub mod diag;
 pub mod dispatch;
 pub mod gateway;
+pub mod idle;
 pub mod model;
 pub mod oci;
 pub mod problem;

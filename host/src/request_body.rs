@@ -2,6 +2,7 @@
 //! that stops sending mid-body, nginx's `client_body_timeout`), and the problem a failed read
 //! becomes wherever it is noticed (body validation, the filters, the upstream request).
 
+use crate::idle::IdleTimer;
 use crate::problem::{Kind, Problem};
 use crate::server::{Body, BoxError, Limits};
 use bytes::Bytes;
@@ -12,7 +13,6 @@ use std::error::Error;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
 
 /// Why a request body could not be read whole.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +32,7 @@ pub fn limited(body: Incoming, limits: &Limits) -> Body {
         body,
         max: limits.max_body_bytes,
         left: limits.max_body_bytes,
-        timeout: limits.body_read_timeout,
-        last_read: Instant::now(),
-        timer: Box::pin(tokio::time::sleep(limits.body_read_timeout)),
+        idle: IdleTimer::new(limits.body_read_timeout),
         failed: false,
     }
     .boxed_unsync()
@@ -63,11 +61,7 @@ struct ClientBody {
     max: u64,
     /// Bytes the body may still carry.
     left: u64,
-    timeout: Duration,
-    /// When the last frame came. The timer is moved on from it only when it fires, so a frame
-    /// costs a clock read, not a timer update.
-    last_read: Instant,
-    timer: Pin<Box<Sleep>>,
+    idle: IdleTimer,
     /// An error was returned: the body is over.
     failed: bool,
 }
@@ -91,7 +85,7 @@ impl http_body::Body for ClientBody {
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
-            self.last_read = Instant::now();
+            self.idle.read();
             let frame = match frame {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
@@ -107,15 +101,9 @@ impl http_body::Body for ClientBody {
             }
             return Poll::Ready(Some(Ok(frame)));
         }
-        loop {
-            ready!(self.timer.as_mut().poll(cx));
-            let deadline = self.last_read + self.timeout;
-            if deadline <= Instant::now() {
-                let timeout = self.timeout;
-                return self.fail(ReadError::Timeout(timeout));
-            }
-            self.timer.as_mut().reset(deadline);
-        }
+        ready!(self.idle.poll_expired(cx));
+        let timeout = self.idle.timeout();
+        self.fail(ReadError::Timeout(timeout))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,13 +1,15 @@
 //! Upstream clusters and forwarding: one pooled keep-alive client (HTTP/1.1, TLS by rustls) for
 //! all named upstreams, round-robin over each upstream's endpoints, and the proxy rules: path
 //! template filled from path parameters, query passed through, hop-by-hop headers stripped,
-//! `x-forwarded-*` set, bodies streamed both ways, timeout → 504, connect failure → 502.
+//! `x-forwarded-*` set, bodies streamed both ways, timeout → 504 (from the end of the request
+//! body; also between parts of the response body), connect failure → 502.
 //! Plugins' HTTP callouts go through the same pools; their gRPC callouts (`grpc`) through an
 //! HTTP/2 pool per cluster.
 
 mod grpc;
 
 use crate::dispatch::Context;
+use crate::idle::IdleTimer;
 use crate::model::{HttpUpstreamDispatch, Upstream};
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::Pairs;
@@ -213,15 +215,13 @@ impl Upstreams {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                let body = match response_over {
-                    None => body.map_err(BoxError::from).boxed_unsync(),
-                    Some(over) => EndsForwarding {
-                        body,
-                        over: Some(over),
-                    }
-                    .boxed_unsync(),
+                let body = UpstreamBody {
+                    body,
+                    idle: IdleTimer::new(timeout),
+                    over: response_over,
+                    stalled: false,
                 };
-                Response::from_parts(parts, body)
+                Response::from_parts(parts, body.boxed_unsync())
             }
         }
     }
@@ -248,7 +248,7 @@ async fn answer_within<T>(
 
 /// A request body forwarded to an upstream. Its sender `sent` is dropped once it is over
 /// (sent, failed, or dropped by hyper): the upstream timeout starts then. It fails once the
-/// upstream's response is over (`response_over`, see [`EndsForwarding`]) while it is not: as
+/// upstream's response is over (`response_over`, see [`UpstreamBody`]) while it is not: as
 /// Envoy resets an upstream request whose response completed first, and stops reading the
 /// client, whose HTTP/1.1 connection then closes after the response.
 struct Forwarded {
@@ -296,15 +296,25 @@ impl http_body::Body for Forwarded {
     }
 }
 
-/// The upstream's response to a request whose body was still being forwarded: its sender
-/// `over` is dropped once it is over (ended, failed, or dropped, e.g. replaced by a plugin's
-/// local response), which fails what is left of the request body ([`Forwarded`]).
-struct EndsForwarding {
+/// The upstream stopped sending its response body.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing of its response body for {0:?}")]
+pub struct ResponseStalled(Duration);
+
+/// An upstream's response body. The upstream may keep the gateway waiting for its next part no
+/// longer than its `timeout` (nginx's `proxy_read_timeout`; Envoy bounds an idle stream too),
+/// else the body fails with [`ResponseStalled`]: the client's stream is reset. While the
+/// request body is still being forwarded, its sender `over` is dropped once the response is over
+/// (ended, failed, or dropped, e.g. replaced by a plugin's local response), which fails what is
+/// left of the request body ([`Forwarded`]).
+struct UpstreamBody {
     body: hyper::body::Incoming,
+    idle: IdleTimer,
     over: Option<tokio::sync::oneshot::Sender<()>>,
+    stalled: bool,
 }
 
-impl http_body::Body for EndsForwarding {
+impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -312,17 +322,26 @@ impl http_body::Body for EndsForwarding {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.body)
-            .poll_frame(cx)
-            .map_err(BoxError::from);
-        if is_over(&polled, &self.body) {
-            self.over = None;
+        if self.stalled {
+            return Poll::Ready(None);
         }
-        polled
+        if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            self.idle.read();
+            let polled = Poll::Ready(frame.map(|frame| frame.map_err(BoxError::from)));
+            if is_over(&polled, &self.body) {
+                self.over = None;
+            }
+            return polled;
+        }
+        std::task::ready!(self.idle.poll_expired(cx));
+        self.stalled = true;
+        self.over = None;
+        let timeout = self.idle.timeout();
+        Poll::Ready(Some(Err(ResponseStalled(timeout).into())))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.stalled || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

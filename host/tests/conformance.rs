@@ -1168,6 +1168,29 @@ async fn buffering_past_the_body_limit_answers_413_for_requests_and_500_for_resp
 }
 
 #[tokio::test]
+async fn an_upstream_stalling_before_a_response_body_a_filter_waits_for_answers_504() {
+    // The head comes, then nothing: the body never starts (nor ends).
+    let stalling = support::upstream(|_| async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(1);
+        tokio::spawn(async move { tx.closed().await });
+        Response::new(ChannelBody(rx).boxed_unsync())
+    })
+    .await;
+    let spec = echo_spec(stalling.addr.port(), "", &body_chain("none", "append", "!")).replace(
+        "config: {upstream: echo}",
+        "config: {upstream: echo, timeout: 300ms}",
+    );
+    let dir = filter_project(&spec, &[("body", "body")]);
+    let gw = support::gateway_in(dir, Config::default()).await;
+    // The head waits for the first chunk to pass the filter: the client gets a 504 instead.
+    let doc = get(&gw.url("/echo")).await.problem(504, "gateway-timeout");
+    assert!(
+        doc["detail"].as_str().unwrap().contains("for 300ms"),
+        "{doc}"
+    );
+}
+
+#[tokio::test]
 async fn ticks_shared_data_queues_and_metrics_work_across_callbacks() {
     let echo = echo_upstream().await;
     let dir = filter_project(

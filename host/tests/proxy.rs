@@ -480,3 +480,42 @@ async fn a_response_over_before_the_request_body_ends_the_upload() {
     }
     assert_eq!(*log.lock().unwrap(), ["aaa", "aborted"]);
 }
+
+/// nginx's `proxy_read_timeout`: an upstream that stops sending its response body for the
+/// upstream's `timeout` has the client's stream reset (the head has gone already), instead of
+/// holding the client (and both connections) forever.
+#[tokio::test]
+async fn an_upstream_that_stops_sending_its_response_body_is_cut_off_after_its_timeout() {
+    let up = upstream(|_| async {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"aaa"))))
+            .await
+            .unwrap();
+        // The sender stays open (the body never ends) until the gateway hangs up.
+        tokio::spawn(async move { tx.closed().await });
+        Response::new(Body::new(StreamBody::new(tokio_stream(rx))))
+    })
+    .await;
+    let stalls = r#"
+  /stalls:
+    get:
+      x-barbacane-dispatch: {name: http-upstream, config: {upstream: backend, path: /s, timeout: 300ms}}
+"#;
+    let gw = gateway(&spec(up.addr.port(), stalls)).await;
+    let request = http::Request::get(gw.url("/stalls"))
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let response = support::client().request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap().as_ref(), b"aaa");
+    let cut = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the gateway gave up on the upstream");
+    assert!(matches!(cut, Some(Err(_))), "the body failed: {cut:?}");
+}

@@ -16,6 +16,7 @@ use crate::proxywasm::properties::StreamInfo;
 use crate::proxywasm::{Direction, MapType};
 use crate::request_body;
 use crate::server::{Body, BoxError};
+use crate::upstream::ResponseStalled;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response};
@@ -279,7 +280,7 @@ impl Passage {
     }
 
     /// What a body that could not be read becomes: a request's is over the size limit (413),
-    /// stalled (408) or broken (400); a response's failed upstream (502).
+    /// stalled (408) or broken (400); a response's stalled (504) or failed (502) upstream.
     #[cold]
     #[inline(never)]
     fn unreadable(direction: Direction, error: &BoxError) -> Stop {
@@ -290,6 +291,9 @@ impl Passage {
                     format!("the request body could not be read: {error}"),
                 )
             }),
+            Direction::Response if error.is::<ResponseStalled>() => {
+                Problem::new(Kind::GatewayTimeout, error.to_string())
+            }
             Direction::Response => Problem::new(
                 Kind::BadGateway,
                 format!("the upstream's response body failed: {error}"),
@@ -830,7 +834,10 @@ impl Passage {
                     let (chunk, end_of_stream) = match frame {
                         None => (Bytes::new(), true),
                         Some(Err(e)) => {
-                            let _ = frames.send(Err(e)).await;
+                            // Before the head has gone: a 502 or 504 in the response's place.
+                            if let Some(error) = fail(&mut head, Self::unreadable(direction, &e)) {
+                                let _ = frames.send(error).await;
+                            }
                             return;
                         }
                         Some(Ok(frame)) => match frame.into_data() {
