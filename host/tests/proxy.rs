@@ -417,7 +417,8 @@ async fn a_client_that_stops_sending_its_body_gets_408() {
 
 /// As Envoy: once the upstream's response is over while the client is still sending its body,
 /// the upstream request is abandoned and the gateway stops reading the body (the HTTP/1.1
-/// connection closes after the response), even though the upstream would still read it.
+/// connection closes after the response, an HTTP/2 stream is reset), even though the upstream
+/// would still read it.
 #[tokio::test]
 async fn a_response_over_before_the_request_body_ends_the_upload() {
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -426,24 +427,27 @@ async fn a_response_over_before_the_request_body_ends_the_upload() {
         move |request: http::Request<hyper::body::Incoming>| {
             let log = log.clone();
             async move {
-                // Answers at once and whole, and goes on reading the body.
+                // Answers whole once the first chunk came, and goes on reading the body.
+                let mut body = request.into_body();
+                let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&first).into_owned());
                 tokio::spawn(async move {
-                    let mut body = request.into_body();
-                    loop {
-                        let entry = match body.frame().await {
+                    let entry = loop {
+                        match body.frame().await {
                             Some(Ok(frame)) => match frame.into_data() {
-                                Ok(data) => String::from_utf8_lossy(&data).into_owned(),
+                                Ok(data) => {
+                                    let data = String::from_utf8_lossy(&data).into_owned();
+                                    log.lock().unwrap().push(data);
+                                }
                                 Err(_) => continue,
                             },
-                            Some(Err(_)) => String::from("aborted"),
-                            None => String::from("end"),
-                        };
-                        let done = entry == "aborted" || entry == "end";
-                        log.lock().unwrap().push(entry);
-                        if done {
-                            return;
+                            Some(Err(_)) => break "aborted",
+                            None => break "end",
                         }
-                    }
+                    };
+                    log.lock().unwrap().push(String::from(entry));
                 });
                 Response::new(barbacane::server::full("early"))
             }
@@ -451,34 +455,40 @@ async fn a_response_over_before_the_request_body_ends_the_upload() {
     })
     .await;
     let gw = gateway(&spec(up.addr.port(), "")).await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
-    tx.send(Ok(Frame::data(Bytes::from_static(b"aaa"))))
-        .await
-        .unwrap();
-    let request = http::Request::post(gw.url("/items"))
-        .header("content-type", "application/octet-stream")
-        .body(Body::new(StreamBody::new(tokio_stream(rx))))
-        .unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Body>();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body.as_ref(), b"early");
-    // The connection closes: the client's body is no longer wanted.
-    tokio::time::timeout(Duration::from_secs(10), tx.closed())
-        .await
-        .expect("the gateway stopped reading the body");
-    for _ in 0..100 {
-        if log.lock().unwrap().len() == 2 {
-            break;
+    // HTTP/1.1: the connection closes after the response; HTTP/2: the stream is reset.
+    for http2 in [false, true] {
+        log.lock().unwrap().clear();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
+        tx.send(Ok(Frame::data(Bytes::from_static(b"aaa"))))
+            .await
+            .unwrap();
+        let request = http::Request::post(gw.url("/items"))
+            .header("content-type", "application/octet-stream")
+            .body(Body::new(StreamBody::new(tokio_stream(rx))))
+            .unwrap();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(http2)
+                .build_http::<Body>();
+        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.as_ref(), b"early");
+        // The client's body is no longer wanted.
+        tokio::time::timeout(Duration::from_secs(10), tx.closed())
+            .await
+            .unwrap_or_else(|_| panic!("the gateway stopped reading the body (http2: {http2})"));
+        for _ in 0..100 {
+            if log.lock().unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*log.lock().unwrap(), ["aaa", "aborted"], "http2: {http2}");
     }
-    assert_eq!(*log.lock().unwrap(), ["aaa", "aborted"]);
 }
 
 /// nginx's `proxy_read_timeout`: an upstream that stops sending its response body for the
