@@ -250,7 +250,8 @@ async fn answer_within<T>(
 /// (sent, failed, or dropped by hyper): the upstream timeout starts then. It fails once the
 /// upstream's response is over (`response_over`, see [`UpstreamBody`]) while it is not: as
 /// Envoy resets an upstream request whose response completed first, and stops reading the
-/// client, whose HTTP/1.1 connection then closes after the response.
+/// client (whose HTTP/1.1 connection then closes after the response; an HTTP/2 stream is
+/// reset).
 struct Forwarded {
     body: Body,
     sent: Option<tokio::sync::oneshot::Sender<()>>,
