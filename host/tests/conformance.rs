@@ -557,9 +557,11 @@ async fn a_request_body_streams_through_the_filters_to_the_upstream_and_a_later_
     assert_eq!(*log.lock().unwrap(), ["aaa", "aborted"]);
 }
 
-#[tokio::test]
-async fn a_streamed_request_body_is_rewritten_chunk_by_chunk_and_past_the_size_limit_answers_413() {
-    // The `body` filter appends `!` to each request body chunk and lets it through.
+/// A gateway with `limits` whose chain is the `body` filter appending `!` to each request body
+/// chunk and letting it through, in front of a [`recording_upstream`] writing to the log given.
+async fn appending_gateway(
+    limits: barbacane::server::Limits,
+) -> (support::TestGateway, Arc<std::sync::Mutex<Vec<String>>>) {
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let upstream = recording_upstream(log.clone()).await;
     let chain = "  - name: body\n    config: '{\"request\": \"append\", \"value\": \"!\", \"pause\": false}'\n";
@@ -568,13 +570,19 @@ async fn a_streamed_request_body_is_rewritten_chunk_by_chunk_and_past_the_size_l
         &[("body", "body")],
     );
     let config = Config {
-        limits: barbacane::server::Limits {
-            max_body_bytes: 8,
-            ..Default::default()
-        },
+        limits,
         ..Config::default()
     };
-    let gw = support::gateway_in(dir, config).await;
+    (support::gateway_in(dir, config).await, log)
+}
+
+#[tokio::test]
+async fn a_streamed_request_body_is_rewritten_chunk_by_chunk_and_past_the_size_limit_answers_413() {
+    let (gw, log) = appending_gateway(barbacane::server::Limits {
+        max_body_bytes: 8,
+        ..Default::default()
+    })
+    .await;
     let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
     assert!(logged(&log, "aaa!").await, "{log:?}");
     // 9 bytes in all: past the limit while the upstream request is under way.
@@ -588,21 +596,11 @@ async fn a_streamed_request_body_is_rewritten_chunk_by_chunk_and_past_the_size_l
 
 #[tokio::test]
 async fn a_client_that_stops_sending_a_body_streaming_through_the_filters_gets_408() {
-    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let upstream = recording_upstream(log.clone()).await;
-    let chain = "  - name: body\n    config: '{\"request\": \"append\", \"value\": \"!\", \"pause\": false}'\n";
-    let dir = filter_project(
-        &echo_spec(upstream.addr.port(), "", chain),
-        &[("body", "body")],
-    );
-    let config = Config {
-        limits: barbacane::server::Limits {
-            body_read_timeout: Duration::from_millis(300),
-            ..Default::default()
-        },
-        ..Config::default()
-    };
-    let gw = support::gateway_in(dir, config).await;
+    let (gw, log) = appending_gateway(barbacane::server::Limits {
+        body_read_timeout: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
     let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
     // The first chunk went on; the client then sends nothing more.
     let (refused, text) = reply.until(b"no request body for 300ms").await;
