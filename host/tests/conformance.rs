@@ -643,65 +643,25 @@ async fn a_request_body_and_its_response_body_stream_through_the_filters_at_once
     assert!(reply.closes().await, "the connection was closed");
 }
 
-#[tokio::test]
-async fn a_local_response_from_the_response_phase_ends_a_request_body_still_streaming() {
-    // The checker lets each request body chunk (a POST) through and refuses the response
-    // headers' check (a GET): the filter answers 403 in the upstream's place while the client
-    // is still sending its body.
+/// A gateway whose `callout` filter checks request body chunks and response headers with a
+/// checker that notes each request body chunk (a POST) and lets it through (but never answers
+/// `bbbb`), and notes the response headers' check (a GET) and refuses it, once `release` is
+/// notified when there is one; in front of [`streaming_echo`]. With what the checker noted.
+async fn refusing_both_gateway(
+    release: Option<Arc<tokio::sync::Notify>>,
+) -> (support::TestGateway, Arc<std::sync::Mutex<Vec<String>>>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let check = support::upstream({
         let seen = seen.clone();
-        move |request: http::Request<hyper::body::Incoming>| {
-            let seen = seen.clone();
-            async move {
-                let mut response = Response::new(full(""));
-                if request.method() == Method::GET {
-                    seen.lock().unwrap().push(String::from("GET"));
-                    *response.status_mut() = http::StatusCode::FORBIDDEN;
-                } else {
-                    let body = request.into_body().collect().await.unwrap().to_bytes();
-                    seen.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&body).into_owned());
-                }
-                response
-            }
-        }
-    })
-    .await;
-    let echo = streaming_echo().await;
-    let check_entry = "request_body_and_response_headers";
-    let dir = check_project(echo.addr.port(), check.addr.port(), check_entry, "");
-    let gw = support::gateway_in(dir, Config::default()).await;
-
-    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
-    let (denied, text) = reply.until(b"denied").await;
-    assert!(denied, "{text}");
-    assert_eq!(support::raw_status(&text), 403, "{text}");
-    // As in Envoy, the stream is over: the body is no longer read (the connection closes) and
-    // the filter gets no more of it.
-    assert!(reply.closes().await, "the connection was closed");
-    let _ = reply.conn.write_all(b"4\r\nbbbb\r\n").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(*seen.lock().unwrap(), ["aaa", "GET"]);
-}
-
-#[tokio::test]
-async fn a_local_response_while_the_filter_waits_on_both_directions_ends_the_stream() {
-    // The filter waits on the response headers' check (a GET) and on a request body chunk's
-    // (`bbbb`, a POST never answered); the GET's refusal is a local response, which one
-    // direction's waiter takes: either way the client gets it and the stream is over.
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let release = Arc::new(tokio::sync::Notify::new());
-    let check = support::upstream({
-        let (seen, release) = (seen.clone(), release.clone());
         move |request: http::Request<hyper::body::Incoming>| {
             let (seen, release) = (seen.clone(), release.clone());
             async move {
                 let mut response = Response::new(full(""));
                 if request.method() == Method::GET {
                     seen.lock().unwrap().push(String::from("GET"));
-                    release.notified().await;
+                    if let Some(release) = release {
+                        release.notified().await;
+                    }
                     *response.status_mut() = http::StatusCode::FORBIDDEN;
                 } else {
                     let body = request.into_body().collect().await.unwrap().to_bytes();
@@ -720,8 +680,33 @@ async fn a_local_response_while_the_filter_waits_on_both_directions_ends_the_str
     let echo = streaming_echo().await;
     let check_entry = "request_body_and_response_headers";
     let dir = check_project(echo.addr.port(), check.addr.port(), check_entry, "");
-    let gw = support::gateway_in(dir, Config::default()).await;
+    (support::gateway_in(dir, Config::default()).await, seen)
+}
 
+#[tokio::test]
+async fn a_local_response_from_the_response_phase_ends_a_request_body_still_streaming() {
+    // The checker lets `aaa` through and refuses the response headers' check at once: the
+    // filter answers 403 in the upstream's place while the client is still sending its body.
+    let (gw, seen) = refusing_both_gateway(None).await;
+    let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
+    let (denied, text) = reply.until(b"denied").await;
+    assert!(denied, "{text}");
+    assert_eq!(support::raw_status(&text), 403, "{text}");
+    // As in Envoy, the stream is over: the body is no longer read (the connection closes) and
+    // the filter gets no more of it.
+    assert!(reply.closes().await, "the connection was closed");
+    let _ = reply.conn.write_all(b"4\r\nbbbb\r\n").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*seen.lock().unwrap(), ["aaa", "GET"]);
+}
+
+#[tokio::test]
+async fn a_local_response_while_the_filter_waits_on_both_directions_ends_the_stream() {
+    // The filter waits on the response headers' check and on a request body chunk's (`bbbb`,
+    // never answered); the refusal of the first is a local response, which one direction's
+    // waiter takes: either way the client gets it and the stream is over.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (gw, seen) = refusing_both_gateway(Some(release.clone())).await;
     let mut reply = RawReply::send(gw.addr, &[CHUNKED_POST, b"3\r\naaa\r\n"].concat()).await;
     assert!(logged(&seen, "GET").await, "{seen:?}");
     reply.write(b"4\r\nbbbb\r\n").await;
