@@ -2,7 +2,8 @@
 //! all named upstreams, round-robin over each upstream's endpoints, and the proxy rules: path
 //! template filled from path parameters, query passed through, hop-by-hop headers stripped,
 //! `x-forwarded-*` set, bodies streamed both ways, timeout → 504 (from the end of the request
-//! body; also between parts of the response body), connect failure → 502.
+//! body; also while the upstream takes none of it, and between parts of the response body),
+//! connect failure → 502.
 //! Plugins' HTTP callouts go through the same pools; their gRPC callouts (`grpc`) through an
 //! HTTP/2 pool per cluster.
 
@@ -159,18 +160,20 @@ impl Upstreams {
         // A body still to send is tied to the response: the timeout counts from its end (Envoy's
         // route timeout: a slow upload is not cut short; the client's pauses have their own
         // bound, `Limits::body_read_timeout`), and it fails once the response is over (below).
-        let (body, sent, response_over) = if cx.body.is_end_stream() {
+        let (body, sending, response_over) = if cx.body.is_end_stream() {
             (cx.body, None, None)
         } else {
             let (sent, sending) = tokio::sync::oneshot::channel();
             let (over, response_over) = tokio::sync::oneshot::channel();
+            let progress = Arc::new(Progress::default());
             let body = Forwarded {
                 body: cx.body,
+                progress: progress.clone(),
                 sent: Some(sent),
                 response_over,
                 aborted: false,
             };
-            (body.boxed_unsync(), Some(sending), Some(over))
+            (body.boxed_unsync(), Some((sending, progress)), Some(over))
         };
         let mut request = Request::new(body);
         *request.method_mut() = cx.parts.method.clone();
@@ -202,15 +205,16 @@ impl Upstreams {
         headers.insert(crate::gateway::X_REQUEST_ID, cx.request_id.clone());
 
         let timeout = Duration::from_millis(config.timeout_ms);
-        match answer_within(timeout, sent, cluster.client.request(request)).await {
-            Err(_) => Problem::new(
-                Kind::GatewayTimeout,
-                format!(
-                    "upstream '{}' did not answer within {timeout:?}",
-                    config.upstream
-                ),
-            )
-            .into_response(),
+        match answer_within(timeout, sending, cluster.client.request(request)).await {
+            Err(late) => {
+                let what = match late {
+                    Late::Answer => "answer",
+                    Late::Body => "take the request body",
+                };
+                let upstream = &config.upstream;
+                let detail = format!("upstream '{upstream}' did not {what} within {timeout:?}");
+                Problem::new(Kind::GatewayTimeout, detail).into_response()
+            }
             Ok(Err(e)) => upstream_error(&config.upstream, &e),
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
@@ -227,33 +231,65 @@ impl Upstreams {
     }
 }
 
-/// `answer`, unless `timeout` passes first; the time counts from when `sent` resolves (when the
-/// request body is over, see [`Forwarded`]), or from now when there is no body to send.
-async fn answer_within<T>(
-    timeout: Duration,
-    sent: Option<tokio::sync::oneshot::Receiver<()>>,
-    answer: impl Future<Output = T>,
-) -> Result<T, tokio::time::error::Elapsed> {
-    let mut answer = std::pin::pin!(answer);
-    if let Some(sent) = sent {
-        // An upstream may answer before it has the whole body (a 413, say).
-        tokio::select! {
-            biased;
-            answered = &mut answer => return Ok(answered),
-            _ = sent => {}
-        }
-    }
-    tokio::time::timeout(timeout, answer).await
+/// What an upstream was too slow for.
+enum Late {
+    /// The response did not come within the timeout after the request body was over.
+    Answer,
+    /// The upstream took none of the request body for the timeout (nginx's
+    /// `proxy_send_timeout`) while the gateway had some for it.
+    Body,
 }
 
-/// A request body forwarded to an upstream. Its sender `sent` is dropped once it is over
-/// (sent, failed, or dropped by hyper): the upstream timeout starts then. It fails once the
-/// upstream's response is over (`response_over`, see [`UpstreamBody`]) while it is not: as
-/// Envoy resets an upstream request whose response completed first, and stops reading the
-/// client (whose HTTP/1.1 connection then closes after the response; an HTTP/2 stream is
-/// reset).
+/// `answer`, unless the upstream is too slow: the timeout counts from when the request body is
+/// over (`sending`'s receiver resolves, see [`Forwarded`]), or from now when there is no body to
+/// send; until then, the upstream may go no longer than the timeout without taking any of it.
+async fn answer_within<T>(
+    timeout: Duration,
+    sending: Option<(tokio::sync::oneshot::Receiver<()>, Arc<Progress>)>,
+    answer: impl Future<Output = T>,
+) -> Result<T, Late> {
+    let mut answer = std::pin::pin!(answer);
+    if let Some((mut sent, progress)) = sending {
+        let mut polls = progress.polls.load(Ordering::Relaxed);
+        loop {
+            // An upstream may answer before it has the whole body (a 413, say).
+            tokio::select! {
+                biased;
+                answered = &mut answer => return Ok(answered),
+                _ = &mut sent => break,
+                () = tokio::time::sleep(timeout) => {
+                    let now = progress.polls.load(Ordering::Relaxed);
+                    if now == polls && !progress.waiting_on_client.load(Ordering::Relaxed) {
+                        return Err(Late::Body);
+                    }
+                    polls = now;
+                }
+            }
+        }
+    }
+    tokio::time::timeout(timeout, answer)
+        .await
+        .map_err(|_| Late::Answer)
+}
+
+/// How a forwarded request body gets on, as [`Forwarded`] tells [`answer_within`].
+#[derive(Default)]
+struct Progress {
+    /// Times hyper asked for more of the body (it asks once it has written what it had).
+    polls: std::sync::atomic::AtomicU64,
+    /// The last ask waits on the client, whose pauses the body read timeout bounds.
+    waiting_on_client: std::sync::atomic::AtomicBool,
+}
+
+/// A request body forwarded to an upstream. It tells `progress` how it gets on, and its sender
+/// `sent` is dropped once it is over (sent, failed, or dropped by hyper): the upstream timeout
+/// starts then. It fails once the upstream's response is over (`response_over`, see
+/// [`UpstreamBody`]) while it is not: as Envoy resets an upstream request whose response
+/// completed first, and stops reading the client (whose HTTP/1.1 connection then closes after
+/// the response; an HTTP/2 stream is reset).
 struct Forwarded {
     body: Body,
+    progress: Arc<Progress>,
     sent: Option<tokio::sync::oneshot::Sender<()>>,
     response_over: tokio::sync::oneshot::Receiver<()>,
     aborted: bool,
@@ -276,6 +312,8 @@ impl http_body::Body for Forwarded {
             return Poll::Ready(None);
         }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
+        self.progress.polls.fetch_add(1, Ordering::Relaxed);
+        (self.progress.waiting_on_client).store(polled.is_pending(), Ordering::Relaxed);
         if is_over(&polled, &self.body) {
             self.sent = None;
             return polled;

@@ -529,3 +529,63 @@ async fn an_upstream_that_stops_sending_its_response_body_is_cut_off_after_its_t
         .expect("the gateway gave up on the upstream");
     assert!(matches!(cut, Some(Err(_))), "the body failed: {cut:?}");
 }
+
+/// nginx's `proxy_send_timeout`: an upstream that takes none of the request body for its
+/// `timeout` (here: connected, never reading) gets the client a 504, although the timeout
+/// otherwise counts only from the end of the body.
+#[tokio::test]
+async fn an_upstream_that_takes_none_of_the_request_body_for_its_timeout_answers_504() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let uploads = r#"
+  /uploads:
+    post:
+      x-barbacane-dispatch: {name: http-upstream, config: {upstream: backend, path: /up, timeout: 300ms}}
+"#;
+    let config = barbacane::server::Config {
+        dev: true,
+        limits: barbacane::server::Limits {
+            max_body_bytes: 1 << 30,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let gw = support::gateway_with(&spec(port, uploads), config).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+    // More than the sockets between the gateway and the upstream hold, sent as it is taken.
+    tokio::spawn(async move {
+        for _ in 0..256 {
+            let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+            if tx.send(Ok(Frame::data(chunk))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let request = http::Request::post(gw.url("/uploads"))
+        .body(Body::new(StreamBody::new(tokio_stream(rx))))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Body>();
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+        .await
+        .expect("the gateway answered")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let reply = support::Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    };
+    let doc = reply.problem(504, "gateway-timeout");
+    let detail = doc["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("take the request body within 300ms"),
+        "{doc}"
+    );
+}
