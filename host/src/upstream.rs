@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -157,9 +157,10 @@ impl Upstreams {
                     .into_response();
             }
         };
-        // A body still to send is tied to the response: the timeout counts from its end (Envoy's
+        // A body still to send is tied to the exchange: the timeout counts from its end (Envoy's
         // route timeout: a slow upload is not cut short; the client's pauses have their own
-        // bound, `Limits::body_read_timeout`), and it fails once the response is over (below).
+        // bound, `Limits::body_read_timeout`) and until then bounds each wait for the upstream
+        // to take more; it fails once the response is over (below).
         let (body, sending, response_over) = if cx.body.is_end_stream() {
             (cx.body, None, None)
         } else {
@@ -276,9 +277,9 @@ async fn answer_within<T>(
 #[derive(Default)]
 struct Progress {
     /// Times hyper asked for more of the body (it asks once it has written what it had).
-    polls: std::sync::atomic::AtomicU64,
+    polls: AtomicU64,
     /// The last ask waits on the client, whose pauses the body read timeout bounds.
-    waiting_on_client: std::sync::atomic::AtomicBool,
+    waiting_on_client: AtomicBool,
 }
 
 /// A request body forwarded to an upstream. It tells `progress` how it gets on, and its sender

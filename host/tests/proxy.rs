@@ -330,6 +330,15 @@ async fn post_in_chunks(
             tx.closed().await;
         }
     });
+    post_streamed(url, content_type, rx).await
+}
+
+/// POSTs the frames `rx` gives to `url`, as they come.
+async fn post_streamed(
+    url: &str,
+    content_type: &str,
+    rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
+) -> support::Reply {
     let request = http::Request::post(url)
         .header("content-type", content_type)
         .body(Body::new(StreamBody::new(tokio_stream(rx))))
@@ -567,21 +576,7 @@ async fn an_upstream_that_takes_none_of_the_request_body_for_its_timeout_answers
             }
         }
     });
-    let request = http::Request::post(gw.url("/uploads"))
-        .body(Body::new(StreamBody::new(tokio_stream(rx))))
-        .unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Body>();
-    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
-        .await
-        .expect("the gateway answered")
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    let reply = support::Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.unwrap().to_bytes(),
-    };
+    let reply = post_streamed(&gw.url("/uploads"), "application/octet-stream", rx).await;
     let doc = reply.problem(504, "gateway-timeout");
     let detail = doc["detail"].as_str().unwrap();
     assert!(
