@@ -320,19 +320,14 @@ impl Gateway {
         body: Incoming,
     ) -> Result<Body, Response<Body>> {
         let max = self.config.limits.max_body_bytes;
-        let too_large = || {
-            Problem::new(
-                Kind::PayloadTooLarge,
-                format!("the request body exceeds {max} bytes"),
-            )
-            .into_response()
-        };
         let declared_length = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|n| n > max) {
-            return Err(too_large());
+            return Err(request_body::ReadError::TooLarge(max)
+                .problem()
+                .into_response());
         }
         let has_body = !http_body::Body::is_end_stream(&body);
         if !has_body {

@@ -25,6 +25,17 @@ pub enum ReadError {
     Timeout(Duration),
 }
 
+impl ReadError {
+    /// The problem the client gets: 413 past the size limit, 408 after the read timeout.
+    pub fn problem(&self) -> Problem {
+        let kind = match self {
+            ReadError::TooLarge(_) => Kind::PayloadTooLarge,
+            ReadError::Timeout(_) => Kind::RequestTimeout,
+        };
+        Problem::new(kind, self.to_string())
+    }
+}
+
 /// A request body read under `limits`: past `max_body_bytes`, or after `body_read_timeout`
 /// without a frame, it fails with a [`ReadError`].
 pub fn limited(body: Incoming, limits: &Limits) -> Body {
@@ -39,17 +50,12 @@ pub fn limited(body: Incoming, limits: &Limits) -> Body {
 }
 
 /// The problem for a request body that could not be read, when `error` (or what it wraps,
-/// e.g. a failed upstream request) is a [`ReadError`]: 413 past the size limit, 408 after the
-/// read timeout.
+/// e.g. a failed upstream request) is a [`ReadError`] (see [`ReadError::problem`]).
 pub fn read_problem(error: &(dyn Error + 'static)) -> Option<Problem> {
     let mut source = Some(error);
     while let Some(error) = source {
         if let Some(read) = error.downcast_ref::<ReadError>() {
-            let kind = match read {
-                ReadError::TooLarge(_) => Kind::PayloadTooLarge,
-                ReadError::Timeout(_) => Kind::RequestTimeout,
-            };
-            return Some(Problem::new(kind, read.to_string()));
+            return Some(read.problem());
         }
         source = error.source();
     }
