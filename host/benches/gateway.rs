@@ -300,6 +300,7 @@ fn bench(c: &mut Criterion) {
                 let (client_io, server_io) = tokio::io::duplex(64 * 1024);
                 let connection = ClientConnection {
                     peer: "127.0.0.1:40000".parse().unwrap(),
+                    local: "127.0.0.1:8080".parse().unwrap(),
                     tls: false,
                     id: 1,
                 };

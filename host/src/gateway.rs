@@ -19,7 +19,7 @@ use crate::artifact::Artifact;
 use crate::dispatch;
 use crate::model::Api;
 use crate::problem::{Kind, Problem};
-use crate::proxywasm::properties::StreamInfo;
+use crate::proxywasm::properties::{StreamInfo, TlsSession};
 use crate::request_body;
 use crate::router::{Lookup, Router};
 use crate::server::{Body, Config, empty, full};
@@ -37,7 +37,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ClientConnection {
     /// The client's address.
     pub peer: SocketAddr,
-    /// Whether the connection is TLS.
+    /// The gateway's address on the connection.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS (what it negotiated, a [`TlsSession`], is in each
+    /// request's extensions).
     pub tls: bool,
     /// Unique to this connection in the process (Envoy's `connection.id`).
     pub id: u64,
@@ -488,7 +491,8 @@ fn stream_info(
         request_id: Some(request_id.clone()),
         start: Some(std::time::SystemTime::now()),
         source: Some(client.peer),
-        tls: client.tls,
+        destination: Some(client.local),
+        tls: parts.extensions.get::<TlsSession>().cloned(),
         connection_id: client.id,
         route_name,
         cluster_name,

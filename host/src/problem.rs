@@ -100,6 +100,11 @@ impl Problem {
         }
     }
 
+    /// What went wrong.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// Attaches the failing fields.
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Problem {
         self.errors = Some(errors);

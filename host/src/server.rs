@@ -8,6 +8,7 @@
 //! multi-threaded runtime spent most of its time waking threads across cores.
 
 use crate::gateway::{ClientConnection, Gateway, Worker};
+use crate::proxywasm::properties::TlsSession;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -125,14 +126,24 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // Where the client reached the gateway (`destination.*`); a socket that cannot
+                // say is already gone.
+                let Ok(local) = stream.local_addr() else { continue };
                 static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
                 let id = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let client = ClientConnection { peer, tls: tls.is_some(), id };
                 let workers = workers.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let worker = workers.borrow().clone();
-                    async move { worker.handle(request, client).await }
-                });
+                // hyper hands a request nothing of its connection: what a TLS handshake settled
+                // rides on each of the connection's requests (plain HTTP adds nothing).
+                let service = move |session: Option<TlsSession>| {
+                    let client = ClientConnection { peer, local, tls: session.is_some(), id };
+                    hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                        if let Some(session) = &session {
+                            request.extensions_mut().insert(session.clone());
+                        }
+                        let worker = workers.borrow().clone();
+                        async move { worker.handle(request, client).await }
+                    })
+                };
                 let watcher = graceful.watcher();
                 let builder = builder.clone();
                 let tls = tls.clone();
@@ -141,13 +152,14 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let result = match tls {
                         None => {
-                            let connection = builder.serve_connection(TokioIo::new(stream), service);
+                            let connection = builder.serve_connection(TokioIo::new(stream), service(None));
                             watcher.watch(connection.into_owned()).await
                         }
                         Some(acceptor) => {
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
-                                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                                    let session = tls_session(stream.get_ref().1);
+                                    let connection = builder.serve_connection(TokioIo::new(stream), service(Some(session)));
                                     watcher.watch(connection.into_owned()).await
                                 }
                                 Ok(Err(e)) => Err(e.into()),
@@ -177,6 +189,19 @@ pub async fn serve(
     }
     let current = workers.borrow().clone();
     current.shutdown().await;
+}
+
+/// What a client's TLS handshake settled, for the plugins (`connection.tls_version`,
+/// `connection.requested_server_name`).
+fn tls_session(connection: &rustls::ServerConnection) -> TlsSession {
+    TlsSession {
+        // rustls speaks no version older than 1.2.
+        version: match connection.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLSv1.3",
+        },
+        server_name: connection.server_name().map(Arc::from),
+    }
 }
 
 /// How long a client has to complete the TLS handshake.

@@ -9,11 +9,14 @@
 
 mod grpc;
 
+pub(crate) use grpc::grpc_status_of_http;
+
 use crate::dispatch::Context;
 use crate::idle::IdleTimer;
 use crate::model::{HttpUpstreamDispatch, Upstream};
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::Pairs;
+use crate::proxywasm::properties::{ResponseOrigin, flags};
 use crate::proxywasm::{CallResponse, Callout};
 use crate::server::{Body, BoxError};
 use bytes::Bytes;
@@ -143,18 +146,19 @@ impl Upstreams {
     /// Forwards one request; failures become 502/504 problems.
     pub async fn forward(&self, config: &HttpUpstreamDispatch, cx: Context<'_>) -> Response<Body> {
         let Some(cluster) = self.clusters.get(&config.upstream) else {
-            return Problem::new(Kind::BadGateway, "the upstream is not configured")
-                .into_response();
+            let problem = Problem::new(Kind::BadGateway, "the upstream is not configured");
+            return failed(problem, ResponseOrigin::local("cluster_not_found"));
         };
         let index = cluster.next.fetch_add(1, Ordering::Relaxed) % cluster.endpoints.len().max(1);
         let Some(endpoint) = cluster.endpoints.get(index) else {
-            return Problem::new(Kind::BadGateway, "the upstream has no endpoints").into_response();
+            let problem = Problem::new(Kind::BadGateway, "the upstream has no endpoints");
+            return failed(problem, ResponseOrigin::local("no_healthy_upstream"));
         };
         let uri = match upstream_uri(endpoint, &config.path, cx.path_params, cx.parts.uri.query()) {
             Some(uri) => uri,
             None => {
-                return Problem::new(Kind::BadGateway, "cannot build the upstream URI")
-                    .into_response();
+                let problem = Problem::new(Kind::BadGateway, "cannot build the upstream URI");
+                return failed(problem, ResponseOrigin::local("invalid_upstream_uri"));
             }
         };
         // A body still to send is tied to the exchange: the timeout counts from its end (Envoy's
@@ -214,7 +218,11 @@ impl Upstreams {
                 };
                 let upstream = &config.upstream;
                 let detail = format!("upstream '{upstream}' did not {what} within {timeout:?}");
-                Problem::new(Kind::GatewayTimeout, detail).into_response()
+                let problem = Problem::new(Kind::GatewayTimeout, detail);
+                let details = "upstream_response_timeout";
+                let origin =
+                    ResponseOrigin::upstream_failed(details, flags::UPSTREAM_REQUEST_TIMEOUT);
+                failed(problem, origin)
             }
             Ok(Err(e)) => upstream_error(&config.upstream, &e),
             Ok(Ok(response)) => {
@@ -555,15 +563,40 @@ fn roots_from_pem(pem: &str) -> Result<rustls::RootCertStore, String> {
 
 fn upstream_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
     if let Some(problem) = crate::request_body::read_problem(e) {
-        return problem.into_response();
+        // The client's body failed, not the upstream.
+        let details = match problem.kind() {
+            Kind::PayloadTooLarge => "request_payload_too_large",
+            Kind::RequestTimeout => "request_timeout",
+            _ => "downstream_request_failed",
+        };
+        return failed(problem, ResponseOrigin::local(details));
     }
-    let detail = if e.is_connect() {
-        format!("cannot connect to upstream '{upstream}'")
-    } else {
-        format!("upstream '{upstream}' failed before answering")
-    };
     tracing::warn!(error = ?e, upstream, "upstream request failed");
-    Problem::new(Kind::BadGateway, detail).into_response()
+    if e.is_connect() {
+        let problem = Problem::new(
+            Kind::BadGateway,
+            format!("cannot connect to upstream '{upstream}'"),
+        );
+        let details = "upstream_reset_before_response_started{connection_failure}";
+        let origin = ResponseOrigin::upstream_failed(details, flags::UPSTREAM_CONNECTION_FAILURE);
+        return failed(problem, origin);
+    }
+    let problem = Problem::new(
+        Kind::BadGateway,
+        format!("upstream '{upstream}' failed before answering"),
+    );
+    let details = "upstream_reset_before_response_started{connection_termination}";
+    let origin = ResponseOrigin::upstream_failed(details, flags::UPSTREAM_CONNECTION_TERMINATION);
+    failed(problem, origin)
+}
+
+/// The problem answering a request that could not be forwarded, noting for the plugins what
+/// went wrong (`response.code_details`, `response.flags`).
+#[cold]
+fn failed(problem: Problem, origin: ResponseOrigin) -> Response<Body> {
+    let mut response = problem.into_response();
+    response.extensions_mut().insert(origin);
+    response
 }
 
 fn parse_endpoint(text: &str) -> Option<Endpoint> {

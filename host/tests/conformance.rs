@@ -1248,6 +1248,101 @@ async fn properties_use_envoy_names_and_encodings() {
     assert!(port > 0, "source.port decodes as a little-endian int64");
 }
 
+/// The attributes of the connection, the node and the response's origin, read through the
+/// gateway as a filter gets them: where the client reached the gateway, what answered (the
+/// upstream's address, `via_upstream`; a mock's `direct_response`; a failed upstream's reason and
+/// Envoy's flag bit), the gRPC status Envoy derives from an HTTP one, the empty metadata and the
+/// node, and filter state under its Envoy key.
+#[tokio::test]
+async fn connection_node_and_response_origin_attributes_are_envoys() {
+    let echo = echo_upstream().await;
+    let property = |path: &[&str], kind: &str| serde_json::json!({"path": path, "type": kind});
+    let config = serde_json::json!({
+        "properties": [
+            property(&["destination", "address"], "string"),
+            property(&["destination", "port"], "int"),
+            property(&["connection", "requested_server_name"], "string"),
+            property(&["request", "headers_bytes"], "int"),
+            property(&["node", "id"], "string"),
+            property(&["xds", "node", "user_agent_name"], "string"),
+            property(&["xds", "listener_direction"], "int"),
+            property(&["metadata", "filter_metadata"], "map"),
+        ],
+        "response_properties": [
+            property(&["response", "code_details"], "string"),
+            property(&["response", "flags"], "int"),
+            property(&["response", "grpc_status"], "int"),
+            property(&["upstream", "address"], "string"),
+            property(&["upstream", "port"], "int"),
+            property(&["upstream", "request_attempt_count"], "uint"),
+            property(&["filter_state", "wasm.my.key"], "string"),
+        ],
+        "set": {"path": ["my", "key"], "value": "v"},
+    });
+    let chain = format!("  - name: props\n    config: '{config}'\n");
+    let project = |upstream_port: u16| {
+        filter_project(&echo_spec(upstream_port, "", &chain), &[("props", "props")])
+    };
+    let gw = support::gateway_in(project(echo.addr.port()), Config::default()).await;
+    let reply = get(&gw.url("/echo")).await;
+    assert_eq!(reply.status, 200);
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let echo_address = echo.addr.to_string();
+    let echo_port = echo.addr.port().to_string();
+    for (header, value) in [
+        ("x-prop-destination-address", gw.addr.to_string().as_str()),
+        (
+            "x-prop-destination-port",
+            gw.addr.port().to_string().as_str(),
+        ),
+        // No SNI on plain HTTP: an empty name, which reaches the SDK as no value (Envoy's host
+        // returns empty values as a null pointer too).
+        ("x-prop-connection-requested_server_name", "<absent>"),
+        ("x-prop-node-id", node.trim()),
+        ("x-prop-xds-node-user_agent_name", "barbacane"),
+        ("x-prop-xds-listener_direction", "0"),
+        ("x-prop-metadata-filter_metadata", "0"),
+        ("x-prop-response-code_details", "via_upstream"),
+        ("x-prop-response-flags", "0"),
+        ("x-prop-response-grpc_status", "2"),
+        ("x-prop-upstream-address", &echo_address),
+        ("x-prop-upstream-port", &echo_port),
+        ("x-prop-upstream-request_attempt_count", "1"),
+        ("x-prop-filter_state-wasm.my.key", "v"),
+    ] {
+        assert_eq!(reply.header(header), value, "{header}");
+    }
+    let headers_bytes: usize = reply
+        .header("x-prop-request-headers_bytes")
+        .parse()
+        .unwrap();
+    assert!(headers_bytes > "/echo".len(), "{headers_bytes}");
+
+    let mocked = get(&gw.url("/mock")).await;
+    assert_eq!(mocked.body, &b"mocked"[..]);
+    assert_eq!(
+        mocked.header("x-prop-response-code_details"),
+        "direct_response"
+    );
+    assert_eq!(mocked.header("x-prop-upstream-address"), "<absent>");
+    assert_eq!(mocked.header("x-prop-upstream-request_attempt_count"), "0");
+
+    // An upstream that refuses connections: the 502's reason and UF (0x20), as Envoy flags it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let gw = support::gateway_in(project(closed_port), Config::default()).await;
+    let failed = get(&gw.url("/echo")).await;
+    assert_eq!(failed.status, 502);
+    assert_eq!(
+        failed.header("x-prop-response-code_details"),
+        "upstream_reset_before_response_started{connection_failure}"
+    );
+    assert_eq!(failed.header("x-prop-response-flags"), "32");
+    assert_eq!(failed.header("x-prop-response-grpc_status"), "14");
+    assert_eq!(failed.header("x-prop-upstream-request_attempt_count"), "1");
+}
+
 /// Filter state is the request's, as in Envoy: what one filter stores with `set_property` the
 /// next filter of the chain reads with `get_property` (how an auth plugin hands the consumer to
 /// the plugins after it); the next request starts empty.

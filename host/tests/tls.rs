@@ -129,14 +129,37 @@ async fn the_gateway_serves_tls_with_h2_and_http1() {
         tls: Some(Arc::new(tls)),
         ..Config::default()
     };
-    let gw = gateway_project(
-        &[
-            ("api.yaml", &spec(up.port(), Some("ca.pem"))),
-            ("ca.pem", &cert),
+    // The conformance `props` filter reports what the plugins learn of the TLS connection and
+    // of the upstream that answered over TLS.
+    let props = serde_json::json!({
+        "properties": [
+            {"path": ["connection", "tls_version"], "type": "string"},
+            {"path": ["connection", "requested_server_name"], "type": "string"},
+            {"path": ["request", "scheme"], "type": "string"},
         ],
-        config,
+        "response_properties": [
+            {"path": ["upstream", "address"], "type": "string"},
+            {"path": ["response", "code_details"], "type": "string"},
+        ],
+    });
+    let api = format!(
+        "{}x-barbacane-middlewares:\n  - name: props\n    config: '{props}'\n",
+        spec(up.port(), Some("ca.pem"))
+    );
+    let files = project(&[
+        ("api.yaml", &api),
+        ("ca.pem", &cert),
+        (
+            "barbacane.yaml",
+            "plugins:\n  props: {source: 'file:props.wasm'}\n",
+        ),
+    ]);
+    std::fs::write(
+        files.path().join("props.wasm"),
+        support::conformance_filter("props"),
     )
-    .await;
+    .unwrap();
+    let gw = support::gateway_in(files, config).await;
 
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
@@ -170,6 +193,15 @@ async fn the_gateway_serves_tls_with_h2_and_http1() {
         assert_eq!(response.version(), version);
         assert_eq!(response.status(), 200);
         assert!(response.headers().contains_key("x-request-id"));
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        assert_eq!(header("x-prop-connection-tls_version"), "TLSv1.3");
+        assert_eq!(
+            header("x-prop-connection-requested_server_name"),
+            "localhost"
+        );
+        assert_eq!(header("x-prop-request-scheme"), "https");
+        assert_eq!(header("x-prop-upstream-address"), up.to_string());
+        assert_eq!(header("x-prop-response-code_details"), "via_upstream");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(
             body.as_ref(),

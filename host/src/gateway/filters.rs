@@ -26,7 +26,7 @@ use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
     Pairs, apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
 };
-use crate::proxywasm::properties::StreamInfo;
+use crate::proxywasm::properties::{ResponseOrigin, StreamInfo};
 use crate::proxywasm::{
     self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, Vm, VmError, Wants,
 };
@@ -36,6 +36,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpInfo;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -586,6 +587,7 @@ impl FilterSet {
         // The body is counted (`response.size`) where its frames are read for the body filters
         // (below, or in the pump), else by a `Counted` wrapper as it streams to the client.
         let (mut parts, mut body) = response.into_parts();
+        note_origin(&passage.info, &parts);
         let mut pairs = response_pairs(&parts);
         // The last filter that held the headers for the body, and what passed it (boxed: this
         // future is held by every response, and rarely holds one).
@@ -608,6 +610,7 @@ impl FilterSet {
                 Err(Stop::Respond(local)) => {
                     tracing::debug!(plugin = stream.plugin(), status = local.status, details = %local.details, "local response");
                     (parts, body) = local_response(*local).into_parts();
+                    note_origin(&passage.info, &parts);
                     pairs = response_pairs(&parts);
                     held = None;
                 }
@@ -816,11 +819,30 @@ fn listen(stream: &OpenStream, direction: Direction) -> Result<Option<Arc<Notify
     }
 }
 
-/// The response a plugin asked for with `proxy_send_local_response`, verbatim.
+/// Records in the request's record where the response in `parts` came from
+/// (`response.code_details`, `response.flags`, `upstream.*`): what the gateway noted on a
+/// response it made, else the connection hyper-util notes on every upstream response, else (no
+/// note at all) a mock's.
+fn note_origin(info: &StreamInfo, parts: &http::response::Parts) {
+    let origin = if let Some(origin) = parts.extensions.get::<ResponseOrigin>() {
+        origin.clone()
+    } else if let Some(connection) = parts.extensions.get::<HttpInfo>() {
+        ResponseOrigin::via_upstream(Some((connection.remote_addr(), connection.local_addr())))
+    } else {
+        ResponseOrigin::local("direct_response")
+    };
+    info.set_origin(origin);
+}
+
+/// The response a plugin asked for with `proxy_send_local_response`, verbatim, noting the
+/// details it gave (`response.code_details`).
 #[cold]
 #[inline(never)]
 fn local_response(local: LocalResponse) -> Response<Body> {
     let mut response = Response::new(crate::server::full(local.body));
+    response
+        .extensions_mut()
+        .insert(ResponseOrigin::local(local.details));
     *response.status_mut() =
         StatusCode::from_u16(local.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in &local.headers {

@@ -1,9 +1,11 @@
 //! Proxy-Wasm properties (`proxy_get_property`): Envoy's attribute names and encodings.
 //!
 //! Owns the pure lookup from a property path to the bytes a filter gets back: Envoy's attributes
-//! (`request.*`, `response.*`, `source.*`, `destination.*`, `connection.*`, `xds.*` and their
-//! legacy spellings), the Wasm tokens (`plugin_*`, `connection_id`) and the values filters stored
-//! with `proxy_set_property`, in that order (`shared/reference/proxy-wasm-abi.md` §6.2, §6.3, §8).
+//! (`request.*`, `response.*`, `source.*`, `destination.*`, `connection.*`, `upstream.*`,
+//! `metadata`, `filter_state`, `xds.*` and their legacy spellings), the Wasm tokens (`plugin_*`,
+//! `connection_id`) and the values filters stored with `proxy_set_property`, in that order
+//! (`shared/reference/proxy-wasm-abi.md` §6.2, §6.3, §8), and the request's record they are
+//! read from ([`StreamInfo`]).
 //! Guest memory and the stream state belong to the host calls, which build a [`PropertyView`].
 
 use rustc_hash::FxHashMap;
@@ -12,7 +14,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::abi::Status;
 use super::http::{Pairs, serialize};
@@ -43,8 +45,8 @@ pub struct StreamInfo {
     pub source: Option<SocketAddr>,
     /// The local address the request arrived on.
     pub destination: Option<SocketAddr>,
-    /// Whether the downstream connection is TLS.
-    pub tls: bool,
+    /// The downstream connection's TLS session; None for plain HTTP.
+    pub tls: Option<TlsSession>,
     /// The downstream connection's id.
     pub connection_id: u64,
     /// The route (the operation's `operationId`); empty when there is none.
@@ -58,6 +60,94 @@ pub struct StreamInfo {
     /// The request and response headers as they finally were, set once the phases are over:
     /// readable (not writable) in `on_done` and `on_log`, as in Envoy's access-log phase.
     pub final_heads: OnceLock<[Pairs; 2]>,
+    /// Where the response came from, once the response phase has it (`response.code_details`,
+    /// `response.flags`, `upstream.*`).
+    pub origin: Mutex<Option<ResponseOrigin>>,
+}
+
+/// What a TLS connection negotiated.
+#[derive(Debug, Clone)]
+pub struct TlsSession {
+    /// The protocol version as Envoy names it (`TLSv1.2`, `TLSv1.3`).
+    pub version: &'static str,
+    /// The server name the client asked for (SNI), if any.
+    pub server_name: Option<Arc<str>>,
+}
+
+/// Where a response came from, as Envoy's stream info records it.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseOrigin {
+    /// `response.code_details`: `via_upstream`, `direct_response` (a mock), the details a
+    /// plugin gave its local response, or why the upstream failed
+    /// (`upstream_response_timeout`, `upstream_reset_before_response_started{…}`).
+    pub details: Cow<'static, str>,
+    /// `response.flags`: Envoy's response-flag bits ([`flags`]); 0 for a normal response.
+    pub flags: u64,
+    /// Whether the request was sent (or tried) upstream (`upstream.request_attempt_count`).
+    pub attempted: bool,
+    /// The upstream connection that answered: its peer and local addresses.
+    pub upstream: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl ResponseOrigin {
+    /// A response the upstream sent, over the connection between `addresses` when known.
+    pub fn via_upstream(addresses: Option<(SocketAddr, SocketAddr)>) -> ResponseOrigin {
+        ResponseOrigin {
+            details: Cow::Borrowed("via_upstream"),
+            attempted: true,
+            upstream: addresses,
+            ..ResponseOrigin::default()
+        }
+    }
+
+    /// The gateway's answer to a request the upstream failed (`flags`: [`flags`]).
+    pub fn upstream_failed(details: &'static str, flags: u64) -> ResponseOrigin {
+        ResponseOrigin {
+            details: Cow::Borrowed(details),
+            flags,
+            attempted: true,
+            upstream: None,
+        }
+    }
+
+    /// A response the gateway made itself, for `details`.
+    pub fn local(details: impl Into<Cow<'static, str>>) -> ResponseOrigin {
+        ResponseOrigin {
+            details: details.into(),
+            ..ResponseOrigin::default()
+        }
+    }
+}
+
+/// Envoy's response-flag bits (`StreamInfo::LegacyResponseFlag`) that the gateway can set.
+pub mod flags {
+    /// UT: the upstream did not answer within its timeout.
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4;
+    /// UF: the connection to the upstream could not be made.
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20;
+    /// UC: the upstream connection ended before the response.
+    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40;
+}
+
+impl StreamInfo {
+    /// How long the exchange has taken, once it is over (its final heads are set when the
+    /// phases end, just before `on_done` and `on_log`): taken when asked rather than when it
+    /// ends, which would cost every request a clock read for a value few filters ask for.
+    fn exchange_duration(&self) -> Option<Duration> {
+        self.final_heads.get()?;
+        self.start?.elapsed().ok()
+    }
+
+    /// Records where the response came from (a later local response replaces it).
+    pub fn set_origin(&self, origin: ResponseOrigin) {
+        *self.origin.lock().unwrap_or_else(PoisonError::into_inner) = Some(origin);
+    }
+
+    /// `read` of where the response came from, once the response phase has it.
+    fn with_origin<T>(&self, read: impl FnOnce(&ResponseOrigin) -> T) -> Option<T> {
+        let origin = self.origin.lock().unwrap_or_else(PoisonError::into_inner);
+        origin.as_ref().map(read)
+    }
 }
 
 /// A request's body sizes, counted by the gateway as the bodies flow (through the request's
@@ -254,13 +344,128 @@ fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
         ["source", rest @ ..] => peer(stream.and_then(|s| s.source), rest),
         ["destination", rest @ ..] => peer(stream.and_then(|s| s.destination), rest),
         ["connection", rest @ ..] => connection(stream, rest),
-        ["xds", "cluster_name"] | ["cluster_name"] => {
-            known(stream.and_then(|s| s.cluster_name.as_deref()).map(string))
+        ["upstream", rest @ ..] => upstream(stream, rest),
+        // The request's dynamic metadata: nothing in the gateway sets any.
+        ["metadata", rest @ ..] => match stream {
+            Some(_) => empty_metadata(rest),
+            None => Lookup::Unavailable,
+        },
+        // What `proxy_set_property` stored, under Envoy's filter-state key (`wasm.<path>`).
+        ["filter_state", key] => {
+            let value = key
+                .strip_prefix("wasm.")
+                .and_then(|key| view.filter_state.get(key));
+            known(value.cloned())
         }
-        ["xds", "route_name"] | ["route_name"] => {
-            known(stream.and_then(|s| non_empty(&s.route_name)).map(string))
+        ["xds", rest @ ..] => xds(stream, rest),
+        // The legacy spellings of `xds.*`, which older filters and the Go SDK still read.
+        ["node", ..]
+        | ["cluster_name"]
+        | ["cluster_metadata", ..]
+        | ["route_name"]
+        | ["route_metadata", ..]
+        | ["listener_direction"]
+        | ["listener_metadata", ..]
+        | ["upstream_host_metadata", ..] => xds(stream, segments),
+        _ => Lookup::Unknown,
+    }
+}
+
+/// `xds.*`: what Envoy knows from its configuration. The gateway's answers: the node is this
+/// machine ([`Node`]), the cluster the operation's upstream, the route its `operationId`; the
+/// listener has no direction (0, `UNSPECIFIED`) and no filter-chain name; every metadata is
+/// empty (the spec gives none).
+fn xds(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
+    let cluster = stream.and_then(|s| s.cluster_name.as_deref());
+    let metadata_if = |known: bool, path: &[&str]| match known {
+        true => empty_metadata(path),
+        false => Lookup::Unavailable,
+    };
+    match rest {
+        ["node", path @ ..] => Node::get().lookup(path),
+        ["cluster_name"] => known(cluster.map(string)),
+        ["cluster_metadata", path @ ..] => metadata_if(cluster.is_some(), path),
+        ["route_name"] => known(stream.and_then(|s| non_empty(&s.route_name)).map(string)),
+        ["route_metadata", path @ ..] => metadata_if(stream.is_some(), path),
+        ["listener_direction"] => Lookup::Found(int(0)),
+        ["listener_metadata", path @ ..] => metadata_if(stream.is_some(), path),
+        ["filter_chain_name"] => known(stream.map(|_| Vec::new())),
+        ["upstream_host_metadata", path @ ..] => {
+            let answered = stream.and_then(|s| s.with_origin(|o| o.upstream.is_some()));
+            metadata_if(answered == Some(true), path)
         }
         _ => Lookup::Unknown,
+    }
+}
+
+/// An `envoy.config.core.v3.Metadata` with nothing in it: empty as a whole, its maps empty
+/// (a pair list of no entries), any key below them absent.
+fn empty_metadata(path: &[&str]) -> Lookup {
+    match path {
+        [] => Lookup::Found(Vec::new()),
+        ["filter_metadata" | "typed_filter_metadata"] => Lookup::Found(serialize(&Pairs::new())),
+        _ => Lookup::Unavailable,
+    }
+}
+
+/// The gateway as an Envoy node (`xds.node`, an `envoy.config.core.v3.Node`): its id is the
+/// machine's host name, its user agent `barbacane` at this version; no cluster, no metadata.
+struct Node {
+    id: String,
+    /// The whole message, as protobuf encodes it.
+    encoded: Vec<u8>,
+}
+
+impl Node {
+    const USER_AGENT_NAME: &str = "barbacane";
+    const USER_AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    /// The node, made once per process.
+    fn get() -> &'static Node {
+        static NODE: OnceLock<Node> = OnceLock::new();
+        NODE.get_or_init(|| {
+            let id = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| String::from("barbacane"));
+            Node::new(id)
+        })
+    }
+
+    fn new(id: String) -> Node {
+        let mut encoded = Vec::new();
+        // Node { id = 1, user_agent_name = 6, user_agent_version = 7 } (strings: wire type 2).
+        for (field, value) in [
+            (1, id.as_str()),
+            (6, Node::USER_AGENT_NAME),
+            (7, Node::USER_AGENT_VERSION),
+        ] {
+            encoded.push(field << 3 | 2);
+            let mut len = value.len();
+            while len >= 0x80 {
+                encoded.push((len as u8) | 0x80);
+                len >>= 7;
+            }
+            encoded.push(len as u8);
+            encoded.extend_from_slice(value.as_bytes());
+        }
+        Node { id, encoded }
+    }
+
+    /// A path into the node, as Envoy walks a message: a field by name; `metadata` (a
+    /// `Struct`, read as a map) is empty.
+    fn lookup(&self, path: &[&str]) -> Lookup {
+        match path {
+            [] => Lookup::Found(self.encoded.clone()),
+            ["id"] => Lookup::Found(string(&self.id)),
+            ["cluster"] => Lookup::Found(Vec::new()),
+            ["user_agent_name"] => Lookup::Found(string(Node::USER_AGENT_NAME)),
+            ["user_agent_version"] => Lookup::Found(string(Node::USER_AGENT_VERSION)),
+            ["metadata"] => Lookup::Found(serialize(&Pairs::new())),
+            _ => Lookup::Unavailable,
+        }
     }
 }
 
@@ -303,7 +508,19 @@ fn request(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
         }
         ["protocol"] => known(stream.and_then(|s| non_empty(s.protocol)).map(string)),
         ["time"] => known(stream.and_then(|s| s.start).map(timestamp)),
-        ["size"] => known(stream.map(|s| int_from_u64(s.body_sizes.request()))),
+        ["duration"] => known(stream.and_then(StreamInfo::exchange_duration).map(duration)),
+        // The declared length when there is one (Envoy's choice: known from the headers on),
+        // else the bytes received so far.
+        ["size"] => match headers.and_then(|h| first_value(h, "content-length")) {
+            Some(length) => known(
+                std::str::from_utf8(length)
+                    .ok()
+                    .and_then(|l| l.parse().ok())
+                    .map(int),
+            ),
+            None => known(stream.map(|s| int_from_u64(s.body_sizes.request()))),
+        },
+        ["headers_bytes"] => known(stream.map(|_| int_from_u64(headers.map_or(0, headers_bytes)))),
         ["total_size"] => {
             known(stream.zip(headers).map(|(s, h)| {
                 int_from_u64(s.body_sizes.request().saturating_add(headers_bytes(h)))
@@ -329,16 +546,43 @@ fn response(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
         }
         ["headers"] => known(headers.map(serialize)),
         ["headers", name] => known(headers.and_then(|h| joined_values(h, name))),
+        ["headers_bytes"] => known(stream.map(|_| int_from_u64(headers.map_or(0, headers_bytes)))),
         ["trailers"] => known(trailers.map(serialize)),
         ["trailers", name] => known(trailers.and_then(|t| joined_values(t, name))),
         ["size"] => known(stream.map(|s| int_from_u64(s.body_sizes.response()))),
-        ["total_size"] => {
-            known(stream.zip(headers).map(|(s, h)| {
-                int_from_u64(s.body_sizes.response().saturating_add(headers_bytes(h)))
-            }))
-        }
+        ["total_size"] => known(stream.zip(headers).map(|(s, h)| {
+            let heads = headers_bytes(h) + trailers.map_or(0, headers_bytes);
+            int_from_u64(s.body_sizes.response().saturating_add(heads))
+        })),
+        ["flags"] => known(stream.map(|s| {
+            let flags = s.with_origin(|o| o.flags).unwrap_or(0);
+            int(i64::try_from(flags).unwrap_or(i64::MAX))
+        })),
+        ["code_details"] => known(stream.and_then(|s| s.with_origin(|o| string(&o.details)))),
+        ["grpc_status"] => known(grpc_status(headers, trailers).map(|code| int(i64::from(code)))),
         _ => Lookup::Unknown,
     }
+}
+
+/// Envoy's `response.grpc_status`: the `grpc-status` of the trailers, else of the headers (a
+/// trailers-only response), else what gRPC maps the HTTP status to; -1 for a status that is not
+/// a known code.
+fn grpc_status(headers: Option<&Pairs>, trailers: Option<&Pairs>) -> Option<i32> {
+    let declared = [trailers, headers]
+        .into_iter()
+        .flatten()
+        .find_map(|map| first_value(map, "grpc-status"));
+    if let Some(status) = declared {
+        let code = std::str::from_utf8(status)
+            .ok()
+            .and_then(|s| s.parse::<u8>().ok());
+        return Some(code.filter(|&c| c <= 16).map_or(-1, i32::from));
+    }
+    let http = std::str::from_utf8(first_value(headers?, ":status")?)
+        .ok()?
+        .parse::<u16>()
+        .ok()?;
+    i32::try_from(crate::upstream::grpc_status_of_http(http)).ok()
 }
 
 /// `source.*` and `destination.*`: Envoy gives the address as `ip:port`.
@@ -372,13 +616,34 @@ fn address_text(address: SocketAddr) -> Vec<u8> {
 
 /// `connection.*`.
 fn connection(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
+    let tls = stream.and_then(|s| s.tls.as_ref());
     match rest {
         ["id"] => known(stream.map(|s| uint(s.connection_id))),
         // The gateway does not ask clients for certificates.
         ["mtls"] => known(stream.map(|_| boolean(false))),
-        // The negotiated version is not passed down to the stream; rustls negotiates 1.3 with
-        // every current client, so that is the answer for a TLS connection.
-        ["tls_version"] => known(stream.filter(|s| s.tls).map(|_| string("TLSv1.3"))),
+        ["requested_server_name"] => known(stream.map(|_| {
+            let name = tls.and_then(|t| t.server_name.as_deref());
+            name.map(string).unwrap_or_default()
+        })),
+        ["tls_version"] => known(tls.map(|t| string(t.version))),
+        // No client certificate: an empty subject, and none of the rest.
+        ["subject_peer_certificate"] => known(tls.map(|_| Vec::new())),
+        ["termination_details" | "transport_failure_reason"] => Lookup::Unavailable,
+        _ => Lookup::Unknown,
+    }
+}
+
+/// `upstream.*`: the connection that brought the response, once it has.
+fn upstream(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
+    let addresses = stream.and_then(|s| s.with_origin(|o| o.upstream).flatten());
+    match rest {
+        ["address"] => known(addresses.map(|(peer, _)| address_text(peer))),
+        ["port"] => known(addresses.map(|(peer, _)| int(i64::from(peer.port())))),
+        ["local_address"] => known(addresses.map(|(_, local)| address_text(local))),
+        ["transport_failure_reason"] => known(addresses.map(|_| Vec::new())),
+        ["request_attempt_count"] => {
+            known(stream.map(|s| uint(u64::from(s.with_origin(|o| o.attempted) == Some(true)))))
+        }
         _ => Lookup::Unknown,
     }
 }
@@ -471,6 +736,11 @@ fn boolean(value: bool) -> Vec<u8> {
     vec![u8::from(value)]
 }
 
+/// A duration attribute: i64 nanoseconds, little-endian (saturating).
+fn duration(value: Duration) -> Vec<u8> {
+    int(i64::try_from(value.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// A timestamp attribute: i64 nanoseconds since the Unix epoch, little-endian (saturating).
 fn timestamp(time: SystemTime) -> Vec<u8> {
     let nanos = match time.duration_since(UNIX_EPOCH) {
@@ -504,13 +774,17 @@ mod tests {
             start: Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789)),
             source: Some("10.0.0.5:54321".parse().unwrap()),
             destination: Some("[::1]:8443".parse().unwrap()),
-            tls: true,
+            tls: Some(TlsSession {
+                version: "TLSv1.3",
+                server_name: Some(Arc::from("api.example.com")),
+            }),
             connection_id: 42,
             route_name: Arc::from("getPet"),
             cluster_name: Some(Arc::from("pets-backend")),
             body_sizes: BodySizes::default(),
             filter_state: FilterState::default(),
             final_heads: OnceLock::new(),
+            origin: Mutex::new(None),
         }
     }
 
@@ -650,6 +924,37 @@ mod tests {
     }
 
     #[test]
+    fn request_size_is_the_declared_length_and_duration_comes_at_the_end() {
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
+        stream.body_sizes.add(Direction::Request, 3);
+        let mut headers = request_headers();
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        let bytes = as_i64(get(&v, &["request", "headers_bytes"]).unwrap());
+        assert_eq!(bytes, headers_bytes(&headers) as i64);
+        assert_eq!(get(&v, &["request", "duration"]), Err(Status::NotFound));
+
+        headers.push(b"content-length", b"40");
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        assert_eq!(as_i64(get(&v, &["request", "size"]).unwrap()), 40);
+        headers.replace(b"content-length", b"forty");
+        let v = view(&plugin, Some(&stream), Some(&headers), &state);
+        assert_eq!(get(&v, &["request", "size"]), Err(Status::NotFound));
+
+        let ended = StreamInfo {
+            start: Some(SystemTime::now() - Duration::from_secs(2)),
+            final_heads: OnceLock::from([Pairs::new(), Pairs::new()]),
+            ..self::stream()
+        };
+        let v = view(&plugin, Some(&ended), None, &state);
+        let duration = as_i64(get(&v, &["request", "duration"]).unwrap());
+        assert!(
+            (2_000_000_000..60_000_000_000).contains(&duration),
+            "{duration}"
+        );
+        assert_eq!(as_i64(get(&v, &["request", "headers_bytes"]).unwrap()), 0);
+    }
+
+    #[test]
     fn request_headers_map_and_joined_values() {
         let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
         let headers = request_headers();
@@ -712,6 +1017,170 @@ mod tests {
             get(&v, &["response", "trailers", "grpc-status"]),
             Ok(b"0".to_vec())
         );
+    }
+
+    #[test]
+    fn response_origin_flags_and_grpc_status() {
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
+        let status = |code: &str, grpc: Option<(&str, bool)>| {
+            let mut headers = Pairs::from([(":status", code)]);
+            let mut trailers = Pairs::new();
+            match grpc {
+                Some((value, true)) => trailers.push(b"grpc-status", value.as_bytes()),
+                Some((value, false)) => headers.push(b"grpc-status", value.as_bytes()),
+                None => {}
+            }
+            let v = PropertyView {
+                response_headers: Some(&headers),
+                response_trailers: Some(&trailers),
+                ..view(&plugin, Some(&stream), None, &state)
+            };
+            as_i64(get(&v, &["response", "grpc_status"]).unwrap())
+        };
+        assert_eq!(status("200", Some(("5", true))), 5, "the trailers' first");
+        assert_eq!(
+            status("200", Some(("7", false))),
+            7,
+            "a trailers-only answer"
+        );
+        assert_eq!(status("200", Some(("17", true))), -1, "not a known code");
+        assert_eq!(status("200", Some(("x", false))), -1);
+        for (code, grpc) in [
+            ("200", 2),
+            ("401", 16),
+            ("404", 12),
+            ("503", 14),
+            ("400", 13),
+        ] {
+            assert_eq!(status(code, None), grpc, "HTTP {code}");
+        }
+
+        let headers: Pairs = Pairs::from([(":status", "504")]);
+        let trailers: Pairs = Pairs::from([("x-t", "1")]);
+        let v = PropertyView {
+            response_headers: Some(&headers),
+            response_trailers: Some(&trailers),
+            ..view(&plugin, Some(&stream), None, &state)
+        };
+        assert_eq!(
+            get(&v, &["response", "code_details"]),
+            Err(Status::NotFound)
+        );
+        assert_eq!(as_i64(get(&v, &["response", "flags"]).unwrap()), 0);
+        assert_eq!(
+            as_u64(get(&v, &["upstream", "request_attempt_count"]).unwrap()),
+            0
+        );
+        let total = as_i64(get(&v, &["response", "total_size"]).unwrap());
+        assert_eq!(
+            total,
+            (headers_bytes(&headers) + headers_bytes(&trailers)) as i64
+        );
+        assert_eq!(
+            as_i64(get(&v, &["response", "headers_bytes"]).unwrap()),
+            headers_bytes(&headers) as i64
+        );
+
+        stream.set_origin(ResponseOrigin::upstream_failed(
+            "upstream_response_timeout",
+            flags::UPSTREAM_REQUEST_TIMEOUT,
+        ));
+        assert_eq!(
+            get(&v, &["response", "code_details"]),
+            Ok(b"upstream_response_timeout".to_vec())
+        );
+        assert_eq!(as_i64(get(&v, &["response", "flags"]).unwrap()), 0x4);
+        assert_eq!(
+            as_u64(get(&v, &["upstream", "request_attempt_count"]).unwrap()),
+            1
+        );
+        assert_eq!(get(&v, &["upstream", "address"]), Err(Status::NotFound));
+        // A local response replaces it.
+        stream.set_origin(ResponseOrigin::local(String::from("denied_by_policy")));
+        assert_eq!(
+            get(&v, &["response", "code_details"]),
+            Ok(b"denied_by_policy".to_vec())
+        );
+        assert_eq!(as_i64(get(&v, &["response", "flags"]).unwrap()), 0);
+    }
+
+    #[test]
+    fn upstream_attributes_come_with_an_upstream_response() {
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
+        let peer: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        let local: SocketAddr = "10.1.0.1:40404".parse().unwrap();
+        stream.set_origin(ResponseOrigin::via_upstream(Some((peer, local))));
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(
+            get(&v, &["upstream", "address"]),
+            Ok(b"10.1.2.3:8080".to_vec())
+        );
+        assert_eq!(as_i64(get(&v, &["upstream", "port"]).unwrap()), 8080);
+        assert_eq!(
+            get(&v, &["upstream", "local_address"]),
+            Ok(b"10.1.0.1:40404".to_vec())
+        );
+        assert_eq!(
+            as_u64(get(&v, &["upstream", "request_attempt_count"]).unwrap()),
+            1
+        );
+        assert_eq!(
+            get(&v, &["response", "code_details"]),
+            Ok(b"via_upstream".to_vec())
+        );
+        assert_eq!(get(&v, &["xds", "upstream_host_metadata"]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn node_metadata_listener_and_filter_state_as_envoy_gives_them() {
+        let (plugin, stream) = (plugin(), stream());
+        let mut state = FilterValues::default();
+        assert!(state.insert(String::from("my.key"), b"v".to_vec()));
+        let v = view(&plugin, Some(&stream), None, &state);
+        let node = Node::new(String::from("gw-1"));
+        // Node { id: "gw-1", user_agent_name: "barbacane", user_agent_version } on the wire.
+        let version = Node::USER_AGENT_VERSION;
+        let mut expected = vec![0x0a, 4];
+        expected.extend_from_slice(b"gw-1");
+        expected.extend_from_slice(&[0x32, 9]);
+        expected.extend_from_slice(b"barbacane");
+        expected.extend_from_slice(&[0x3a, version.len() as u8]);
+        expected.extend_from_slice(version.as_bytes());
+        assert!(matches!(node.lookup(&[]), Lookup::Found(bytes) if bytes == expected));
+        let id = Node::get().id.as_bytes().to_vec();
+        for path in [&["xds", "node", "id"][..], &["node", "id"]] {
+            assert_eq!(get(&v, path), Ok(id.clone()), "{path:?}");
+        }
+        assert_eq!(get(&v, &["node", "cluster"]), Ok(Vec::new()));
+        assert_eq!(
+            get(&v, &["node", "user_agent_name"]),
+            Ok(b"barbacane".to_vec())
+        );
+        let empty_map = serialize(&Pairs::new());
+        assert_eq!(get(&v, &["node", "metadata"]), Ok(empty_map.clone()));
+        assert_eq!(
+            get(&v, &["node", "metadata", "ISTIO_VERSION"]),
+            Err(Status::NotFound)
+        );
+        for path in [
+            &["metadata"][..],
+            &["xds", "route_metadata"],
+            &["route_metadata"],
+            &["cluster_metadata"],
+            &["xds", "listener_metadata"],
+        ] {
+            assert_eq!(get(&v, path), Ok(Vec::new()), "{path:?}");
+        }
+        assert_eq!(get(&v, &["metadata", "filter_metadata"]), Ok(empty_map));
+        for path in [&["listener_direction"][..], &["xds", "listener_direction"]] {
+            assert_eq!(as_i64(get(&v, path).unwrap()), 0, "{path:?}");
+        }
+        assert_eq!(get(&v, &["xds", "filter_chain_name"]), Ok(Vec::new()));
+        assert_eq!(
+            get(&v, &["xds", "upstream_host_metadata"]),
+            Err(Status::NotFound)
+        );
+        assert_eq!(get(&v, &["filter_state", "wasm.my.key"]), Ok(b"v".to_vec()));
     }
 
     #[test]
@@ -786,14 +1255,52 @@ mod tests {
             Ok(b"TLSv1.3".to_vec())
         );
 
+        assert_eq!(
+            get(&v, &["connection", "requested_server_name"]),
+            Ok(b"api.example.com".to_vec())
+        );
+        assert_eq!(
+            get(&v, &["connection", "subject_peer_certificate"]),
+            Ok(Vec::new())
+        );
+        for absent in ["dns_san_peer_certificate", "termination_details"] {
+            assert_eq!(get(&v, &["connection", absent]), Err(Status::NotFound));
+        }
+
+        let older = StreamInfo {
+            tls: Some(TlsSession {
+                version: "TLSv1.2",
+                server_name: None,
+            }),
+            ..self::stream()
+        };
+        let v = view(&plugin, Some(&older), None, &state);
+        assert_eq!(
+            get(&v, &["connection", "tls_version"]),
+            Ok(b"TLSv1.2".to_vec())
+        );
+        assert_eq!(
+            get(&v, &["connection", "requested_server_name"]),
+            Ok(Vec::new())
+        );
+
         let plain = StreamInfo {
-            tls: false,
+            tls: None,
             ..self::stream()
         };
         let v = view(&plugin, Some(&plain), None, &state);
         assert_eq!(
             get(&v, &["connection", "tls_version"]),
             Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &["connection", "subject_peer_certificate"]),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &["connection", "requested_server_name"]),
+            Ok(Vec::new()),
+            "Envoy answers an empty name without TLS too"
         );
     }
 
@@ -860,7 +1367,10 @@ mod tests {
             &["request"],
             &["request", "nope"],
             &["request", "path", "extra"],
-            &["xds", "node"],
+            &["xds", "nope"],
+            &["node", "nope"],
+            &["metadata", "filter_metadata", "envoy.lb"],
+            &["filter_state", "my.key"],
             &["upstream", "address"],
         ] {
             assert_eq!(get(&v, p), Err(Status::NotFound), "{p:?}");

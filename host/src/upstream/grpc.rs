@@ -251,7 +251,7 @@ fn outcome_of(trailers: &HeaderMap) -> Outcome {
 
 /// The gRPC status for an HTTP status that is not 200 (gRPC's HTTP-to-status mapping, as Envoy
 /// uses it).
-fn grpc_status_of_http(http_status: u16) -> u32 {
+pub(crate) fn grpc_status_of_http(http_status: u16) -> u32 {
     match http_status {
         400 => status::INTERNAL,
         401 => 16,

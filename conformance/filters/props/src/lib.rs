@@ -2,9 +2,9 @@
 //! writes one property.
 //!
 //! Configuration (JSON, all optional; absent = `{}`): `{"properties": [{"path": ["request",
-//! "path"], "type": "string"}, ...], "set": {"path": ["my", "key"], "value": "v"}}`; `type` is
-//! one of `string`, `int`, `uint`, `bool`, `map`, `bytes_len`. An invalid configuration fails
-//! `on_configure` (logged at error).
+//! "path"], "type": "string"}, ...], "response_properties": [...], "set": {"path": ["my",
+//! "key"], "value": "v"}}`; `type` is one of `string`, `int`, `uint`, `bool`, `map`,
+//! `bytes_len`. An invalid configuration fails `on_configure` (logged at error).
 //!
 //! * `on_http_request_headers`: for each listed property, `get_property(path)` formatted by
 //!   `type`:
@@ -21,8 +21,9 @@
 //!   Each result is remembered under the header name `x-prop-<path segments joined by "-">`.
 //!   Then, if `set` is configured, `set_property(set.path, Some(set.value))`. Continue.
 //! * `on_http_response_headers`: adds every remembered header to the response, in
-//!   configuration order; if `set` is configured also adds `x-prop-set` = `get_property(set.path)`
-//!   as UTF-8 (lossy) or `<absent>`. Continue.
+//!   configuration order, then one for each of `response_properties`, read now and formatted
+//!   the same way; if `set` is configured also adds `x-prop-set` = `get_property(set.path)` as
+//!   UTF-8 (lossy) or `<absent>`. Continue.
 
 use std::rc::Rc;
 
@@ -65,6 +66,7 @@ struct Set {
 #[serde(default, deny_unknown_fields)]
 struct Config {
     properties: Vec<Property>,
+    response_properties: Vec<Property>,
     set: Option<Set>,
 }
 
@@ -145,15 +147,23 @@ struct Stream {
 
 impl Context for Stream {}
 
+impl Stream {
+    /// `property` read now: its header name and formatted value (also logged).
+    fn read(&self, property: &Property) -> (String, String) {
+        let value = self.get_property(segments(&property.path));
+        let name = format!("x-prop-{}", property.path.join("-"));
+        let text = format(property.kind, value.as_deref());
+        log::info!("{name}: {text}");
+        (name, text)
+    }
+}
+
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let config = Rc::clone(&self.config);
         for property in &config.properties {
-            let value = self.get_property(segments(&property.path));
-            let name = format!("x-prop-{}", property.path.join("-"));
-            let text = format(property.kind, value.as_deref());
-            log::info!("{name}: {text}");
-            self.headers.push((name, text));
+            let header = self.read(property);
+            self.headers.push(header);
         }
         if let Some(set) = &config.set {
             self.set_property(segments(&set.path), Some(set.value.as_bytes()));
@@ -164,6 +174,11 @@ impl HttpContext for Stream {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in &self.headers {
             self.add_http_response_header(name, value);
+        }
+        let config = Rc::clone(&self.config);
+        for property in &config.response_properties {
+            let (name, value) = self.read(property);
+            self.add_http_response_header(&name, &value);
         }
         if let Some(set) = &self.config.set {
             let value = self
