@@ -346,10 +346,7 @@ fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
         ["connection", rest @ ..] => connection(stream, rest),
         ["upstream", rest @ ..] => upstream(stream, rest),
         // The request's dynamic metadata: nothing in the gateway sets any.
-        ["metadata", rest @ ..] => match stream {
-            Some(_) => empty_metadata(rest),
-            None => Lookup::Unavailable,
-        },
+        ["metadata", rest @ ..] => empty_metadata(stream.is_some(), rest),
         // What `proxy_set_property` stored, under Envoy's filter-state key (`wasm.<path>`).
         ["filter_state", key] => {
             let value = key
@@ -377,35 +374,37 @@ fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
 /// empty (the spec gives none).
 fn xds(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
     let cluster = stream.and_then(|s| s.cluster_name.as_deref());
-    let metadata_if = |known: bool, path: &[&str]| match known {
-        true => empty_metadata(path),
-        false => Lookup::Unavailable,
-    };
     match rest {
         ["node", path @ ..] => Node::get().lookup(path),
         ["cluster_name"] => known(cluster.map(string)),
-        ["cluster_metadata", path @ ..] => metadata_if(cluster.is_some(), path),
+        ["cluster_metadata", path @ ..] => empty_metadata(cluster.is_some(), path),
         ["route_name"] => known(stream.and_then(|s| non_empty(&s.route_name)).map(string)),
-        ["route_metadata", path @ ..] => metadata_if(stream.is_some(), path),
+        ["route_metadata", path @ ..] => empty_metadata(stream.is_some(), path),
         ["listener_direction"] => Lookup::Found(int(0)),
-        ["listener_metadata", path @ ..] => metadata_if(stream.is_some(), path),
+        ["listener_metadata", path @ ..] => empty_metadata(stream.is_some(), path),
         ["filter_chain_name"] => known(stream.map(|_| Vec::new())),
         ["upstream_host_metadata", path @ ..] => {
             let answered = stream.and_then(|s| s.with_origin(|o| o.upstream.is_some()));
-            metadata_if(answered == Some(true), path)
+            empty_metadata(answered == Some(true), path)
         }
         _ => Lookup::Unknown,
     }
 }
 
-/// An `envoy.config.core.v3.Metadata` with nothing in it: empty as a whole, its maps empty
-/// (a pair list of no entries), any key below them absent.
-fn empty_metadata(path: &[&str]) -> Lookup {
+/// `path` into an `envoy.config.core.v3.Metadata` with nothing in it, when the host has one
+/// (`present`): empty as a whole, its maps empty, any key below them absent.
+fn empty_metadata(present: bool, path: &[&str]) -> Lookup {
     match path {
+        _ if !present => Lookup::Unavailable,
         [] => Lookup::Found(Vec::new()),
-        ["filter_metadata" | "typed_filter_metadata"] => Lookup::Found(serialize(&Pairs::new())),
+        ["filter_metadata" | "typed_filter_metadata"] => Lookup::Found(empty_map()),
         _ => Lookup::Unavailable,
     }
+}
+
+/// A map attribute with no entries (the pair format's count, 0).
+fn empty_map() -> Vec<u8> {
+    serialize(&Pairs::new())
 }
 
 /// The gateway as an Envoy node (`xds.node`, an `envoy.config.core.v3.Node`): its id is the
@@ -463,7 +462,7 @@ impl Node {
             ["cluster"] => Lookup::Found(Vec::new()),
             ["user_agent_name"] => Lookup::Found(string(Node::USER_AGENT_NAME)),
             ["user_agent_version"] => Lookup::Found(string(Node::USER_AGENT_VERSION)),
-            ["metadata"] => Lookup::Found(serialize(&Pairs::new())),
+            ["metadata"] => Lookup::Found(empty_map()),
             _ => Lookup::Unavailable,
         }
     }
@@ -512,12 +511,7 @@ fn request(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
         // The declared length when there is one (Envoy's choice: known from the headers on),
         // else the bytes received so far.
         ["size"] => match headers.and_then(|h| first_value(h, "content-length")) {
-            Some(length) => known(
-                std::str::from_utf8(length)
-                    .ok()
-                    .and_then(|l| l.parse().ok())
-                    .map(int),
-            ),
+            Some(length) => known(parsed(length).map(int)),
             None => known(stream.map(|s| int_from_u64(s.body_sizes.request()))),
         },
         ["headers_bytes"] => known(stream.map(|_| int_from_u64(headers.map_or(0, headers_bytes)))),
@@ -538,11 +532,7 @@ fn response(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
     match rest {
         ["code"] => {
             // The response's `:status` (in `on_log`, the status as sent).
-            let code = || {
-                let status = headers.and_then(|h| first_value(h, ":status"))?;
-                std::str::from_utf8(status).ok()?.parse::<u16>().ok()
-            };
-            known(code().map(|c| int(i64::from(c))))
+            known(status_code(headers).map(|c| int(i64::from(c))))
         }
         ["headers"] => known(headers.map(serialize)),
         ["headers", name] => known(headers.and_then(|h| joined_values(h, name))),
@@ -573,16 +563,20 @@ fn grpc_status(headers: Option<&Pairs>, trailers: Option<&Pairs>) -> Option<i32>
         .flatten()
         .find_map(|map| first_value(map, "grpc-status"));
     if let Some(status) = declared {
-        let code = std::str::from_utf8(status)
-            .ok()
-            .and_then(|s| s.parse::<u8>().ok());
-        return Some(code.filter(|&c| c <= 16).map_or(-1, i32::from));
+        let code = parsed::<u8>(status).filter(|&c| c <= 16);
+        return Some(code.map_or(-1, i32::from));
     }
-    let http = std::str::from_utf8(first_value(headers?, ":status")?)
-        .ok()?
-        .parse::<u16>()
-        .ok()?;
-    i32::try_from(crate::upstream::grpc_status_of_http(http)).ok()
+    i32::try_from(crate::upstream::grpc_status_of_http(status_code(headers)?)).ok()
+}
+
+/// The response's `:status`, when the headers are there and it is a number.
+fn status_code(headers: Option<&Pairs>) -> Option<u16> {
+    parsed(first_value(headers?, ":status")?)
+}
+
+/// A header value read as a number (or anything else `FromStr` reads).
+fn parsed<T: std::str::FromStr>(value: &[u8]) -> Option<T> {
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// `source.*` and `destination.*`: Envoy gives the address as `ip:port`.
