@@ -381,7 +381,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match server::tls_config(cert, key) {
-            Ok(c) => Some(Arc::new(c)),
+            Ok(tls) => Some(tls),
             Err(e) => {
                 return fail(
                     exit::IO,

@@ -19,7 +19,7 @@ use crate::artifact::Artifact;
 use crate::dispatch;
 use crate::model::Api;
 use crate::problem::{Kind, Problem};
-use crate::proxywasm::properties::{StreamInfo, TlsSession};
+use crate::proxywasm::properties::{Route, StreamInfo, TlsSession};
 use crate::request_body;
 use crate::router::{Lookup, Router};
 use crate::server::{Body, Config, empty, full};
@@ -202,8 +202,8 @@ impl Gateway {
         let (admitted, body) = if self.filters.is_empty(index) {
             (None, body)
         } else {
-            let names = self.filters.route_names(index);
-            let info = stream_info(&parts, client, request_id, names);
+            let route = self.filters.route(index);
+            let info = stream_info(&parts, client, request_id, route);
             // The chain's futures are boxed: kept inline they would make every request's future
             // (moved as a whole by hyper) several kilobytes larger, filters or not.
             let chain = self
@@ -268,8 +268,8 @@ impl Gateway {
         allowed: &[Method],
     ) -> Result<Response<Body>, StreamReset> {
         let (mut parts, body) = request.into_parts();
-        let names = self.filters.route_names(index);
-        let info = stream_info(&parts, client, request_id, names);
+        let route = self.filters.route(index);
+        let info = stream_info(&parts, client, request_id, route);
         let body = request_body::limited(body, &self.config.limits);
         match self
             .filters
@@ -463,7 +463,7 @@ fn stream_info(
     parts: &http::request::Parts,
     client: ClientConnection,
     request_id: &HeaderValue,
-    (route_name, cluster_name): (Arc<str>, Option<Arc<str>>),
+    route: Arc<Route>,
 ) -> Arc<StreamInfo> {
     let host = match parts.uri.authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
@@ -494,8 +494,7 @@ fn stream_info(
         destination: Some(client.local),
         tls: parts.extensions.get::<TlsSession>().cloned(),
         connection_id: client.id,
-        route_name,
-        cluster_name,
+        route,
         ..StreamInfo::default()
     })
 }
@@ -569,11 +568,7 @@ fn request_host(request: &Request<Incoming>) -> std::borrow::Cow<'_, str> {
                 .and_then(|h| h.to_str().ok())
         })
         .unwrap_or_default();
-    let host = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or(raw)
-    } else {
-        raw.split(':').next().unwrap_or("")
-    };
+    let host = crate::router::host_without_port(raw);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
     } else {

@@ -211,16 +211,29 @@ fn find<'a>(
     None
 }
 
+/// Whether `host` is served by an entry's host pattern (`None`: any host).
 fn host_matches(pattern: Option<&[String]>, host: &str) -> bool {
-    let Some(labels) = pattern else {
-        return true;
-    };
+    pattern.is_none_or(|labels| labels_match(labels.iter().map(String::as_str), host))
+}
+
+/// Whether a host pattern's labels match `host` (without port), label by label, whatever the
+/// case; a `*` label matches any one label.
+pub(crate) fn labels_match<'a>(pattern: impl IntoIterator<Item = &'a str>, host: &str) -> bool {
     let mut host_labels = host.split('.');
-    labels.iter().all(|p| {
+    pattern.into_iter().all(|p| {
         host_labels
             .next()
             .is_some_and(|h| p == "*" || p.eq_ignore_ascii_case(h))
     }) && host_labels.next().is_none()
+}
+
+/// A `Host` or `:authority` value without its port (an IPv6 literal keeps its brackets).
+pub(crate) fn host_without_port(raw: &str) -> &str {
+    if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.split(':').next().unwrap_or("")
+    }
 }
 
 #[cfg(test)]

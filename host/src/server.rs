@@ -8,7 +8,7 @@
 //! multi-threaded runtime spent most of its time waking threads across cores.
 
 use crate::gateway::{ClientConnection, Gateway, Worker};
-use crate::proxywasm::properties::TlsSession;
+use crate::proxywasm::properties::{CertificateNames, TlsSession, tls_version};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -75,7 +75,7 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
     /// Serve TLS (with ALPN h2 and http/1.1) instead of cleartext.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Tls>,
 }
 
 impl Default for Config {
@@ -110,7 +110,10 @@ pub async fn serve(
         // The codec's hard ceiling; the configurable limit below it answers with a problem.
         .max_headers(limits.max_headers.saturating_mul(4).max(100));
     builder.http2().timer(TokioTimer::new());
-    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let tls = config.tls.clone().map(|tls| {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+        (acceptor, tls.certificate)
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -155,10 +158,10 @@ pub async fn serve(
                             let connection = builder.serve_connection(TokioIo::new(stream), service(None));
                             watcher.watch(connection.into_owned()).await
                         }
-                        Some(acceptor) => {
+                        Some((acceptor, certificate)) => {
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => {
-                                    let session = tls_session(stream.get_ref().1);
+                                    let session = tls_session(stream.get_ref().1, certificate);
                                     let connection = builder.serve_connection(TokioIo::new(stream), service(Some(session)));
                                     watcher.watch(connection.into_owned()).await
                                 }
@@ -192,34 +195,42 @@ pub async fn serve(
 }
 
 /// What a client's TLS handshake settled, for the plugins (`connection.tls_version`,
-/// `connection.requested_server_name`).
-fn tls_session(connection: &rustls::ServerConnection) -> TlsSession {
+/// `connection.requested_server_name`, `connection.*_local_certificate`).
+fn tls_session(
+    connection: &rustls::ServerConnection,
+    local_certificate: Arc<CertificateNames>,
+) -> TlsSession {
     TlsSession {
-        // rustls speaks no version older than 1.2.
-        version: match connection.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "TLSv1.3",
-        },
+        version: tls_version(connection.protocol_version()),
         server_name: connection.server_name().map(Arc::from),
+        local_certificate,
     }
 }
 
 /// How long a client has to complete the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A TLS server config from PEM files, offering h2 and http/1.1 by ALPN.
-pub fn tls_config(
-    cert_file: &std::path::Path,
-    key_file: &std::path::Path,
-) -> Result<rustls::ServerConfig, String> {
+/// The gateway's TLS listener: its rustls configuration, and the names of the certificate it
+/// presents (what plugins read of it).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Offers h2 and http/1.1 by ALPN.
+    pub config: Arc<rustls::ServerConfig>,
+    /// The names of the chain's first (leaf) certificate.
+    pub certificate: Arc<CertificateNames>,
+}
+
+/// A TLS listener's configuration from PEM files, offering h2 and http/1.1 by ALPN.
+pub fn tls_config(cert_file: &std::path::Path, key_file: &std::path::Path) -> Result<Tls, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert_file)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("cannot read certificates from {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
+    let Some(leaf) = certs.first() else {
         return Err(format!("{} holds no certificate", cert_file.display()));
-    }
+    };
+    let certificate = Arc::new(CertificateNames::of(leaf));
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key_file.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -231,7 +242,10 @@ pub fn tls_config(
     .with_single_cert(certs, key)
     .map_err(|e| format!("the certificate and key do not fit together: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(Tls {
+        config: Arc::new(config),
+        certificate,
+    })
 }
 
 /// Binds `count` listening sockets on `addr` with `SO_REUSEPORT`, so the kernel spreads new

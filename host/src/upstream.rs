@@ -8,6 +8,7 @@
 //! HTTP/2 pool per cluster.
 
 mod grpc;
+mod noted_tls;
 
 pub(crate) use grpc::grpc_status_of_http;
 
@@ -72,7 +73,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type HttpsClient = Client<noted_tls::NotingConnector, Body>;
 
 struct Endpoint {
     scheme: http::uri::Scheme,
@@ -524,11 +525,11 @@ fn client(roots: rustls::RootCertStore, http2: bool) -> Result<HttpsClient, Stri
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    let connector = if http2 {
+    let connector = noted_tls::NotingConnector(if http2 {
         builder.enable_http2().wrap_connector(http)
     } else {
         builder.enable_http1().wrap_connector(http)
-    };
+    });
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .http2_only(http2)

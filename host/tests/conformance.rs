@@ -1343,6 +1343,136 @@ async fn connection_node_and_response_origin_attributes_are_envoys() {
     assert_eq!(failed.header("x-prop-upstream-request_attempt_count"), "1");
 }
 
+/// What Envoy knows of the route and of the whole exchange: `xds.virtual_host_name` (the
+/// `servers` host the request matched, `*` for a server without one), `upstream.num_endpoints`,
+/// and, read in `on_log` by a filter that stores them for the next request (as a logging
+/// filter would ship them), `response.backend_latency` (only for an upstream's answer) and
+/// `request.duration`.
+#[tokio::test]
+async fn virtual_host_endpoints_and_end_of_exchange_latencies_are_envoys() {
+    const UPSTREAM_DELAY: Duration = Duration::from_millis(100);
+    let slow = support::upstream(|_request| async {
+        tokio::time::sleep(UPSTREAM_DELAY).await;
+        Response::new(full("slow"))
+    })
+    .await;
+    let property = |path: &[&str], kind: &str| serde_json::json!({"path": path, "type": kind});
+    let config = serde_json::json!({
+        "properties": [
+            property(&["xds", "virtual_host_name"], "string"),
+            property(&["upstream", "num_endpoints"], "uint"),
+        ],
+        "log_properties": [
+            property(&["response", "backend_latency"], "int"),
+            property(&["request", "duration"], "int"),
+        ],
+    });
+    let port = slow.addr.port();
+    let spec = format!(
+        r#"openapi: 3.1.0
+info: {{title: slow, version: '1'}}
+servers: [{{url: 'http://api.test'}}, {{url: '/'}}]
+x-barbacane-upstreams:
+  slow: {{endpoints: ['http://127.0.0.1:{port}', 'http://localhost:{port}'], allow_plaintext: true}}
+x-barbacane-middlewares:
+  - name: props
+    config: '{config}'
+paths:
+  /slow:
+    get:
+      operationId: slowGet
+      x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: slow}}}}
+  /mock:
+    get:
+      operationId: mockGet
+      x-barbacane-dispatch: {{name: mock, config: {{body: mocked}}}}
+"#
+    );
+    let project = filter_project(&spec, &[("props", "props")]);
+    let gw = support::gateway_in(project, Config::default()).await;
+
+    let mocked = get(&gw.url("/mock")).await;
+    assert_eq!(mocked.body, &b"mocked"[..]);
+    assert_eq!(mocked.header("x-prop-xds-virtual_host_name"), "*");
+    assert_eq!(mocked.header("x-prop-upstream-num_endpoints"), "<absent>");
+    let after_mock = logged_reply(&gw, "/mock", "request-duration").await;
+    // The mock answered: a duration, no backend.
+    assert_eq!(
+        after_mock.header("x-logged-response-backend_latency"),
+        "<absent>"
+    );
+    assert_eq!(
+        after_mock.header("x-prop-xds-virtual_host_name"),
+        "api.test"
+    );
+
+    let slowed = send(Method::GET, &gw.url("/slow"), &[("host", "api.test")], b"").await;
+    assert_eq!(slowed.body, &b"slow"[..]);
+    assert_eq!(slowed.header("x-prop-xds-virtual_host_name"), "api.test");
+    assert_eq!(slowed.header("x-prop-upstream-num_endpoints"), "2");
+    let after_slow = logged_reply(&gw, "/slow", "response-backend_latency").await;
+    let nanos = |name: &str| -> i64 { after_slow.header(name).parse().unwrap() };
+    let backend = nanos("x-logged-response-backend_latency");
+    let duration = nanos("x-logged-request-duration");
+    assert!(
+        backend >= UPSTREAM_DELAY.as_nanos() as i64,
+        "backend latency {backend} ns"
+    );
+    assert!(
+        backend <= duration,
+        "backend {backend} ns, duration {duration} ns"
+    );
+}
+
+/// A local response a filter sends from the response body, before the head went, is the
+/// exchange's: `on_log` reads its status and details, not the upstream's.
+#[tokio::test]
+async fn a_local_response_from_the_response_body_is_what_on_log_reads() {
+    let denying = support::upstream(|_request| async { Response::new(full("deny")) }).await;
+    let check = body_check_upstream(Arc::default()).await;
+    let logged = serde_json::json!({
+        "log_properties": [
+            {"path": ["response", "code"], "type": "int"},
+            {"path": ["response", "code_details"], "type": "string"},
+        ],
+    });
+    let upstreams = format!(
+        "  check: {{endpoints: ['http://127.0.0.1:{}'], allow_plaintext: true}}",
+        check.addr.port()
+    );
+    let chain = format!("  - name: props\n    config: '{logged}'\n")
+        + &callout_chain("check", ", \"check\": \"response_body\"");
+    let dir = filter_project(
+        &echo_spec(denying.addr.port(), &upstreams, &chain),
+        &[("props", "props"), ("callout", "callout")],
+    );
+    let gw = support::gateway_in(dir, Config::default()).await;
+    let denied = get(&gw.url("/echo")).await;
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.body, &b"denied"[..]);
+    let next = logged_reply(&gw, "/mock", "response-code").await;
+    assert_eq!(next.header("x-logged-response-code"), "403");
+    assert_ne!(
+        next.header("x-logged-response-code_details"),
+        "via_upstream"
+    );
+}
+
+/// A request to `path` (host `api.test`) whose response reports a number for `x-logged-<name>`:
+/// one that came after an earlier request's `on_log` stored one (it runs once its response is
+/// over, so the next request may come first: asked again until one has been stored).
+async fn logged_reply(gw: &support::TestGateway, path: &str, name: &str) -> support::Reply {
+    let header = format!("x-logged-{name}");
+    for _ in 0..100 {
+        let reply = send(Method::GET, &gw.url(path), &[("host", "api.test")], b"").await;
+        if reply.header(&header).parse::<i64>().is_ok() {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no request to {path} reported a number for {header}");
+}
+
 /// Filter state is the request's, as in Envoy: what one filter stores with `set_property` the
 /// next filter of the chain reads with `get_property` (how an auth plugin hands the consumer to
 /// the plugins after it); the next request starts empty.

@@ -28,7 +28,7 @@ async fn tls_upstream(cert_pem: &str, key_pem: &str) -> SocketAddr {
     let dir = project(&[("cert.pem", cert_pem), ("key.pem", key_pem)]);
     let config =
         server::tls_config(&dir.path().join("cert.pem"), &dir.path().join("key.pem")).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(config.config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -126,7 +126,7 @@ async fn the_gateway_serves_tls_with_h2_and_http1() {
     )
     .unwrap();
     let config = Config {
-        tls: Some(Arc::new(tls)),
+        tls: Some(tls),
         ..Config::default()
     };
     // The conformance `props` filter reports what the plugins learn of the TLS connection and
@@ -135,10 +135,17 @@ async fn the_gateway_serves_tls_with_h2_and_http1() {
         "properties": [
             {"path": ["connection", "tls_version"], "type": "string"},
             {"path": ["connection", "requested_server_name"], "type": "string"},
+            {"path": ["connection", "subject_local_certificate"], "type": "string"},
+            {"path": ["connection", "dns_san_local_certificate"], "type": "string"},
+            {"path": ["connection", "uri_san_local_certificate"], "type": "string"},
             {"path": ["request", "scheme"], "type": "string"},
         ],
         "response_properties": [
             {"path": ["upstream", "address"], "type": "string"},
+            {"path": ["upstream", "tls_version"], "type": "string"},
+            {"path": ["upstream", "subject_peer_certificate"], "type": "string"},
+            {"path": ["upstream", "dns_san_peer_certificate"], "type": "string"},
+            {"path": ["upstream", "sha256_peer_certificate_digest"], "type": "string"},
             {"path": ["response", "code_details"], "type": "string"},
         ],
     });
@@ -163,9 +170,13 @@ async fn the_gateway_serves_tls_with_h2_and_http1() {
 
     let mut roots = rustls::RootCertStore::empty();
     use rustls::pki_types::pem::PemObject;
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap())
-        .unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap();
+    let cert_digest: String = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&der);
+        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    };
+    roots.add(der).unwrap();
     let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -199,8 +210,35 @@ async fn the_gateway_serves_tls_with_h2_and_http1() {
             header("x-prop-connection-requested_server_name"),
             "localhost"
         );
+        // The certificate the gateway presented: rcgen's subject, its one DNS name, no URI.
+        assert_eq!(
+            header("x-prop-connection-subject_local_certificate"),
+            "CN=rcgen self signed cert"
+        );
+        assert_eq!(
+            header("x-prop-connection-dns_san_local_certificate"),
+            "localhost"
+        );
+        assert_eq!(
+            header("x-prop-connection-uri_san_local_certificate"),
+            "<absent>"
+        );
         assert_eq!(header("x-prop-request-scheme"), "https");
         assert_eq!(header("x-prop-upstream-address"), up.to_string());
+        // The upstream's end of its TLS connection: the same rcgen certificate.
+        assert_eq!(header("x-prop-upstream-tls_version"), "TLSv1.3");
+        assert_eq!(
+            header("x-prop-upstream-subject_peer_certificate"),
+            "CN=rcgen self signed cert"
+        );
+        assert_eq!(
+            header("x-prop-upstream-dns_san_peer_certificate"),
+            "localhost"
+        );
+        assert_eq!(
+            header("x-prop-upstream-sha256_peer_certificate_digest"),
+            cert_digest
+        );
         assert_eq!(header("x-prop-response-code_details"), "via_upstream");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(

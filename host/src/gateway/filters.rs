@@ -21,12 +21,12 @@
 
 use super::replica::{Blueprint, Replica};
 use super::suspension::Suspension;
-use crate::model::{Api, FailurePolicy};
+use crate::model::{Api, Dispatch, FailurePolicy, Operation};
 use crate::problem::{Kind, Problem};
 use crate::proxywasm::http::{
     Pairs, apply_request_pairs, apply_response_pairs, request_pairs, response_pairs,
 };
-use crate::proxywasm::properties::{ResponseOrigin, StreamInfo};
+use crate::proxywasm::properties::{Cluster, ResponseOrigin, Route, StreamInfo, UpstreamTls};
 use crate::proxywasm::{
     self, Direction, LocalResponse, MapType, PluginConfig, PluginModule, Signal, Vm, VmError, Wants,
 };
@@ -40,7 +40,7 @@ use hyper_util::client::legacy::connect::HttpInfo;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 
@@ -58,9 +58,9 @@ pub(super) struct FilterSet {
     wants: Vec<Wants>,
     /// Operation index → instance indices, in chain order.
     chains: Vec<Vec<usize>>,
-    /// Operation index → its route name (`operationId`) and upstream, as properties report them
-    /// (`xds.route_name`, `xds.cluster_name`); shared, not copied, by each request.
-    route_names: Vec<(Arc<str>, Option<Arc<str>>)>,
+    /// Operation index → its route as properties report it (`xds.route_name`,
+    /// `xds.cluster_name`, …); shared, not copied, by each request.
+    routes: Vec<Arc<Route>>,
     /// The most a plugin may buffer of a body.
     body_limit: usize,
 }
@@ -161,8 +161,19 @@ pub(super) struct Passage {
     info: Arc<StreamInfo>,
     /// The request headers as forwarded, for `on_log`.
     request_head: Pairs,
-    /// The response headers as sent, for `on_log` (set once the response phase has run).
-    response_head: OnceLock<Pairs>,
+    /// The response headers as sent, for `on_log` (set once the response phase has run; a
+    /// local response from the body filters replaces them).
+    response_head: Mutex<Pairs>,
+}
+
+impl Passage {
+    /// Records `head` as the response headers sent, for `on_log`.
+    fn sent_head(&self, head: Pairs) {
+        *self
+            .response_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = head;
+    }
 }
 
 impl Drop for Passage {
@@ -170,7 +181,11 @@ impl Drop for Passage {
         // The one place they are set: it cannot fail.
         let heads = [
             std::mem::take(&mut self.request_head),
-            self.response_head.take().unwrap_or_default(),
+            std::mem::take(
+                self.response_head
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ),
         ];
         let _ = self.info.final_heads.set(heads);
         for stream in self.streams.drain(..) {
@@ -318,22 +333,16 @@ impl FilterSet {
             }
             chains.push(chain);
         }
-        let route_names = api
+        let routes = api
             .operations
             .iter()
-            .map(|op| {
-                let cluster = match &op.dispatch {
-                    crate::model::Dispatch::HttpUpstream(d) => Some(Arc::from(d.upstream.as_str())),
-                    crate::model::Dispatch::Mock(_) => None,
-                };
-                (Arc::from(op.id.as_str()), cluster)
-            })
+            .map(|op| Arc::new(route(api, op)))
             .collect();
         Ok(FilterSet {
             blueprints,
             wants,
             chains,
-            route_names,
+            routes,
             body_limit,
         })
     }
@@ -347,12 +356,9 @@ impl FilterSet {
             .map(Replicas)
     }
 
-    /// The route name and upstream of operation `op`, for its requests' [`StreamInfo`].
-    pub(super) fn route_names(&self, op: usize) -> (Arc<str>, Option<Arc<str>>) {
-        self.route_names
-            .get(op)
-            .cloned()
-            .unwrap_or_else(|| (Arc::from(""), None))
+    /// The route of operation `op`, for its requests' [`StreamInfo`].
+    pub(super) fn route(&self, op: usize) -> Arc<Route> {
+        self.routes.get(op).cloned().unwrap_or_default()
     }
 
     /// Whether operation `op` has filters at all.
@@ -424,7 +430,7 @@ impl FilterSet {
             body_limit: self.body_limit,
             info: info.clone(),
             request_head: Pairs::default(),
-            response_head: OnceLock::new(),
+            response_head: Mutex::default(),
         };
         let end_of_stream = http_body::Body::is_end_stream(&body);
         // No data will pass a body that has already ended (most requests): nothing to count.
@@ -559,6 +565,9 @@ impl FilterSet {
         dispatch: Pin<&mut (dyn Future<Output = Response<Body>> + Send + '_)>,
     ) -> Result<Response<Body>, StreamReset> {
         let Admitted { passage, body_stop } = admitted;
+        if passage.info.route.cluster.is_some() {
+            let _ = passage.info.dispatched.set(std::time::Instant::now());
+        }
         let Some(body_stop) = body_stop else {
             return self.response(passage, dispatch.await).await;
         };
@@ -619,7 +628,7 @@ impl FilterSet {
             }
         }
         apply_response_pairs(&mut parts, &pairs);
-        let _ = passage.response_head.set(pairs);
+        passage.sent_head(pairs);
         if let Some(held) = held {
             return Box::pin(passage.after_held_response(parts, held, body)).await;
         }
@@ -662,17 +671,23 @@ impl FilterSet {
                 };
                 Ok(Response::from_parts(parts, body.boxed_unsync()))
             }
-            Err(stop) => stopped(stop),
+            Err(stop) => stopped(&passage, stop),
         }
     }
 }
 
-/// What a response whose body filters stopped it becomes.
+/// What a response whose body filters stopped it (before its head was sent) becomes. A local
+/// response is then the exchange's: its details and head are what `on_log` reads.
 #[cold]
 #[inline(never)]
-fn stopped(stop: Stop) -> Result<Response<Body>, StreamReset> {
+fn stopped(passage: &Passage, stop: Stop) -> Result<Response<Body>, StreamReset> {
     match stop {
-        Stop::Respond(local) => Ok(local_response(*local)),
+        Stop::Respond(local) => {
+            let (parts, body) = local_response(*local).into_parts();
+            note_origin(&passage.info, &parts);
+            passage.sent_head(response_pairs(&parts));
+            Ok(Response::from_parts(parts, body))
+        }
         Stop::Close => Err(StreamReset),
         Stop::Fail(problem) => Ok(problem.into_response()),
     }
@@ -819,6 +834,25 @@ fn listen(stream: &OpenStream, direction: Direction) -> Result<Option<Arc<Notify
     }
 }
 
+/// Operation `op` as properties report its route.
+fn route(api: &Api, op: &Operation) -> Route {
+    let cluster = match &op.dispatch {
+        Dispatch::HttpUpstream(d) => Some(Cluster {
+            name: d.upstream.clone(),
+            endpoints: api
+                .upstreams
+                .get(&d.upstream)
+                .map_or(0, |u| u.endpoints.len() as u64),
+        }),
+        Dispatch::Mock(_) => None,
+    };
+    Route {
+        name: op.id.clone(),
+        cluster,
+        hosts: op.servers.iter().map(|s| s.host.clone()).collect(),
+    }
+}
+
 /// Records in the request's record where the response in `parts` came from
 /// (`response.code_details`, `response.flags`, `upstream.*`): what the gateway noted on a
 /// response it made, else the connection hyper-util notes on every upstream response, else (no
@@ -827,7 +861,11 @@ fn note_origin(info: &StreamInfo, parts: &http::response::Parts) {
     let origin = if let Some(origin) = parts.extensions.get::<ResponseOrigin>() {
         origin.clone()
     } else if let Some(connection) = parts.extensions.get::<HttpInfo>() {
-        ResponseOrigin::via_upstream(Some((connection.remote_addr(), connection.local_addr())))
+        let addresses = (connection.remote_addr(), connection.local_addr());
+        ResponseOrigin {
+            upstream_tls: parts.extensions.get::<Arc<UpstreamTls>>().cloned(),
+            ..ResponseOrigin::via_upstream(Some(addresses))
+        }
     } else {
         ResponseOrigin::local("direct_response")
     };

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::abi::Status;
 use super::http::{Pairs, serialize};
@@ -49,10 +49,11 @@ pub struct StreamInfo {
     pub tls: Option<TlsSession>,
     /// The downstream connection's id.
     pub connection_id: u64,
-    /// The route (the operation's `operationId`); empty when there is none.
-    pub route_name: Arc<str>,
-    /// The upstream the request is dispatched to, once known.
-    pub cluster_name: Option<Arc<str>>,
+    /// The route the request took (its operation), shared by the operation's requests.
+    pub route: Arc<Route>,
+    /// When the request was handed to its upstream (`response.backend_latency`); unset for a
+    /// route with no upstream.
+    pub dispatched: OnceLock<Instant>,
     /// Body bytes received so far, each way (`request.size`, `response.size`).
     pub body_sizes: BodySizes,
     /// What the filters stored with `proxy_set_property` during this request.
@@ -65,6 +66,41 @@ pub struct StreamInfo {
     pub origin: Mutex<Option<ResponseOrigin>>,
 }
 
+/// What properties report of an operation's route: made once per operation, shared by its
+/// requests.
+#[derive(Debug, Default)]
+pub struct Route {
+    /// `xds.route_name`: the operation's `operationId`; empty when there is none.
+    pub name: String,
+    /// The upstream the operation dispatches to; `None` for a mock.
+    pub cluster: Option<Cluster>,
+    /// The host patterns of the operation's `servers` (`None`: any host), of which the one a
+    /// request matched is its virtual host (`xds.virtual_host_name`).
+    pub hosts: Vec<Option<String>>,
+}
+
+/// An upstream as Envoy's cluster attributes report it.
+#[derive(Debug)]
+pub struct Cluster {
+    /// `xds.cluster_name`: the upstream's name in `x-barbacane-upstreams`.
+    pub name: String,
+    /// `upstream.num_endpoints`: how many endpoints it has.
+    pub endpoints: u64,
+}
+
+impl Route {
+    /// The virtual host of a request to `host` (without port): the first of the operation's
+    /// host patterns that matches it, else `*` (Envoy's catch-all domain) when one of its
+    /// servers takes any host.
+    fn virtual_host(&self, host: &str) -> Option<&str> {
+        let mut patterns = self.hosts.iter().flatten();
+        match patterns.find(|p| crate::router::labels_match(p.split('.'), host)) {
+            Some(pattern) => Some(pattern),
+            None => self.hosts.iter().any(Option::is_none).then_some("*"),
+        }
+    }
+}
+
 /// What a TLS connection negotiated.
 #[derive(Debug, Clone)]
 pub struct TlsSession {
@@ -72,6 +108,93 @@ pub struct TlsSession {
     pub version: &'static str,
     /// The server name the client asked for (SNI), if any.
     pub server_name: Option<Arc<str>>,
+    /// The certificate the gateway presented.
+    pub local_certificate: Arc<CertificateNames>,
+}
+
+/// Envoy's name of a negotiated TLS version (rustls speaks none older than 1.2).
+pub fn tls_version(version: Option<rustls::ProtocolVersion>) -> &'static str {
+    match version {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLSv1.3",
+    }
+}
+
+/// The names of a certificate, as Envoy's `*_certificate` attributes give them.
+#[derive(Debug, Default)]
+pub struct CertificateNames {
+    /// The subject, written as RFC 2253 does (`CN=api.example.com,O=Example`).
+    pub subject: String,
+    /// The first DNS name among its subject alternative names.
+    pub dns_san: Option<String>,
+    /// The first URI among its subject alternative names.
+    pub uri_san: Option<String>,
+}
+
+impl CertificateNames {
+    /// The names of a DER certificate; none (an empty subject) when it cannot be read: rustls
+    /// has checked the certificates the gateway serves and talks to, these are only reported.
+    pub fn of(der: &[u8]) -> CertificateNames {
+        use x509_cert::der::Decode;
+        use x509_cert::ext::pkix::SubjectAltName;
+        use x509_cert::ext::pkix::name::GeneralName;
+        let Ok(certificate) = x509_cert::Certificate::from_der(der) else {
+            tracing::debug!("a TLS certificate's names cannot be read: plugins get none");
+            return CertificateNames::default();
+        };
+        let tbs = certificate.tbs_certificate();
+        let alternatives = match tbs.get_extension::<SubjectAltName>() {
+            Ok(Some((_, names))) => names.0,
+            _ => Vec::new(),
+        };
+        let first = |wanted: fn(&GeneralName) -> Option<&str>| {
+            alternatives.iter().find_map(wanted).map(String::from)
+        };
+        CertificateNames {
+            subject: tbs.subject().to_string(),
+            dns_san: first(|name| match name {
+                GeneralName::DnsName(dns) => Some(dns.as_str()),
+                _ => None,
+            }),
+            uri_san: first(|name| match name {
+                GeneralName::UniformResourceIdentifier(uri) => Some(uri.as_str()),
+                _ => None,
+            }),
+        }
+    }
+}
+
+/// What the TLS handshake with an upstream settled (`upstream.tls_version`,
+/// `upstream.*_peer_certificate`), noted on its connection.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    /// The protocol version as Envoy names it.
+    pub version: &'static str,
+    /// The names of the certificate the upstream presented.
+    pub peer: CertificateNames,
+    /// The SHA-256 digest of that certificate (DER), in lower-case hex.
+    pub peer_digest: String,
+}
+
+impl UpstreamTls {
+    /// What `connection` (an upstream's, after its handshake) settled.
+    pub fn of(connection: &rustls::ClientConnection) -> UpstreamTls {
+        use sha2::Digest;
+        let leaf = connection.peer_certificates().and_then(<[_]>::first);
+        let peer_digest = leaf.map_or_else(String::new, |der| {
+            sha2::Sha256::digest(der)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect()
+        });
+        UpstreamTls {
+            version: tls_version(connection.protocol_version()),
+            peer: leaf
+                .map(|der| CertificateNames::of(der))
+                .unwrap_or_default(),
+            peer_digest,
+        }
+    }
 }
 
 /// Where a response came from, as Envoy's stream info records it.
@@ -87,6 +210,8 @@ pub struct ResponseOrigin {
     pub attempted: bool,
     /// The upstream connection that answered: its peer and local addresses.
     pub upstream: Option<(SocketAddr, SocketAddr)>,
+    /// What that connection's TLS handshake settled; `None` for plain HTTP.
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
 }
 
 impl ResponseOrigin {
@@ -106,7 +231,7 @@ impl ResponseOrigin {
             details: Cow::Borrowed(details),
             flags,
             attempted: true,
-            upstream: None,
+            ..ResponseOrigin::default()
         }
     }
 
@@ -136,6 +261,24 @@ impl StreamInfo {
     fn exchange_duration(&self) -> Option<Duration> {
         self.final_heads.get()?;
         self.start?.elapsed().ok()
+    }
+
+    /// Envoy's backend latency (from the request's first byte sent upstream to the response's
+    /// last byte received), once the exchange is over and the upstream answered: from when the
+    /// request was handed to the upstream until now, taken when asked as
+    /// [`StreamInfo::exchange_duration`] is (the phases end with the response's last byte).
+    fn backend_latency(&self) -> Option<Duration> {
+        self.final_heads.get()?;
+        self.with_origin(|o| o.upstream.is_some())
+            .filter(|&answered| answered)?;
+        Some(self.dispatched.get()?.elapsed())
+    }
+
+    /// The virtual host the request matched (see [`Route::virtual_host`]).
+    fn virtual_host(&self) -> Option<&str> {
+        let host = self.host.as_ref().and_then(|h| h.to_str().ok());
+        self.route
+            .virtual_host(crate::router::host_without_port(host.unwrap_or_default()))
     }
 
     /// Records where the response came from (a later local response replaces it).
@@ -355,6 +498,8 @@ fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
             known(value.cloned())
         }
         ["xds", rest @ ..] => xds(stream, rest),
+        // Upstream filters' state: the gateway has no upstream filters, so it holds nothing.
+        ["upstream_filter_state", ..] => Lookup::Unavailable,
         // The legacy spellings of `xds.*`, which older filters and the Go SDK still read.
         ["node", ..]
         | ["cluster_name"]
@@ -373,20 +518,24 @@ fn attribute(view: &PropertyView<'_>, segments: &[&str]) -> Lookup {
 /// listener has no direction (0, `UNSPECIFIED`) and no filter-chain name; every metadata is
 /// empty (the spec gives none).
 fn xds(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
-    let cluster = stream.and_then(|s| s.cluster_name.as_deref());
+    let cluster = stream.and_then(|s| s.route.cluster.as_ref());
+    let virtual_host = || stream.and_then(StreamInfo::virtual_host);
+    let upstream_answered = || stream.and_then(|s| s.with_origin(|o| o.upstream.is_some()));
     match rest {
         ["node", path @ ..] => Node::get().lookup(path),
-        ["cluster_name"] => known(cluster.map(string)),
+        ["cluster_name"] => known(cluster.map(|c| string(&c.name))),
         ["cluster_metadata", path @ ..] => empty_metadata(cluster.is_some(), path),
-        ["route_name"] => known(stream.and_then(|s| non_empty(&s.route_name)).map(string)),
+        ["route_name"] => known(stream.and_then(|s| non_empty(&s.route.name)).map(string)),
         ["route_metadata", path @ ..] => empty_metadata(stream.is_some(), path),
+        ["virtual_host_name"] => known(virtual_host().map(string)),
+        ["virtual_host_metadata", path @ ..] => empty_metadata(virtual_host().is_some(), path),
         ["listener_direction"] => Lookup::Found(int(0)),
         ["listener_metadata", path @ ..] => empty_metadata(stream.is_some(), path),
         ["filter_chain_name"] => known(stream.map(|_| Vec::new())),
-        ["upstream_host_metadata", path @ ..] => {
-            let answered = stream.and_then(|s| s.with_origin(|o| o.upstream.is_some()));
-            empty_metadata(answered == Some(true), path)
-        }
+        [
+            "upstream_host_metadata" | "upstream_host_locality_metadata",
+            path @ ..,
+        ] => empty_metadata(upstream_answered() == Some(true), path),
         _ => Lookup::Unknown,
     }
 }
@@ -550,6 +699,7 @@ fn response(view: &PropertyView<'_>, rest: &[&str]) -> Lookup {
         })),
         ["code_details"] => known(stream.and_then(|s| s.with_origin(|o| string(&o.details)))),
         ["grpc_status"] => known(grpc_status(headers, trailers).map(|code| int(i64::from(code)))),
+        ["backend_latency"] => known(stream.and_then(StreamInfo::backend_latency).map(duration)),
         _ => Lookup::Unknown,
     }
 }
@@ -620,17 +770,60 @@ fn connection(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
             name.map(string).unwrap_or_default()
         })),
         ["tls_version"] => known(tls.map(|t| string(t.version))),
+        ["subject_local_certificate"] => known(tls.map(|t| string(&t.local_certificate.subject))),
+        ["dns_san_local_certificate"] => known(
+            tls.and_then(|t| t.local_certificate.dns_san.as_deref())
+                .map(string),
+        ),
+        ["uri_san_local_certificate"] => known(
+            tls.and_then(|t| t.local_certificate.uri_san.as_deref())
+                .map(string),
+        ),
         // No client certificate: an empty subject, and none of the rest.
         ["subject_peer_certificate"] => known(tls.map(|_| Vec::new())),
+        [
+            "dns_san_peer_certificate"
+            | "uri_san_peer_certificate"
+            | "sha256_peer_certificate_digest"
+            | "peer_certificate",
+        ] => Lookup::Unavailable,
         ["termination_details" | "transport_failure_reason"] => Lookup::Unavailable,
         _ => Lookup::Unknown,
     }
 }
 
-/// `upstream.*`: the connection that brought the response, once it has.
+/// `upstream.*`: the connection that brought the response, once it has, and the upstream the
+/// route dispatches to.
 fn upstream(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
     let addresses = stream.and_then(|s| s.with_origin(|o| o.upstream).flatten());
     match rest {
+        ["num_endpoints"] => {
+            let cluster = stream.and_then(|s| s.route.cluster.as_ref());
+            known(cluster.map(|c| uint(c.endpoints)))
+        }
+        // The host's `envoy.config.core.v3.Locality`: the spec gives endpoints none, so it is
+        // the empty message, and its fields (`region`, `zone`, `sub_zone`) empty strings.
+        ["locality", field @ ..] => match field {
+            [] | ["region" | "zone" | "sub_zone"] => known(addresses.map(|_| Vec::new())),
+            _ => Lookup::Unavailable,
+        },
+        // hyper-util's connection pool does not say when a connection became ready for the
+        // request; Envoy answers nothing when it has no such time either.
+        ["cx_pool_ready_duration"] => Lookup::Unavailable,
+        [
+            field @ ("tls_version"
+            | "subject_peer_certificate"
+            | "dns_san_peer_certificate"
+            | "uri_san_peer_certificate"
+            | "sha256_peer_certificate_digest"
+            | "peer_certificate"
+            | "subject_local_certificate"
+            | "dns_san_local_certificate"
+            | "uri_san_local_certificate"),
+        ] => {
+            let tls = stream.and_then(|s| s.with_origin(|o| o.upstream_tls.clone()).flatten());
+            upstream_tls(tls.as_deref(), field)
+        }
         ["address"] => known(addresses.map(|(peer, _)| address_text(peer))),
         ["port"] => known(addresses.map(|(peer, _)| int(i64::from(peer.port())))),
         ["local_address"] => known(addresses.map(|(_, local)| address_text(local))),
@@ -640,6 +833,26 @@ fn upstream(stream: Option<&StreamInfo>, rest: &[&str]) -> Lookup {
         }
         _ => Lookup::Unknown,
     }
+}
+
+/// `upstream.tls_version` and `upstream.*_certificate` over a TLS connection (`tls`): the
+/// upstream's certificate is the peer's; the gateway presents none (an empty local subject).
+fn upstream_tls(tls: Option<&UpstreamTls>, field: &str) -> Lookup {
+    let Some(tls) = tls else {
+        return Lookup::Unavailable;
+    };
+    let answer = match field {
+        "tls_version" => Some(string(tls.version)),
+        "subject_peer_certificate" => Some(string(&tls.peer.subject)),
+        "dns_san_peer_certificate" => tls.peer.dns_san.as_deref().map(string),
+        "uri_san_peer_certificate" => tls.peer.uri_san.as_deref().map(string),
+        "sha256_peer_certificate_digest" => non_empty(&tls.peer_digest).map(string),
+        "subject_local_certificate" => Some(Vec::new()),
+        // `peer_certificate` (the PEM, URL-encoded) is not kept; the local names need a
+        // client certificate.
+        _ => None,
+    };
+    known(answer)
 }
 
 /// Envoy's Wasm tokens: the plugin's identity and `connection_id`.
@@ -771,10 +984,22 @@ mod tests {
             tls: Some(TlsSession {
                 version: "TLSv1.3",
                 server_name: Some(Arc::from("api.example.com")),
+                local_certificate: Arc::new(CertificateNames {
+                    subject: String::from("CN=api.example.com,O=Example"),
+                    dns_san: Some(String::from("api.example.com")),
+                    uri_san: None,
+                }),
             }),
             connection_id: 42,
-            route_name: Arc::from("getPet"),
-            cluster_name: Some(Arc::from("pets-backend")),
+            route: Arc::new(Route {
+                name: String::from("getPet"),
+                cluster: Some(Cluster {
+                    name: String::from("pets-backend"),
+                    endpoints: 3,
+                }),
+                hosts: vec![Some(String::from("*.example.com")), None],
+            }),
+            dispatched: OnceLock::new(),
             body_sizes: BodySizes::default(),
             filter_state: FilterState::default(),
             final_heads: OnceLock::new(),
@@ -1123,6 +1348,194 @@ mod tests {
             Ok(b"via_upstream".to_vec())
         );
         assert_eq!(get(&v, &["xds", "upstream_host_metadata"]), Ok(Vec::new()));
+        assert_eq!(
+            get(&v, &["xds", "upstream_host_locality_metadata"]),
+            Ok(Vec::new())
+        );
+        // The endpoint's locality: the empty message, its fields empty.
+        assert_eq!(get(&v, &["upstream", "locality"]), Ok(Vec::new()));
+        assert_eq!(get(&v, &["upstream", "locality", "zone"]), Ok(Vec::new()));
+        assert_eq!(
+            get(&v, &["upstream", "locality", "nope"]),
+            Err(Status::NotFound)
+        );
+        assert_eq!(
+            get(&v, &["upstream", "cx_pool_ready_duration"]),
+            Err(Status::NotFound)
+        );
+    }
+
+    #[test]
+    fn upstream_tls_attributes_come_with_a_tls_upstream() {
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
+        let addresses = (
+            "10.1.2.3:8443".parse().unwrap(),
+            "10.1.0.1:1".parse().unwrap(),
+        );
+        stream.set_origin(ResponseOrigin::via_upstream(Some(addresses)));
+        let v = view(&plugin, Some(&stream), None, &state);
+        // Plain HTTP: none of them.
+        for field in [
+            "tls_version",
+            "subject_peer_certificate",
+            "subject_local_certificate",
+        ] {
+            assert_eq!(
+                get(&v, &["upstream", field]),
+                Err(Status::NotFound),
+                "{field}"
+            );
+        }
+        stream.set_origin(ResponseOrigin {
+            upstream_tls: Some(Arc::new(UpstreamTls {
+                version: "TLSv1.2",
+                peer: CertificateNames {
+                    subject: String::from("CN=backend"),
+                    dns_san: None,
+                    uri_san: Some(String::from("spiffe://cluster/backend")),
+                },
+                peer_digest: String::from("ab01"),
+            })),
+            ..ResponseOrigin::via_upstream(Some(addresses))
+        });
+        let v = view(&plugin, Some(&stream), None, &state);
+        for (field, value) in [
+            ("tls_version", &b"TLSv1.2"[..]),
+            ("subject_peer_certificate", b"CN=backend"),
+            ("uri_san_peer_certificate", b"spiffe://cluster/backend"),
+            ("sha256_peer_certificate_digest", b"ab01"),
+            ("subject_local_certificate", b""),
+        ] {
+            assert_eq!(get(&v, &["upstream", field]), Ok(value.to_vec()), "{field}");
+        }
+        for field in [
+            "dns_san_peer_certificate",
+            "peer_certificate",
+            "dns_san_local_certificate",
+        ] {
+            assert_eq!(
+                get(&v, &["upstream", field]),
+                Err(Status::NotFound),
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificate_names_are_its_subject_and_first_alternative_names() {
+        let mut params =
+            rcgen::CertificateParams::new(vec![String::from("a.test"), String::from("b.test")])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example, Inc");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "a.test");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from("spiffe://example/gw").unwrap(),
+        ));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let names = CertificateNames::of(certificate.der());
+        // RFC 2253: the last RDN first (rcgen writes the common name first), a comma in a
+        // value escaped.
+        assert_eq!(names.subject, "O=Example\\, Inc,CN=a.test");
+        assert_eq!(names.dns_san.as_deref(), Some("a.test"));
+        assert_eq!(names.uri_san.as_deref(), Some("spiffe://example/gw"));
+        let unreadable = CertificateNames::of(b"not a certificate");
+        assert_eq!(unreadable.subject, "");
+        assert_eq!(unreadable.dns_san, None);
+    }
+
+    #[test]
+    fn the_upstream_endpoints_and_locality_need_a_cluster_and_an_upstream_response() {
+        let (plugin, stream, state) = (plugin(), stream(), FilterValues::default());
+        let v = view(&plugin, Some(&stream), None, &state);
+        // The cluster is known from the route on; the endpoint only once it answered.
+        assert_eq!(as_u64(get(&v, &["upstream", "num_endpoints"]).unwrap()), 3);
+        assert_eq!(get(&v, &["upstream", "locality"]), Err(Status::NotFound));
+        assert_eq!(
+            get(&v, &["xds", "upstream_host_locality_metadata"]),
+            Err(Status::NotFound)
+        );
+        let mock = StreamInfo {
+            route: Arc::default(),
+            ..self::stream()
+        };
+        let v = view(&plugin, Some(&mock), None, &state);
+        assert_eq!(
+            get(&v, &["upstream", "num_endpoints"]),
+            Err(Status::NotFound)
+        );
+    }
+
+    #[test]
+    fn backend_latency_is_known_once_an_upstream_exchange_is_over() {
+        let (plugin, state) = (plugin(), FilterValues::default());
+        let upstream = ResponseOrigin::via_upstream(Some((
+            "10.1.2.3:8080".parse().unwrap(),
+            "10.1.0.1:40404".parse().unwrap(),
+        )));
+        let latency = |stream: &StreamInfo| {
+            let v = view(&plugin, Some(stream), None, &state);
+            get(&v, &["response", "backend_latency"]).map(as_i64)
+        };
+        let sent = Instant::now() - Duration::from_millis(1500);
+        let exchange = StreamInfo {
+            dispatched: OnceLock::from(sent),
+            ..self::stream()
+        };
+        exchange.set_origin(upstream.clone());
+        // Still in the phases: the response's last byte has not come.
+        assert_eq!(latency(&exchange), Err(Status::NotFound));
+        let over = StreamInfo {
+            dispatched: OnceLock::from(sent),
+            final_heads: OnceLock::from([Pairs::new(), Pairs::new()]),
+            ..self::stream()
+        };
+        // Over, but the gateway answered (a mock, a failed upstream): no backend.
+        over.set_origin(ResponseOrigin::local("direct_response"));
+        assert_eq!(latency(&over), Err(Status::NotFound));
+        over.set_origin(upstream);
+        let nanos = latency(&over).unwrap();
+        assert!((1_500_000_000..60_000_000_000).contains(&nanos), "{nanos}");
+    }
+
+    #[test]
+    fn the_virtual_host_is_the_servers_host_pattern_the_request_matched() {
+        let (plugin, state) = (plugin(), FilterValues::default());
+        let name = |host: Option<&'static str>, hosts: Vec<Option<String>>| {
+            let stream = StreamInfo {
+                host: host.map(http::HeaderValue::from_static),
+                route: Arc::new(Route {
+                    hosts,
+                    ..Route::default()
+                }),
+                ..self::stream()
+            };
+            let v = view(&plugin, Some(&stream), None, &state);
+            get(&v, &["xds", "virtual_host_name"]).map(|name| String::from_utf8(name).unwrap())
+        };
+        let pattern = |p: &str| Some(String::from(p));
+        let both = || vec![pattern("*.example.com"), None];
+        assert_eq!(
+            name(Some("API.example.com:8443"), both()).unwrap(),
+            "*.example.com"
+        );
+        assert_eq!(name(Some("other.test"), both()).unwrap(), "*");
+        assert_eq!(name(None, both()).unwrap(), "*");
+        let only = vec![pattern("a.test"), pattern("b.test")];
+        assert_eq!(name(Some("b.test"), only.clone()).unwrap(), "b.test");
+        assert_eq!(name(Some("c.test"), only), Err(Status::NotFound));
+        let (stream, state) = (stream(), FilterValues::default());
+        let v = view(&plugin, Some(&stream), None, &state);
+        assert_eq!(get(&v, &["xds", "virtual_host_metadata"]), Ok(Vec::new()));
+        let v = view(&plugin, None, None, &state);
+        assert_eq!(
+            get(&v, &["xds", "virtual_host_name"]),
+            Err(Status::NotFound)
+        );
     }
 
     #[test]
@@ -1175,6 +1588,11 @@ mod tests {
             Err(Status::NotFound)
         );
         assert_eq!(get(&v, &["filter_state", "wasm.my.key"]), Ok(b"v".to_vec()));
+        // Not the (downstream) filter state: upstream filters' own, which nothing writes.
+        assert_eq!(
+            get(&v, &["upstream_filter_state", "wasm.my.key"]),
+            Err(Status::NotFound)
+        );
     }
 
     #[test]
@@ -1257,7 +1675,22 @@ mod tests {
             get(&v, &["connection", "subject_peer_certificate"]),
             Ok(Vec::new())
         );
-        for absent in ["dns_san_peer_certificate", "termination_details"] {
+        assert_eq!(
+            get(&v, &["connection", "subject_local_certificate"]),
+            Ok(b"CN=api.example.com,O=Example".to_vec())
+        );
+        assert_eq!(
+            get(&v, &["connection", "dns_san_local_certificate"]),
+            Ok(b"api.example.com".to_vec())
+        );
+        for absent in [
+            "uri_san_local_certificate",
+            "dns_san_peer_certificate",
+            "uri_san_peer_certificate",
+            "sha256_peer_certificate_digest",
+            "peer_certificate",
+            "termination_details",
+        ] {
             assert_eq!(get(&v, &["connection", absent]), Err(Status::NotFound));
         }
 
@@ -1265,6 +1698,7 @@ mod tests {
             tls: Some(TlsSession {
                 version: "TLSv1.2",
                 server_name: None,
+                local_certificate: Arc::default(),
             }),
             ..self::stream()
         };
@@ -1287,10 +1721,9 @@ mod tests {
             get(&v, &["connection", "tls_version"]),
             Err(Status::NotFound)
         );
-        assert_eq!(
-            get(&v, &["connection", "subject_peer_certificate"]),
-            Err(Status::NotFound)
-        );
+        for absent in ["subject_peer_certificate", "subject_local_certificate"] {
+            assert_eq!(get(&v, &["connection", absent]), Err(Status::NotFound));
+        }
         assert_eq!(
             get(&v, &["connection", "requested_server_name"]),
             Ok(Vec::new()),
@@ -1342,8 +1775,7 @@ mod tests {
         assert_eq!(get(&v, &["request_protocol"]), Ok(b"HTTP/1.1".to_vec()));
 
         let undispatched = StreamInfo {
-            cluster_name: None,
-            route_name: Arc::from(""),
+            route: Arc::default(),
             ..self::stream()
         };
         let v = view(&plugin, Some(&undispatched), None, &state);

@@ -2,8 +2,8 @@
 //! writes one property.
 //!
 //! Configuration (JSON, all optional; absent = `{}`): `{"properties": [{"path": ["request",
-//! "path"], "type": "string"}, ...], "response_properties": [...], "set": {"path": ["my",
-//! "key"], "value": "v"}}`; `type` is one of `string`, `int`, `uint`, `bool`, `map`,
+//! "path"], "type": "string"}, ...], "response_properties": [...], "log_properties": [...],
+//! "set": {"path": ["my", "key"], "value": "v"}}`; `type` is one of `string`, `int`, `uint`, `bool`, `map`,
 //! `bytes_len`. An invalid configuration fails `on_configure` (logged at error).
 //!
 //! * `on_http_request_headers`: for each listed property, `get_property(path)` formatted by
@@ -23,7 +23,13 @@
 //! * `on_http_response_headers`: adds every remembered header to the response, in
 //!   configuration order, then one for each of `response_properties`, read now and formatted
 //!   the same way; if `set` is configured also adds `x-prop-set` = `get_property(set.path)` as
-//!   UTF-8 (lossy) or `<absent>`. Continue.
+//!   UTF-8 (lossy) or `<absent>`; then for each of `log_properties` adds `x-logged-<path
+//!   segments joined by "-">` = the shared data value `props.logged.<same>` (what an earlier
+//!   request's `on_log` stored), or `<absent>`. Continue.
+//! * `on_log`: each of `log_properties` read now (the exchange is over), formatted the same way
+//!   and stored in shared data under `props.logged.<path segments joined by "-">`: how a
+//!   logging filter reads what is only known at the end (`response.backend_latency`,
+//!   `request.duration`), reported by the next request.
 
 use std::rc::Rc;
 
@@ -67,6 +73,7 @@ struct Set {
 struct Config {
     properties: Vec<Property>,
     response_properties: Vec<Property>,
+    log_properties: Vec<Property>,
     set: Option<Set>,
 }
 
@@ -94,6 +101,11 @@ fn format(kind: Kind, value: Option<&[u8]>) -> String {
         },
         Kind::BytesLen => value.len().to_string(),
     }
+}
+
+/// A property's path segments joined by `-`, as its header and shared data names spell it.
+fn joined(property: &Property) -> String {
+    property.path.join("-")
 }
 
 fn segments(path: &[String]) -> Vec<&str> {
@@ -151,7 +163,7 @@ impl Stream {
     /// `property` read now: its header name and formatted value (also logged).
     fn read(&self, property: &Property) -> (String, String) {
         let value = self.get_property(segments(&property.path));
-        let name = format!("x-prop-{}", property.path.join("-"));
+        let name = format!("x-prop-{}", joined(property));
         let text = format(property.kind, value.as_deref());
         log::info!("{name}: {text}");
         (name, text)
@@ -187,6 +199,25 @@ impl HttpContext for Stream {
                 .unwrap_or_else(|| String::from("<absent>"));
             self.add_http_response_header("x-prop-set", &value);
         }
+        for property in &config.log_properties {
+            let name = joined(property);
+            let (logged, _) = self.get_shared_data(&format!("props.logged.{name}"));
+            let value = logged
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_else(|| String::from("<absent>"));
+            self.add_http_response_header(&format!("x-logged-{name}"), &value);
+        }
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let config = Rc::clone(&self.config);
+        for property in &config.log_properties {
+            let (name, value) = self.read(property);
+            let key = format!("props.logged.{}", joined(property));
+            if let Err(status) = self.set_shared_data(&key, Some(value.as_bytes()), None) {
+                log::error!("{name} not stored: {status:?}");
+            }
+        }
     }
 }

@@ -382,7 +382,7 @@ impl Passage {
                 part.into_frames(&mut frames);
                 frames
             }
-            Err(stop) => return stopped(stop),
+            Err(stop) => return stopped(&self, stop),
         };
         let body = EndsStreams {
             body: FramesBody(frames),
@@ -766,6 +766,8 @@ impl Passage {
     ) -> Result<Response<Body>, StreamReset> {
         let (head_tx, head_rx) = tokio::sync::oneshot::channel();
         let (frames_tx, frames_rx) = tokio::sync::mpsc::channel(8);
+        // Kept for a local response from the body filters, which becomes the exchange's.
+        let passage = Arc::clone(&self);
         let pump = self.response_body(passed, first, keepers, body, head_tx, frames_tx);
         tokio::spawn(pump);
         match head_rx.await {
@@ -775,7 +777,7 @@ impl Passage {
                 let body = ChannelBody(frames_rx);
                 Ok(Response::from_parts(parts, body.boxed_unsync()))
             }
-            Ok(Err(stop)) => stopped(stop),
+            Ok(Err(stop)) => stopped(&passage, stop),
             Err(_) => Ok(
                 Problem::new(Kind::PluginFailed, "the response body filters stopped")
                     .into_response(),
