@@ -69,10 +69,14 @@ fn apply_rule(headers: &mut impl HeaderList, rule: &HeaderRule, request: &Reques
     match &rule.action {
         Action::Remove => headers.remove(name),
         Action::Rename(to) => {
-            if to == name || !headers.contains(name) {
+            if to == name {
                 return;
             }
+            // An absent header has no values: one read of the map, not a lookup first.
             let values = headers.values(name);
+            if values.is_empty() {
+                return;
+            }
             headers.remove(name);
             put(headers, to, &values);
         }
