@@ -647,14 +647,28 @@ async fn a_hostile_plugin_calling_every_host_function_with_random_arguments_is_c
     // the plugin report thousands of calls between them.
     assert!(answered > SEEDS / 2, "{answered} answered, {resets} reset");
     assert!(made > SEEDS * 20, "only {made} calls reported");
-    // Still serving, through the plugin and around it.
-    for path in ["/closed", "/calm"] {
-        match hostile_request(&url(path), &[]).await {
-            Outcome::Answered(200, _) => {}
-            Outcome::Answered(status, _) => panic!("{path}: {status}"),
-            Outcome::Reset => panic!("{path}: reset"),
+    // Still serving around the plugin.
+    match hostile_request(&url("/calm"), &[]).await {
+        Outcome::Answered(200, _) => {}
+        Outcome::Answered(status, _) => panic!("/calm: {status}"),
+        Outcome::Reset => panic!("/calm: reset"),
+    }
+    // And through it. A storm may have written over the plugin's own heap (its out-pointers
+    // land anywhere in its memory) without trapping yet, and ticks keep storming: the next
+    // callback may trap on that, which its policy answers with a 500 and a rebuilt replica.
+    // So a 500 may come first, but a 200 must follow.
+    let mut statuses = Vec::new();
+    while statuses.len() < 3 && statuses.last() != Some(&200) {
+        match hostile_request(&url("/closed"), &[]).await {
+            Outcome::Answered(status, _) => statuses.push(status),
+            Outcome::Reset => panic!("/closed: reset after {statuses:?}"),
         }
     }
+    assert_eq!(statuses.last(), Some(&200), "/closed: {statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 500),
+        "/closed: {statuses:?}"
+    );
     let metrics = support::get(&url("/__barbacane/metrics")).await;
     let failures = String::from_utf8_lossy(&metrics.body)
         .lines()
