@@ -20,22 +20,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and the given plugins, each `(name, filter crate)`.
 fn filter_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
-    let mut manifest = String::from("plugins:\n");
-    for (name, filter) in plugins {
-        manifest.push_str(&format!(
-            "  {name}: {{source: 'file:filters/{filter}.wasm'}}\n"
-        ));
-    }
-    let dir = support::project(&[("api.yaml", spec), ("barbacane.yaml", &manifest)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    for (_, filter) in plugins {
-        std::fs::write(
-            dir.path().join(format!("filters/{filter}.wasm")),
-            support::conformance_filter(filter),
-        )
-        .unwrap();
-    }
-    dir
+    let modules: Vec<_> = plugins
+        .iter()
+        .map(|&(name, filter)| (name, support::conformance_filter(filter)))
+        .collect();
+    support::plugins_project(spec, &modules)
 }
 
 /// An authorization service for callouts: 200 with body `alice` when the request carries

@@ -17,29 +17,12 @@ use http::Method;
 use std::time::Duration;
 use support::{Reply, TestGateway, echo_spec, echo_upstream, get, send};
 
-/// A project with `spec` and `plugins`, each `(name, module bytes)` stored as
-/// `filters/<name>.wasm` and declared in `barbacane.yaml`.
-fn project(spec: &str, plugins: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
-    let mut manifest = String::from("plugins:\n");
-    for (name, _) in plugins {
-        manifest.push_str(&format!(
-            "  {name}: {{source: 'file:filters/{name}.wasm'}}\n"
-        ));
-    }
-    let dir = support::project(&[("api.yaml", spec), ("barbacane.yaml", &manifest)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    for (name, bytes) in plugins {
-        std::fs::write(dir.path().join(format!("filters/{name}.wasm")), bytes).unwrap();
-    }
-    dir
-}
-
 /// The `hostcalls` filter with a root id and a VM configuration, calling upstream `echo`.
 const HOSTCALLS: &str = "  - name: hostcalls\n    root_id: hc-root\n    vm_config: vm-conf\n    config: '{\"upstream\": \"echo\"}'\n";
 
 /// A gateway running filter `hostcalls` in front of `upstream_port`.
 async fn hostcalls_gateway(upstream_port: u16) -> TestGateway {
-    let dir = project(
+    let dir = support::plugins_project(
         &echo_spec(upstream_port, "", HOSTCALLS),
         &[("hostcalls", support::conformance_filter("hostcalls"))],
     );
@@ -482,7 +465,7 @@ fn legacy_module() -> Vec<u8> {
 /// upstream saw and the reply.
 async fn legacy_get() -> (String, Reply) {
     let echo = echo_upstream().await;
-    let dir = project(
+    let dir = support::plugins_project(
         &echo_spec(echo.addr.port(), "", "  - name: legacy\n    config: abc\n"),
         &[("legacy", legacy_module())],
     );

@@ -37,15 +37,7 @@ async fn get_with(gw: &support::TestGateway, path: &str, header: (&str, &str)) -
 fn cpp_project(build: &str, echo_port: u16, config: &str) -> tempfile::TempDir {
     let chain = format!("  - {{name: cpp-headers, root_id: headers_root, config: '{config}'}}");
     let spec = echo_spec(echo_port, "", &chain);
-    let manifest = "plugins:\n  cpp-headers: {source: 'file:filters/cpp-headers.wasm'}\n";
-    let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    std::fs::write(
-        dir.path().join("filters/cpp-headers.wasm"),
-        support::cpp_filter(build),
-    )
-    .unwrap();
-    dir
+    support::plugins_project(&spec, &[("cpp-headers", support::cpp_filter(build))])
 }
 
 /// The diagnostic naming the C++ filter when the project in `dir` fails to compile.
@@ -274,15 +266,7 @@ fn calls_project(build: &str, echo_port: u16) -> tempfile::TempDir {
     let down = "  down: {endpoints: ['http://127.0.0.1:1'], allow_plaintext: true}";
     let chain = format!("  - {{name: {build}, vm_config: '50'}}");
     let spec = echo_spec(echo_port, down, &chain);
-    let manifest = format!("plugins:\n  {build}: {{source: 'file:filters/{build}.wasm'}}\n");
-    let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", &manifest)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    std::fs::write(
-        dir.path().join(format!("filters/{build}.wasm")),
-        support::cpp_filter(build),
-    )
-    .unwrap();
-    dir
+    support::plugins_project(&spec, &[(build, support::cpp_filter(build))])
 }
 
 #[tokio::test]

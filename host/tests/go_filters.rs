@@ -17,8 +17,6 @@ use barbacane::proxywasm::{AbiVersion, Allocator, EntryPoint, PluginModule, Vm, 
 use barbacane::server::Config;
 use support::{echo_upstream, get};
 
-const MANIFEST: &str = "plugins:\n  go-headers: {source: 'file:filters/go-headers.wasm'}\n";
-
 /// A spec whose `/echo` goes to the echo upstream on `port`, with `go-headers` configured with
 /// `config` as the global chain.
 fn spec(port: u16, config: &str) -> String {
@@ -39,16 +37,9 @@ paths:
     )
 }
 
-/// A project directory with `spec`, the manifest and the Go `headers` filter.
+/// A project directory with `spec` and the Go `headers` filter as plugin `go-headers`.
 fn go_project(spec: &str) -> tempfile::TempDir {
-    let dir = support::project(&[("api.yaml", spec), ("barbacane.yaml", MANIFEST)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    std::fs::write(
-        dir.path().join("filters/go-headers.wasm"),
-        support::go_filter("headers"),
-    )
-    .unwrap();
-    dir
+    support::plugins_project(spec, &[("go-headers", support::go_filter("headers"))])
 }
 
 #[test]

@@ -25,22 +25,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// A project with `spec` and the given plugins, each `(name, Go filter)`; a Go filter is a
 /// name of `conformance/filters-go/target/` such as `sdk-headers` or `examples/http_auth`.
 fn go_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
-    let mut manifest = String::from("plugins:\n");
-    for (name, _) in plugins {
-        manifest.push_str(&format!(
-            "  {name}: {{source: 'file:filters/{name}.wasm'}}\n"
-        ));
-    }
-    let dir = support::project(&[("api.yaml", spec), ("barbacane.yaml", &manifest)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    for (name, filter) in plugins {
-        std::fs::write(
-            dir.path().join(format!("filters/{name}.wasm")),
-            support::go_filter(filter),
-        )
-        .unwrap();
-    }
-    dir
+    let modules: Vec<_> = plugins
+        .iter()
+        .map(|&(name, filter)| (name, support::go_filter(filter)))
+        .collect();
+    support::plugins_project(spec, &modules)
 }
 
 /// One middleware item named `name` with `config` (a JSON value).

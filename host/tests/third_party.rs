@@ -79,15 +79,10 @@ paths:
       x-barbacane-dispatch: {{name: http-upstream, config: {{upstream: stream}}}}
 "#
     );
-    let manifest = "plugins:\n  example: {source: 'file:filters/example.wasm'}\n";
-    let dir = support::project(&[("api.yaml", &spec), ("barbacane.yaml", manifest)]);
-    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
-    std::fs::write(
-        dir.path().join("filters/example.wasm"),
-        support::third_party_filter(sdk, example),
+    support::plugins_project(
+        &spec,
+        &[("example", support::third_party_filter(sdk, example))],
     )
-    .unwrap();
-    dir
 }
 
 /// Ports of the upstreams a project names (1 where a test needs none: nothing listens there).

@@ -89,6 +89,23 @@ pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A project with `spec` and `plugins`, each `(name, module bytes)` stored as
+/// `filters/<name>.wasm` and declared in `barbacane.yaml`.
+pub fn plugins_project(spec: &str, plugins: &[(&str, Vec<u8>)]) -> tempfile::TempDir {
+    let mut manifest = String::from("plugins:\n");
+    for (name, _) in plugins {
+        manifest.push_str(&format!(
+            "  {name}: {{source: 'file:filters/{name}.wasm'}}\n"
+        ));
+    }
+    let dir = project(&[("api.yaml", spec), ("barbacane.yaml", &manifest)]);
+    std::fs::create_dir_all(dir.path().join("filters")).unwrap();
+    for (name, bytes) in plugins {
+        std::fs::write(dir.path().join(format!("filters/{name}.wasm")), bytes).unwrap();
+    }
+    dir
+}
+
 /// Writes the compiled conformance filter `filter` to `file` in `dir` (folders made as needed).
 pub fn write_filter(dir: &tempfile::TempDir, file: &str, filter: &str) {
     let path = dir.path().join(file);
