@@ -15,7 +15,7 @@ use barbacane::proxywasm::{self, PluginConfig, PluginModule, Vm};
 use barbacane::server::Config;
 use serde_json::Value;
 use std::sync::Arc;
-use support::{echo_upstream, get, project, run, send};
+use support::{echo_upstream, get, project, run, send, validate};
 
 /// The built-in these tests exercise; it must be in the build (no silent skip).
 fn builtin(name: &str) -> &'static Builtin {
@@ -31,19 +31,6 @@ fn builtin(name: &str) -> &'static Builtin {
 
 fn correlation_id() -> &'static Builtin {
     builtin("correlation-id")
-}
-
-/// `barbacane validate --format json` of `api.yaml` in `dir` (with `barbacane.yaml` if given).
-fn validate(dir: &tempfile::TempDir, with_manifest: bool) -> (i32, Value) {
-    let mut args = vec![
-        "validate", "--spec", "api.yaml", "--dev", "--format", "json",
-    ];
-    if with_manifest {
-        args.extend(["--manifest", "barbacane.yaml"]);
-    }
-    let (code, stdout, stderr) = run(dir.path(), &args);
-    let doc = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
-    (code, doc)
 }
 
 /// A spec whose global chain is `middlewares` (YAML list items, indented by two), in front of

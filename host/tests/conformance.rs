@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use support::{echo_spec, echo_upstream, get, send};
+use support::{auth_upstream, chunked_post, echo_spec, echo_upstream, get, raw_header, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and the given plugins, each `(name, filter crate)`.
@@ -25,41 +25,6 @@ fn filter_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
         .map(|&(name, filter)| (name, support::conformance_filter(filter)))
         .collect();
     support::plugins_project(spec, &modules)
-}
-
-/// An authorization service for callouts: 200 with body `alice` when the request carries
-/// `authorization: Bearer good`, 401 otherwise. Records the last request it saw.
-async fn auth_upstream(seen: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
-    support::upstream(move |request: http::Request<hyper::body::Incoming>| {
-        let seen = seen.clone();
-        async move {
-            let host = request
-                .headers()
-                .get("host")
-                .map(|h| h.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            let original = request
-                .headers()
-                .get("x-original-path")
-                .map(|h| h.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            seen.lock().unwrap().push(format!(
-                "{} {} {host} {original}",
-                request.method(),
-                request.uri()
-            ));
-            let good = request
-                .headers()
-                .get("authorization")
-                .is_some_and(|v| v == "Bearer good");
-            let mut response = Response::new(full(if good { "alice" } else { "no" }));
-            if !good {
-                *response.status_mut() = http::StatusCode::UNAUTHORIZED;
-            }
-            response
-        }
-    })
-    .await
 }
 
 fn callout_chain(upstream: &str, extra: &str) -> String {
@@ -393,7 +358,7 @@ async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_t
         .await;
     assert!(denied, "{text}");
     assert_eq!(support::raw_status(&text), 403, "{text}");
-    assert_eq!(header_of(&text, "x-callout-status"), "403", "{text}");
+    assert_eq!(raw_header(&text, "x-callout-status"), "403", "{text}");
 
     // After the head went, a local response can only reset the stream: at once as well.
     let mut reply = RawReply::send(gw.addr, &request("late-deny")).await;
@@ -421,7 +386,7 @@ async fn a_body_chunk_a_filter_paused_on_goes_on_as_soon_as_the_filter_resumes_t
     let (head, text) = reply.until(b"\r\n\r\n").await;
     assert!(head, "the head came before the body: {text}");
     assert_eq!(support::raw_status(&text), 200, "{text}");
-    assert_eq!(header_of(&text, "x-callout"), "done", "{text}");
+    assert_eq!(raw_header(&text, "x-callout"), "done", "{text}");
     releases[3].notify_one();
     assert!(reply.until(b"3\r\naaa\r\n").await.0);
     releases[3].notify_one();
@@ -774,38 +739,9 @@ async fn a_filter_waiting_on_a_request_body_chunk_and_on_the_response_headers_at
     let (echoed, text) = reply.until(b"4\r\nbbbb\r\n").await;
     assert!(echoed, "{text}");
     assert_eq!(support::raw_status(&text), 200, "{text}");
-    assert_eq!(header_of(&text, "x-callout"), "done", "{text}");
+    assert_eq!(raw_header(&text, "x-callout"), "done", "{text}");
     reply.write(b"0\r\n\r\n").await;
     assert!(reply.until(b"0\r\n\r\n").await.0);
-}
-
-/// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
-/// returns the raw response.
-async fn chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST {path} HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    for chunk in chunks {
-        stream
-            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-            .await
-            .unwrap();
-        stream.write_all(chunk).await.unwrap();
-        stream.write_all(b"\r\n").await.unwrap();
-        stream.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    stream.write_all(b"0\r\n\r\n").await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn body_chain(request: &str, response: &str, value: &str) -> String {
@@ -821,15 +757,6 @@ fn echoed(raw: &str) -> (serde_json::Value, &str) {
     let json_end = body.rfind('}').unwrap();
     let doc = serde_json::from_str(&body[body.find('{').unwrap()..=json_end]).unwrap();
     (doc, &body[json_end + 1..])
-}
-
-fn header_of<'a>(raw: &'a str, name: &str) -> &'a str {
-    raw.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-        .unwrap_or("")
 }
 
 #[tokio::test]
@@ -848,7 +775,7 @@ async fn bodies_arrive_chunk_by_chunk_and_pause_buffers_the_cumulative_body() {
         let raw = chunked_post(gw.addr, "/echo", &[b"hello", b" world"]).await;
         assert_eq!(support::raw_status(&raw), 200, "{raw}");
         assert_eq!(
-            header_of(&raw, "x-request-body-calls"),
+            raw_header(&raw, "x-request-body-calls"),
             "5:false,11:false,11:true",
             "each chunk is delivered; while the filter pauses, the size is cumulative"
         );
@@ -888,7 +815,7 @@ async fn a_filter_allowed_to_stop_iteration_on_headers_gets_the_body_before_they
     let raw = chunked_post(gw.addr, "/echo", &[b"hello", b" world"]).await;
     assert_eq!(support::raw_status(&raw), 200, "{raw}");
     assert_eq!(
-        header_of(&raw, "x-request-body-calls"),
+        raw_header(&raw, "x-request-body-calls"),
         "5:false,11:false,11:true",
         "the filter got each chunk (the last one empty) while its headers waited"
     );
@@ -1044,9 +971,9 @@ async fn a_filter_allowed_to_stop_iteration_on_response_headers_gets_the_body_be
         )
         .await;
         assert_eq!(support::raw_status(&raw), 200, "{holds:?}: {raw}");
-        assert_eq!(header_of(&raw, "x-conformance"), "headers", "{raw}");
+        assert_eq!(raw_header(&raw, "x-conformance"), "headers", "{raw}");
         assert_eq!(
-            header_of(&raw, "x-body-seen"),
+            raw_header(&raw, "x-body-seen"),
             "",
             "no body call had the end: {raw}"
         );
@@ -1054,7 +981,7 @@ async fn a_filter_allowed_to_stop_iteration_on_response_headers_gets_the_body_be
             raw.contains("\r\nok\r\n"),
             "the body the filters held: {raw}"
         );
-        assert_eq!(header_of(&raw, "x-upstream-trailer"), "t", "{raw}");
+        assert_eq!(raw_header(&raw, "x-upstream-trailer"), "t", "{raw}");
     }
 }
 

@@ -15,7 +15,7 @@ mod support;
 use barbacane::server::Config;
 use http::Method;
 use std::time::Duration;
-use support::{Reply, TestGateway, echo_spec, echo_upstream, get, send};
+use support::{Reply, TestGateway, echo_spec, echo_upstream, get, raw_header, send};
 
 /// The `hostcalls` filter with a root id and a VM configuration, calling upstream `echo`.
 const HOSTCALLS: &str = "  - name: hostcalls\n    root_id: hc-root\n    vm_config: vm-conf\n    config: '{\"upstream\": \"echo\"}'\n";
@@ -354,16 +354,6 @@ async fn on_log_counts_a_response_body_that_streams_in_chunks() {
         reply.header("x-hc-logged"),
         format!("GET 200 0 {}", CHUNKS.concat().len())
     );
-}
-
-/// The value of header `name` in a raw HTTP/1.1 response text (first match, head or trailers).
-fn raw_header(raw: &str, name: &str) -> String {
-    raw.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use http::{Method, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use support::{echo_spec, echo_upstream, get, send};
+use support::{auth_upstream, chunked_post, echo_spec, echo_upstream, get, raw_header, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A project with `spec` and the given plugins, each `(name, Go filter)`; a Go filter is a
@@ -35,45 +35,6 @@ fn go_project(spec: &str, plugins: &[(&str, &str)]) -> tempfile::TempDir {
 /// One middleware item named `name` with `config` (a JSON value).
 fn middleware(name: &str, config: &serde_json::Value) -> String {
     format!("  - name: {name}\n    config: '{config}'\n")
-}
-
-/// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
-/// returns the raw response.
-async fn chunked_post(addr: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST {path} HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    for chunk in chunks {
-        stream
-            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-            .await
-            .unwrap();
-        stream.write_all(chunk).await.unwrap();
-        stream.write_all(b"\r\n").await.unwrap();
-        stream.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(60)).await;
-    }
-    stream.write_all(b"0\r\n\r\n").await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The value of header `name` in a raw HTTP/1.1 response text (first match, head or trailers).
-fn raw_header<'a>(raw: &'a str, name: &str) -> &'a str {
-    raw.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-        .unwrap_or("")
 }
 
 const SDK_FILTERS: [&str; 9] = [
@@ -375,37 +336,6 @@ async fn go_sdk_local_replies_from_the_request_and_the_response_phase() {
     assert_eq!(replaced.header("x-go-reply"), "response");
     assert_eq!(replaced.header("content-type"), "text/plain");
     assert!(echo.connections.load(Ordering::SeqCst) > before);
-}
-
-/// An authorization service for callouts: 200 with body `alice` when the request carries
-/// `authorization: Bearer good`, 401 otherwise. Records each request it saw.
-async fn auth_upstream(seen: Arc<std::sync::Mutex<Vec<String>>>) -> support::Upstream {
-    support::upstream(move |request: http::Request<hyper::body::Incoming>| {
-        let seen = seen.clone();
-        async move {
-            let header = |name: &str| {
-                request
-                    .headers()
-                    .get(name)
-                    .map(|h| h.to_str().unwrap().to_string())
-                    .unwrap_or_default()
-            };
-            seen.lock().unwrap().push(format!(
-                "{} {} {} {}",
-                request.method(),
-                request.uri(),
-                header("host"),
-                header("x-original-path")
-            ));
-            let good = header("authorization") == "Bearer good";
-            let mut response = Response::new(full(if good { "alice" } else { "no" }));
-            if !good {
-                *response.status_mut() = http::StatusCode::UNAUTHORIZED;
-            }
-            response
-        }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 mod support;
 
 use barbacane::server::Config;
-use support::{echo_upstream, get, project, run};
+use support::{echo_upstream, get, project, run, validate};
 
 const MANIFEST: &str = "plugins:\n  add-header: {source: 'file:filters/headers.wasm'}\n";
 
@@ -111,18 +111,6 @@ async fn plugins_travel_inside_the_artifact() {
         get(&gw.url("/echo")).await.json()["headers"]["x-added"],
         "from-artifact"
     );
-}
-
-/// `barbacane validate --format json` in `dir`, with or without the manifest.
-fn validate(dir: &tempfile::TempDir, with_manifest: bool) -> (i32, serde_json::Value) {
-    let mut args = vec![
-        "validate", "--spec", "api.yaml", "--dev", "--format", "json",
-    ];
-    if with_manifest {
-        args.extend(["--manifest", "barbacane.yaml"]);
-    }
-    let (code, stdout, _) = run(dir.path(), &args);
-    (code, serde_json::from_str(&stdout).unwrap())
 }
 
 #[test]

@@ -462,3 +462,88 @@ mod grpc;
     reason = "only the gRPC callout tests start a gRPC server"
 )]
 pub use grpc::{GrpcServer, grpc_server, grpc_server_tls};
+
+/// `barbacane validate --format json` of `api.yaml` in `dir` (with `barbacane.yaml` if given).
+pub fn validate(dir: &tempfile::TempDir, with_manifest: bool) -> (i32, serde_json::Value) {
+    let mut args = vec![
+        "validate", "--spec", "api.yaml", "--dev", "--format", "json",
+    ];
+    if with_manifest {
+        args.extend(["--manifest", "barbacane.yaml"]);
+    }
+    let (code, stdout, stderr) = run(dir.path(), &args);
+    let doc = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+    (code, doc)
+}
+
+/// An authorization service for callouts: 200 with body `alice` when the request carries
+/// `authorization: Bearer good`, 401 otherwise. Records each request it saw (method, target,
+/// `host`, `x-original-path`).
+pub async fn auth_upstream(seen: Arc<std::sync::Mutex<Vec<String>>>) -> Upstream {
+    upstream(move |request: Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .map(|h| h.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            seen.lock().unwrap().push(format!(
+                "{} {} {} {}",
+                request.method(),
+                request.uri(),
+                header("host"),
+                header("x-original-path")
+            ));
+            let good = header("authorization") == "Bearer good";
+            let mut response = Response::new(server::full(if good { "alice" } else { "no" }));
+            if !good {
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+            }
+            response
+        }
+    })
+    .await
+}
+
+/// Sends a chunked POST in separate chunks (with pauses, so each arrives as its own frame) and
+/// returns the raw response.
+pub async fn chunked_post(addr: SocketAddr, path: &str, chunks: &[&[u8]]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for chunk in chunks {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of header `name` in a raw HTTP/1.1 response text (first match, head or trailers).
+pub fn raw_header<'a>(raw: &'a str, name: &str) -> &'a str {
+    raw.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+        .unwrap_or("")
+}
