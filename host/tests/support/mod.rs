@@ -452,17 +452,6 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-mod filters;
-#[allow(unused_imports, reason = "not every test binary builds filters")]
-pub use filters::{conformance_filter, cpp_filter, go_filter, third_party_filter};
-
-mod grpc;
-#[allow(
-    unused_imports,
-    reason = "only the gRPC callout tests start a gRPC server"
-)]
-pub use grpc::{GrpcServer, grpc_server, grpc_server_tls};
-
 /// `barbacane validate --format json` of `api.yaml` in `dir` (with `barbacane.yaml` if given).
 pub fn validate(dir: &tempfile::TempDir, with_manifest: bool) -> (i32, serde_json::Value) {
     let mut args = vec![
@@ -547,3 +536,14 @@ pub fn raw_header<'a>(raw: &'a str, name: &str) -> &'a str {
         })
         .unwrap_or("")
 }
+
+mod filters;
+#[allow(unused_imports, reason = "not every test binary builds filters")]
+pub use filters::{conformance_filter, cpp_filter, go_filter, third_party_filter};
+
+mod grpc;
+#[allow(
+    unused_imports,
+    reason = "only the gRPC callout tests start a gRPC server"
+)]
+pub use grpc::{GrpcServer, grpc_server, grpc_server_tls};
