@@ -10,6 +10,8 @@
 //! * [`allocator`]: [`allocator!`], a faster allocator than wasm's default for the module;
 //! * [`callbacks`]: [`stream_callbacks!`], the HTTP stream callbacks a plugin implements, so
 //!   that the gateway calls no others;
+//! * [`root`]: [`ConfiguredRoot`](root::ConfiguredRoot), the root context of a plugin whose
+//!   per-VM state is its parsed configuration;
 //! * `testing` (feature `testing`, native targets only): a harness that serves the compiled `.wasm` through the real
 //!   barbacane host, so a plugin's `cargo test` checks the module that ships.
 //!
@@ -22,6 +24,7 @@ pub mod consumer;
 mod host;
 pub mod http;
 pub mod problem;
+pub mod root;
 #[cfg(all(feature = "testing", not(target_arch = "wasm32")))]
 pub mod testing;
 

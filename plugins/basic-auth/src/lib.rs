@@ -22,21 +22,22 @@ pub use hashes::{Hash, MAX_ARGON2_MEMORY_KIB, MAX_ARGON2_WORK, MAX_BCRYPT_COST};
 pub use users::{Config, UserEntry, Users};
 
 use barbacane_sdk::consumer::{self, HEADER_GROUPS, HEADER_ID};
+use barbacane_sdk::root::ConfiguredRoot;
 use barbacane_sdk::{Problem, config};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::Action;
 use std::rc::Rc;
 
 /// The module's entry point (`_initialize`), in a private module so that the exported function
 /// the macro writes needs no public docs.
 mod entry {
-    use super::Root;
+    use super::root;
     use proxy_wasm::traits::RootContext;
     use proxy_wasm::types::LogLevel;
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Warn);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root()) });
     }}
 }
 
@@ -46,36 +47,16 @@ barbacane_sdk::allocator!();
 /// The name the plugin records as `authenticated_by`.
 pub const PLUGIN_NAME: &str = "basic-auth";
 
-#[derive(Default)]
-struct Root {
-    users: Option<Rc<Users>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match config::parse(self.get_plugin_configuration()).and_then(Users::new) {
-            Ok(users) => {
-                self.users = Some(Rc::new(users));
-                true
-            }
-            Err(e) => {
-                // The gateway quotes this line when it refuses the middleware at compile time.
-                log::error!("{e}");
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let users = self.users.clone()?;
-        Some(Box::new(Stream { users }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// The root context: the configuration parsed into [`Users`], shared by every request's stream.
+fn root() -> impl RootContext {
+    ConfiguredRoot::new(
+        |bytes| config::parse(bytes).and_then(Users::new),
+        |users| {
+            Box::new(Stream {
+                users: users.clone(),
+            })
+        },
+    )
 }
 
 struct Stream {

@@ -15,9 +15,10 @@
 //! Configuration: `schema.json`; reference and examples in `docs/plugins/cors.md`.
 
 use barbacane_sdk::http::is_token;
+use barbacane_sdk::root::ConfiguredRoot;
 use barbacane_sdk::{Problem, config, http};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::Action;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -25,13 +26,13 @@ use std::rc::Rc;
 /// The module's entry point (`_initialize`), in a private module so that the exported function
 /// the macro writes needs no public docs.
 mod entry {
-    use super::Root;
+    use super::root;
     use proxy_wasm::traits::RootContext;
     use proxy_wasm::types::LogLevel;
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Warn);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root()) });
     }}
 }
 
@@ -303,40 +304,18 @@ pub fn add_vary<'a>(existing: Option<&'a str>, name: &'a str) -> Cow<'a, str> {
     }
 }
 
-#[derive(Default)]
-struct Root {
-    policy: Option<Rc<Policy>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match config::parse(self.get_plugin_configuration()).and_then(Policy::new) {
-            Ok(policy) => {
-                self.policy = Some(Rc::new(policy));
-                true
-            }
-            Err(e) => {
-                // The gateway quotes this line when it refuses the middleware at compile time.
-                log::error!("{e}");
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        Some(Box::new(Stream {
-            policy,
-            answered: false,
-            allowed_origin: None,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// The root context: the configuration parsed into [`Policy`], shared by every request's stream.
+fn root() -> impl RootContext {
+    ConfiguredRoot::new(
+        |bytes| config::parse(bytes).and_then(Policy::new),
+        |policy| {
+            Box::new(Stream {
+                policy: policy.clone(),
+                answered: false,
+                allowed_origin: None,
+            })
+        },
+    )
 }
 
 struct Stream {

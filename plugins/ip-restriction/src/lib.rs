@@ -16,9 +16,10 @@
 //! `schema.json`; reference in `docs/plugins/ip-restriction.md`.
 
 use barbacane_sdk::http::{self, Cidr};
+use barbacane_sdk::root::ConfiguredRoot;
 use barbacane_sdk::{Problem, config};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::Action;
 use serde::Deserialize;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -26,13 +27,13 @@ use std::rc::Rc;
 /// The module's entry point (`_initialize`), in a private module so that the exported function
 /// the macro writes needs no public docs.
 mod entry {
-    use super::Root;
+    use super::root;
     use proxy_wasm::traits::RootContext;
     use proxy_wasm::types::LogLevel;
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Warn);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root()) });
     }}
 }
 
@@ -94,36 +95,13 @@ impl Config {
     }
 }
 
-#[derive(Default)]
-struct Root {
-    config: Option<Rc<Config>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match Config::from_json(self.get_plugin_configuration()) {
-            Ok(config) => {
-                self.config = Some(Rc::new(config));
-                true
-            }
-            Err(e) => {
-                // The gateway quotes this line when it refuses the middleware at compile time.
-                log::error!("{e}");
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
-        Some(Box::new(Stream { config }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// The root context: the configuration parsed into [`Config`], shared by every request's stream.
+fn root() -> impl RootContext {
+    ConfiguredRoot::new(Config::from_json, |config| {
+        Box::new(Stream {
+            config: config.clone(),
+        })
+    })
 }
 
 struct Stream {

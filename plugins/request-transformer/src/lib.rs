@@ -20,63 +20,43 @@
 //! The plugin makes no replies of its own and never refuses a request. Configuration:
 //! `schema.json`; reference in `docs/plugins/request-transformer.md`.
 
+use barbacane_sdk::root::ConfiguredRoot;
 use barbacane_sdk::{consumer, http};
 use barbacane_transform_rules::headers::HeaderList;
 use barbacane_transform_rules::live::StreamHeaders;
 use barbacane_transform_rules::{RequestData, Rules, Target, body, headers, query};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, MapType};
+use proxy_wasm::types::{Action, MapType};
 use std::rc::Rc;
 
 /// The module's entry point (`_initialize`), in a private module so that the exported function
 /// the macro writes needs no public docs.
 mod entry {
-    use super::Root;
+    use super::root;
     use proxy_wasm::traits::RootContext;
     use proxy_wasm::types::LogLevel;
 
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Warn);
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root()) });
     }}
 }
 
 // Per-request allocations come from free lists, not dlmalloc (see `barbacane_sdk::allocator`).
 barbacane_sdk::allocator!();
 
-#[derive(Default)]
-struct Root {
-    rules: Option<Rc<Rules>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match Rules::from_json(self.get_plugin_configuration(), Target::Request) {
-            Ok(rules) => {
-                self.rules = Some(Rc::new(rules));
-                true
-            }
-            Err(e) => {
-                // The gateway quotes this line when it refuses the middleware at compile time.
-                log::error!("{e}");
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
-            rules: self.rules.clone()?,
-            request: None,
-            buffering: false,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// The root context: the configuration parsed into [`Rules`], shared by every request's stream.
+fn root() -> impl RootContext {
+    ConfiguredRoot::new(
+        |bytes| Rules::from_json(bytes, Target::Request),
+        |rules| {
+            Box::new(Stream {
+                rules: rules.clone(),
+                request: None,
+                buffering: false,
+            })
+        },
+    )
 }
 
 struct Stream {

@@ -3,8 +3,9 @@
 //! and, unchanged, in Envoy.
 
 use barbacane_sdk::config;
+use barbacane_sdk::root::ConfiguredRoot;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, LogLevel};
 use serde::Deserialize;
 use std::rc::Rc;
 
@@ -28,42 +29,21 @@ fn default_value() -> String {
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root()) });
 }}
 
 // Small allocations from free lists rather than dlmalloc (optional: see barbacane_sdk::allocator).
 barbacane_sdk::allocator!();
 
-struct Root {
-    config: Option<Rc<Config>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match config::parse::<Config>(self.get_plugin_configuration()) {
-            Ok(config) => {
-                self.config = Some(Rc::new(config));
-                true
-            }
-            Err(e) => {
-                // `barbacane compile` quotes this line when it refuses the configuration.
-                log::error!("{e}");
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream {
-            config: self.config.clone()?,
-        }))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// The root context: `on_configure` parses the configuration into `Config` (a refusal is logged,
+/// and `barbacane compile` quotes it), and each request gets a `Stream` sharing it. A plugin
+/// with more per-VM state (timers, callouts) implements `RootContext` itself.
+fn root() -> impl RootContext {
+    ConfiguredRoot::new(config::parse::<Config>, |config| {
+        Box::new(Stream {
+            config: config.clone(),
+        })
+    })
 }
 
 struct Stream {
